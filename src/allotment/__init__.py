@@ -1,0 +1,1 @@
+"""allotment: a budget in front of every AI call."""

@@ -1,0 +1,320 @@
+"""Budgets: a limit on one meter over one window for the usage a selector matches.
+
+Amounts inside a ``Budget`` are integer base units of its meter (tokens,
+micro-units of currency, milliseconds of audio). Specs, the dict form used by
+config files and the CLI, write them in human units (``limit: "5.00"`` for
+five dollars, seconds for audio); ``Budget.from_spec`` converts exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Any, TypeVar
+
+from allotment.core.money import decimal_to_units, units_to_decimal
+from allotment.core.subjects import SCALAR_DIMENSIONS, Subject
+from allotment.core.usage import Meter
+from allotment.core.windows import Window
+from allotment.errors import ValidationError
+
+__all__ = ["PER_DIMENSIONS", "Budget", "Call", "Failure", "Mode"]
+
+#: Dimensions a ``per`` budget can split on.
+PER_DIMENSIONS = (*SCALAR_DIMENSIONS, "provider", "model")
+_MATCH_DIMENSIONS = frozenset((*SCALAR_DIMENSIONS, "group", "provider", "model"))
+#: Specificity levels for ``overrides``: individual > group > tenant > global.
+_INDIVIDUAL = frozenset(("user", "key", "agent", "session", "device", "install"))
+_E = TypeVar("_E", bound=StrEnum)
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+
+
+class Mode(StrEnum):
+    """How a budget acts on a call that does not fit."""
+
+    ENFORCE = "enforce"  # refuse
+    WARN = "warn"  # allow, with a warning
+    SHADOW = "shadow"  # allow, report what it would have refused
+    OFF = "off"  # meter only
+
+
+class Failure(StrEnum):
+    """What an authorization does when the store cannot be reached."""
+
+    CLOSED = "fail_closed"
+    OPEN = "fail_open"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A call as budgets see it: who, which provider, which model."""
+
+    subject: Subject
+    provider: str | None
+    model: str | None
+
+    def value(self, dimension: str) -> str | None:
+        """The call's value for a ``per``/``match`` dimension."""
+        if dimension == "provider":
+            return self.provider
+        if dimension == "model":
+            return self.model
+        if dimension.startswith("tags."):
+            return self.subject.tag(dimension[5:])
+        value: str | None = getattr(self.subject, dimension)
+        return value
+
+
+Selector = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _selector_matches(selector: Selector, call: Call, unknown: bool) -> bool:
+    """Whether every pair of ``selector`` hits ``call``.
+
+    A call without provider and model (a status query) hits those dimensions
+    as ``unknown`` says: True for ``match``, False for ``exclude``.
+    """
+    for dimension, patterns in selector:
+        if dimension == "group":
+            candidates: Sequence[str] = call.subject.groups
+        else:
+            value = call.value(dimension)
+            if value is None and dimension in ("provider", "model"):
+                if unknown:
+                    continue
+                return False
+            candidates = () if value is None else (value,)
+        if not any(_pattern_hit(p, c) for p in patterns for c in candidates):
+            return False
+    return True
+
+
+def _pattern_hit(pattern: str, value: str) -> bool:
+    return fnmatchcase(value, pattern) if "*" in pattern or "?" in pattern else pattern == value
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One limit. See the module docstring for units.
+
+    Attributes:
+        tenant: the owning tenant; ``None`` for a deployment-wide budget.
+        match: usage this budget counts (all pairs must hit; values are
+            alternatives and may use ``*`` globs). ``group`` hits when any of
+            the subject's groups does; ``tags.NAME`` selects on a tag.
+        exclude: usage this budget never counts, same form as ``match``.
+        per: count each distinct value of this dimension separately; a call
+            without that dimension is not counted by the budget.
+        soft: warning thresholds in percent of ``limit``.
+        at_limit: percent from which the state is ``at_limit``.
+        overrides: replace less specific budgets of the same meter, window
+            and ``per`` for the calls this one matches.
+        enabled: a disabled budget still records usage, never refuses or warns.
+    """
+
+    id: str
+    meter: Meter
+    window: Window
+    limit: int | None = None
+    tenant: str | None = None
+    name: str | None = None
+    match: Selector = ()
+    exclude: Selector = ()
+    per: str | None = None
+    soft: tuple[Decimal, ...] = (Decimal(80),)
+    at_limit: Decimal = Decimal(95)
+    mode: Mode = Mode.ENFORCE
+    overrides: bool = False
+    enabled: bool = True
+    failure: Failure = Failure.CLOSED
+    currency: str | None = None
+    level: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _ID_RE.match(self.id):
+            raise ValidationError("id", "must be 1-128 letters, digits or _.:@/- characters")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0
+        ):
+            raise ValidationError("limit", "must be a non-negative integer or null")
+        if self.per is not None and self.per not in PER_DIMENSIONS and not _is_tag(self.per):
+            raise ValidationError("per", f"unknown dimension {self.per!r}")
+        _check_percents(self.soft, self.at_limit)
+        if self.currency is not None and (
+            self.meter is not Meter.COST or not re.fullmatch(r"[A-Z]{3}", self.currency)
+        ):
+            raise ValidationError("currency", "an ISO 4217 code, only on cost budgets")
+        object.__setattr__(self, "level", _level(self))
+
+    @property
+    def enforced(self) -> bool:
+        """Whether this budget can refuse a call."""
+        return self.enabled and self.mode is Mode.ENFORCE and self.limit is not None
+
+    def member(self, call: Call) -> str | None:
+        """The counter this call charges (``""`` if pooled), or None if not counted."""
+        if self.tenant is not None and call.subject.tenant != self.tenant:
+            return None
+        if self.match and not _selector_matches(self.match, call, True):
+            return None
+        if self.exclude and _selector_matches(self.exclude, call, False):
+            return None
+        if self.per is None:
+            return ""
+        return call.value(self.per)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], *, tenant: str | None = None) -> Budget:
+        """Build a budget from its human-unit dict form, naming bad fields."""
+        if not isinstance(spec, Mapping):
+            raise ValidationError("budget", "must be an object")
+        unknown = set(spec) - _SPEC_KEYS
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "is not a budget field")
+        for required in ("id", "meter", "window"):
+            if required not in spec:
+                raise ValidationError(required, "is required")
+        meter = Meter.parse(spec["meter"])
+        limit = spec.get("limit")
+        return cls(
+            id=spec["id"],
+            meter=meter,
+            window=Window.parse(spec["window"]),
+            limit=None if limit is None else decimal_to_units(limit, meter.scale, "limit"),
+            tenant=spec.get("tenant", tenant),
+            name=_opt_str(spec, "name"),
+            match=_parse_selector(spec.get("match"), "match"),
+            exclude=_parse_selector(spec.get("exclude"), "exclude"),
+            per=_opt_str(spec, "per"),
+            soft=tuple(_percent(v, "soft") for v in _as_list(spec.get("soft", [80]), "soft")),
+            at_limit=_percent(spec.get("at_limit", 95), "at_limit"),
+            mode=_enum(Mode, spec.get("mode", "enforce"), "mode"),
+            overrides=_flag(spec, "overrides", False),
+            enabled=_flag(spec, "enabled", True),
+            failure=_enum(Failure, spec.get("failure", "fail_closed"), "failure"),
+            currency=_opt_str(spec, "currency"),
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """The human-unit dict form; ``from_spec(to_spec())`` gives back the budget."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "meter": self.meter.value,
+            "window": self.window.to_spec(),
+            "limit": None if self.limit is None else str(self.human(self.limit)),
+            "match": {k: list(v) for k, v in self.match},
+            "exclude": {k: list(v) for k, v in self.exclude},
+            "per": self.per,
+            "soft": [str(p) for p in self.soft],
+            "at_limit": str(self.at_limit),
+            "mode": self.mode.value,
+            "overrides": self.overrides,
+            "enabled": self.enabled,
+            "failure": self.failure.value,
+            "currency": self.currency,
+        }
+
+    def human(self, units: int) -> Decimal:
+        """Base units of this budget's meter as a human amount."""
+        return units_to_decimal(units, self.meter.scale)
+
+    def replace(self, **changes: Any) -> Budget:
+        """A copy with ``changes`` applied and validated."""
+        return replace(self, **changes)
+
+
+_SPEC_KEYS = frozenset(
+    "id tenant name meter window limit match exclude per soft at_limit mode overrides "
+    "enabled failure currency".split()
+)
+
+
+def _is_tag(dimension: str) -> bool:
+    return dimension.startswith("tags.") and len(dimension) > 5
+
+
+def _level(budget: Budget) -> int:
+    dims = {d for d, _ in budget.match}
+    if budget.per is not None:
+        dims.add(budget.per)
+    if dims & _INDIVIDUAL:
+        return 3
+    if "group" in dims:
+        return 2
+    return 1 if budget.tenant is not None or "tenant" in dims else 0
+
+
+def _check_percents(soft: tuple[Decimal, ...], at_limit: Decimal) -> None:
+    for i, value in enumerate(soft):
+        if not isinstance(value, Decimal) or not 0 < value <= 100:
+            raise ValidationError(f"soft[{i}]", "must be a percentage in (0, 100]")
+    if list(soft) != sorted(soft):
+        raise ValidationError("soft", "thresholds must be in ascending order")
+    if not isinstance(at_limit, Decimal) or not 0 < at_limit <= 100:
+        raise ValidationError("at_limit", "must be a percentage in (0, 100]")
+
+
+def _parse_selector(raw: object, field_name: str) -> Selector:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ValidationError(field_name, "must be an object of dimension: value(s)")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for dimension, values in sorted(raw.items()):
+        path = f"{field_name}.{dimension}"
+        if dimension not in _MATCH_DIMENSIONS and not _is_tag(str(dimension)):
+            raise ValidationError(path, "is not a dimension budgets can select on")
+        items = _as_list(values, path)
+        if not items or not all(isinstance(v, str) and v for v in items):
+            raise ValidationError(path, "must be a non-empty string or list of strings")
+        out.append((dimension, tuple(items)))
+    return tuple(out)
+
+
+def _as_list(value: object, field_name: str) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+        return [value]
+    raise ValidationError(field_name, "must be a value or a list of values")
+
+
+def _percent(value: object, field_name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
+        raise ValidationError(field_name, f"must be a number, got {value!r}")
+    try:
+        # Percentages are not money; a float from YAML is taken at its shortest repr.
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise ValidationError(field_name, f"is not a number: {value!r}") from None
+    if not result.is_finite():
+        raise ValidationError(field_name, "must be finite")
+    return result
+
+
+def _opt_str(spec: Mapping[str, Any], key: str) -> str | None:
+    value = spec.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(key, "must be a string")
+    return value
+
+
+def _flag(spec: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(key, "must be true or false")
+    return value
+
+
+def _enum(kind: type[_E], value: object, field_name: str) -> _E:
+    try:
+        return kind(str(value)) if isinstance(value, str) else kind(value)  # type: ignore[arg-type]
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)
+        raise ValidationError(field_name, f"unknown value {value!r} (one of {choices})") from None

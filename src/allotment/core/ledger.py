@@ -1,0 +1,166 @@
+"""Ledger events, reservations and what commit reports back.
+
+The ledger is append-only: every outcome (a call that succeeded or failed, a
+refusal, a released reservation) is one event. Counters are derived from it.
+
+Usage belongs to the window that contains the *authorization* time (for
+post-hoc events, their ``occurred_at``): a call authorized at 23:59:59 and
+committed after midnight counts toward the day it was allowed in, so the
+check made at authorization and the charge always concern the same window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from allotment.core.subjects import Subject
+from allotment.core.usage import Usage
+
+__all__ = [
+    "Adjustment",
+    "Charge",
+    "CommitResult",
+    "Event",
+    "EventStatus",
+    "Reservation",
+    "ReservationState",
+    "payload_hash",
+]
+
+
+class EventStatus(StrEnum):
+    """The outcome an event records."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    BLOCKED = "blocked"
+    RELEASED = "released"
+
+    @property
+    def counts(self) -> bool:
+        """Whether usage of events with this status counts toward budgets."""
+        return self in (EventStatus.SUCCESS, EventStatus.ERROR)
+
+
+class ReservationState(StrEnum):
+    """Life of a reservation: held until committed or released (or expired)."""
+
+    HELD = "held"
+    COMMITTED = "committed"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one reservation holds on one counter."""
+
+    budget_id: str
+    member: str
+    bucket: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A granted authorization, held until commit, release or expiry."""
+
+    request_id: str
+    subject: Subject
+    provider: str
+    model: str
+    estimate: Usage
+    charges: tuple[Charge, ...]
+    authorized_at: datetime
+    expires_at: datetime
+    payload_hash: str
+    state: ReservationState = ReservationState.HELD
+    commit_hash: str | None = None
+    event_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One ledger entry.
+
+    ``occurred_at`` decides the window (the authorization time for an
+    authorized call); ``recorded_at`` is when the ledger learned of it. For
+    ``blocked`` and ``released`` events ``usage`` is the estimate.
+    """
+
+    request_id: str
+    status: EventStatus
+    subject: Subject
+    provider: str
+    model: str
+    usage: Usage
+    occurred_at: datetime
+    recorded_at: datetime
+    currency: str
+    reason: str | None = None
+    budget_id: str | None = None
+    price: dict[str, Any] = field(default_factory=dict)
+    payload_hash: str | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "id": self.id,
+            "request_id": self.request_id,
+            "status": self.status.value,
+            "subject": self.subject.to_dict(),
+            "provider": self.provider,
+            "model": self.model,
+            "usage": self.usage.to_dict(),
+            "currency": self.currency,
+            "price": self.price,
+            "reason": self.reason,
+            "budget_id": self.budget_id,
+            "occurred_at": self.occurred_at.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """How a commit's actual usage compared with the reservation on one budget."""
+
+    budget_id: str
+    member: str
+    estimated: int
+    actual: int
+
+    @property
+    def difference(self) -> int:
+        """Estimate minus actual: positive is returned to the budget, negative overshoot."""
+        return self.estimated - self.actual
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """The priced event a commit wrote, and how it compared with the estimate.
+
+    ``late`` marks a commit that arrived after its reservation had expired or
+    been released: the usage is still recorded (nothing acknowledged is lost).
+    """
+
+    event: Event
+    adjustments: tuple[Adjustment, ...] = ()
+    replayed: bool = False
+    late: bool = False
+
+    @property
+    def overshoot(self) -> tuple[Adjustment, ...]:
+        """Budgets on which the call used more than it had reserved."""
+        return tuple(a for a in self.adjustments if a.difference < 0)
+
+
+def payload_hash(payload: Any) -> str:
+    """A stable fingerprint of a request payload, for idempotency checks."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]

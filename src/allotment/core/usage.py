@@ -1,0 +1,132 @@
+"""What a call used, and the meters budgets count it with.
+
+Every usage figure is a non-negative integer. Audio is counted in
+milliseconds (``audio_ms``); the boundary also accepts ``audio_seconds`` as a
+decimal. Cost is integer micro-units of the deployment currency, or ``None``
+when nobody has priced the call yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from allotment.core.money import MICROS, check_amount, decimal_to_units
+from allotment.errors import ValidationError
+
+__all__ = ["Meter", "Usage", "parse_usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Resources one call used (or is estimated to use).
+
+    ``requests`` defaults to 1: every call is one request unless a batch says
+    otherwise.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_ms: int = 0
+    images: int = 0
+    requests: int = 1
+    credits: int = 0
+    cost_micros: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in _INT_FIELDS:
+            check_amount(getattr(self, name), f"usage.{name}")
+        if self.cost_micros is not None:
+            check_amount(self.cost_micros, "usage.cost_micros")
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens, what a ``tokens`` budget counts."""
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int | None]:
+        """All fields, JSON-safe."""
+        return {name: getattr(self, name) for name in _ALL_FIELDS}
+
+    def with_cost(self, cost_micros: int) -> Usage:
+        """The same usage, priced."""
+        return Usage(**{**self.to_dict(), "cost_micros": cost_micros})  # type: ignore[arg-type]
+
+
+_ALL_FIELDS = tuple(f.name for f in fields(Usage))
+_INT_FIELDS = tuple(name for name in _ALL_FIELDS if name != "cost_micros")
+
+
+def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") -> Usage:
+    """Build a ``Usage`` from untrusted input, naming the bad field on error.
+
+    Accepts every ``Usage`` field plus two human forms: ``audio_seconds``
+    (decimal, millisecond resolution) and ``cost`` (decimal currency units).
+    """
+    if data is None:
+        return Usage()
+    if isinstance(data, Usage):
+        return data
+    if not isinstance(data, Mapping):
+        raise ValidationError(field, f"must be an object, got {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "audio_seconds":
+            values["audio_ms"] = decimal_to_units(value, 1000, f"{field}.audio_seconds")
+        elif key == "cost":
+            values["cost_micros"] = decimal_to_units(value, MICROS, f"{field}.cost")
+        elif key == "cost_micros" and value is None:
+            continue
+        elif key in _ALL_FIELDS:
+            values[key] = check_amount(value, f"{field}.{key}")
+        else:
+            raise ValidationError(f"{field}.{key}", "is not a known usage field")
+    return Usage(**values)
+
+
+class Meter(StrEnum):
+    """What a budget counts."""
+
+    TOKENS = "tokens"
+    INPUT_TOKENS = "input_tokens"
+    OUTPUT_TOKENS = "output_tokens"
+    COST = "cost"
+    REQUESTS = "requests"
+    AUDIO_SECONDS = "audio_seconds"
+    CREDITS = "credits"
+
+    @property
+    def scale(self) -> int:
+        """Base units per human unit: micro-units for cost, ms for audio."""
+        return _SCALES.get(self, 1)
+
+    def amount(self, usage: Usage) -> int:
+        """How much of this meter ``usage`` consumes, in base units."""
+        if self is Meter.COST:
+            return usage.cost_micros or 0
+        return _AMOUNTS[self](usage)
+
+    @classmethod
+    def parse(cls, value: object, field: str = "meter") -> Meter:
+        """The meter named ``value``, or a ValidationError listing the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ValidationError(field, f"unknown meter {value!r} (one of {choices})") from None
+
+
+_SCALES = {Meter.COST: MICROS, Meter.AUDIO_SECONDS: 1000}
+_AMOUNTS = {
+    Meter.TOKENS: lambda u: u.input_tokens + u.output_tokens,
+    Meter.INPUT_TOKENS: lambda u: u.input_tokens,
+    Meter.OUTPUT_TOKENS: lambda u: u.output_tokens,
+    Meter.REQUESTS: lambda u: u.requests,
+    Meter.AUDIO_SECONDS: lambda u: u.audio_ms,
+    Meter.CREDITS: lambda u: u.credits,
+}

@@ -1,0 +1,89 @@
+"""allotment's errors: one small hierarchy, carrying data, free of HTTP.
+
+::
+
+    AllotmentError
+    ├── ValidationError        bad input; names the offending field
+    ├── ConfigurationError     bad settings (unknown store scheme, bad config file)
+    ├── NotFoundError          an unknown budget or request id
+    ├── ConflictError          a request id reused with a different payload, a taken id
+    ├── BudgetExceeded         raised by ``Governor.hold`` when authorize refuses
+    └── StoreError             the backend failed; the cause is chained with ``from``
+
+The API layer maps these to status codes; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from allotment.core.decisions import Decision
+
+__all__ = [
+    "AllotmentError",
+    "BudgetExceeded",
+    "ConfigurationError",
+    "ConflictError",
+    "NotFoundError",
+    "StoreError",
+    "ValidationError",
+]
+
+
+class AllotmentError(Exception):
+    """Base class of every error allotment raises on purpose."""
+
+
+class ValidationError(AllotmentError, ValueError):
+    """Input was rejected before anything was written.
+
+    Attributes:
+        field: dotted path of the offending field, e.g. ``usage.input_tokens``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def within(self, prefix: str) -> ValidationError:
+        """Return the same error with ``prefix.`` put in front of its field."""
+        return ValidationError(f"{prefix}.{self.field}", self.message)
+
+
+class ConfigurationError(AllotmentError):
+    """Settings that cannot work, such as an unknown store URL scheme."""
+
+
+class NotFoundError(AllotmentError, LookupError):
+    """An unknown budget id or request id."""
+
+
+class ConflictError(AllotmentError):
+    """A request id was reused with a different payload, or a budget id is taken.
+
+    Attributes:
+        key: the request id or budget id in conflict.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key!r}: {message}")
+        self.key = key
+
+
+class BudgetExceeded(AllotmentError):
+    """An authorization was refused; ``decision`` says which budget and why."""
+
+    def __init__(self, decision: Decision) -> None:
+        refusal = decision.refusals[0]
+        super().__init__(f"budget {refusal.budget_id!r} refused the call: {refusal.reason}")
+        self.decision = decision
+        self.budget_id = refusal.budget_id
+        self.reason = refusal.reason
+        self.remaining = refusal.remaining
+        self.resets_at = refusal.resets_at
+
+
+class StoreError(AllotmentError):
+    """The store could not be reached or failed mid-operation."""

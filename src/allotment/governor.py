@@ -1,0 +1,473 @@
+"""The use-case layer: validation, pricing and the clock around a store.
+
+``Governor`` is the sync library API; ``AsyncGovernor`` has the same methods
+as coroutines and runs the same code in a worker thread, so the two can
+never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from allotment.config import load_budget_specs
+from allotment.core.budgets import Budget, Call
+from allotment.core.decisions import BudgetView, Decision
+from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
+from allotment.core.subjects import Subject, parse_subject
+from allotment.core.usage import Usage, parse_usage
+from allotment.errors import BudgetExceeded, ConflictError, NotFoundError, ValidationError
+from allotment.pricing.base import Pricer
+from allotment.store import Store, open_store
+from allotment.store.base import (
+    AuthorizeRequest,
+    CommitRequest,
+    EventQuery,
+    RebuildStats,
+    RecordRequest,
+    UsageQuery,
+    UsageRow,
+)
+
+__all__ = ["AsyncGovernor", "Governor", "Hold"]
+
+SubjectLike = Subject | Mapping[str, Any]
+UsageLike = Usage | Mapping[str, Any]
+_MAX_TTL = 7 * 24 * 3600
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Governor:
+    """Budgets in front of AI calls, in-process.
+
+    Args:
+        store: a ``Store`` or a store URL (``memory://``, ``sqlite:///path.db``).
+        pricer: prices usage that arrives without a cost.
+        currency: the deployment currency of every cost figure.
+        clock: returns the current aware time; tests pass a fake one.
+        default_ttl: seconds a reservation lives unless authorize says otherwise.
+    """
+
+    def __init__(
+        self,
+        store: Store | str = "sqlite:///allotment.db",
+        *,
+        pricer: Pricer | None = None,
+        currency: str = "USD",
+        clock: Callable[[], datetime] = _utcnow,
+        default_ttl: int = 300,
+    ) -> None:
+        self.store = open_store(store) if isinstance(store, str) else store
+        self.pricer = pricer
+        self.currency = currency
+        self.default_ttl = _check_ttl(default_ttl, "default_ttl")
+        self._clock = clock
+
+    def now(self) -> datetime:
+        """The governor's clock, checked to be timezone-aware."""
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValidationError("clock", "must return a timezone-aware datetime")
+        return now
+
+    # the call lifecycle
+    def authorize(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None = None,
+        *,
+        ttl: int | None = None,
+    ) -> Decision:
+        """Reserve ``estimate`` on every applicable budget, or refuse.
+
+        Idempotent per ``request_id``: a retry of a granted authorization
+        gets the same grant back (``replayed=True``); the same id with a
+        different payload raises ``ConflictError``.
+        """
+        now = self.now()
+        call = _call(subject, provider, model)
+        usage = parse_usage(estimate, "estimate")
+        ttl_seconds = self.default_ttl if ttl is None else _check_ttl(ttl, "ttl")
+        digest = payload_hash(
+            ["authorize", call.subject.to_dict(), provider, model, usage.to_dict()]
+        )
+        priced, _ = self._price(call, usage, now)
+        request = AuthorizeRequest(_check_id(request_id), call, priced, ttl_seconds, digest)
+        return self.store.authorize(request, now)
+
+    def commit(
+        self,
+        request_id: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        reason: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        subject: SubjectLike | None = None,
+    ) -> CommitResult:
+        """Replace the reservation with what the call used (may exceed the estimate).
+
+        A request id that was never authorized is metered post hoc when
+        ``subject``, ``provider`` and ``model`` are given.
+        """
+        actual = parse_usage(usage)
+        outcome = _commit_status(status)
+        parsed = None if subject is None else parse_subject(subject)
+        digest = payload_hash(["commit", actual.to_dict(), outcome.value, provider, model])
+        request = CommitRequest(
+            _check_id(request_id),
+            actual,
+            outcome,
+            digest,
+            self.currency,
+            self._price,
+            reason,
+            _opt_name(provider, "provider"),
+            _opt_name(model, "model"),
+            parsed,
+        )
+        return self.store.commit(request, self.now())
+
+    def release(self, request_id: str, reason: str = "released") -> ReservationState:
+        """Drop a reservation; a no-op for one already committed or released."""
+        return self.store.release(_check_id(request_id), reason, self.now())
+
+    def record(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        occurred_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> CommitResult:
+        """Meter a call that was never authorized, in the window of ``occurred_at``."""
+        now = self.now()
+        call = _call(subject, provider, model)
+        actual = parse_usage(usage)
+        outcome = _commit_status(status)
+        at = now if occurred_at is None else _aware(occurred_at, "occurred_at")
+        digest = payload_hash(
+            ["record", call.subject.to_dict(), provider, model, actual.to_dict(), outcome.value]
+        )
+        request = RecordRequest(
+            _check_id(request_id), call, actual, outcome, at, digest, self.currency, self._price,
+            reason,
+        )  # fmt: skip
+        return self.store.record(request, now)
+
+    def hold(
+        self,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None = None,
+        *,
+        request_id: str | None = None,
+        ttl: int | None = None,
+    ) -> Hold:
+        """Authorize, or raise ``BudgetExceeded``; use as a context manager.
+
+        ``with gov.hold(...) as h: ... h.commit(usage)``. Leaving the block
+        without committing (by an exception or otherwise) releases the
+        reservation.
+        """
+        request_id = request_id or uuid.uuid4().hex
+        decision = self.authorize(request_id, subject, provider, model, estimate, ttl=ttl)
+        if not decision.allowed:
+            raise BudgetExceeded(decision)
+        return Hold(self, decision)
+
+    def sweep(self) -> int:
+        """Release expired reservations now (authorize also does this as it goes)."""
+        return self.store.sweep(self.now())
+
+    # reading
+    def status(
+        self, subject: SubjectLike, provider: str | None = None, model: str | None = None
+    ) -> list[BudgetView]:
+        """Every budget that applies to ``subject``, as it stands now."""
+        call = Call(
+            parse_subject(subject), _opt_name(provider, "provider"), _opt_name(model, "model")
+        )
+        return self.store.status(call, self.now())
+
+    def usage(
+        self,
+        tenant: str,
+        by: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        """Usage totals of ``tenant`` grouped ``by`` dimensions, over whole UTC hours."""
+        parse_subject({"tenant": tenant})
+        if isinstance(by, str):
+            by = (by,)
+        return self.store.usage(
+            UsageQuery(
+                tenant,
+                tuple(by),
+                None if since is None else _aware(since, "since"),
+                None if until is None else _aware(until, "until"),
+            )
+        )
+
+    def events(self, query: EventQuery | None = None) -> list[Event]:
+        """A page of the ledger."""
+        return self.store.events(query or EventQuery())
+
+    # budgets
+    def create_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
+        """Add a budget; its counters are backfilled from the ledger."""
+        parsed = _budget(budget)
+        try:
+            self.store.get_budget(parsed.id)
+        except NotFoundError:
+            self.store.put_budget(parsed)
+            return parsed
+        raise ConflictError(parsed.id, "a budget with this id already exists")
+
+    def set_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
+        """Create or replace a budget."""
+        parsed = _budget(budget)
+        self.store.put_budget(parsed)
+        return parsed
+
+    def update_budget(self, budget_id: str, **changes: Any) -> Budget:
+        """Change fields of a budget given in spec form (human units)."""
+        spec = self.store.get_budget(budget_id).to_spec()
+        if "id" in changes and changes["id"] != budget_id:
+            raise ValidationError("id", "cannot be changed")
+        updated = Budget.from_spec({**spec, **changes})
+        self.store.put_budget(updated)
+        return updated
+
+    def get_budget(self, budget_id: str) -> Budget:
+        """The budget with this id (NotFoundError if none)."""
+        return self.store.get_budget(budget_id)
+
+    def list_budgets(self, tenant: str | None = None) -> list[Budget]:
+        """Budgets of ``tenant`` (with ``None``: all budgets)."""
+        return self.store.list_budgets(tenant)
+
+    def delete_budget(self, budget_id: str) -> None:
+        """Remove a budget and its counters; the ledger keeps every event."""
+        self.store.delete_budget(budget_id)
+
+    def load_budgets(self, path: str | Path) -> list[Budget]:
+        """Create or replace the budgets listed in a YAML or TOML file."""
+        budgets = [Budget.from_spec(spec) for spec in load_budget_specs(path)]
+        return [self.set_budget(b) for b in budgets]
+
+    def rebuild(self) -> RebuildStats:
+        """Recompute every counter and rollup from the ledger."""
+        return self.store.rebuild()
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _price(self, call: Call, usage: Usage, at: datetime) -> tuple[Usage, dict[str, Any]]:
+        if usage.cost_micros is not None:
+            return usage, {"source": "caller", "currency": self.currency}
+        if self.pricer is not None and call.provider and call.model:
+            price = self.pricer.price(call.provider, call.model, usage, at)
+            if price is not None:
+                if price.currency != self.currency:
+                    raise ValidationError(
+                        "currency",
+                        f"pricer returned {price.currency}, deployment uses {self.currency}",
+                    )
+                return usage.with_cost(price.amount_micros), price.to_dict()
+        return usage, {"source": "missing"}
+
+
+class Hold:
+    """A granted authorization to use inside a ``with`` block."""
+
+    def __init__(self, governor: Governor, decision: Decision) -> None:
+        self.governor = governor
+        self.decision = decision
+        self.request_id = decision.request_id
+        self.result: CommitResult | None = None
+
+    def commit(self, usage: UsageLike, **kwargs: Any) -> CommitResult:
+        """Commit the call's actual usage."""
+        self.result = self.governor.commit(self.request_id, usage, **kwargs)
+        return self.result
+
+    def release(self, reason: str = "released") -> None:
+        """Give the reservation back without using it."""
+        self.governor.release(self.request_id, reason)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.result is None:
+            self.release("exception" if exc_type is not None else "not_committed")
+
+
+class AsyncGovernor:
+    """``Governor`` with coroutine methods; the same code runs in a worker thread."""
+
+    def __init__(self, store: Store | str = "sqlite:///allotment.db", **kwargs: Any) -> None:
+        self.sync = Governor(store, **kwargs)
+
+    async def authorize(self, *args: Any, **kwargs: Any) -> Decision:
+        """See ``Governor.authorize``."""
+        return await asyncio.to_thread(self.sync.authorize, *args, **kwargs)
+
+    async def commit(self, *args: Any, **kwargs: Any) -> CommitResult:
+        """See ``Governor.commit``."""
+        return await asyncio.to_thread(self.sync.commit, *args, **kwargs)
+
+    async def release(self, *args: Any, **kwargs: Any) -> ReservationState:
+        """See ``Governor.release``."""
+        return await asyncio.to_thread(self.sync.release, *args, **kwargs)
+
+    async def record(self, *args: Any, **kwargs: Any) -> CommitResult:
+        """See ``Governor.record``."""
+        return await asyncio.to_thread(self.sync.record, *args, **kwargs)
+
+    async def status(self, *args: Any, **kwargs: Any) -> list[BudgetView]:
+        """See ``Governor.status``."""
+        return await asyncio.to_thread(self.sync.status, *args, **kwargs)
+
+    async def usage(self, *args: Any, **kwargs: Any) -> list[UsageRow]:
+        """See ``Governor.usage``."""
+        return await asyncio.to_thread(self.sync.usage, *args, **kwargs)
+
+    async def sweep(self) -> int:
+        """See ``Governor.sweep``."""
+        return await asyncio.to_thread(self.sync.sweep)
+
+    async def create_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
+        """See ``Governor.create_budget``."""
+        return await asyncio.to_thread(self.sync.create_budget, budget)
+
+    async def set_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
+        """See ``Governor.set_budget``."""
+        return await asyncio.to_thread(self.sync.set_budget, budget)
+
+    async def update_budget(self, budget_id: str, **changes: Any) -> Budget:
+        """See ``Governor.update_budget``."""
+        return await asyncio.to_thread(lambda: self.sync.update_budget(budget_id, **changes))
+
+    async def list_budgets(self, tenant: str | None = None) -> list[Budget]:
+        """See ``Governor.list_budgets``."""
+        return await asyncio.to_thread(self.sync.list_budgets, tenant)
+
+    async def delete_budget(self, budget_id: str) -> None:
+        """See ``Governor.delete_budget``."""
+        await asyncio.to_thread(self.sync.delete_budget, budget_id)
+
+    def hold(self, *args: Any, **kwargs: Any) -> AsyncHold:
+        """``async with gov.hold(...) as h: ... await h.commit(usage)``."""
+        return AsyncHold(self, args, kwargs)
+
+    async def close(self) -> None:
+        """Close the store."""
+        await asyncio.to_thread(self.sync.close)
+
+
+class AsyncHold:
+    """The async form of ``Hold``: authorizes on enter, releases on a bad exit."""
+
+    def __init__(self, governor: AsyncGovernor, args: Iterable[Any], kwargs: dict[str, Any]):
+        self._governor = governor
+        self._args = tuple(args)
+        self._kwargs = kwargs
+        self._hold: Hold | None = None
+
+    async def __aenter__(self) -> Self:
+        sync = self._governor.sync
+        self._hold = await asyncio.to_thread(lambda: sync.hold(*self._args, **self._kwargs))
+        return self
+
+    @property
+    def decision(self) -> Decision:
+        """The authorization decision."""
+        assert self._hold is not None
+        return self._hold.decision
+
+    async def commit(self, usage: UsageLike, **kwargs: Any) -> CommitResult:
+        """Commit the call's actual usage."""
+        assert self._hold is not None
+        hold = self._hold
+        return await asyncio.to_thread(lambda: hold.commit(usage, **kwargs))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._hold is not None:
+            await asyncio.to_thread(self._hold.__exit__, exc_type, exc, tb)
+
+
+def _call(subject: SubjectLike, provider: str, model: str) -> Call:
+    return Call(parse_subject(subject), _name(provider, "provider"), _name(model, "model"))
+
+
+def _name(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise ValidationError(field, "must be a non-empty string of at most 256 characters")
+    return value
+
+
+def _opt_name(value: object, field: str) -> str | None:
+    return None if value is None else _name(value, field)
+
+
+def _check_id(request_id: object) -> str:
+    return _name(request_id, "request_id")
+
+
+def _check_ttl(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_TTL:
+        raise ValidationError(field, f"must be an integer number of seconds in [1, {_MAX_TTL}]")
+    return value
+
+
+def _aware(value: object, field: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, "must be a timezone-aware datetime")
+    return value
+
+
+def _commit_status(status: object) -> EventStatus:
+    if status not in ("success", "error"):
+        raise ValidationError("status", "must be 'success' or 'error'")
+    return EventStatus(status)
+
+
+def _budget(budget: Budget | Mapping[str, Any]) -> Budget:
+    return budget if isinstance(budget, Budget) else Budget.from_spec(budget)

@@ -1,0 +1,45 @@
+"""The pricer protocol and the structured price record stored on events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from allotment.core.usage import Usage
+
+__all__ = ["Price", "Pricer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """The cost of one call and where it came from.
+
+    Attributes:
+        amount_micros: integer micro-units of ``currency``.
+        source: ``caller`` (passed in), ``override``, ``catalog``,
+            ``fallback``, or ``missing`` (nobody could price it).
+        detail: unit prices used and the catalog version, for explanations.
+    """
+
+    amount_micros: int
+    currency: str
+    source: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as stored on the ledger event."""
+        return {
+            "amount_micros": self.amount_micros,
+            "currency": self.currency,
+            "source": self.source,
+            **self.detail,
+        }
+
+
+class Pricer(Protocol):
+    """Prices a call's usage. Pure: the time of the call is an argument."""
+
+    def price(self, provider: str, model: str, usage: Usage, at: datetime) -> Price | None:
+        """The price of ``usage`` on ``provider/model`` at ``at``, or None if unknown."""
+        ...

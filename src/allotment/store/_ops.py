@@ -1,0 +1,440 @@
+"""Compound store operations, written once over each backend's primitives.
+
+Every function here runs inside one backend transaction (``Tx``) that holds
+the backend's write lock for its duration, so reading counters, deciding with
+the pure engine and writing the reservation is one atomic step: no other
+writer can interleave between the read and the write.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from allotment.core import engine
+from allotment.core.budgets import Budget, Call
+from allotment.core.decisions import BudgetView, Decision
+from allotment.core.engine import Applied, Counter
+from allotment.core.ledger import (
+    Adjustment,
+    Charge,
+    CommitResult,
+    Event,
+    EventStatus,
+    Reservation,
+    ReservationState,
+)
+from allotment.core.usage import Usage
+from allotment.errors import ConflictError, NotFoundError, ValidationError
+from allotment.store.base import (
+    AuthorizeRequest,
+    CommitRequest,
+    EventQuery,
+    RebuildStats,
+    RecordRequest,
+    UsageQuery,
+    UsageRow,
+)
+
+#: (budget_id, member, bucket, change of used, change of reserved)
+Delta = tuple[str, str, int, int, int]
+#: tenant, hour (epoch s), user, key, agent, feature, provider, model, status
+RollupKey = tuple[str, int, str, str, str, str, str, str, str]
+ROLLUP_DIMENSIONS = ("user", "key", "agent", "feature", "provider", "model", "status")
+#: usage totals a rollup keeps, in this order, after the call count
+ROLLUP_TOTALS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "audio_ms",
+    "images",
+    "requests",
+    "credits",
+    "cost_micros",
+)
+#: what usage breakdowns can group by
+BREAKDOWN_BY = (*ROLLUP_DIMENSIONS, "hour", "day")
+
+
+class Tx(Protocol):
+    """The primitives a backend offers inside one transaction."""
+
+    def budgets_for(self, tenant: str) -> Sequence[Budget]: ...
+    def all_budgets(self, tenant: str | None) -> Sequence[Budget]: ...
+    def budget(self, budget_id: str) -> Budget | None: ...
+    def put_budget(self, budget: Budget) -> None: ...
+    def delete_budget(self, budget_id: str) -> None: ...
+    def read(self, applied: Sequence[Applied]) -> list[Counter]: ...
+    def add(self, deltas: Sequence[Delta]) -> None: ...
+    def clear_counters(self, budget_ids: Sequence[str] | None) -> None: ...
+    def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
+    def reservation(self, request_id: str) -> Reservation | None: ...
+    def save_reservation(self, reservation: Reservation) -> None: ...
+    def expired(self, now: datetime, limit: int) -> list[Reservation]: ...
+    def held(self) -> Iterable[Reservation]: ...
+    def append(self, event: Event) -> Event: ...
+    def event(self, event_id: int) -> Event: ...
+    def usage_event(self, request_id: str) -> Event | None: ...
+    def events(self, query: EventQuery) -> Iterable[Event]: ...
+    def counting_events(self, tenant: str | None) -> Iterable[Event]: ...
+    def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None: ...
+    def clear_rollups(self) -> None: ...
+    def rollups(
+        self, tenant: str, since: int | None, until: int | None
+    ) -> Iterable[tuple[RollupKey, Sequence[int]]]: ...
+
+
+def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
+    """Reserve on every applicable budget, or refuse and reserve nothing."""
+    call = request.call
+    existing = tx.reservation(request.request_id)
+    if existing is not None:
+        if existing.payload_hash != request.payload_hash:
+            raise ConflictError(request.request_id, "reused with a different authorize payload")
+        return _replay(tx, existing)
+    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, now)
+    expires_at = now + timedelta(seconds=request.ttl_seconds)
+    decision, charges = engine.decide(
+        request.request_id, applied, tx.read(applied), request.estimate, expires_at
+    )
+    if decision.allowed:
+        tx.add([(c.budget_id, c.member, c.bucket, 0, c.amount) for c in charges])
+        tx.save_reservation(
+            Reservation(
+                request.request_id,
+                call.subject,
+                call.provider or "",
+                call.model or "",
+                request.estimate,
+                charges,
+                now,
+                expires_at,
+                request.payload_hash,
+            )
+        )
+    else:
+        refusal = decision.refusals[0]
+        _append(
+            tx,
+            Event(
+                request.request_id,
+                EventStatus.BLOCKED,
+                call.subject,
+                call.provider or "",
+                call.model or "",
+                request.estimate,
+                now,
+                now,
+                currency="",
+                reason=refusal.reason.value,
+                budget_id=refusal.budget_id,
+            ),
+        )
+    return decision
+
+
+def _replay(tx: Tx, reservation: Reservation) -> Decision:
+    call = Call(reservation.subject, reservation.provider, reservation.model)
+    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, reservation.authorized_at)
+    views = tuple(engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True))
+    return Decision(
+        reservation.request_id,
+        allowed=True,
+        budgets=views,
+        expires_at=reservation.expires_at,
+        replayed=True,
+    )
+
+
+def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
+    """Swap a reservation for the actual usage, in the authorization's windows."""
+    reservation = tx.reservation(request.request_id)
+    if reservation is None:
+        return _post_hoc_commit(tx, request, now)
+    if reservation.state is ReservationState.COMMITTED:
+        if reservation.commit_hash != request.payload_hash or reservation.event_id is None:
+            raise ConflictError(request.request_id, "already committed with different usage")
+        return CommitResult(tx.event(reservation.event_id), replayed=True)
+    late = reservation.state is ReservationState.RELEASED
+    call = Call(
+        reservation.subject,
+        request.provider or reservation.provider,
+        request.model or reservation.model,
+    )
+    at = reservation.authorized_at
+    usage, price = request.price(call, request.usage, at)
+    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at)
+    held = () if late else reservation.charges
+    deltas: list[Delta] = [(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
+    tx.add(deltas + _usage_deltas(applied, usage))
+    event = _append(
+        tx,
+        Event(
+            request.request_id,
+            request.status,
+            call.subject,
+            call.provider or "",
+            call.model or "",
+            usage,
+            at,
+            now,
+            request.currency,
+            reason=request.reason,
+            price=price,
+            payload_hash=request.payload_hash,
+        ),
+    )
+    tx.save_reservation(
+        replace(
+            reservation,
+            state=ReservationState.COMMITTED,
+            commit_hash=request.payload_hash,
+            event_id=event.id,
+        )
+    )
+    return CommitResult(event, _adjustments(applied, usage, reservation.charges), late=late)
+
+
+def _usage_deltas(applied: Sequence[Applied], usage: Usage) -> list[Delta]:
+    return [
+        (a.budget.id, a.member, a.span.bucket, a.budget.meter.amount(usage), 0) for a in applied
+    ]
+
+
+def _adjustments(
+    applied: Sequence[Applied], usage: Usage, charges: Sequence[Charge]
+) -> tuple[Adjustment, ...]:
+    estimated = {(c.budget_id, c.member): c.amount for c in charges}
+    return tuple(
+        Adjustment(
+            a.budget.id,
+            a.member,
+            estimated.get((a.budget.id, a.member), 0),
+            a.budget.meter.amount(usage),
+        )
+        for a in applied
+    )
+
+
+def _post_hoc_commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
+    if request.subject is None or request.provider is None or request.model is None:
+        raise NotFoundError(
+            f"request {request.request_id!r} was never authorized; to meter it post hoc "
+            "give subject, provider and model"
+        )
+    return record(
+        tx,
+        RecordRequest(
+            request.request_id,
+            Call(request.subject, request.provider, request.model),
+            request.usage,
+            request.status,
+            now,
+            request.payload_hash,
+            request.currency,
+            request.price,
+            request.reason,
+        ),
+        now,
+    )
+
+
+def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
+    """Meter a call that was never authorized; idempotent per request id."""
+    existing = tx.usage_event(request.request_id)
+    if existing is not None:
+        if existing.payload_hash != request.payload_hash:
+            raise ConflictError(request.request_id, "already recorded with a different payload")
+        return CommitResult(existing, replayed=True)
+    if tx.reservation(request.request_id) is not None:
+        raise ConflictError(request.request_id, "is an authorization; commit it instead")
+    call, at = request.call, request.occurred_at
+    usage, price = request.price(call, request.usage, at)
+    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at)
+    tx.add(_usage_deltas(applied, usage))
+    event = _append(
+        tx,
+        Event(
+            request.request_id,
+            request.status,
+            call.subject,
+            call.provider or "",
+            call.model or "",
+            usage,
+            at,
+            now,
+            request.currency,
+            reason=request.reason,
+            price=price,
+            payload_hash=request.payload_hash,
+        ),
+    )
+    return CommitResult(event, _adjustments(applied, usage, ()))
+
+
+def release(tx: Tx, request_id: str, reason: str, now: datetime) -> ReservationState:
+    """Drop a held reservation; releasing twice or after commit changes nothing."""
+    reservation = tx.reservation(request_id)
+    if reservation is None:
+        raise NotFoundError(f"no authorization with request id {request_id!r}")
+    if reservation.state is ReservationState.HELD:
+        _release(tx, reservation, reason, now)
+        return ReservationState.RELEASED
+    return reservation.state
+
+
+def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> None:
+    tx.add([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in reservation.charges])
+    _append(
+        tx,
+        Event(
+            reservation.request_id,
+            EventStatus.RELEASED,
+            reservation.subject,
+            reservation.provider,
+            reservation.model,
+            reservation.estimate,
+            reservation.authorized_at,
+            now,
+            currency="",
+            reason=reason,
+        ),
+    )
+    tx.save_reservation(replace(reservation, state=ReservationState.RELEASED))
+
+
+def sweep(tx: Tx, now: datetime, limit: int) -> int:
+    """Release reservations whose TTL has passed; returns how many."""
+    expired = tx.expired(now, limit)
+    for reservation in expired:
+        _release(tx, reservation, "expired", now)
+    return len(expired)
+
+
+def status(tx: Tx, call: Call, now: datetime) -> list[BudgetView]:
+    """Every budget that applies to ``call`` at ``now``, as it stands."""
+    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, now)
+    return [engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True)]
+
+
+def get_budget(tx: Tx, budget_id: str) -> Budget:
+    """The budget with this id, or NotFoundError."""
+    budget = tx.budget(budget_id)
+    if budget is None:
+        raise NotFoundError(f"no budget with id {budget_id!r}")
+    return budget
+
+
+def _append(tx: Tx, event: Event) -> Event:
+    stored = tx.append(event)
+    tx.bump_rollup(*rollup_of(stored))
+    return stored
+
+
+def rollup_of(event: Event) -> tuple[RollupKey, tuple[int, ...]]:
+    """The hourly rollup row an event adds to, and what it adds."""
+    subject, usage = event.subject, event.usage
+    hour = int(event.occurred_at.timestamp()) // 3600 * 3600
+    key: RollupKey = (
+        subject.tenant,
+        hour,
+        subject.user or "",
+        subject.key or "",
+        subject.agent or "",
+        subject.feature or "",
+        event.provider,
+        event.model,
+        event.status.value,
+    )
+    totals = tuple((getattr(usage, name) or 0) for name in ROLLUP_TOTALS)
+    return key, (1, *totals)
+
+
+def usage(tx: Tx, query: UsageQuery) -> list[UsageRow]:
+    """Totals grouped by ``query.by``, read from hourly rollups (never the ledger)."""
+    for dimension in query.by:
+        if dimension not in BREAKDOWN_BY:
+            raise ValidationError(
+                "by", f"cannot group by {dimension!r} (one of {', '.join(BREAKDOWN_BY)})"
+            )
+    since = None if query.since is None else int(query.since.timestamp()) // 3600 * 3600
+    until = None if query.until is None else int(query.until.timestamp())
+    groups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * (3 + len(ROLLUP_TOTALS)))
+    for key, values in tx.rollups(query.tenant, since, until):
+        group = tuple(_group_value(key, d) for d in query.by)
+        row = groups[group]
+        counted = key[8] in ("success", "error")
+        row[0] += values[0] if counted else 0
+        row[1] += values[0] if key[8] == "error" else 0
+        row[2] += values[0] if key[8] == "blocked" else 0
+        if counted:
+            for i, value in enumerate(values[1:]):
+                row[3 + i] += value
+    return [
+        UsageRow(
+            dict(zip(query.by, group, strict=True)),
+            calls=row[0],
+            errors=row[1],
+            blocked=row[2],
+            totals=dict(zip(ROLLUP_TOTALS, row[3:], strict=True)),
+        )
+        for group, row in sorted(groups.items())
+    ]
+
+
+def _group_value(key: RollupKey, dimension: str) -> str:
+    if dimension in ("hour", "day"):
+        instant = datetime.fromtimestamp(key[1], UTC)
+        return instant.strftime("%Y-%m-%dT%H:00Z" if dimension == "hour" else "%Y-%m-%d")
+    return str(key[2 + ROLLUP_DIMENSIONS.index(dimension)])
+
+
+def rebuild_counters(tx: Tx, budgets: Sequence[Budget]) -> int:
+    """Recompute the counters of ``budgets`` from the ledger and held reservations.
+
+    Applies the budgets' *current* definitions to the whole history, so it
+    also backfills a budget created after usage happened.
+    """
+    ids = {b.id for b in budgets}
+    tx.clear_counters(sorted(ids))
+    totals: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
+    tenants = {b.tenant for b in budgets}
+    scope = None if None in tenants or len(tenants) != 1 else next(iter(tenants))
+    events = 0
+    for event in tx.counting_events(scope):
+        events += 1
+        call = Call(event.subject, event.provider, event.model)
+        # Resolve against all the tenant's budgets: an override elsewhere
+        # changes whether one of ``budgets`` counts this event.
+        for hit in engine.resolve(tx.budgets_for(event.subject.tenant), call, event.occurred_at):
+            if hit.budget.id in ids:
+                amount = hit.budget.meter.amount(event.usage)
+                totals[(hit.budget.id, hit.member, hit.span.bucket)][0] += amount
+    for reservation in tx.held():
+        for charge in reservation.charges:
+            if charge.budget_id in ids:
+                totals[(charge.budget_id, charge.member, charge.bucket)][1] += charge.amount
+    tx.add([(b, m, k, used, reserved) for (b, m, k), (used, reserved) in totals.items()])
+    return events
+
+
+def rebuild(tx: Tx) -> RebuildStats:
+    """Recompute every counter and rollup from the ledger."""
+    budgets = list(tx.all_budgets(None))
+    tx.clear_counters(None)
+    events = rebuild_counters(tx, budgets)
+    tx.clear_rollups()
+    after = 0
+    while True:
+        page = list(tx.events(EventQuery(after_id=after, limit=10_000)))
+        for event in page:
+            tx.bump_rollup(*rollup_of(event))
+        if len(page) < 10_000:
+            break
+        after = page[-1].id or 0
+    return RebuildStats(events=events, counters=len(tx.all_counters()))

@@ -1,0 +1,113 @@
+"""The compound store operations shared by every backend with transactions."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+from allotment.core.budgets import Budget, Call
+from allotment.core.decisions import BudgetView, Decision
+from allotment.core.ledger import CommitResult, Event, ReservationState
+from allotment.store import _ops
+from allotment.store._ops import Tx
+from allotment.store.base import (
+    AuthorizeRequest,
+    CommitRequest,
+    EventQuery,
+    RebuildStats,
+    RecordRequest,
+    UsageQuery,
+    UsageRow,
+)
+
+__all__ = ["TransactionalStore"]
+
+
+class TransactionalStore:
+    """The compound store operations, over a backend's transaction primitives.
+
+    Subclasses provide ``_transaction()`` (a context manager yielding a
+    ``Tx`` that commits on success and rolls back on error) and the read
+    queries that are naturally backend-specific.
+    """
+
+    url: str
+
+    def _transaction(self) -> AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
+        with self._transaction() as tx:
+            _ops.sweep(tx, now, limit=16)
+            return _ops.authorize(tx, request, now)
+
+    def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
+        with self._transaction() as tx:
+            return _ops.commit(tx, request, now)
+
+    def release(self, request_id: str, reason: str, now: datetime) -> ReservationState:
+        with self._transaction() as tx:
+            return _ops.release(tx, request_id, reason, now)
+
+    def record(self, request: RecordRequest, now: datetime) -> CommitResult:
+        with self._transaction() as tx:
+            return _ops.record(tx, request, now)
+
+    def sweep(self, now: datetime, limit: int = 1000) -> int:
+        with self._transaction() as tx:
+            return _ops.sweep(tx, now, limit)
+
+    def status(self, call: Call, now: datetime) -> list[BudgetView]:
+        with self._transaction() as tx:
+            return _ops.status(tx, call, now)
+
+    def usage(self, query: UsageQuery) -> list[UsageRow]:
+        with self._transaction() as tx:
+            return _ops.usage(tx, query)
+
+    def put_budget(self, budget: Budget) -> None:
+        with self._transaction() as tx:
+            previous = tx.budget(budget.id)
+            tx.put_budget(budget)
+            if previous is None or _counts_differently(previous, budget):
+                _ops.rebuild_counters(tx, [budget])
+
+    def get_budget(self, budget_id: str) -> Budget:
+        with self._transaction() as tx:
+            return _ops.get_budget(tx, budget_id)
+
+    def list_budgets(self, tenant: str | None = None) -> list[Budget]:
+        with self._transaction() as tx:
+            return list(tx.all_budgets(tenant))
+
+    def delete_budget(self, budget_id: str) -> None:
+        with self._transaction() as tx:
+            _ops.get_budget(tx, budget_id)
+            tx.delete_budget(budget_id)
+
+    def rebuild(self) -> RebuildStats:
+        with self._transaction() as tx:
+            return _ops.rebuild(tx)
+
+    def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        with self._transaction() as tx:
+            return tx.all_counters()
+
+    def events(self, query: EventQuery) -> list[Event]:
+        with self._transaction() as tx:
+            return list(tx.events(query))
+
+    def close(self) -> None:
+        """Release connections; the default has none."""
+
+
+def _counts_differently(old: Budget, new: Budget) -> bool:
+    """Whether a budget change alters which usage lands on which counter."""
+    return (old.meter, old.window, old.match, old.exclude, old.per, old.tenant) != (
+        new.meter,
+        new.window,
+        new.match,
+        new.exclude,
+        new.per,
+        new.tenant,
+    )

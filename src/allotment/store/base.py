@@ -1,0 +1,150 @@
+"""The store protocol every backend implements, and the requests it takes.
+
+A store guarantees atomicity: authorize checks and reserves every applicable
+budget in one transaction (or refuses and reserves nothing); commit, release
+and record are one transaction each. Backends implement the small ``Tx``
+primitive protocol in ``allotment.store._ops`` and inherit the compound
+operations from ``allotment.store._transactional.TransactionalStore``, so the
+semantics are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from allotment.core.budgets import Budget, Call
+from allotment.core.decisions import BudgetView, Decision
+from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
+from allotment.core.subjects import Subject
+from allotment.core.usage import Usage
+
+__all__ = [
+    "AuthorizeRequest",
+    "CommitRequest",
+    "EventQuery",
+    "PriceFn",
+    "RebuildStats",
+    "RecordRequest",
+    "Store",
+    "UsageQuery",
+    "UsageRow",
+]
+
+#: Prices a call: ``(call, usage, at) -> (usage with cost_micros, price record)``.
+PriceFn = Callable[[Call, Usage, datetime], tuple[Usage, dict[str, Any]]]
+
+
+def _no_price(call: Call, usage: Usage, at: datetime) -> tuple[Usage, dict[str, Any]]:
+    return usage, {}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequest:
+    """Reserve ``estimate`` for ``call`` until ``ttl_seconds`` from now."""
+
+    request_id: str
+    call: Call
+    estimate: Usage
+    ttl_seconds: int
+    payload_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """Replace a reservation with what the call really used.
+
+    ``subject`` (with ``provider`` and ``model``) lets a commit for a request
+    id that was never authorized be metered post hoc.
+    """
+
+    request_id: str
+    usage: Usage
+    status: EventStatus
+    payload_hash: str
+    currency: str
+    price: PriceFn = _no_price
+    reason: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    subject: Subject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRequest:
+    """Meter a call that was never authorized (post-hoc ingestion)."""
+
+    request_id: str
+    call: Call
+    usage: Usage
+    status: EventStatus
+    occurred_at: datetime
+    payload_hash: str
+    currency: str
+    price: PriceFn = _no_price
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """Totals for one tenant grouped by dimensions, over whole UTC hours."""
+
+    tenant: str
+    by: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One group of a usage breakdown."""
+
+    group: dict[str, str]
+    calls: int = 0
+    errors: int = 0
+    blocked: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """A page of the ledger, newest last, after the cursor ``after_id``."""
+
+    tenant: str | None = None
+    status: EventStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_id: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildStats:
+    """What a counter rebuild read and wrote."""
+
+    events: int
+    counters: int
+
+
+class Store(Protocol):
+    """What the governor needs from a backend."""
+
+    url: str
+
+    def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision: ...
+    def commit(self, request: CommitRequest, now: datetime) -> CommitResult: ...
+    def release(self, request_id: str, reason: str, now: datetime) -> ReservationState: ...
+    def record(self, request: RecordRequest, now: datetime) -> CommitResult: ...
+    def sweep(self, now: datetime, limit: int = 1000) -> int: ...
+    def status(self, call: Call, now: datetime) -> list[BudgetView]: ...
+    def usage(self, query: UsageQuery) -> list[UsageRow]: ...
+    def events(self, query: EventQuery) -> list[Event]: ...
+    def put_budget(self, budget: Budget) -> None: ...
+    def get_budget(self, budget_id: str) -> Budget: ...
+    def list_budgets(self, tenant: str | None = None) -> list[Budget]: ...
+    def delete_budget(self, budget_id: str) -> None: ...
+    def rebuild(self) -> RebuildStats: ...
+    def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
+    def close(self) -> None: ...

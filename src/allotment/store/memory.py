@@ -1,0 +1,253 @@
+"""In-process store: dicts behind one lock, for tests, demos and single processes.
+
+Each transaction holds the store's lock and keeps an undo log, so an error
+halfway through leaves nothing behind, as a database rollback would.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from functools import partial
+
+from allotment.core.budgets import Budget
+from allotment.core.engine import Applied, Counter
+from allotment.core.ledger import Event, Reservation, ReservationState
+from allotment.store._ops import Delta, RollupKey, Tx
+from allotment.store._transactional import TransactionalStore
+from allotment.store.base import EventQuery
+
+__all__ = ["MemoryStore"]
+
+
+class _State:
+    """Everything a memory store holds."""
+
+    def __init__(self) -> None:
+        self.budgets: dict[str, Budget] = {}
+        self.by_tenant: dict[str | None, list[Budget]] = {}
+        self.counters: dict[tuple[str, str, int], list[int]] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.expiry: list[tuple[datetime, str]] = []
+        self.events: list[Event] = []
+        self.usage_events: dict[str, int] = {}
+        self.rollups: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
+
+
+class MemoryStore(TransactionalStore):
+    """A store that lives and dies with the process (``memory://``)."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._state = _State()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        with self._lock:
+            tx = _MemoryTx(self._state)
+            try:
+                yield tx
+            except BaseException:
+                for undo in reversed(tx._undo):
+                    undo()
+                raise
+
+
+class _MemoryTx:
+    """The ``Tx`` primitives over a ``_State``, logging how to undo each write."""
+
+    def __init__(self, state: _State) -> None:
+        self._s = state
+        self._undo: list[Callable[[], None]] = []
+
+    def _log(self, undo: Callable[[], None]) -> None:
+        self._undo.append(undo)
+
+    # budgets
+    def budgets_for(self, tenant: str) -> Sequence[Budget]:
+        cached = self._s.by_tenant.get(tenant)
+        if cached is None:
+            cached = [b for b in self._s.budgets.values() if b.tenant in (None, tenant)]
+            self._s.by_tenant[tenant] = cached
+        return cached
+
+    def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
+        return [b for b in self._s.budgets.values() if tenant is None or b.tenant == tenant]
+
+    def budget(self, budget_id: str) -> Budget | None:
+        return self._s.budgets.get(budget_id)
+
+    def put_budget(self, budget: Budget) -> None:
+        previous = self._s.budgets.get(budget.id)
+        self._s.budgets[budget.id] = budget
+        self._s.by_tenant.clear()
+        self._log(lambda: self._restore_budget(budget.id, previous))
+
+    def delete_budget(self, budget_id: str) -> None:
+        previous = self._s.budgets.pop(budget_id, None)
+        self._s.by_tenant.clear()
+        self._log(lambda: self._restore_budget(budget_id, previous))
+        self.clear_counters([budget_id])
+
+    def _restore_budget(self, budget_id: str, budget: Budget | None) -> None:
+        if budget is None:
+            self._s.budgets.pop(budget_id, None)
+        else:
+            self._s.budgets[budget_id] = budget
+        self._s.by_tenant.clear()
+
+    # counters
+    def read(self, applied: Sequence[Applied]) -> list[Counter]:
+        out = []
+        for hit in applied:
+            span, budget_id, member = hit.span, hit.budget.id, hit.member
+            if span.first_bucket == span.bucket:
+                row = self._s.counters.get((budget_id, member, span.bucket))
+                out.append(Counter(row[0], row[1]) if row else Counter())
+                continue
+            used = reserved = 0
+            step = hit.budget.window.granularity
+            for bucket in range(span.first_bucket, span.bucket + 1, step):
+                row = self._s.counters.get((budget_id, member, bucket))
+                if row:
+                    used += row[0]
+                    reserved += row[1]
+            out.append(Counter(used, reserved))
+        return out
+
+    def add(self, deltas: Sequence[Delta]) -> None:
+        for budget_id, member, bucket, used, reserved in deltas:
+            key = (budget_id, member, bucket)
+            row = self._s.counters.get(key)
+            if row is None:
+                row = self._s.counters[key] = [0, 0]
+            row[0] += used
+            row[1] += reserved
+            self._log(partial(_sub, row, used, reserved))
+
+    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
+        before = dict(self._s.counters)
+        if budget_ids is None:
+            self._s.counters = {}
+        else:
+            wanted = set(budget_ids)
+            self._s.counters = {k: v for k, v in self._s.counters.items() if k[0] not in wanted}
+        self._log(lambda: setattr(self._s, "counters", before))
+
+    def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        return {k: (v[0], v[1]) for k, v in self._s.counters.items() if v[0] or v[1]}
+
+    # reservations
+    def reservation(self, request_id: str) -> Reservation | None:
+        return self._s.reservations.get(request_id)
+
+    def save_reservation(self, reservation: Reservation) -> None:
+        request_id = reservation.request_id
+        previous = self._s.reservations.get(request_id)
+        self._s.reservations[request_id] = reservation
+        if previous is None:
+            heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
+        self._log(lambda: self._restore_reservation(request_id, previous))
+
+    def _restore_reservation(self, request_id: str, previous: Reservation | None) -> None:
+        if previous is None:
+            self._s.reservations.pop(request_id, None)
+        else:
+            self._s.reservations[request_id] = previous
+
+    def expired(self, now: datetime, limit: int) -> list[Reservation]:
+        out: list[Reservation] = []
+        while self._s.expiry and self._s.expiry[0][0] <= now and len(out) < limit:
+            entry = heapq.heappop(self._s.expiry)
+            self._log(partial(heapq.heappush, self._s.expiry, entry))
+            reservation = self._s.reservations.get(entry[1])
+            if reservation is not None and reservation.state is ReservationState.HELD:
+                out.append(reservation)
+        return out
+
+    def held(self) -> Iterable[Reservation]:
+        return [r for r in self._s.reservations.values() if r.state is ReservationState.HELD]
+
+    # ledger
+    def append(self, event: Event) -> Event:
+        stored = replace(event, id=len(self._s.events) + 1)
+        self._s.events.append(stored)
+        if stored.status.counts:
+            self._s.usage_events[stored.request_id] = len(self._s.events) - 1
+        self._log(lambda: self._pop_event(stored))
+        return stored
+
+    def _pop_event(self, event: Event) -> None:
+        self._s.events.pop()
+        if self._s.usage_events.get(event.request_id) == len(self._s.events):
+            del self._s.usage_events[event.request_id]
+
+    def event(self, event_id: int) -> Event:
+        return self._s.events[event_id - 1]
+
+    def usage_event(self, request_id: str) -> Event | None:
+        index = self._s.usage_events.get(request_id)
+        return None if index is None else self._s.events[index]
+
+    def events(self, query: EventQuery) -> Iterable[Event]:
+        out: list[Event] = []
+        for event in self._s.events[query.after_id :]:
+            if _wanted(event, query):
+                out.append(event)
+                if len(out) >= query.limit:
+                    break
+        return out
+
+    def counting_events(self, tenant: str | None) -> Iterable[Event]:
+        return (
+            e
+            for e in self._s.events
+            if e.status.counts and (tenant is None or e.subject.tenant == tenant)
+        )
+
+    # rollups
+    def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
+        rows = self._s.rollups[key[0]]
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = [0] * len(values)
+        for i, value in enumerate(values):
+            row[i] += value
+        self._log(lambda: _sub_all(row, values))
+
+    def clear_rollups(self) -> None:
+        before = self._s.rollups
+        self._s.rollups = defaultdict(dict)
+        self._log(lambda: setattr(self._s, "rollups", before))
+
+    def rollups(
+        self, tenant: str, since: int | None, until: int | None
+    ) -> Iterable[tuple[RollupKey, Sequence[int]]]:
+        for key, values in self._s.rollups.get(tenant, {}).items():
+            if (since is None or key[1] >= since) and (until is None or key[1] < until):
+                yield key, values
+
+
+def _sub(row: list[int], used: int, reserved: int) -> None:
+    row[0] -= used
+    row[1] -= reserved
+
+
+def _sub_all(row: list[int], values: Sequence[int]) -> None:
+    for i, value in enumerate(values):
+        row[i] -= value
+
+
+def _wanted(event: Event, query: EventQuery) -> bool:
+    return (
+        (query.tenant is None or event.subject.tenant == query.tenant)
+        and (query.status is None or event.status is query.status)
+        and (query.since is None or event.occurred_at >= query.since)
+        and (query.until is None or event.occurred_at < query.until)
+    )

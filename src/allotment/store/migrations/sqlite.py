@@ -1,0 +1,106 @@
+"""SQLite schema. Times are integer microseconds since the Unix epoch (UTC)."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema: budgets, counters, reservations, ledger, rollups",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta (key, value) VALUES ('budgets_version', '0');
+
+        CREATE TABLE budgets (
+            id TEXT PRIMARY KEY,
+            tenant TEXT,
+            spec TEXT NOT NULL
+        );
+        CREATE INDEX budgets_tenant ON budgets (tenant);
+
+        CREATE TABLE counters (
+            budget_id TEXT NOT NULL,
+            member TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0,
+            reserved INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (budget_id, member, bucket)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE reservations (
+            request_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            state TEXT NOT NULL,
+            payload_hash TEXT NOT NULL,
+            commit_hash TEXT,
+            event_id INTEGER,
+            subject TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            estimate TEXT NOT NULL,
+            charges TEXT NOT NULL,
+            authorized_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX reservations_held_expiry ON reservations (expires_at)
+            WHERE state = 'held';
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            user TEXT,
+            key TEXT,
+            agent TEXT,
+            feature TEXT,
+            subject TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cached_input_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            reasoning_tokens INTEGER NOT NULL,
+            audio_ms INTEGER NOT NULL,
+            images INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            credits INTEGER NOT NULL,
+            cost_micros INTEGER,
+            currency TEXT NOT NULL,
+            price TEXT NOT NULL,
+            reason TEXT,
+            budget_id TEXT,
+            payload_hash TEXT,
+            occurred_at INTEGER NOT NULL,
+            recorded_at INTEGER NOT NULL
+        );
+        CREATE INDEX events_tenant_time ON events (tenant, occurred_at);
+        CREATE UNIQUE INDEX events_usage_request ON events (request_id)
+            WHERE status IN ('success', 'error');
+
+        CREATE TABLE rollups (
+            tenant TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            user TEXT NOT NULL,
+            key TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            calls INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cached_input_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            reasoning_tokens INTEGER NOT NULL,
+            audio_ms INTEGER NOT NULL,
+            images INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            credits INTEGER NOT NULL,
+            cost_micros INTEGER NOT NULL,
+            PRIMARY KEY (tenant, hour, user, key, agent, feature, provider, model, status)
+        ) WITHOUT ROWID;
+        """,
+    ),
+]

@@ -1,0 +1,421 @@
+"""SQLite store: one file in WAL mode, safe for many threads and processes.
+
+Every operation is one ``BEGIN IMMEDIATE`` transaction, which takes SQLite's
+single write lock before the first read. Reading counters, deciding and
+reserving therefore happen with no other writer in between, in this process
+or any other. Threads of one process also queue on an in-process lock first,
+so they wait on a cheap mutex instead of SQLite's sleep-and-retry busy loop.
+
+Durability: ``synchronous=NORMAL`` (default) survives a crash of the
+process; ``?synchronous=full`` in the URL also survives power loss, at the
+price of an fsync per transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from allotment.core.budgets import Budget
+from allotment.core.engine import Applied, Counter
+from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
+from allotment.core.subjects import parse_subject
+from allotment.core.usage import Usage
+from allotment.errors import ConfigurationError, StoreError
+from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx
+from allotment.store._transactional import TransactionalStore
+from allotment.store.base import EventQuery
+from allotment.store.migrations.sqlite import MIGRATIONS
+
+__all__ = ["SQLiteStore"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+_USAGE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "audio_ms",
+    "images",
+    "requests",
+    "credits",
+    "cost_micros",
+)
+_EVENT_COLUMNS = (
+    "id request_id status tenant user key agent feature subject provider model "
+    + " ".join(_USAGE_COLUMNS)
+    + " currency price reason budget_id payload_hash occurred_at recorded_at"
+).split()
+
+
+def to_us(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch."""
+    return (value - _EPOCH) // _MICRO
+
+
+def from_us(value: int) -> datetime:
+    """Integer microseconds since the epoch as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class SQLiteStore(TransactionalStore):
+    """A store in one SQLite file (``sqlite:///path.db``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path, self._synchronous = _parse_url(url)
+        key = str(Path(self.path).resolve()) if self.path != ":memory:" else f":memory:{id(self)}"
+        with _FILE_LOCKS_GUARD:
+            self._write_lock = _FILE_LOCKS.setdefault(key, threading.Lock())
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._budget_cache: tuple[int, dict[str | None, list[Budget]]] = (-1, {})
+        self._migrate()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=60
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            self._local.conn = conn
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        conn = self._connection()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite: {exc}") from exc
+            try:
+                yield _SQLiteTx(self, conn)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"SQLite: {exc}") from exc
+                raise
+
+    def _migrate(self) -> None:
+        conn = self._connection()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                )
+                done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+                for version, name, sql in MIGRATIONS:
+                    if version in done:
+                        continue
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
+                        (version, name),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        """The highest applied migration."""
+        row = self._connection().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def close(self) -> None:
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        self._local = threading.local()
+
+
+def _parse_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigurationError(f"not a SQLite URL: {url!r}")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ConfigurationError(f"SQLite URL needs a path, as in sqlite:///allotment.db: {url!r}")
+    options = parse_qs(parts.query)
+    synchronous = options.pop("synchronous", ["normal"])[-1].upper()
+    if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigurationError(f"synchronous must be normal, full or extra, got {synchronous!r}")
+    if options:
+        raise ConfigurationError(f"unknown SQLite URL option(s): {', '.join(sorted(options))}")
+    return path, synchronous
+
+
+class _SQLiteTx:
+    """The ``Tx`` primitives on one connection inside ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    # budgets
+    def _budget_index(self) -> dict[str | None, list[Budget]]:
+        (version,) = self._conn.execute(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'budgets_version'"
+        ).fetchone()
+        cached_version, index = self._store._budget_cache
+        if cached_version != version:
+            index = {}
+            for (spec,) in self._conn.execute("SELECT spec FROM budgets ORDER BY id"):
+                budget = Budget.from_spec(json.loads(spec))
+                index.setdefault(budget.tenant, []).append(budget)
+            self._store._budget_cache = (version, index)
+        return index
+
+    def budgets_for(self, tenant: str) -> Sequence[Budget]:
+        index = self._budget_index()
+        return [*index.get(None, ()), *index.get(tenant, ())]
+
+    def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
+        index = self._budget_index()
+        if tenant is not None:
+            return list(index.get(tenant, ()))
+        return sorted((b for group in index.values() for b in group), key=lambda b: b.id)
+
+    def budget(self, budget_id: str) -> Budget | None:
+        row = self._conn.execute("SELECT spec FROM budgets WHERE id = ?", (budget_id,)).fetchone()
+        return None if row is None else Budget.from_spec(json.loads(row[0]))
+
+    def put_budget(self, budget: Budget) -> None:
+        self._conn.execute(
+            "INSERT INTO budgets (id, tenant, spec) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, spec = excluded.spec",
+            (budget.id, budget.tenant, json.dumps(budget.to_spec())),
+        )
+        self._bump_budgets_version()
+
+    def delete_budget(self, budget_id: str) -> None:
+        self._conn.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
+        self.clear_counters([budget_id])
+        self._bump_budgets_version()
+
+    def _bump_budgets_version(self) -> None:
+        self._conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'budgets_version'"
+        )
+
+    # counters
+    def read(self, applied: Sequence[Applied]) -> list[Counter]:
+        out = []
+        for hit in applied:
+            used, reserved = self._conn.execute(
+                "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
+                "WHERE budget_id = ? AND member = ? AND bucket BETWEEN ? AND ?",
+                (hit.budget.id, hit.member, hit.span.first_bucket, hit.span.bucket),
+            ).fetchone()
+            out.append(Counter(used, reserved))
+        return out
+
+    def add(self, deltas: Sequence[Delta]) -> None:
+        self._conn.executemany(
+            "INSERT INTO counters (budget_id, member, bucket, used, reserved) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (budget_id, member, bucket) DO UPDATE SET "
+            "used = used + excluded.used, reserved = reserved + excluded.reserved",
+            deltas,
+        )
+
+    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
+        if budget_ids is None:
+            self._conn.execute("DELETE FROM counters")
+        else:
+            self._conn.executemany(
+                "DELETE FROM counters WHERE budget_id = ?", [(b,) for b in budget_ids]
+            )
+
+    def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        rows = self._conn.execute(
+            "SELECT budget_id, member, bucket, used, reserved FROM counters "
+            "WHERE used != 0 OR reserved != 0"
+        )
+        return {(b, m, k): (u, r) for b, m, k, u, r in rows}
+
+    # reservations
+    def reservation(self, request_id: str) -> Reservation | None:
+        row = self._conn.execute(
+            "SELECT * FROM reservations WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return None if row is None else _reservation_from_row(row)
+
+    def save_reservation(self, r: Reservation) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.request_id,
+                r.subject.tenant,
+                r.state.value,
+                r.payload_hash,
+                r.commit_hash,
+                r.event_id,
+                json.dumps(r.subject.to_dict()),
+                r.provider,
+                r.model,
+                json.dumps(r.estimate.to_dict()),
+                json.dumps([[c.budget_id, c.member, c.bucket, c.amount] for c in r.charges]),
+                to_us(r.authorized_at),
+                to_us(r.expires_at),
+            ),
+        )
+
+    def expired(self, now: datetime, limit: int) -> list[Reservation]:
+        rows = self._conn.execute(
+            "SELECT * FROM reservations WHERE state = 'held' AND expires_at <= ? "
+            "ORDER BY expires_at LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [_reservation_from_row(row) for row in rows]
+
+    def held(self) -> Iterable[Reservation]:
+        rows = self._conn.execute("SELECT * FROM reservations WHERE state = 'held'")
+        return [_reservation_from_row(row) for row in rows]
+
+    # ledger
+    def append(self, event: Event) -> Event:
+        values = _event_values(event)
+        cursor = self._conn.execute(
+            f"INSERT INTO events ({', '.join(_EVENT_COLUMNS[1:])}) "
+            f"VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) - 1))})",
+            values,
+        )
+        return replace(event, id=cursor.lastrowid)
+
+    def event(self, event_id: int) -> Event:
+        row = self._conn.execute(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+        return _event_from_row(row)
+
+    def usage_event(self, request_id: str) -> Event | None:
+        row = self._conn.execute(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events "
+            "WHERE request_id = ? AND status IN ('success', 'error')",
+            (request_id,),
+        ).fetchone()
+        return None if row is None else _event_from_row(row)
+
+    def events(self, query: EventQuery) -> Iterable[Event]:
+        where: list[str] = ["id > ?"]
+        params: list[object] = [query.after_id]
+        for clause, value in (
+            ("tenant = ?", query.tenant),
+            ("status = ?", None if query.status is None else query.status.value),
+            ("occurred_at >= ?", None if query.since is None else to_us(query.since)),
+            ("occurred_at < ?", None if query.until is None else to_us(query.until)),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self._conn.execute(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT ?",
+            (*params, query.limit),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    def counting_events(self, tenant: str | None) -> Iterable[Event]:
+        sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE status IN ('success', 'error')"
+        params: tuple[Any, ...] = ()
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params = (tenant,)
+        # Materialized first: the caller writes on this connection while iterating.
+        return [_event_from_row(row) for row in self._conn.execute(sql, params)]
+
+    # rollups
+    def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
+        totals = ", ".join(f"{c} = {c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
+        self._conn.execute(
+            f"INSERT INTO rollups VALUES ({', '.join('?' * 20)}) ON CONFLICT "
+            "(tenant, hour, user, key, agent, feature, provider, model, status) "
+            f"DO UPDATE SET {totals}",
+            (*key, *values),
+        )
+
+    def clear_rollups(self) -> None:
+        self._conn.execute("DELETE FROM rollups")
+
+    def rollups(
+        self, tenant: str, since: int | None, until: int | None
+    ) -> Iterable[tuple[RollupKey, Sequence[int]]]:
+        rows = self._conn.execute(
+            "SELECT * FROM rollups WHERE tenant = ? AND hour >= ? AND hour < ?",
+            (tenant, -(2**62) if since is None else since, 2**62 if until is None else until),
+        )
+        return [(tuple(row[:9]), row[9:]) for row in rows]
+
+
+def _reservation_from_row(row: Sequence[Any]) -> Reservation:
+    (request_id, _tenant, state, payload_hash, commit_hash, event_id, subject, provider, model,
+     estimate, charges, authorized_at, expires_at) = row  # fmt: skip
+    return Reservation(
+        request_id=request_id,
+        subject=parse_subject(json.loads(subject)),
+        provider=provider,
+        model=model,
+        estimate=Usage(**json.loads(estimate)),
+        charges=tuple(Charge(*c) for c in json.loads(charges)),
+        authorized_at=from_us(authorized_at),
+        expires_at=from_us(expires_at),
+        payload_hash=payload_hash,
+        state=ReservationState(state),
+        commit_hash=commit_hash,
+        event_id=event_id,
+    )
+
+
+def _event_values(e: Event) -> tuple[Any, ...]:
+    s, u = e.subject, e.usage
+    return (
+        e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
+        json.dumps(s.to_dict()), e.provider, e.model,
+        *(getattr(u, c) for c in _USAGE_COLUMNS),
+        e.currency, json.dumps(e.price), e.reason, e.budget_id, e.payload_hash,
+        to_us(e.occurred_at), to_us(e.recorded_at),
+    )  # fmt: skip
+
+
+def _event_from_row(row: Sequence[Any]) -> Event:
+    values = dict(zip(_EVENT_COLUMNS, row, strict=True))
+    return Event(
+        id=values["id"],
+        request_id=values["request_id"],
+        status=EventStatus(values["status"]),
+        subject=parse_subject(json.loads(values["subject"])),
+        provider=values["provider"],
+        model=values["model"],
+        usage=Usage(**{c: values[c] for c in _USAGE_COLUMNS}),
+        occurred_at=from_us(values["occurred_at"]),
+        recorded_at=from_us(values["recorded_at"]),
+        currency=values["currency"],
+        reason=values["reason"],
+        budget_id=values["budget_id"],
+        price=json.loads(values["price"]),
+        payload_hash=values["payload_hash"],
+    )
