@@ -1,0 +1,356 @@
+"""The ``allotment`` command line, end to end on real SQLite files (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from allotment.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def run(db: str, *args: str) -> Result:
+    """Invoke the CLI in-process against ``db``."""
+    return runner.invoke(app, [*args, "--db", db])
+
+
+def ok(db: str, *args: str) -> str:
+    result = run(db, *args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def as_json(db: str, *args: str) -> Any:
+    return json.loads(ok(db, *args, "--json"))
+
+
+def set_budget(db: str, *args: str) -> str:
+    return ok(db, "budgets", "set", *args)
+
+
+def record(db: str, *args: str) -> str:
+    base = ("record", "--tenant", "port-a", "--provider", "openai", "--model", "gpt-4o-mini")
+    return ok(db, *base, *args)
+
+
+# --- budgets -----------------------------------------------------------------------
+
+
+def test_budgets_set_list_delete_round_trip(db: str) -> None:
+    out = set_budget(
+        db, "--id", "port-a-daily", "--tenant", "port-a", "--meter", "tokens",
+        "--window", "day", "--limit", "200000", "--soft", "50", "--soft", "80",
+    )  # fmt: skip
+    assert "port-a-daily" in out and "saved 1 budget" in out
+
+    table = ok(db, "budgets", "list")
+    assert "port-a-daily" in table and "day (UTC)" in table and "200,000" in table
+
+    [spec] = as_json(db, "budgets", "list")
+    assert spec["id"] == "port-a-daily" and spec["tenant"] == "port-a"
+    assert spec["meter"] == "tokens" and spec["limit"] == "200000"
+    assert [Decimal(p) for p in spec["soft"]] == [50, 80]
+
+    assert "deleted budget port-a-daily" in ok(db, "budgets", "delete", "port-a-daily")
+    assert as_json(db, "budgets", "list") == []
+
+
+def test_budgets_set_cost_policy_with_selectors(db: str) -> None:
+    set_budget(
+        db, "--id", "interns", "--tenant", "globex", "--meter", "cost", "--window",
+        "day@Europe/Berlin", "--limit", "0.50", "--per", "user", "--match", "group=interns",
+        "--exclude", "tags.byok=true", "--overrides", "--currency", "EUR", "--name", "interns",
+    )  # fmt: skip
+    [spec] = as_json(db, "budgets", "list", "--tenant", "globex")
+    assert Decimal(spec["limit"]) == Decimal("0.50")
+    assert spec["match"] == {"group": ["interns"]} and spec["exclude"] == {"tags.byok": ["true"]}
+    assert spec["per"] == "user" and spec["overrides"] is True and spec["currency"] == "EUR"
+    table = ok(db, "budgets", "list")
+    assert "0.50 EUR" in table and "day (Europe/Berlin)" in table
+
+
+def test_budgets_set_replaces_and_disables(db: str) -> None:
+    set_budget(db, "--id", "b", "--meter", "tokens", "--window", "week", "--limit", "10")
+    set_budget(db, "--id", "b", "--meter", "requests", "--window", "month", "--disabled")
+    [spec] = as_json(db, "budgets", "list")
+    assert spec["meter"] == "requests" and spec["limit"] is None and spec["enabled"] is False
+
+
+def test_budgets_list_filters_by_tenant(db: str) -> None:
+    for tenant in ("port-a", "port-b"):
+        set_budget(db, "--id", tenant, "--tenant", tenant, "--meter", "tokens", "--window", "day")
+    assert [s["id"] for s in as_json(db, "budgets", "list", "--tenant", "port-b")] == ["port-b"]
+
+
+def test_budgets_set_from_yaml_file(db: str, tmp_path: Path) -> None:
+    file = tmp_path / "budgets.yaml"
+    file.write_text(
+        "budgets:\n"
+        "  - {id: crm-daily, tenant: port-a, meter: tokens, window: day, limit: 200000}\n"
+        "  - id: crm-weekly\n"
+        "    tenant: port-a\n"
+        "    meter: tokens\n"
+        "    window: week\n"
+        "    limit: 1000000\n"
+        "    soft: [80, 90]\n",
+        encoding="utf-8",
+    )
+    out = set_budget(db, "--file", str(file))
+    assert "saved 2 budget(s)" in out
+    specs = {s["id"]: s for s in as_json(db, "budgets", "list")}
+    assert set(specs) == {"crm-daily", "crm-weekly"}
+    assert specs["crm-weekly"]["limit"] == "1000000"
+
+
+def test_budgets_set_from_toml_file(db: str, tmp_path: Path) -> None:
+    file = tmp_path / "budgets.toml"
+    file.write_text(
+        '[[budgets]]\nid = "agents"\ntenant = "orchestrator"\nmeter = "tokens"\n'
+        'window = "day"\nper = "agent"\nlimit = 120000\n',
+        encoding="utf-8",
+    )
+    set_budget(db, "--file", str(file))
+    [spec] = as_json(db, "budgets", "list")
+    assert spec["per"] == "agent"
+
+
+def test_budgets_set_file_and_flags_is_a_usage_error(db: str, tmp_path: Path) -> None:
+    result = run(db, "budgets", "set", "--file", str(tmp_path / "x.yaml"), "--id", "b")
+    assert result.exit_code == 2
+    assert "--file" in result.output and "Traceback" not in result.output
+
+
+# --- status, record, usage ---------------------------------------------------------
+
+
+def test_status_shows_the_state_of_each_budget(db: str) -> None:
+    set_budget(
+        db, "--id", "cap", "--tenant", "port-a", "--meter", "tokens", "--window", "lifetime",
+        "--limit", "1000",
+    )  # fmt: skip
+    assert "within_budget" in ok(db, "status", "--tenant", "port-a")
+    record(db, "--input", "900", "--output", "60")
+    out = ok(db, "status", "--tenant", "port-a", "--user", "u1")
+    assert "at_limit" in out and "960" in out and "96.00%" in out
+    record(db, "--input", "100")
+    assert "exceeded" in ok(db, "status", "--tenant", "port-a")
+
+
+def test_status_json_and_per_member_budgets(db: str) -> None:
+    set_budget(
+        db, "--id", "per-agent", "--tenant", "orch", "--meter", "tokens", "--window", "lifetime",
+        "--per", "agent", "--limit", "100",
+    )  # fmt: skip
+    ok(db, "record", "--tenant", "orch", "--agent", "coder", "--provider", "p", "--model", "m",
+       "--input", "85")  # fmt: skip
+    [view] = as_json(db, "status", "--tenant", "orch", "--agent", "coder")
+    assert view["budget_id"] == "per-agent" and view["member"] == "coder"
+    assert view["used"] == 85 and view["state"] == "approaching_limit"
+    assert as_json(db, "status", "--tenant", "orch", "--agent", "tester")[0]["used"] == 0
+    assert as_json(db, "status", "--tenant", "orch") == []  # no agent: per-agent does not apply
+
+
+def test_status_of_cost_budget_shows_money(db: str) -> None:
+    set_budget(
+        db, "--id", "spend", "--tenant", "globex", "--meter", "cost", "--window", "lifetime",
+        "--limit", "2.00", "--per", "user", "--exclude", "tags.byok=true",
+    )  # fmt: skip
+    base = ("record", "--tenant", "globex", "--user", "alice", "--provider", "openai")
+    ok(db, *base, "--model", "gpt-4o", "--cost", "0.50", "--currency", "EUR")
+    ok(db, *base, "--model", "gpt-4o", "--cost", "9.00", "--tag", "byok=true")
+    out = ok(db, "status", "--tenant", "globex", "--user", "alice", "--currency", "EUR")
+    assert "0.50 EUR" in out and "2.00 EUR" in out and "25.00%" in out
+
+
+def test_status_without_budgets_says_so(db: str) -> None:
+    assert "no budget applies" in ok(db, "status", "--tenant", "nobody")
+
+
+def test_record_prints_the_event_id_and_is_idempotent(db: str) -> None:
+    first = record(db, "--request-id", "r-1", "--input", "10")
+    assert re.search(r"recorded event 1\b", first)
+    again = record(db, "--request-id", "r-1", "--input", "10")
+    assert "already recorded as event 1" in again
+    assert len(as_json(db, "usage", "--tenant", "port-a")) == 1
+
+
+def test_record_json_is_the_event(db: str) -> None:
+    event = json.loads(record(db, "--user", "u1", "--input", "5", "--cost", "0.01", "--json"))
+    assert event["subject"] == {"tenant": "port-a", "user": "u1"}
+    assert event["usage"]["cost_micros"] == 10_000 and len(event["request_id"]) == 32
+
+
+def test_usage_by_feature_after_records(db: str) -> None:
+    record(db, "--feature", "summarize", "--input", "1000", "--output", "200", "--cost", "0.0123")
+    record(db, "--feature", "summarize", "--input", "500", "--status", "error")
+    record(db, "--feature", "classify", "--input", "300", "--output", "5")
+    table = ok(db, "usage", "--tenant", "port-a", "--by", "feature")
+    assert "summarize" in table and "classify" in table and "0.0123 USD" in table
+    assert "1,700" in table  # summarize tokens: 1000 + 200 + 500
+
+    rows = {r["group"]["feature"]: r for r in as_json(db, "usage", "--tenant", "port-a",
+                                                      "--by", "feature")}  # fmt: skip
+    assert rows["summarize"]["calls"] == 2 and rows["summarize"]["errors"] == 1
+    assert Decimal(rows["summarize"]["cost"]) == Decimal("0.0123")
+    assert rows["classify"]["totals"]["output_tokens"] == 5
+
+
+def test_usage_by_two_dimensions_and_time_range(db: str) -> None:
+    record(db, "--feature", "summarize", "--input", "10")
+    rows = as_json(db, "usage", "--tenant", "port-a", "--by", "feature", "--by", "model")
+    assert rows[0]["group"] == {"feature": "summarize", "model": "gpt-4o-mini"}
+    assert as_json(db, "usage", "--tenant", "port-a", "--since", "2000-01-01")[0]["calls"] == 1
+    assert as_json(db, "usage", "--tenant", "port-a", "--since", "2999-01-01T00:00:00Z") == []
+    assert as_json(db, "usage", "--tenant", "port-a", "--until", "2000-01-01") == []
+
+
+def test_ledger_rebuild_reports_what_it_did(db: str) -> None:
+    set_budget(db, "--id", "b", "--tenant", "port-a", "--meter", "tokens", "--window", "month")
+    record(db, "--input", "10")
+    record(db, "--input", "20")
+    assert re.search(r"read 2 events, wrote 1 counters", ok(db, "ledger", "rebuild"))
+    [view] = as_json(db, "status", "--tenant", "port-a")
+    assert view["used"] == 30
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+SET_TOKENS_DAY = ["budgets", "set", "--id", "b", "--meter", "tokens", "--window", "day"]
+RECORD_T = ["record", "--tenant", "t", "--provider", "p", "--model", "m"]
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["budgets", "set", "--id", "b", "--meter", "bogus", "--window", "day"], "meter"),
+        (["budgets", "set", "--id", "b", "--meter", "tokens", "--window", "fortnight"], "window"),
+        ([*SET_TOKENS_DAY, "--limit", "-5"], "limit"),
+        ([*SET_TOKENS_DAY, "--soft", "abc"], "soft"),
+        ([*SET_TOKENS_DAY, "--mode", "loud"], "mode"),
+        ([*SET_TOKENS_DAY, "--per", "colour"], "per"),
+        (["budgets", "set", "--meter", "tokens", "--window", "day"], "id"),
+        (["budgets", "delete", "no-such-budget"], "no-such-budget"),
+        ([*RECORD_T, "--status", "bad"], "status"),
+        ([*RECORD_T, "--cost", "abc"], "cost"),
+        (["usage", "--tenant", "t", "--by", "colour"], "by"),
+        (["status", "--tenant", ""], "tenant"),
+    ],
+)
+def test_allotment_errors_exit_2_with_one_red_line(db: str, args: list[str], mentions: str) -> None:
+    result = run(db, *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert mentions in lines[0]
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_bad_store_url_and_bad_files_are_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["budgets", "list", "--db", "foo://bar"])
+    assert result.exit_code == 2 and "error: unknown store URL scheme" in result.stderr
+    missing = runner.invoke(app, ["budgets", "set", "--file", str(tmp_path / "none.yaml"),
+                                  "--db", f"sqlite:///{tmp_path / 'x.db'}"])  # fmt: skip
+    assert missing.exit_code == 2 and "error: cannot read" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("budgets: [\n  {id: a\n", encoding="utf-8")
+    bad = runner.invoke(app, ["budgets", "set", "--file", str(broken),
+                              "--db", f"sqlite:///{tmp_path / 'x.db'}"])  # fmt: skip
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_default_db_comes_from_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    env = {"ALLOTMENT_DB": url}
+    args = ["budgets", "set", "--id", "e", "--meter", "tokens", "--window", "day"]
+    assert runner.invoke(app, args, env=env).exit_code == 0
+    assert (tmp_path / "env.db").exists()
+    assert json.loads(runner.invoke(app, ["budgets", "list", "--json"], env=env).stdout)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["budgets", "set", "--id", "b", "--meter", "tokens", "--window", "day", "--match", "x"],
+        ["usage", "--tenant", "t", "--since", "yesterday"],
+        ["record", "--tenant", "t", "--provider", "p", "--model", "m", "--input", "-1"],
+        ["status"],
+    ],
+)
+def test_bad_option_usage_is_typers_job(db: str, args: list[str]) -> None:
+    result = run(db, *args)
+    assert result.exit_code == 2 and "Usage:" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- demo --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_output(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
+    result = runner.invoke(app, ["demo", "--db", url])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["demo", "--db", url])
+    assert again.stdout == result.stdout  # the database is recreated: same seed, same day
+    return result.stdout
+
+
+def test_demo_reports_calls_and_refusals(demo_output: str) -> None:
+    summary = re.search(r"(\d+) allowed, (\d+) refused .*, (\d+) errors", demo_output)
+    assert summary is not None, demo_output
+    allowed, refused, errors = map(int, summary.groups())
+    assert allowed > 0 and refused > 0 and errors > 0
+
+
+def test_demo_prints_tables_for_the_three_systems(demo_output: str) -> None:
+    for text in (
+        "System 1", "port-a-daily", "port-b-daily", "port-a usage by feature", "summarize",
+        "System 2", "globex-interns-daily", "globex spend per user", "EUR",
+        "System 5", "orchestrator-per-agent", "orchestrator usage by agent", "coder",
+    ):  # fmt: skip
+        assert text in demo_output, text
+
+
+def test_demo_agent_hits_its_limit_and_alice_override_applies(demo_output: str) -> None:
+    coder = [line for line in demo_output.splitlines() if "per-agent" in line and "coder" in line]
+    assert coder and ("at_limit" in coder[0] or "exceeded" in coder[0])
+    alice = [line for line in demo_output.splitlines() if "│ alice " in line and "daily" in line]
+    assert [line.split()[1] for line in alice] == ["globex-alice-daily"]
+
+
+def test_demo_with_another_seed_and_memory_store() -> None:
+    result = runner.invoke(app, ["demo", "--db", "memory://", "--seed", "11"])
+    assert result.exit_code == 0, result.output
+    assert "refused" in result.stdout
+
+
+def test_demo_refuses_to_wipe_a_real_database(db: str, tmp_path: Path) -> None:
+    set_budget(db, "--id", "production", "--meter", "tokens", "--window", "day")
+    result = runner.invoke(app, ["demo", "--db", db])
+    assert result.exit_code == 2 and "not a demo database" in result.stderr
+    assert [s["id"] for s in as_json(db, "budgets", "list")] == ["production"]
+
+
+def test_demo_console_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("allotment")
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    done = subprocess.run(
+        [str(script), "demo", "--db", url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "System 5" in done.stdout and (tmp_path / "d.db").exists()
