@@ -48,9 +48,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_governor(
-    backend: str, tmp_path: Path, clock: Clock
-) -> Iterator[Callable[..., Governor]]:
+def make_governor(backend: str, tmp_path: Path, clock: Clock) -> Iterator[Callable[..., Governor]]:
     """Build governors on one fresh store of the parametrized backend."""
     made: list[Governor] = []
     url = store_url(backend, tmp_path)

@@ -1,1 +1,74 @@
-"""allotment: a budget in front of every AI call."""
+"""allotment: a budget in front of every AI call.
+
+::
+
+    from allotment import Governor
+
+    gov = Governor("sqlite:///allotment.db")
+    gov.create_budget({"id": "acme-day", "tenant": "acme", "meter": "tokens",
+                       "window": "day", "limit": 100_000})
+    with gov.hold({"tenant": "acme", "user": "u1"}, "openai", "gpt-4o-mini",
+                  {"output_tokens": 512}) as h:
+        ...  # call the provider
+        h.commit({"input_tokens": 1200, "output_tokens": 300})
+"""
+
+from allotment.core.budgets import Budget, Failure, Mode
+from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, State, Warning
+from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
+from allotment.core.subjects import Subject
+from allotment.core.usage import Meter, Usage
+from allotment.core.windows import Window
+from allotment.errors import (
+    AllotmentError,
+    BudgetExceeded,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+from allotment.governor import AsyncGovernor, Governor, Hold
+from allotment.pricing import ModelRate, Price, Pricer, StaticPricer
+from allotment.store import MemoryStore, SQLiteStore, Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllotmentError",
+    "AsyncGovernor",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetView",
+    "CommitResult",
+    "ConfigurationError",
+    "ConflictError",
+    "Decision",
+    "Event",
+    "EventStatus",
+    "Failure",
+    "Governor",
+    "Hold",
+    "MemoryStore",
+    "Meter",
+    "Mode",
+    "ModelRate",
+    "NotFoundError",
+    "Price",
+    "Pricer",
+    "Reason",
+    "Refusal",
+    "ReservationState",
+    "SQLiteStore",
+    "State",
+    "StaticPricer",
+    "Store",
+    "StoreError",
+    "Subject",
+    "Usage",
+    "ValidationError",
+    "Warning",
+    "Window",
+    "__version__",
+    "open_store",
+]

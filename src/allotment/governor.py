@@ -125,7 +125,7 @@ class Governor:
         actual = parse_usage(usage)
         outcome = _commit_status(status)
         parsed = None if subject is None else parse_subject(subject)
-        digest = payload_hash(["commit", actual.to_dict(), outcome.value, provider, model])
+        digest = payload_hash("commit", actual.as_tuple(), outcome.value, provider, model)
         request = CommitRequest(
             _check_id(request_id),
             actual,
@@ -158,18 +158,53 @@ class Governor:
     ) -> CommitResult:
         """Meter a call that was never authorized, in the window of ``occurred_at``."""
         now = self.now()
+        request = self._record_request(
+            request_id, subject, provider, model, usage, status, occurred_at or now, reason
+        )
+        return self.store.record(request, now)
+
+    def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[CommitResult]:
+        """Meter a batch of calls in one transaction: all are recorded or none.
+
+        Each item has the keyword arguments of ``record``. A bad item raises
+        ``ValidationError`` naming it (``events[3].usage.input_tokens``)
+        before anything is written.
+        """
+        now = self.now()
+        requests = []
+        for i, item in enumerate(events):
+            try:
+                fields = dict(item)
+                fields.setdefault("occurred_at", now)
+                requests.append(self._record_request(**fields))
+            except ValidationError as exc:
+                raise exc.within(f"events[{i}]") from None
+            except TypeError as exc:
+                raise ValidationError(f"events[{i}]", str(exc)) from None
+        return self.store.record_many(requests, now)
+
+    def _record_request(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        usage: UsageLike,
+        status: str = "success",
+        occurred_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> RecordRequest:
         call = _call(subject, provider, model)
         actual = parse_usage(usage)
         outcome = _commit_status(status)
-        at = now if occurred_at is None else _aware(occurred_at, "occurred_at")
+        at = _aware(occurred_at, "occurred_at")
         digest = payload_hash(
-            ["record", call.subject.to_dict(), provider, model, actual.to_dict(), outcome.value]
+            "record", call.subject.as_tuple(), provider, model, actual.as_tuple(), outcome.value
         )
-        request = RecordRequest(
+        return RecordRequest(
             _check_id(request_id), call, actual, outcome, at, digest, self.currency, self._price,
             reason,
         )  # fmt: skip
-        return self.store.record(request, now)
 
     def hold(
         self,

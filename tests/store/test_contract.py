@@ -152,9 +152,7 @@ class TestCommit:
         gov.commit("p1", tokens(7), subject=ACME, provider="openai", model="gpt-4o")
         assert used(gov) == (7, 0)
 
-    def test_usage_belongs_to_the_authorization_window(
-        self, gov: Governor, clock: Clock
-    ) -> None:
+    def test_usage_belongs_to_the_authorization_window(self, gov: Governor, clock: Clock) -> None:
         clock.now = datetime(2026, 11, 23, 23, 59, 59, tzinfo=UTC)
         gov.create_budget(day_budget())
         gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(100))
@@ -225,7 +223,9 @@ class TestRecord:
 
     def test_record_lands_in_the_window_of_occurred_at(self, gov: Governor, clock: Clock) -> None:
         gov.create_budget(day_budget())
-        gov.record("p1", ACME, "openai", "gpt-4o", tokens(5), occurred_at=clock.now - timedelta(days=1))
+        gov.record(
+            "p1", ACME, "openai", "gpt-4o", tokens(5), occurred_at=clock.now - timedelta(days=1)
+        )
         assert used(gov) == (0, 0)
 
     def test_record_with_the_id_of_an_authorization_conflicts(self, gov: Governor) -> None:
@@ -373,3 +373,22 @@ class TestAtomicity:
         assert gov.events() == []
         gov.commit("r1", tokens(5))
         assert used(gov) == (5, 0)
+
+
+class TestBatch:
+    def test_record_many_is_all_or_nothing(self, gov: Governor) -> None:
+        gov.create_budget(day_budget())
+        items: list[dict[str, Any]] = [
+            {"request_id": f"b{i}", "subject": ACME, "provider": "openai", "model": "m",
+             "usage": tokens(i)}
+            for i in range(3)
+        ]  # fmt: skip
+        bad = [*items, {**items[0], "request_id": "x", "usage": {"input_tokens": -1}}]
+        with pytest.raises(ValidationError) as info:
+            gov.record_many(bad)
+        assert info.value.field == "events[3].usage.input_tokens"
+        assert gov.events() == []
+        results = gov.record_many(items)
+        assert [r.event.request_id for r in results] == ["b0", "b1", "b2"]
+        assert gov.record_many(items)[0].replayed
+        assert used(gov) == (3, 0)

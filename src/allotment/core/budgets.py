@@ -16,8 +16,9 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
+from allotment.core.decisions import State
 from allotment.core.money import decimal_to_units, units_to_decimal
-from allotment.core.subjects import SCALAR_DIMENSIONS, Subject
+from allotment.core.subjects import SCALAR_DIMENSIONS, Subject, check_identifier
 from allotment.core.usage import Meter
 from allotment.core.windows import Window
 from allotment.errors import ValidationError
@@ -30,6 +31,7 @@ _MATCH_DIMENSIONS = frozenset((*SCALAR_DIMENSIONS, "group", "provider", "model")
 #: Specificity levels for ``overrides``: individual > group > tenant > global.
 _INDIVIDUAL = frozenset(("user", "key", "agent", "session", "device", "install"))
 _E = TypeVar("_E", bound=StrEnum)
+_HUNDRED = Decimal(100)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
 
 
@@ -133,10 +135,14 @@ class Budget:
     failure: Failure = Failure.CLOSED
     currency: str | None = None
     level: int = field(init=False, repr=False, compare=False)
+    _soft_bp: int | None = field(init=False, repr=False, compare=False)
+    _at_limit_bp: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
             raise ValidationError("id", "must be 1-128 letters, digits or _.:@/- characters")
+        check_identifier(self.tenant, "tenant")
+        check_identifier(self.name, "name")
         if self.limit is not None and (
             isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0
         ):
@@ -149,11 +155,47 @@ class Budget:
         ):
             raise ValidationError("currency", "an ISO 4217 code, only on cost budgets")
         object.__setattr__(self, "level", _level(self))
+        # Thresholds in basis points keep state checks in integer arithmetic.
+        object.__setattr__(self, "_soft_bp", int(self.soft[0] * 100) if self.soft else None)
+        object.__setattr__(self, "_at_limit_bp", int(self.at_limit * 100))
 
     @property
     def enforced(self) -> bool:
         """Whether this budget can refuse a call."""
         return self.enabled and self.mode is Mode.ENFORCE and self.limit is not None
+
+    def state(self, consumed: int) -> State:
+        """The state of this budget once ``consumed`` base units (used + reserved) are gone."""
+        limit = self.limit
+        if limit is None:
+            return State.WITHIN_BUDGET
+        if consumed >= limit:
+            return State.EXCEEDED
+        scaled = consumed * 10_000
+        if scaled >= self._at_limit_bp * limit:
+            return State.AT_LIMIT
+        if self._soft_bp is not None and scaled >= self._soft_bp * limit:
+            return State.APPROACHING_LIMIT
+        return State.WITHIN_BUDGET
+
+    def percent(self, consumed: int) -> Decimal | None:
+        """``consumed`` in percent of the limit, rounded down to 0.01 (None without a limit).
+
+        Rounded down so that 94.999 % is not shown as the 95 % of ``at_limit``.
+        """
+        limit = self.limit
+        if limit is None:
+            return None
+        if limit == 0:
+            return _HUNDRED
+        return Decimal(consumed * 10_000 // limit).scaleb(-2)
+
+    def crossed(self, consumed: int) -> Decimal | None:
+        """The highest soft threshold ``consumed`` has reached, if any."""
+        limit = self.limit
+        if limit is None or self._soft_bp is None or consumed * 10_000 < self._soft_bp * limit:
+            return None
+        return [t for t in self.soft if consumed * 10_000 >= int(t * 100) * limit][-1]
 
     def member(self, call: Call) -> str | None:
         """The counter this call charges (``""`` if pooled), or None if not counted."""
@@ -240,9 +282,8 @@ def _is_tag(dimension: str) -> bool:
 
 
 def _level(budget: Budget) -> int:
+    """Specificity from what the budget selects; ``per`` only splits, so it does not count."""
     dims = {d for d, _ in budget.match}
-    if budget.per is not None:
-        dims.add(budget.per)
     if dims & _INDIVIDUAL:
         return 3
     if "group" in dims:
@@ -254,10 +295,14 @@ def _check_percents(soft: tuple[Decimal, ...], at_limit: Decimal) -> None:
     for i, value in enumerate(soft):
         if not isinstance(value, Decimal) or not 0 < value <= 100:
             raise ValidationError(f"soft[{i}]", "must be a percentage in (0, 100]")
+        if value * 100 != int(value * 100):
+            raise ValidationError(f"soft[{i}]", "may have at most two decimal places")
     if list(soft) != sorted(soft):
         raise ValidationError("soft", "thresholds must be in ascending order")
     if not isinstance(at_limit, Decimal) or not 0 < at_limit <= 100:
         raise ValidationError("at_limit", "must be a percentage in (0, 100]")
+    if at_limit * 100 != int(at_limit * 100):
+        raise ValidationError("at_limit", "may have at most two decimal places")
 
 
 def _parse_selector(raw: object, field_name: str) -> Selector:

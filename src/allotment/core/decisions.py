@@ -1,4 +1,9 @@
-"""What authorize answers: allowed or not, why, and where every budget stands."""
+"""What authorize answers: allowed or not, why, and where every budget stands.
+
+These are output records: plain slotted dataclasses, cheap to build on the
+hot path. Treat them as values; nothing in allotment mutates one after
+handing it out.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from allotment.core.budgets import Budget
+    from allotment.core.windows import Span
 
 __all__ = ["BudgetView", "Decision", "Reason", "Refusal", "State", "Warning"]
 
@@ -27,40 +36,94 @@ class Reason(StrEnum):
     ESTIMATE_EXCEEDS_REMAINING = "estimate_exceeds_remaining"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BudgetView:
     """One budget as it stands for one member in the current window.
 
+    Holds the raw counters; the derived figures are computed when read, so
+    an authorization that nobody inspects in detail pays nothing for them.
     ``percent`` and ``state`` count reservations in flight as consumed, so a
     burst of authorizations sees the budget it is about to use.
     """
 
-    budget_id: str
-    name: str | None
-    meter: str
+    budget: Budget
     member: str
-    mode: str
-    enabled: bool
+    span: Span
     used: int
     reserved: int
-    limit: int | None
-    remaining: int | None
-    percent: Decimal | None
-    state: State
-    window_start: datetime | None
-    resets_at: datetime | None
-    currency: str | None = None
+
+    @property
+    def budget_id(self) -> str:
+        """The budget's id."""
+        return self.budget.id
+
+    @property
+    def name(self) -> str | None:
+        """The budget's display name."""
+        return self.budget.name
+
+    @property
+    def meter(self) -> str:
+        """What the budget counts."""
+        return self.budget.meter.value
+
+    @property
+    def mode(self) -> str:
+        """enforce, warn, shadow or off."""
+        return self.budget.mode.value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the budget can refuse or warn at all."""
+        return self.budget.enabled
+
+    @property
+    def limit(self) -> int | None:
+        """The hard limit in base units, or None for metering only."""
+        return self.budget.limit
+
+    @property
+    def currency(self) -> str | None:
+        """Currency of a cost budget."""
+        return self.budget.currency
+
+    @property
+    def remaining(self) -> int | None:
+        """Room left under the limit (never negative), or None without a limit."""
+        limit = self.budget.limit
+        return None if limit is None else max(0, limit - self.used - self.reserved)
+
+    @property
+    def percent(self) -> Decimal | None:
+        """Consumption (used + reserved) in percent of the limit, rounded down to 0.01."""
+        return self.budget.percent(self.used + self.reserved)
+
+    @property
+    def state(self) -> State:
+        """within_budget, approaching_limit, at_limit or exceeded."""
+        return self.budget.state(self.used + self.reserved)
+
+    @property
+    def window_start(self) -> datetime | None:
+        """Start of the current window (None for lifetime)."""
+        return self.span.start
+
+    @property
+    def resets_at(self) -> datetime | None:
+        """When the window rolls over (None for lifetime)."""
+        return self.span.resets_at
 
     def to_dict(self, *, client: bool = False) -> dict[str, Any]:
         """JSON-safe form; ``client=True`` keeps percentages only (no amounts)."""
+        percent = self.percent
         base: dict[str, Any] = {
             "budget_id": self.budget_id,
             "name": self.name,
             "meter": self.meter,
-            "percent": None if self.percent is None else str(self.percent),
+            "percent": None if percent is None else str(percent),
             "percent_available": None
-            if self.percent is None
-            else str(max(Decimal(0), Decimal(100) - self.percent)),
+            if percent is None
+            else str(max(Decimal(0), Decimal(100) - percent)),
             "state": self.state.value,
             "resets_at": _iso(self.resets_at),
         }
@@ -79,7 +142,7 @@ class BudgetView:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
     """A budget that refused the call (or would have, for shadow/warn budgets)."""
 
@@ -102,7 +165,7 @@ class Refusal:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Warning:
     """A soft threshold crossed, or a warn-mode budget over its limit."""
 
@@ -121,7 +184,7 @@ class Warning:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """The answer to an authorization.
 

@@ -7,24 +7,22 @@ result inside one transaction; nothing here reads a clock or does I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from allotment.core.budgets import Budget, Call, Mode
-from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, State, Warning
+from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Warning
 from allotment.core.ledger import Charge
 from allotment.core.usage import Usage
 from allotment.core.windows import Span
 
-__all__ = ["Applied", "Counter", "decide", "resolve", "state_of", "view"]
+__all__ = ["Applied", "Counter", "decide", "resolve", "view"]
 
 _HUNDRED = Decimal(100)
-_CENT = Decimal("0.01")
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):
     """A budget that counts a call, for one member, in the window of one instant."""
 
     budget: Budget
@@ -36,8 +34,7 @@ class Applied:
         return Charge(self.budget.id, self.member, self.span.bucket, amount)
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+class Counter(NamedTuple):
     """Consumption of one budget member in one window."""
 
     used: int = 0
@@ -94,103 +91,70 @@ def decide(
     """
     refusals: list[Refusal] = []
     shadow: list[Refusal] = []
-    amounts = [a.budget.meter.amount(estimate) for a in applied]
-    for hit, counter, amount in zip(applied, counters, amounts, strict=True):
-        refusal = _check(hit, counter, amount)
-        if refusal is None:
-            continue
-        if hit.budget.mode is Mode.ENFORCE:
-            refusals.append(refusal)
-        elif hit.budget.mode is Mode.SHADOW:
-            shadow.append(refusal)
+    checks: list[Refusal | None] = []
+    amounts: list[int] = []
+    for hit, counter in zip(applied, counters, strict=True):
+        amount = hit.budget.meter.amount(estimate)
+        amounts.append(amount)
+        refusal = _check(hit, counter, amount) if hit.budget.limit is not None else None
+        checks.append(refusal)
+        if refusal is not None:
+            mode = hit.budget.mode
+            if mode is Mode.ENFORCE:
+                refusals.append(refusal)
+            elif mode is Mode.SHADOW:
+                shadow.append(refusal)
     allowed = not refusals
     views: list[BudgetView] = []
     warnings: list[Warning] = []
-    for hit, counter, amount in zip(applied, counters, amounts, strict=True):
+    for hit, counter, amount, refusal in zip(applied, counters, amounts, checks, strict=True):
         reserved = counter.reserved + amount if allowed else counter.reserved
-        current = view(hit, Counter(counter.used, reserved))
+        current = BudgetView(hit.budget, hit.member, hit.span, counter.used, reserved)
         views.append(current)
-        warnings.extend(_warnings(hit.budget, current, _check(hit, counter, amount)))
-    charges = tuple(h.charge(a) for h, a in zip(applied, amounts, strict=True)) if allowed else ()
+        if hit.budget.limit is not None:
+            warning = _warning(current, refusal)
+            if warning is not None:
+                warnings.append(warning)
     decision = Decision(
-        request_id=request_id,
-        allowed=allowed,
-        budgets=tuple(views),
-        refusals=tuple(refusals),
-        warnings=tuple(warnings),
-        shadow_refusals=tuple(shadow),
-        expires_at=expires_at if allowed else None,
+        request_id, allowed, tuple(views), tuple(refusals), tuple(warnings), tuple(shadow),
+        expires_at if allowed else None,
+    )  # fmt: skip
+    if not allowed:
+        return decision, ()
+    return decision, tuple(
+        Charge(h.budget.id, h.member, h.span.bucket, n)
+        for h, n in zip(applied, amounts, strict=True)
     )
-    return decision, charges
 
 
 def _check(hit: Applied, counter: Counter, amount: int) -> Refusal | None:
     budget = hit.budget
-    if budget.limit is None or not budget.enabled or budget.mode is Mode.OFF:
+    limit = budget.limit
+    if limit is None or not budget.enabled or budget.mode is Mode.OFF:
         return None
     consumed = counter.used + counter.reserved
-    if consumed >= budget.limit:
+    if consumed >= limit:
         reason = Reason.HARD_CAP_EXCEEDED
-    elif consumed + amount > budget.limit:
+    elif consumed + amount > limit:
         reason = Reason.ESTIMATE_EXCEEDS_REMAINING
     else:
         return None
-    remaining = max(0, budget.limit - consumed)
-    return Refusal(budget.id, reason, amount, remaining, budget.limit, hit.span.resets_at)
+    return Refusal(budget.id, reason, amount, max(0, limit - consumed), limit, hit.span.resets_at)
 
 
-def _warnings(budget: Budget, current: BudgetView, refusal: Refusal | None) -> list[Warning]:
-    if not budget.enabled or budget.mode is Mode.OFF or current.percent is None:
-        return []
+def _warning(view: BudgetView, refusal: Refusal | None) -> Warning | None:
+    budget = view.budget
+    if not budget.enabled or budget.mode is Mode.OFF:
+        return None
+    consumed = view.used + view.reserved
     if budget.mode is Mode.WARN and refusal is not None:
-        return [Warning(budget.id, refusal.reason.value, current.percent)]
-    crossed = [t for t in budget.soft if current.percent >= t]
-    if not crossed:
-        return []
-    return [Warning(budget.id, "soft_threshold", current.percent, crossed[-1])]
+        return Warning(budget.id, refusal.reason.value, budget.percent(consumed) or _HUNDRED)
+    threshold = budget.crossed(consumed)
+    if threshold is None:
+        return None
+    return Warning(budget.id, "soft_threshold", budget.percent(consumed) or _HUNDRED, threshold)
 
 
 def view(hit: Applied, counter: Counter) -> BudgetView:
     """How ``hit``'s budget stands given ``counter``."""
-    budget = hit.budget
-    consumed = counter.used + counter.reserved
-    limit = budget.limit
-    percent = None if limit is None else _percent(consumed, limit)
-    return BudgetView(
-        budget_id=budget.id,
-        name=budget.name,
-        meter=budget.meter.value,
-        member=hit.member,
-        mode=budget.mode.value,
-        enabled=budget.enabled,
-        used=counter.used,
-        reserved=counter.reserved,
-        limit=limit,
-        remaining=None if limit is None else max(0, limit - consumed),
-        percent=percent,
-        state=state_of(budget, consumed),
-        window_start=hit.span.start,
-        resets_at=hit.span.resets_at,
-        currency=budget.currency,
-    )
-
-
-def state_of(budget: Budget, consumed: int) -> State:
-    """The state of a budget that has ``consumed`` base units (used + reserved)."""
-    if budget.limit is None:
-        return State.WITHIN_BUDGET
-    if consumed >= budget.limit:
-        return State.EXCEEDED
-    percent = _percent(consumed, budget.limit)
-    if percent >= budget.at_limit:
-        return State.AT_LIMIT
-    if budget.soft and percent >= budget.soft[0]:
-        return State.APPROACHING_LIMIT
-    return State.WITHIN_BUDGET
-
-
-def _percent(consumed: int, limit: int) -> Decimal:
-    if limit == 0:
-        return _HUNDRED
-    # Round down so 94.999 % is not shown as the 95 % of ``at_limit``.
-    return (Decimal(consumed) * _HUNDRED / limit).quantize(_CENT, rounding="ROUND_FLOOR")
+    return BudgetView(hit.budget, hit.member, hit.span, counter.used, counter.reserved)

@@ -3,6 +3,9 @@
 The ledger is append-only: every outcome (a call that succeeded or failed, a
 refusal, a released reservation) is one event. Counters are derived from it.
 
+Events, reservations and results are output records (plain slotted
+dataclasses, cheap on the hot path); treat them as values.
+
 Usage belongs to the window that contains the *authorization* time (for
 post-hoc events, their ``occurred_at``): a call authorized at 23:59:59 and
 committed after midnight counts toward the day it was allowed in, so the
@@ -12,11 +15,10 @@ check made at authorization and the charge always concern the same window.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
@@ -55,8 +57,7 @@ class ReservationState(StrEnum):
     RELEASED = "released"
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """What one reservation holds on one counter."""
 
     budget_id: str
@@ -65,7 +66,7 @@ class Charge:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reservation:
     """A granted authorization, held until commit, release or expiry."""
 
@@ -82,8 +83,17 @@ class Reservation:
     commit_hash: str | None = None
     event_id: int | None = None
 
+    def moved(
+        self, state: ReservationState, commit_hash: str | None = None, event_id: int | None = None
+    ) -> Reservation:
+        """The reservation in its next state (committed or released)."""
+        return Reservation(
+            self.request_id, self.subject, self.provider, self.model, self.estimate, self.charges,
+            self.authorized_at, self.expires_at, self.payload_hash, state, commit_hash, event_id,
+        )  # fmt: skip
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Event:
     """One ledger entry.
 
@@ -107,6 +117,14 @@ class Event:
     payload_hash: str | None = None
     id: int | None = None
 
+    def with_id(self, event_id: int) -> Event:
+        """The event as stored, with the id the ledger gave it."""
+        return Event(
+            self.request_id, self.status, self.subject, self.provider, self.model, self.usage,
+            self.occurred_at, self.recorded_at, self.currency, self.reason, self.budget_id,
+            self.price, self.payload_hash, event_id,
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
         return {
@@ -126,7 +144,7 @@ class Event:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Adjustment:
     """How a commit's actual usage compared with the reservation on one budget."""
 
@@ -141,7 +159,7 @@ class Adjustment:
         return self.estimated - self.actual
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommitResult:
     """The priced event a commit wrote, and how it compared with the estimate.
 
@@ -160,7 +178,10 @@ class CommitResult:
         return tuple(a for a in self.adjustments if a.difference < 0)
 
 
-def payload_hash(payload: Any) -> str:
-    """A stable fingerprint of a request payload, for idempotency checks."""
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+def payload_hash(*parts: object) -> str:
+    """A stable fingerprint of a request payload, for idempotency checks.
+
+    ``parts`` are strings, numbers, None and tuples of those, whose
+    ``repr`` is deterministic across processes (unlike ``hash()``).
+    """
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()

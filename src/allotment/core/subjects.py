@@ -9,29 +9,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from allotment.errors import ValidationError
 
-__all__ = ["SCALAR_DIMENSIONS", "Subject", "parse_subject"]
+__all__ = ["SCALAR_DIMENSIONS", "Subject", "check_identifier", "parse_subject"]
 
 #: Subject dimensions holding one identifier each.
 SCALAR_DIMENSIONS = ("tenant", "user", "key", "agent", "session", "feature", "device", "install")
 _MAX_ID = 256
+_optional_values = attrgetter(*SCALAR_DIMENSIONS[1:])
+_all_values = attrgetter(*SCALAR_DIMENSIONS, "groups", "tags")
 
 
-def _check_id(value: object, field: str, *, required: bool = False) -> str | None:
+def check_identifier(value: object, field: str, *, required: bool = False) -> str | None:
+    """Return ``value`` if it is a usable identifier (or None when optional).
+
+    Identifiers are non-blank, printable strings of at most 256 characters:
+    no control or invisible formatting characters can hide in a ledger.
+    """
     if value is None and not required:
         return None
+    if type(value) is str and 0 < len(value) <= _MAX_ID and value.isprintable():
+        if not value.isspace():
+            return value
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a string, got {type(value).__name__}")
     if not value.strip():
         raise ValidationError(field, "must not be empty")
     if len(value) > _MAX_ID:
         raise ValidationError(field, f"is longer than {_MAX_ID} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValidationError(field, "must not contain control characters")
-    return value
+    raise ValidationError(field, "must not contain control or formatting characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +63,21 @@ class Subject:
     tags: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        _check_id(self.tenant, "subject.tenant", required=True)
-        for name in SCALAR_DIMENSIONS[1:]:
-            _check_id(getattr(self, name), f"subject.{name}")
-        if not isinstance(self.groups, tuple):
-            object.__setattr__(self, "groups", tuple(self.groups))
+        check_identifier(self.tenant, "subject.tenant", required=True)
+        for name, value in zip(SCALAR_DIMENSIONS[1:], _optional_values(self), strict=True):
+            if value is not None:
+                check_identifier(value, f"subject.{name}")
+        groups: Any = self.groups
+        if not isinstance(groups, tuple):
+            object.__setattr__(self, "groups", tuple(groups))
         for i, group in enumerate(self.groups):
-            _check_id(group, f"subject.groups[{i}]", required=True)
-        if isinstance(self.tags, Mapping):
-            object.__setattr__(self, "tags", tuple(sorted(self.tags.items())))
+            check_identifier(group, f"subject.groups[{i}]", required=True)
+        tags: Any = self.tags
+        if isinstance(tags, Mapping):
+            object.__setattr__(self, "tags", tuple(sorted(tags.items())))
         for name, value in self.tags:
-            _check_id(name, "subject.tags", required=True)
-            _check_id(value, f"subject.tags.{name}", required=True)
+            check_identifier(name, "subject.tags", required=True)
+            check_identifier(value, f"subject.tags.{name}", required=True)
 
     def tag(self, name: str) -> str | None:
         """The value of tag ``name``, if set."""
@@ -73,6 +85,10 @@ class Subject:
             if key == name:
                 return value
         return None
+
+    def as_tuple(self) -> tuple[object, ...]:
+        """Every field as a tuple of plain values (for fingerprints and keys)."""
+        return _all_values(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with empty dimensions left out."""
@@ -88,10 +104,35 @@ class Subject:
         return out
 
 
+_CACHE: dict[tuple[tuple[str, Any], ...], Subject] = {}
+_CACHE_SIZE = 4096
+
+
 def parse_subject(data: Mapping[str, Any] | Subject, field: str = "subject") -> Subject:
-    """Build a ``Subject`` from untrusted input, naming the bad field on error."""
+    """Build a ``Subject`` from untrusted input, naming the bad field on error.
+
+    The same few subjects arrive over and over, so validated subjects given
+    as flat dicts of strings are remembered (a bounded cache, cleared when
+    full); a dict holding lists or dicts is validated afresh.
+    """
     if isinstance(data, Subject):
         return data
+    if type(data) is dict and field == "subject":
+        key = tuple(data.items())
+        try:
+            cached = _CACHE.get(key)
+        except TypeError:  # unhashable values: groups or tags given
+            return _parse_subject(data, field)
+        if cached is None:
+            cached = _parse_subject(data, field)
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[key] = cached
+        return cached
+    return _parse_subject(data, field)
+
+
+def _parse_subject(data: Mapping[str, Any] | Subject, field: str) -> Subject:
     if not isinstance(data, Mapping):
         raise ValidationError(field, f"must be an object, got {type(data).__name__}")
     known = {*SCALAR_DIMENSIONS, "groups", "tags"}
@@ -106,12 +147,9 @@ def parse_subject(data: Mapping[str, Any] | Subject, field: str = "subject") -> 
     tags = data.get("tags") or {}
     if not isinstance(tags, Mapping):
         raise ValidationError(f"{field}.tags", "must be an object of strings")
+    values: dict[str, Any] = {k: data.get(k) for k in SCALAR_DIMENSIONS}
     try:
-        return Subject(
-            **{k: data.get(k) for k in SCALAR_DIMENSIONS},
-            groups=tuple(groups),
-            tags=tuple(sorted(tags.items())),
-        )
+        return Subject(**values, groups=tuple(groups), tags=tuple(sorted(tags.items())))
     except ValidationError as exc:
         if field == "subject":
             raise

@@ -9,11 +9,12 @@ when nobody has priced the call yet.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
-from allotment.core.money import MICROS, check_amount, decimal_to_units
+from allotment.core.money import MAX_AMOUNT, MICROS, check_amount, decimal_to_units
 from allotment.errors import ValidationError
 
 __all__ = ["Meter", "Usage", "parse_usage"]
@@ -39,8 +40,11 @@ class Usage:
     cost_micros: int | None = None
 
     def __post_init__(self) -> None:
-        for name in _INT_FIELDS:
-            check_amount(getattr(self, name), f"usage.{name}")
+        values = _int_values(self)
+        # Fast path for the common, valid case; the slow path names the bad field.
+        if set(map(type, values)) != _INT_ONLY or min(values) < 0 or max(values) > MAX_AMOUNT:
+            for name in _INT_FIELDS:
+                check_amount(getattr(self, name), f"usage.{name}")
         if self.cost_micros is not None:
             check_amount(self.cost_micros, "usage.cost_micros")
 
@@ -49,17 +53,24 @@ class Usage:
         """Input plus output tokens, what a ``tokens`` budget counts."""
         return self.input_tokens + self.output_tokens
 
+    def as_tuple(self) -> tuple[int | None, ...]:
+        """Every field as a tuple of plain values (for fingerprints)."""
+        return (*_int_values(self), self.cost_micros)
+
     def to_dict(self) -> dict[str, int | None]:
         """All fields, JSON-safe."""
         return {name: getattr(self, name) for name in _ALL_FIELDS}
 
     def with_cost(self, cost_micros: int) -> Usage:
         """The same usage, priced."""
-        return Usage(**{**self.to_dict(), "cost_micros": cost_micros})  # type: ignore[arg-type]
+        return replace(self, cost_micros=cost_micros)
 
 
 _ALL_FIELDS = tuple(f.name for f in fields(Usage))
 _INT_FIELDS = tuple(name for name in _ALL_FIELDS if name != "cost_micros")
+_FIELD_SET = frozenset(_ALL_FIELDS)
+_int_values = attrgetter(*_INT_FIELDS)
+_INT_ONLY = {int}
 
 
 def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") -> Usage:
@@ -76,17 +87,18 @@ def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") ->
         raise ValidationError(field, f"must be an object, got {type(data).__name__}")
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "audio_seconds":
+        if key in _FIELD_SET:
+            values[key] = value
+        elif key == "audio_seconds":
             values["audio_ms"] = decimal_to_units(value, 1000, f"{field}.audio_seconds")
         elif key == "cost":
             values["cost_micros"] = decimal_to_units(value, MICROS, f"{field}.cost")
-        elif key == "cost_micros" and value is None:
-            continue
-        elif key in _ALL_FIELDS:
-            values[key] = check_amount(value, f"{field}.{key}")
         else:
             raise ValidationError(f"{field}.{key}", "is not a known usage field")
-    return Usage(**values)
+    try:
+        return Usage(**values)
+    except ValidationError as exc:  # Usage validates; name the field as the caller wrote it
+        raise ValidationError(field + exc.field.removeprefix("usage"), exc.message) from None
 
 
 class Meter(StrEnum):
@@ -109,13 +121,14 @@ class Meter(StrEnum):
         """How much of this meter ``usage`` consumes, in base units."""
         if self is Meter.COST:
             return usage.cost_micros or 0
-        return _AMOUNTS[self](usage)
+        amount: int = _AMOUNTS[self](usage)
+        return amount
 
     @classmethod
     def parse(cls, value: object, field: str = "meter") -> Meter:
         """The meter named ``value``, or a ValidationError listing the choices."""
         try:
-            return cls(value)
+            return cls(str(value)) if isinstance(value, str) else cls(value)  # type: ignore[arg-type]
         except ValueError:
             choices = ", ".join(m.value for m in cls)
             raise ValidationError(field, f"unknown meter {value!r} (one of {choices})") from None

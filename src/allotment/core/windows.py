@@ -157,10 +157,14 @@ class Window:
             ValidationError: ``at`` is naive, not a datetime, or so close to
                 the ends of the datetime range that its period cannot exist.
         """
-        _require_aware(at, "at")
         last = self._last
-        if last is not None and last[0] <= at < last[1]:
-            return last[2]
+        if last is not None:
+            try:
+                if last[0] <= at < last[1]:
+                    return last[2]
+            except TypeError:
+                pass  # a naive instant or not a datetime: _require_aware names it
+        _require_aware(at, "at")
         try:
             return self._compute(at)
         except (OverflowError, ValueError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -74,12 +73,12 @@ class Tx(Protocol):
     def clear_counters(self, budget_ids: Sequence[str] | None) -> None: ...
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
     def reservation(self, request_id: str) -> Reservation | None: ...
-    def save_reservation(self, reservation: Reservation) -> None: ...
+    def insert_reservation(self, reservation: Reservation) -> None: ...
+    def update_reservation(self, reservation: Reservation) -> None: ...
     def expired(self, now: datetime, limit: int) -> list[Reservation]: ...
     def held(self) -> Iterable[Reservation]: ...
     def append(self, event: Event) -> Event: ...
     def event(self, event_id: int) -> Event: ...
-    def usage_event(self, request_id: str) -> Event | None: ...
     def events(self, query: EventQuery) -> Iterable[Event]: ...
     def counting_events(self, tenant: str | None) -> Iterable[Event]: ...
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None: ...
@@ -104,7 +103,7 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
     )
     if decision.allowed:
         tx.add([(c.budget_id, c.member, c.bucket, 0, c.amount) for c in charges])
-        tx.save_reservation(
+        tx.insert_reservation(
             Reservation(
                 request.request_id,
                 call.subject,
@@ -170,8 +169,8 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     usage, price = request.price(call, request.usage, at)
     applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at)
     held = () if late else reservation.charges
-    deltas: list[Delta] = [(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
-    tx.add(deltas + _usage_deltas(applied, usage))
+    tx.add(_merge([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
+                  + _usage_deltas(applied, usage)))  # fmt: skip
     event = _append(
         tx,
         Event(
@@ -189,15 +188,20 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
             payload_hash=request.payload_hash,
         ),
     )
-    tx.save_reservation(
-        replace(
-            reservation,
-            state=ReservationState.COMMITTED,
-            commit_hash=request.payload_hash,
-            event_id=event.id,
-        )
+    tx.update_reservation(
+        reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )
     return CommitResult(event, _adjustments(applied, usage, reservation.charges), late=late)
+
+
+def _merge(deltas: list[Delta]) -> list[Delta]:
+    """One delta per counter: a commit usually releases and charges the same ones."""
+    merged: dict[tuple[str, str, int], list[int]] = {}
+    for budget_id, member, bucket, used, reserved in deltas:
+        row = merged.setdefault((budget_id, member, bucket), [0, 0])
+        row[0] += used
+        row[1] += reserved
+    return [(b, m, k, u, r) for (b, m, k), (u, r) in merged.items()]
 
 
 def _usage_deltas(applied: Sequence[Applied], usage: Usage) -> list[Delta]:
@@ -246,13 +250,13 @@ def _post_hoc_commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitRes
 
 def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
     """Meter a call that was never authorized; idempotent per request id."""
-    existing = tx.usage_event(request.request_id)
+    existing = tx.reservation(request.request_id)
     if existing is not None:
-        if existing.payload_hash != request.payload_hash:
-            raise ConflictError(request.request_id, "already recorded with a different payload")
-        return CommitResult(existing, replayed=True)
-    if tx.reservation(request.request_id) is not None:
-        raise ConflictError(request.request_id, "is an authorization; commit it instead")
+        if existing.state is ReservationState.HELD:
+            raise ConflictError(request.request_id, "is an authorization; commit it instead")
+        if existing.commit_hash != request.payload_hash or existing.event_id is None:
+            raise ConflictError(request.request_id, "already used with a different payload")
+        return CommitResult(tx.event(existing.event_id), replayed=True)
     call, at = request.call, request.occurred_at
     usage, price = request.price(call, request.usage, at)
     applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at)
@@ -274,7 +278,17 @@ def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
             payload_hash=request.payload_hash,
         ),
     )
+    # The request id is remembered like an authorization's, so a retry is recognised.
+    tx.insert_reservation(_recorded(request, event))
     return CommitResult(event, _adjustments(applied, usage, ()))
+
+
+def _recorded(request: RecordRequest, event: Event) -> Reservation:
+    at, digest = request.occurred_at, request.payload_hash
+    return Reservation(
+        request.request_id, event.subject, event.provider, event.model, event.usage, (), at, at,
+        digest, ReservationState.COMMITTED, digest, event.id,
+    )  # fmt: skip
 
 
 def release(tx: Tx, request_id: str, reason: str, now: datetime) -> ReservationState:
@@ -305,7 +319,7 @@ def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> No
             reason=reason,
         ),
     )
-    tx.save_reservation(replace(reservation, state=ReservationState.RELEASED))
+    tx.update_reservation(reservation.moved(ReservationState.RELEASED))
 
 
 def sweep(tx: Tx, now: datetime, limit: int) -> int:

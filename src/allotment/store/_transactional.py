@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import BudgetView, Decision
@@ -36,9 +37,16 @@ class TransactionalStore:
     def _transaction(self) -> AbstractContextManager[Tx]:
         raise NotImplementedError
 
+    #: authorize sweeps expired reservations at most this often (store time)
+    sweep_every = timedelta(seconds=1)
+    _last_sweep: datetime | None = None
+
     def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
         with self._transaction() as tx:
-            _ops.sweep(tx, now, limit=16)
+            last = self._last_sweep
+            if last is None or not last <= now < last + self.sweep_every:
+                _ops.sweep(tx, now, limit=100)
+                self._last_sweep = now
             return _ops.authorize(tx, request, now)
 
     def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
@@ -52,6 +60,10 @@ class TransactionalStore:
     def record(self, request: RecordRequest, now: datetime) -> CommitResult:
         with self._transaction() as tx:
             return _ops.record(tx, request, now)
+
+    def record_many(self, requests: Sequence[RecordRequest], now: datetime) -> list[CommitResult]:
+        with self._transaction() as tx:
+            return [_ops.record(tx, request, now) for request in requests]
 
     def sweep(self, now: datetime, limit: int = 1000) -> int:
         with self._transaction() as tx:

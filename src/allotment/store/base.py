@@ -10,7 +10,7 @@ semantics are written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from allotment.core.decisions import BudgetView, Decision
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
+from allotment.errors import ValidationError
 
 __all__ = [
     "AuthorizeRequest",
@@ -41,7 +42,7 @@ def _no_price(call: Call, usage: Usage, at: datetime) -> tuple[Usage, dict[str, 
     return usage, {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthorizeRequest:
     """Reserve ``estimate`` for ``call`` until ``ttl_seconds`` from now."""
 
@@ -52,7 +53,7 @@ class AuthorizeRequest:
     payload_hash: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommitRequest:
     """Replace a reservation with what the call really used.
 
@@ -72,7 +73,7 @@ class CommitRequest:
     subject: Subject | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordRequest:
     """Meter a call that was never authorized (post-hoc ingestion)."""
 
@@ -119,6 +120,20 @@ class EventQuery:
     after_id: int = 0
     limit: int = 100
 
+    def __post_init__(self) -> None:
+        status: Any = self.status
+        if status is not None and not isinstance(status, EventStatus):
+            try:
+                object.__setattr__(self, "status", EventStatus(status))
+            except ValueError:
+                raise ValidationError("status", f"unknown event status {status!r}") from None
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            raise ValidationError("limit", "must be an integer")
+        if not 1 <= self.limit <= 10_000:
+            raise ValidationError("limit", "must be between 1 and 10000")
+        if isinstance(self.after_id, bool) or not isinstance(self.after_id, int):
+            raise ValidationError("after_id", "must be an integer")
+
 
 @dataclass(frozen=True, slots=True)
 class RebuildStats:
@@ -137,6 +152,9 @@ class Store(Protocol):
     def commit(self, request: CommitRequest, now: datetime) -> CommitResult: ...
     def release(self, request_id: str, reason: str, now: datetime) -> ReservationState: ...
     def record(self, request: RecordRequest, now: datetime) -> CommitResult: ...
+    def record_many(
+        self, requests: Sequence[RecordRequest], now: datetime
+    ) -> list[CommitResult]: ...
     def sweep(self, now: datetime, limit: int = 1000) -> int: ...
     def status(self, call: Call, now: datetime) -> list[BudgetView]: ...
     def usage(self, query: UsageQuery) -> list[UsageRow]: ...

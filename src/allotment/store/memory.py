@@ -11,7 +11,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
@@ -35,7 +34,6 @@ class _State:
         self.reservations: dict[str, Reservation] = {}
         self.expiry: list[tuple[datetime, str]] = []
         self.events: list[Event] = []
-        self.usage_events: dict[str, int] = {}
         self.rollups: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
 
 
@@ -122,14 +120,17 @@ class _MemoryTx:
         return out
 
     def add(self, deltas: Sequence[Delta]) -> None:
+        counters = self._s.counters
+        done: list[tuple[list[int], int, int]] = []
         for budget_id, member, bucket, used, reserved in deltas:
             key = (budget_id, member, bucket)
-            row = self._s.counters.get(key)
+            row = counters.get(key)
             if row is None:
-                row = self._s.counters[key] = [0, 0]
+                row = counters[key] = [0, 0]
             row[0] += used
             row[1] += reserved
-            self._log(partial(_sub, row, used, reserved))
+            done.append((row, used, reserved))
+        self._undo.append(partial(_sub, done))
 
     def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
         before = dict(self._s.counters)
@@ -147,12 +148,16 @@ class _MemoryTx:
     def reservation(self, request_id: str) -> Reservation | None:
         return self._s.reservations.get(request_id)
 
-    def save_reservation(self, reservation: Reservation) -> None:
+    def insert_reservation(self, reservation: Reservation) -> None:
         request_id = reservation.request_id
-        previous = self._s.reservations.get(request_id)
         self._s.reservations[request_id] = reservation
-        if previous is None:
-            heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
+        heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
+        self._log(lambda: self._restore_reservation(request_id, None))
+
+    def update_reservation(self, reservation: Reservation) -> None:
+        request_id = reservation.request_id
+        previous = self._s.reservations[request_id]
+        self._s.reservations[request_id] = reservation
         self._log(lambda: self._restore_reservation(request_id, previous))
 
     def _restore_reservation(self, request_id: str, previous: Reservation | None) -> None:
@@ -176,24 +181,13 @@ class _MemoryTx:
 
     # ledger
     def append(self, event: Event) -> Event:
-        stored = replace(event, id=len(self._s.events) + 1)
+        stored = event.with_id(len(self._s.events) + 1)
         self._s.events.append(stored)
-        if stored.status.counts:
-            self._s.usage_events[stored.request_id] = len(self._s.events) - 1
-        self._log(lambda: self._pop_event(stored))
+        self._log(partial(_drop_last, self._s.events))
         return stored
-
-    def _pop_event(self, event: Event) -> None:
-        self._s.events.pop()
-        if self._s.usage_events.get(event.request_id) == len(self._s.events):
-            del self._s.usage_events[event.request_id]
 
     def event(self, event_id: int) -> Event:
         return self._s.events[event_id - 1]
-
-    def usage_event(self, request_id: str) -> Event | None:
-        index = self._s.usage_events.get(request_id)
-        return None if index is None else self._s.events[index]
 
     def events(self, query: EventQuery) -> Iterable[Event]:
         out: list[Event] = []
@@ -234,9 +228,14 @@ class _MemoryTx:
                 yield key, values
 
 
-def _sub(row: list[int], used: int, reserved: int) -> None:
-    row[0] -= used
-    row[1] -= reserved
+def _drop_last(events: list[Event]) -> None:
+    events.pop()
+
+
+def _sub(done: list[tuple[list[int], int, int]]) -> None:
+    for row, used, reserved in done:
+        row[0] -= used
+        row[1] -= reserved
 
 
 def _sub_all(row: list[int], values: Sequence[int]) -> None:

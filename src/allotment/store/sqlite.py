@@ -18,8 +18,8 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
-from allotment.core.subjects import parse_subject
+from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage
 from allotment.errors import ConfigurationError, StoreError
 from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx
@@ -264,9 +264,9 @@ class _SQLiteTx:
         ).fetchone()
         return None if row is None else _reservation_from_row(row)
 
-    def save_reservation(self, r: Reservation) -> None:
+    def insert_reservation(self, r: Reservation) -> None:
         self._conn.execute(
-            "INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 r.request_id,
                 r.subject.tenant,
@@ -274,14 +274,20 @@ class _SQLiteTx:
                 r.payload_hash,
                 r.commit_hash,
                 r.event_id,
-                json.dumps(r.subject.to_dict()),
+                _subject_json(r.subject),
                 r.provider,
                 r.model,
                 json.dumps(r.estimate.to_dict()),
-                json.dumps([[c.budget_id, c.member, c.bucket, c.amount] for c in r.charges]),
+                json.dumps(r.charges),
                 to_us(r.authorized_at),
                 to_us(r.expires_at),
             ),
+        )
+
+    def update_reservation(self, r: Reservation) -> None:
+        self._conn.execute(
+            "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ? WHERE request_id = ?",
+            (r.state.value, r.commit_hash, r.event_id, r.request_id),
         )
 
     def expired(self, now: datetime, limit: int) -> list[Reservation]:
@@ -304,21 +310,13 @@ class _SQLiteTx:
             f"VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) - 1))})",
             values,
         )
-        return replace(event, id=cursor.lastrowid)
+        return event.with_id(cursor.lastrowid or 0)
 
     def event(self, event_id: int) -> Event:
         row = self._conn.execute(
             f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE id = ?", (event_id,)
         ).fetchone()
         return _event_from_row(row)
-
-    def usage_event(self, request_id: str) -> Event | None:
-        row = self._conn.execute(
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events "
-            "WHERE request_id = ? AND status IN ('success', 'error')",
-            (request_id,),
-        ).fetchone()
-        return None if row is None else _event_from_row(row)
 
     def events(self, query: EventQuery) -> Iterable[Event]:
         where: list[str] = ["id > ?"]
@@ -371,6 +369,11 @@ class _SQLiteTx:
         return [(tuple(row[:9]), row[9:]) for row in rows]
 
 
+@lru_cache(maxsize=4096)
+def _subject_json(subject: Subject) -> str:
+    return json.dumps(subject.to_dict())
+
+
 def _reservation_from_row(row: Sequence[Any]) -> Reservation:
     (request_id, _tenant, state, payload_hash, commit_hash, event_id, subject, provider, model,
      estimate, charges, authorized_at, expires_at) = row  # fmt: skip
@@ -394,7 +397,7 @@ def _event_values(e: Event) -> tuple[Any, ...]:
     s, u = e.subject, e.usage
     return (
         e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
-        json.dumps(s.to_dict()), e.provider, e.model,
+        _subject_json(s), e.provider, e.model,
         *(getattr(u, c) for c in _USAGE_COLUMNS),
         e.currency, json.dumps(e.price), e.reason, e.budget_id, e.payload_hash,
         to_us(e.occurred_at), to_us(e.recorded_at),

@@ -26,6 +26,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (budget_id, member, bucket)
         ) WITHOUT ROWID;
 
+        -- Every request id seen: authorizations, and post-hoc records (born
+        -- committed), so retries of either are recognised by primary key.
         CREATE TABLE reservations (
             request_id TEXT PRIMARY KEY,
             tenant TEXT NOT NULL,
@@ -40,7 +42,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             charges TEXT NOT NULL,
             authorized_at INTEGER NOT NULL,
             expires_at INTEGER NOT NULL
-        );
+        ) WITHOUT ROWID;
         CREATE INDEX reservations_held_expiry ON reservations (expires_at)
             WHERE state = 'held';
 
@@ -75,8 +77,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             recorded_at INTEGER NOT NULL
         );
         CREATE INDEX events_tenant_time ON events (tenant, occurred_at);
-        CREATE UNIQUE INDEX events_usage_request ON events (request_id)
-            WHERE status IN ('success', 'error');
 
         CREATE TABLE rollups (
             tenant TEXT NOT NULL,

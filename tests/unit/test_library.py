@@ -1,0 +1,113 @@
+"""Library surface beyond the store contract: hold, async, config files, store URLs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from allotment import (
+    AsyncGovernor,
+    BudgetExceeded,
+    ConfigurationError,
+    Governor,
+    MemoryStore,
+    ReservationState,
+    open_store,
+)
+from allotment.store.base import EventQuery
+
+SUBJECT = {"tenant": "acme", "user": "u1"}
+SPEC = {"id": "d", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 100}
+
+
+def test_hold_commits_or_releases() -> None:
+    gov = Governor("memory://")
+    gov.create_budget(SPEC)
+    with gov.hold(SUBJECT, "openai", "m", {"output_tokens": 50}) as h:
+        h.commit({"output_tokens": 30})
+    with pytest.raises(RuntimeError), gov.hold(SUBJECT, "openai", "m", {"output_tokens": 50}):
+        raise RuntimeError("provider failed")
+    with gov.hold(SUBJECT, "openai", "m", {"output_tokens": 50}) as forgotten:
+        pass
+    assert gov.release(forgotten.request_id) is ReservationState.RELEASED
+    assert [e.reason for e in gov.events(EventQuery(status="released"))] == [  # type: ignore[arg-type]
+        "exception",
+        "not_committed",
+    ]
+    with pytest.raises(BudgetExceeded) as info:
+        gov.hold(SUBJECT, "openai", "m", {"output_tokens": 71})
+    assert info.value.budget_id == "d" and info.value.remaining == 70
+    assert gov.status(SUBJECT)[0].used == 30
+
+
+def test_async_governor_matches_the_sync_one() -> None:
+    async def main() -> None:
+        gov = AsyncGovernor("memory://")
+        await gov.create_budget(SPEC)
+        decision = await gov.authorize("r1", SUBJECT, "openai", "m", {"output_tokens": 60})
+        assert decision.allowed
+        await gov.commit("r1", {"output_tokens": 60})
+        async with gov.hold(SUBJECT, "openai", "m", {"output_tokens": 10}) as h:
+            await h.commit({"output_tokens": 10})
+        assert (await gov.status(SUBJECT))[0].used == 70
+        refused = await gov.authorize("r2", SUBJECT, "openai", "m", {"output_tokens": 31})
+        assert not refused.allowed
+        await gov.close()
+
+    asyncio.run(main())
+
+
+def test_budgets_from_yaml_and_toml(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "b.yaml"
+    yaml_file.write_text(
+        "budgets:\n"
+        "  - {id: d, tenant: acme, meter: tokens, window: day, limit: 100}\n"
+        "  - id: c\n    tenant: acme\n    meter: cost\n    window: month\n    limit: '2.50'\n"
+    )
+    toml_file = tmp_path / "b.toml"
+    toml_file.write_text(
+        '[[budgets]]\nid = "w"\ntenant = "acme"\nmeter = "requests"\nwindow = "week"\nlimit = 5\n'
+    )
+    gov = Governor("memory://")
+    gov.load_budgets(yaml_file)
+    gov.load_budgets(toml_file)
+    assert {b.id: b.limit for b in gov.list_budgets()} == {"c": 2_500_000, "d": 100, "w": 5}
+    bad = tmp_path / "b.json"
+    bad.write_text("{}")
+    with pytest.raises(ConfigurationError):
+        gov.load_budgets(bad)
+    (tmp_path / "x.yaml").write_text("budgets: 3\n")
+    with pytest.raises(ConfigurationError):
+        gov.load_budgets(tmp_path / "x.yaml")
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+    with pytest.raises(ConfigurationError, match="unknown store URL scheme"):
+        open_store("mongodb://localhost")
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        open_store(f"sqlite:///{tmp_path}/a.db?synchronous=never")
+    store = open_store(f"sqlite:///{tmp_path}/a.db?synchronous=full")
+    store.close()
+
+
+def test_sqlite_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/a.db"
+    with Governor(url) as gov:
+        gov.create_budget(SPEC)
+        gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 5})
+    with Governor(url) as again:
+        assert again.store.schema_version() == 1  # type: ignore[attr-defined]
+        assert again.status(SUBJECT)[0].used == 5
+
+
+def test_naive_clock_is_refused() -> None:
+    from datetime import datetime
+
+    from allotment import ValidationError
+
+    gov = Governor("memory://", clock=lambda: datetime(2026, 1, 1))  # noqa: DTZ001
+    with pytest.raises(ValidationError, match="clock"):
+        gov.authorize("r", SUBJECT, "openai", "m")
