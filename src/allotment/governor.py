@@ -100,7 +100,7 @@ class Governor:
         usage = parse_usage(estimate, "estimate")
         ttl_seconds = self.default_ttl if ttl is None else _check_ttl(ttl, "ttl")
         digest = payload_hash(
-            ["authorize", call.subject.to_dict(), provider, model, usage.to_dict()]
+            "authorize", call.subject.as_tuple(), provider, model, usage.as_tuple()
         )
         priced, _ = self._price(call, usage, now)
         request = AuthorizeRequest(_check_id(request_id), call, priced, ttl_seconds, digest)

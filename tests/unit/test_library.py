@@ -89,8 +89,13 @@ def test_store_urls(tmp_path: Path) -> None:
         open_store("mongodb://localhost")
     with pytest.raises(ConfigurationError, match="synchronous"):
         open_store(f"sqlite:///{tmp_path}/a.db?synchronous=never")
+    with pytest.raises(ConfigurationError, match=r"memory://"):
+        open_store("sqlite:///:memory:")
     store = open_store(f"sqlite:///{tmp_path}/a.db?synchronous=full")
+    checkpointer = store._checkpointer  # type: ignore[attr-defined]
+    assert checkpointer._thread.is_alive()
     store.close()
+    assert not checkpointer._thread.is_alive() and checkpointer.failures == 0
 
 
 def test_sqlite_schema_is_versioned_and_reopens(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -265,10 +265,6 @@ class Budget:
     def human(self, units: int) -> Decimal:
         """Base units of this budget's meter as a human amount."""
         return units_to_decimal(units, self.meter.scale)
-
-    def replace(self, **changes: Any) -> Budget:
-        """A copy with ``changes`` applied and validated."""
-        return replace(self, **changes)
 
 
 _SPEC_KEYS = frozenset(

@@ -9,6 +9,10 @@ so they wait on a cheap mutex instead of SQLite's sleep-and-retry busy loop.
 Durability: ``synchronous=NORMAL`` (default) survives a crash of the
 process; ``?synchronous=full`` in the URL also survives power loss, at the
 price of an fsync per transaction.
+
+Checkpoints (copying the WAL back into the database file, with an fsync) run
+in a background thread on a connection of their own, so no authorization
+waits for one; the inline auto-checkpoint stays only as a far-off safety net.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = ["SQLiteStore"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _FILE_LOCKS: dict[str, threading.Lock] = {}
+#: Inline checkpoints only if the background checkpointer fell this far behind.
+_SAFETY_CHECKPOINT_PAGES = 50_000
 _FILE_LOCKS_GUARD = threading.Lock()
 _USAGE_COLUMNS = (
     "input_tokens",
@@ -76,13 +82,14 @@ class SQLiteStore(TransactionalStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.path, self._synchronous = _parse_url(url)
-        key = str(Path(self.path).resolve()) if self.path != ":memory:" else f":memory:{id(self)}"
+        key = str(Path(self.path).resolve())
         with _FILE_LOCKS_GUARD:
             self._write_lock = _FILE_LOCKS.setdefault(key, threading.Lock())
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._budget_cache: tuple[int, dict[str | None, list[Budget]]] = (-1, {})
         self._migrate()
+        self._checkpointer = _Checkpointer(self.path)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -93,6 +100,7 @@ class SQLiteStore(TransactionalStore):
                 )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                conn.execute(f"PRAGMA wal_autocheckpoint={_SAFETY_CHECKPOINT_PAGES}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             self._local.conn = conn
@@ -147,10 +155,42 @@ class SQLiteStore(TransactionalStore):
         return int(row[0] or 0)
 
     def close(self) -> None:
+        self._checkpointer.stop()
         for conn in self._connections:
             conn.close()
         self._connections.clear()
         self._local = threading.local()
+
+
+class _Checkpointer:
+    """Runs passive WAL checkpoints every ``interval`` seconds in a daemon thread.
+
+    Passive checkpoints never block writers; with several processes each runs
+    one, and a checkpoint that finds another in progress simply skips.
+    """
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        self._path = path
+        self._interval = interval
+        self._stop = threading.Event()
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="allotment-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    self.failures += 1
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _parse_url(url: str) -> tuple[str, str]:
@@ -160,6 +200,8 @@ def _parse_url(url: str) -> tuple[str, str]:
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
         raise ConfigurationError(f"SQLite URL needs a path, as in sqlite:///allotment.db: {url!r}")
+    if path == ":memory:":
+        raise ConfigurationError("an in-memory SQLite database is per connection: use memory://")
     options = parse_qs(parts.query)
     synchronous = options.pop("synchronous", ["normal"])[-1].upper()
     if synchronous not in ("NORMAL", "FULL", "EXTRA"):
