@@ -28,6 +28,8 @@ test-fast: lint
 	$(BIN)/pytest -n 2 -q -m 'not slow'
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.pricing
+	$(BIN)/python -m bench.estimate
 	$(BIN)/python -m bench.engine
 
 clean:

@@ -12,32 +12,33 @@ to Typer, which also exits with 2.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from allotment._render import (
+    budgets_table,
+    format_money,
+    make_console,
+    print_json,
+    status_table,
+    usage_json,
+    usage_table,
+)
+from allotment.cli_prices import prices_app
 from allotment.config import db_url
-from allotment.core.budgets import Budget
-from allotment.core.decisions import BudgetView, State
-from allotment.core.money import MICROS, units_to_decimal
-from allotment.core.usage import Meter
 from allotment.errors import AllotmentError
 from allotment.governor import Governor
-from allotment.store.base import UsageRow
 
-__all__ = ["app", "budgets_table", "format_money", "status_table", "usage_table"]
+__all__ = ["app"]
 
 
 class _Group(TyperGroup):
@@ -69,6 +70,9 @@ budgets_app = typer.Typer(help="Create, list and delete budgets.", no_args_is_he
 ledger_app = typer.Typer(help="Maintain the ledger and the counters derived from it.")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(prices_app, name="prices")
+rates_app = typer.Typer(help="Exchange rates for budgets kept in other currencies.")
+app.add_typer(rates_app, name="rates")
 
 Db = Annotated[
     str | None,
@@ -87,128 +91,6 @@ Tags = Annotated[list[str] | None, typer.Option("--tag", help="name=value; repea
 Provider = Annotated[str | None, typer.Option("--provider")]
 Model = Annotated[str | None, typer.Option("--model")]
 Pairs = Annotated[list[str] | None, typer.Option(help="dim=value; repeatable.")]
-
-_STATE_STYLES = {
-    State.WITHIN_BUDGET: "green",
-    State.APPROACHING_LIMIT: "yellow",
-    State.AT_LIMIT: "dark_orange",
-    State.EXCEEDED: "bold red",
-}
-
-
-# --- rendering (shared with allotment.demo) ----------------------------------
-
-
-def make_console(*, stderr: bool = False) -> Console:
-    """A Rich console; when output is piped or captured it is made wide enough
-    that tables are not squeezed into 80 columns and words stay whole."""
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 160)
-    return console
-
-
-def format_decimal(value: Decimal, min_places: int = 0) -> str:
-    """``value`` with thousands separators and no trailing zeros beyond ``min_places``."""
-    whole, _, fraction = f"{value:,f}".partition(".")
-    fraction = fraction.rstrip("0").ljust(min_places, "0")
-    return f"{whole}.{fraction}" if fraction else whole
-
-
-def format_money(micros: int, currency: str | None = None) -> str:
-    """Integer micro-units as a currency amount: ``1234500`` -> ``1.2345 USD``."""
-    text = format_decimal(units_to_decimal(micros, MICROS), 2)
-    return f"{text} {currency}" if currency else text
-
-
-def format_amount(meter: str, units: int | None, currency: str | None = None) -> str:
-    """Base units of ``meter`` in human units (money for cost, seconds for audio)."""
-    if units is None:
-        return "-"
-    kind = Meter(meter)
-    if kind is Meter.COST:
-        return format_money(units, currency)
-    return format_decimal(units_to_decimal(units, kind.scale))
-
-
-def _selector_text(budget: Budget) -> str:
-    parts = [f"{dim}={','.join(values)}" for dim, values in budget.match]
-    parts += [f"not {dim}={','.join(values)}" for dim, values in budget.exclude]
-    return "; ".join(parts)
-
-
-def budgets_table(budgets: Iterable[Budget]) -> Table:
-    """Budgets with their window and limit in human units."""
-    table = Table("id", "tenant", "meter", "window", "limit", "per", "selector", "mode")
-    table.add_column("enabled")
-    table.add_column("overrides")
-    for b in budgets:
-        table.add_row(
-            b.id, b.tenant or "*", b.meter.value, b.window.describe(),
-            format_amount(b.meter.value, b.limit, b.currency), b.per or "", _selector_text(b),
-            b.mode.value, "yes" if b.enabled else "no", "yes" if b.overrides else "",
-        )  # fmt: skip
-    return table
-
-
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M %Z")
-
-
-def status_table(
-    views: Iterable[BudgetView], currency: str, *, title: str | None = None, brief: bool = False
-) -> Table:
-    """Where each budget stands; ``brief`` keeps budget, member, used, limit, percent, state."""
-    columns = ["budget", "member", "used", "reserved", "limit", "remaining", "percent", "state"]
-    if brief:
-        columns = ["budget", "member", "used", "limit", "percent", "state"]
-    table = Table(*columns, title=title)
-    if not brief:
-        table.add_column("resets_at")
-    for v in views:
-        money = v.currency or currency
-        cells: dict[str, str | Text] = {
-            "budget": v.budget_id,
-            "member": v.member or "(all)",
-            "used": format_amount(v.meter, v.used, money),
-            "reserved": format_amount(v.meter, v.reserved, money),
-            "limit": format_amount(v.meter, v.limit, money),
-            "remaining": format_amount(v.meter, v.remaining, money),
-            "percent": "-" if v.percent is None else f"{v.percent}%",
-            "state": Text(v.state.value, style=_STATE_STYLES[v.state]),
-        }
-        row = [cells[c] for c in columns]
-        table.add_row(*row, *([] if brief else [_when(v.resets_at)]))
-    return table
-
-
-def usage_table(
-    rows: Iterable[UsageRow], by: Sequence[str], currency: str, *, title: str | None = None
-) -> Table:
-    """A usage breakdown: one column per grouping dimension, then the totals."""
-    table = Table(*by, title=title)
-    for name in ("calls", "errors", "blocked", "input", "output", "tokens", "cost"):
-        table.add_column(name, justify="right")
-    for row in rows:
-        t = row.totals
-        numbers = (row.calls, row.errors, row.blocked, t["input_tokens"], t["output_tokens"])
-        table.add_row(
-            *(row.group[d] or "-" for d in by),
-            *(f"{n:,}" for n in numbers),
-            f"{t['input_tokens'] + t['output_tokens']:,}",
-            format_money(t["cost_micros"], currency),
-        )
-    return table
-
-
-def _usage_json(row: UsageRow, currency: str) -> dict[str, Any]:
-    cost = units_to_decimal(row.totals["cost_micros"], MICROS)
-    return asdict(row) | {"cost": str(cost), "currency": currency}
-
-
-def _print_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
 
 # --- input helpers -------------------------------------------------------------
 
@@ -261,7 +143,7 @@ def budgets_list(tenant: TenantOpt = None, as_json: AsJson = False, db: Db = Non
     with _governor(db) as gov:
         budgets = gov.list_budgets(tenant)
     if as_json:
-        _print_json([b.to_spec() for b in budgets])
+        print_json([b.to_spec() for b in budgets])
     else:
         make_console().print(budgets_table(budgets))
 
@@ -343,7 +225,7 @@ def status(
     with _governor(db, currency) as gov:
         views = gov.status(subject, provider, model)
     if as_json:
-        _print_json([v.to_dict() for v in views])
+        print_json([v.to_dict() for v in views])
     elif not views:
         make_console().print("no budget applies to this subject")
     else:
@@ -366,7 +248,7 @@ def usage(
     with _governor(db, currency) as gov:
         rows = gov.usage(tenant, dims, start, end)
     if as_json:
-        _print_json([_usage_json(r, currency) for r in rows])
+        print_json([usage_json(r, currency) for r in rows])
     else:
         make_console().print(usage_table(rows, dims, currency))
 
@@ -407,7 +289,7 @@ def record(
         result = gov.record(rid, subject, provider, model, spent, status=status)
     event = result.event
     if as_json:
-        _print_json(event.to_dict())
+        print_json(event.to_dict())
         return
     verb = "already recorded as" if result.replayed else "recorded"
     make_console().print(f"{verb} event {event.id} (request {rid})", markup=False)
@@ -419,6 +301,62 @@ def ledger_rebuild(db: Db = None) -> None:
     with _governor(db) as gov:
         stats = gov.rebuild()
     make_console().print(f"read {stats.events} events, wrote {stats.counters} counters")
+
+
+@ledger_app.command("reprice")
+def ledger_reprice(
+    since: Annotated[str, typer.Option("--since", help="From (ISO, inclusive).")],
+    until: Annotated[str, typer.Option("--until", help="To (ISO, exclusive).")],
+    model: Annotated[str | None, typer.Option(help="Only this model (globs allowed).")] = None,
+    tenant: TenantOpt = None,
+    db: Db = None,
+) -> None:
+    """Recompute costs after a price correction; each event keeps its previous cost."""
+    start, end = _instant(since, "--since"), _instant(until, "--until")
+    assert start is not None and end is not None
+    with _governor(db) as gov:
+        stats = gov.reprice(start, end, model=model, tenant=tenant)
+    make_console().print(
+        f"repriced {stats.changed} of {stats.events} calls, cost changed by "
+        f"{format_money(stats.delta_micros, 'USD')}",
+        markup=False,
+    )
+
+
+@rates_app.command("set")
+def rates_set(
+    source: Annotated[str, typer.Option("--source", help="From this currency, e.g. USD.")],
+    target: Annotated[str, typer.Option("--target", help="To this currency, e.g. EUR.")],
+    rate: Annotated[str, typer.Option("--rate", help="Units of target per unit of source.")],
+    since: Annotated[str | None, typer.Option("--from", help="Effective from (ISO).")] = None,
+    db: Db = None,
+) -> None:
+    """Set an exchange rate (cost budgets in either currency are recounted)."""
+    with _governor(db) as gov:
+        saved = gov.set_rate(source, target, rate, _instant(since, "--from"))
+    make_console().print(
+        f"1 {saved.source} = {saved.rate} {saved.target} from {saved.effective_from.isoformat()}",
+        markup=False,
+    )
+
+
+@rates_app.command("list")
+def rates_list(as_json: AsJson = False, db: Db = None) -> None:
+    """List the exchange rates."""
+    with _governor(db) as gov:
+        rates = gov.rates()
+    rows = [
+        {"source": r.source, "target": r.target, "rate": str(r.rate),
+         "effective_from": r.effective_from.isoformat()}
+        for r in rates
+    ]  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("source", "target", "rate", "effective_from")
+    for row in rows:
+        table.add_row(*row.values())
+    make_console().print(table)
 
 
 @app.command()

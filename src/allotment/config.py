@@ -1,8 +1,23 @@
 """Settings and config files: the one place configuration is read.
 
 A config file (YAML or TOML) holds ``budgets: [...]`` in spec form (human
-units, see ``allotment.core.budgets``). The store URL comes from
-``ALLOTMENT_DB`` or ``--db``, defaulting to ``sqlite:///allotment.db``.
+units, see ``allotment.core.budgets``) and optionally ``pricing:``::
+
+    pricing:
+      unknown_model: fallback        # or deny
+      fallback: {input: "15", output: "60"}      # USD per million tokens
+      overrides:
+        - {model: "gpt-4o*", provider: openai, input: "2.00", output: "8.00",
+           effective_from: "2026-11-01T00:00:00Z"}
+        - {model: llama-3-70b, provider: self, tenant: acme, input: "0.2", output: "0.2"}
+
+and ``rates:``, exchange rates for budgets kept in other currencies::
+
+    rates:
+      - {source: USD, target: EUR, rate: "0.92", effective_from: "2026-01-01T00:00:00Z"}
+
+The store URL comes from ``ALLOTMENT_DB`` or ``--db``, defaulting to
+``sqlite:///allotment.db``.
 """
 
 from __future__ import annotations
@@ -10,14 +25,26 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from allotment.errors import ConfigurationError
+from allotment.core.fx import FxRate
+from allotment.errors import ConfigurationError, ValidationError
+from allotment.pricing.catalog import CatalogPricer, PriceOverride
+from allotment.pricing.static import ModelRate
 
-__all__ = ["DEFAULT_DB", "db_url", "load_budget_specs"]
+__all__ = [
+    "DEFAULT_DB",
+    "PricingConfig",
+    "db_url",
+    "load_budget_specs",
+    "load_pricing",
+    "load_rates",
+    "parse_pricing",
+]
 
 DEFAULT_DB = "sqlite:///allotment.db"
 
@@ -29,7 +56,58 @@ def db_url(explicit: str | None = None) -> str:
 
 def load_budget_specs(path: str | Path) -> list[Mapping[str, Any]]:
     """Read the budget specs of a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file."""
-    file = Path(path)
+    data = _read(Path(path))
+    budgets = data.get("budgets") if isinstance(data, Mapping) else data
+    if not isinstance(budgets, list) or not all(isinstance(b, Mapping) for b in budgets):
+        raise ConfigurationError(f"{path}: expected 'budgets:' with a list of budget objects")
+    return budgets
+
+
+def load_rates(path: str | Path) -> list[FxRate]:
+    """Read ``rates: [{source, target, rate, effective_from}, ...]`` (empty if absent)."""
+    data = _read(Path(path))
+    rates = data.get("rates", []) if isinstance(data, Mapping) else []
+    if not isinstance(rates, list):
+        raise ValidationError("rates", "must be a list of exchange rates")
+    return [FxRate.from_spec(r, f"rates[{i}]") for i, r in enumerate(rates)]
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    """The ``pricing:`` section: a catalog pricer and the unknown-model policy."""
+
+    pricer: CatalogPricer
+    unknown_model: str = "fallback"
+
+
+def load_pricing(path: str | Path) -> PricingConfig:
+    """Read ``pricing:`` from a config file (a pricer without overrides if absent)."""
+    data = _read(Path(path))
+    section = data.get("pricing") if isinstance(data, Mapping) else None
+    if section is None:
+        return PricingConfig(CatalogPricer())
+    return parse_pricing(section)
+
+
+def parse_pricing(section: object) -> PricingConfig:
+    """Build the pricing settings from a ``pricing:`` mapping, naming bad fields."""
+    if not isinstance(section, Mapping):
+        raise ValidationError("pricing", "must be an object")
+    unknown = section.get("unknown_model", "fallback")
+    if unknown not in ("deny", "fallback"):
+        raise ValidationError("pricing.unknown_model", "must be 'deny' or 'fallback'")
+    fallback = section.get("fallback")
+    rate = None if fallback is None else ModelRate.from_spec(fallback, "pricing.fallback")
+    overrides = section.get("overrides") or []
+    if not isinstance(overrides, list):
+        raise ValidationError("pricing.overrides", "must be a list")
+    parsed = [
+        PriceOverride.from_spec(o, f"pricing.overrides[{i}]") for i, o in enumerate(overrides)
+    ]
+    return PricingConfig(CatalogPricer(parsed, rate), unknown)
+
+
+def _read(file: Path) -> Any:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -43,7 +121,4 @@ def load_budget_specs(path: str | Path) -> list[Mapping[str, Any]]:
             raise ConfigurationError(f"{file}: use a .yaml, .yml or .toml file")
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"{file}: {exc}") from exc
-    budgets = data.get("budgets") if isinstance(data, Mapping) else data
-    if not isinstance(budgets, list) or not all(isinstance(b, Mapping) for b in budgets):
-        raise ConfigurationError(f"{file}: expected 'budgets:' with a list of budget objects")
-    return budgets
+    return data

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
-from allotment.cli import status_table, usage_table
+from allotment._render import status_table, usage_table
 from allotment.core.decisions import BudgetView
 from allotment.errors import ConfigurationError
 from allotment.governor import Governor

@@ -77,7 +77,12 @@ class BudgetExceeded(AllotmentError):
 
     def __init__(self, decision: Decision) -> None:
         refusal = decision.refusals[0]
-        super().__init__(f"budget {refusal.budget_id!r} refused the call: {refusal.reason}")
+        who = (
+            "the call was refused"
+            if refusal.budget_id is None
+            else (f"budget {refusal.budget_id!r} refused the call")
+        )
+        super().__init__(f"{who}: {refusal.reason}")
         self.decision = decision
         self.budget_id = refusal.budget_id
         self.reason = refusal.reason

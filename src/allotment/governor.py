@@ -11,18 +11,22 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from allotment.config import load_budget_specs
+from allotment.config import load_budget_specs, load_rates
 from allotment.core.budgets import Budget, Call
-from allotment.core.decisions import BudgetView, Decision
+from allotment.core.decisions import BudgetView, Decision, Reason, Refusal
+from allotment.core.fx import FxRate
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage, parse_usage
 from allotment.errors import BudgetExceeded, ConflictError, NotFoundError, ValidationError
 from allotment.pricing.base import Pricer
+from allotment.pricing.catalog import CatalogPricer
+from allotment.pricing.estimate import EstimateSettings, estimate_request
 from allotment.store import Store, open_store
 from allotment.store.base import (
     AuthorizeRequest,
@@ -30,6 +34,8 @@ from allotment.store.base import (
     EventQuery,
     RebuildStats,
     RecordRequest,
+    RepriceRequest,
+    RepriceStats,
     UsageQuery,
     UsageRow,
 )
@@ -41,6 +47,13 @@ UsageLike = Usage | Mapping[str, Any]
 _MAX_TTL = 7 * 24 * 3600
 
 
+class _Default:
+    """Marks an argument left at its default (where None means something else)."""
+
+
+_DEFAULT = _Default()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -50,8 +63,14 @@ class Governor:
 
     Args:
         store: a ``Store`` or a store URL (``memory://``, ``sqlite:///path.db``).
-        pricer: prices usage that arrives without a cost.
+        pricer: prices usage that arrives without a cost. Default: a
+            ``CatalogPricer`` (genai-prices, USD) when ``currency`` is USD;
+            pass ``None`` for no pricing.
         currency: the deployment currency of every cost figure.
+        unknown_model: ``"fallback"`` prices a model the pricer does not know
+            conservatively and flags the event; ``"deny"`` refuses such
+            authorizations with reason ``unknown_model``.
+        estimates: how ``authorize(request=...)`` turns a request into an estimate.
         clock: returns the current aware time; tests pass a fake one.
         default_ttl: seconds a reservation lives unless authorize says otherwise.
     """
@@ -60,14 +79,22 @@ class Governor:
         self,
         store: Store | str = "sqlite:///allotment.db",
         *,
-        pricer: Pricer | None = None,
+        pricer: Pricer | _Default | None = _DEFAULT,
         currency: str = "USD",
+        unknown_model: str = "fallback",
+        estimates: EstimateSettings | None = None,
         clock: Callable[[], datetime] = _utcnow,
         default_ttl: int = 300,
     ) -> None:
         self.store = open_store(store) if isinstance(store, str) else store
+        if isinstance(pricer, _Default):
+            pricer = CatalogPricer() if currency == "USD" else None
         self.pricer = pricer
         self.currency = currency
+        if unknown_model not in ("deny", "fallback"):
+            raise ValidationError("unknown_model", "must be 'deny' or 'fallback'")
+        self.unknown_model = unknown_model
+        self.estimates = estimates or EstimateSettings()
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self._clock = clock
 
@@ -88,8 +115,13 @@ class Governor:
         estimate: UsageLike | None = None,
         *,
         ttl: int | None = None,
+        request: Mapping[str, Any] | None = None,
     ) -> Decision:
         """Reserve ``estimate`` on every applicable budget, or refuse.
+
+        Instead of an explicit ``estimate`` you may pass the provider
+        ``request`` itself (chat messages, ``max_tokens``): its input tokens are
+        counted offline and its output is ``max_tokens`` or a default.
 
         Idempotent per ``request_id``: a retry of a granted authorization
         gets the same grant back (``replayed=True``); the same id with a
@@ -97,14 +129,33 @@ class Governor:
         """
         now = self.now()
         call = _call(subject, provider, model)
-        usage = parse_usage(estimate, "estimate")
+        if estimate is None and request is not None:
+            usage = estimate_request(
+                request, provider=provider, model=model, settings=self.estimates
+            )
+        else:
+            usage = parse_usage(estimate, "estimate")
         ttl_seconds = self.default_ttl if ttl is None else _check_ttl(ttl, "ttl")
         digest = payload_hash(
             "authorize", call.subject.as_tuple(), provider, model, usage.as_tuple()
         )
-        priced, _ = self._price(call, usage, now)
-        request = AuthorizeRequest(_check_id(request_id), call, priced, ttl_seconds, digest)
-        return self.store.authorize(request, now)
+        priced, price = self._price(call, usage, now)
+        refusal = None
+        if self.unknown_model == "deny" and price.get("unknown_model"):
+            refusal = Refusal(None, Reason.UNKNOWN_MODEL, 0, 0, 0, None)
+        return self.store.authorize(
+            AuthorizeRequest(
+                _check_id(request_id),
+                call,
+                priced,
+                ttl_seconds,
+                digest,
+                price,
+                refusal,
+                self.currency,
+            ),
+            now,
+        )
 
     def commit(
         self,
@@ -266,10 +317,33 @@ class Governor:
         """A page of the ledger."""
         return self.store.events(query or EventQuery())
 
+    # exchange rates
+    def set_rate(
+        self,
+        source: str,
+        target: str,
+        rate: Decimal | str,
+        effective_from: datetime | None = None,
+    ) -> FxRate:
+        """Set ``1 source = rate target`` from ``effective_from`` (default: now).
+
+        Rates live in the store, so every process and every rebuild converts
+        alike; cost budgets in either currency are recounted.
+        """
+        spec = {"source": source, "target": target, "rate": rate,
+                "effective_from": effective_from or self.now()}  # fmt: skip
+        parsed = FxRate.from_spec(spec)
+        self.store.put_rate(parsed)
+        return parsed
+
+    def rates(self) -> list[FxRate]:
+        """Every exchange rate, by pair and effective time."""
+        return self.store.rates()
+
     # budgets
     def create_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
         """Add a budget; its counters are backfilled from the ledger."""
-        parsed = _budget(budget)
+        parsed = self._convertible(_budget(budget))
         try:
             self.store.get_budget(parsed.id)
         except NotFoundError:
@@ -279,7 +353,7 @@ class Governor:
 
     def set_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
         """Create or replace a budget."""
-        parsed = _budget(budget)
+        parsed = self._convertible(_budget(budget))
         self.store.put_budget(parsed)
         return parsed
 
@@ -288,7 +362,7 @@ class Governor:
         spec = self.store.get_budget(budget_id).to_spec()
         if "id" in changes and changes["id"] != budget_id:
             raise ValidationError("id", "cannot be changed")
-        updated = Budget.from_spec({**spec, **changes})
+        updated = self._convertible(Budget.from_spec({**spec, **changes}))
         self.store.put_budget(updated)
         return updated
 
@@ -305,9 +379,37 @@ class Governor:
         self.store.delete_budget(budget_id)
 
     def load_budgets(self, path: str | Path) -> list[Budget]:
-        """Create or replace the budgets listed in a YAML or TOML file."""
+        """Apply a YAML or TOML file: its ``rates:`` first, then its ``budgets:``.
+
+        Every entry is validated before anything is written.
+        """
+        rates = load_rates(path)
         budgets = [Budget.from_spec(spec) for spec in load_budget_specs(path)]
+        for rate in rates:
+            self.store.put_rate(rate)
         return [self.set_budget(b) for b in budgets]
+
+    def reprice(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        model: str | None = None,
+        tenant: str | None = None,
+    ) -> RepriceStats:
+        """Recompute the cost of committed calls in ``[since, until)`` with today's pricer.
+
+        Run it after a price correction (a package upgrade, a new override).
+        Each changed event keeps its previous price under ``price["previous"]``;
+        counters and usage rollups move by the difference. Costs the caller
+        supplied are left alone. ``model`` may be a glob.
+        """
+        if self.pricer is None:
+            raise ValidationError("pricer", "reprice needs a pricer")
+        request = RepriceRequest(
+            _aware(since, "since"), _aware(until, "until"), self._price, model, tenant
+        )
+        return self.store.reprice(request, self.now())
 
     def rebuild(self) -> RebuildStats:
         """Recompute every counter and rollup from the ledger."""
@@ -323,11 +425,22 @@ class Governor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _convertible(self, budget: Budget) -> Budget:
+        currency = budget.currency
+        if currency is not None and currency != self.currency:
+            known = {(r.source, r.target) for r in self.store.rates()}
+            if (self.currency, currency) not in known and (currency, self.currency) not in known:
+                raise ValidationError(
+                    "currency",
+                    f"no exchange rate between {self.currency} and {currency}: set one first",
+                )
+        return budget
+
     def _price(self, call: Call, usage: Usage, at: datetime) -> tuple[Usage, dict[str, Any]]:
         if usage.cost_micros is not None:
             return usage, {"source": "caller", "currency": self.currency}
         if self.pricer is not None and call.provider and call.model:
-            price = self.pricer.price(call.provider, call.model, usage, at)
+            price = self.pricer.price(call.provider, call.model, usage, at, call.subject.tenant)
             if price is not None:
                 if price.currency != self.currency:
                     raise ValidationError(

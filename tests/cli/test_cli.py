@@ -70,6 +70,13 @@ def test_budgets_set_list_delete_round_trip(db: str) -> None:
 
 
 def test_budgets_set_cost_policy_with_selectors(db: str) -> None:
+    result = run(db, "budgets", "set", "--id", "x", "--meter", "cost", "--window", "day",
+                 "--currency", "EUR")  # fmt: skip
+    assert result.exit_code == 2 and "no exchange rate" in result.stderr
+    rate = ok(db, "rates", "set", "--source", "USD", "--target", "EUR", "--rate", "0.92",
+              "--from", "2026-01-01")  # fmt: skip
+    assert "1 USD = 0.92 EUR from 2026-01-01T00:00:00+00:00" in rate
+    assert as_json(db, "rates", "list")[0]["rate"] == "0.92"
     set_budget(
         db, "--id", "interns", "--tenant", "globex", "--meter", "cost", "--window",
         "day@Europe/Berlin", "--limit", "0.50", "--per", "user", "--match", "group=interns",
@@ -199,13 +206,14 @@ def test_usage_by_feature_after_records(db: str) -> None:
     record(db, "--feature", "summarize", "--input", "500", "--status", "error")
     record(db, "--feature", "classify", "--input", "300", "--output", "5")
     table = ok(db, "usage", "--tenant", "port-a", "--by", "feature")
-    assert "summarize" in table and "classify" in table and "0.0123 USD" in table
+    # 0.0123 given + the error call's 500 gpt-4o-mini input tokens at $0.15/M, priced by the catalog
+    assert "summarize" in table and "classify" in table and "0.012375 USD" in table
     assert "1,700" in table  # summarize tokens: 1000 + 200 + 500
 
     rows = {r["group"]["feature"]: r for r in as_json(db, "usage", "--tenant", "port-a",
                                                       "--by", "feature")}  # fmt: skip
     assert rows["summarize"]["calls"] == 2 and rows["summarize"]["errors"] == 1
-    assert Decimal(rows["summarize"]["cost"]) == Decimal("0.0123")
+    assert Decimal(rows["summarize"]["cost"]) == Decimal("0.012375")
     assert rows["classify"]["totals"]["output_tokens"] == 5
 
 

@@ -360,7 +360,9 @@ class TestAtomicity:
         self, make_governor: Callable[..., Governor]
     ) -> None:
         class Exploding:
-            def price(self, provider: str, model: str, usage: Usage, at: datetime) -> None:
+            def price(
+                self, provider: str, model: str, usage: Usage, at: datetime, tenant: object
+            ) -> None:
                 raise RuntimeError("pricer down")
 
         gov = make_governor()

@@ -116,3 +116,31 @@ def test_naive_clock_is_refused() -> None:
     gov = Governor("memory://", clock=lambda: datetime(2026, 1, 1))  # noqa: DTZ001
     with pytest.raises(ValidationError, match="clock"):
         gov.authorize("r", SUBJECT, "openai", "m")
+
+
+def test_config_file_with_rates_and_a_eur_budget(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "rates:\n"
+        "  - {source: USD, target: EUR, rate: '0.92', effective_from: '2026-01-01T00:00:00Z'}\n"
+        "budgets:\n"
+        "  - {id: e, tenant: acme, meter: cost, window: day, limit: '1.00', currency: EUR}\n"
+    )
+    gov = Governor("memory://")
+    assert [b.id for b in gov.load_budgets(config)] == ["e"]
+    assert [str(r.rate) for r in gov.rates()] == ["0.92"]
+
+
+def test_authorize_from_the_request_itself() -> None:
+    gov = Governor("memory://")
+    gov.create_budget(SPEC | {"limit": 10_000})
+    request = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 500,
+        "messages": [{"role": "user", "content": "Summarise the attached minutes, please."}],
+    }
+    decision = gov.authorize("r1", SUBJECT, "openai", "gpt-4o-mini", request=request)
+    reserved = decision.budgets[0].reserved
+    assert 500 + 10 < reserved < 500 + 30  # 500 output + the counted prompt and overhead
+    assert not gov.authorize("r2", SUBJECT, "openai", "gpt-4o-mini",
+                             request=request | {"max_tokens": 20_000}).allowed  # fmt: skip

@@ -34,6 +34,7 @@ class Reason(StrEnum):
 
     HARD_CAP_EXCEEDED = "hard_cap_exceeded"
     ESTIMATE_EXCEEDS_REMAINING = "estimate_exceeds_remaining"
+    UNKNOWN_MODEL = "unknown_model"
 
 
 @dataclass(slots=True)
@@ -144,9 +145,12 @@ class BudgetView:
 
 @dataclass(slots=True)
 class Refusal:
-    """A budget that refused the call (or would have, for shadow/warn budgets)."""
+    """Why a call was refused: a budget (or, for shadow/warn budgets, would have been).
 
-    budget_id: str
+    ``budget_id`` is None for a refusal no budget made (``unknown_model``).
+    """
+
+    budget_id: str | None
     reason: Reason
     requested: int
     remaining: int

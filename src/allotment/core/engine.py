@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import NamedTuple
 
 from allotment.core.budgets import Budget, Call, Mode
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Warning
+from allotment.core.fx import NO_RATES, Rates
 from allotment.core.ledger import Charge
 from allotment.core.usage import Usage
 from allotment.core.windows import Span
@@ -23,11 +24,26 @@ _HUNDRED = Decimal(100)
 
 
 class Applied(NamedTuple):
-    """A budget that counts a call, for one member, in the window of one instant."""
+    """A budget that counts a call, for one member, in the window of one instant.
+
+    ``rate`` converts the call's cost into the currency of a cost budget kept
+    in another currency (None: no conversion).
+    """
 
     budget: Budget
     member: str
     span: Span
+    rate: Decimal | None = None
+
+    def amount(self, usage: Usage) -> int:
+        """How much of this budget's meter ``usage`` consumes, in its own units."""
+        amount = self.budget.meter.amount(usage)
+        if self.rate is None:
+            return amount
+        with localcontext() as ctx:
+            ctx.prec = 60  # exact for any amount the usage checks admit
+            exact = Decimal(amount) * self.rate
+        return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
     def charge(self, amount: int) -> Charge:
         """The counter charge of ``amount`` on this budget."""
@@ -41,13 +57,22 @@ class Counter(NamedTuple):
     reserved: int = 0
 
 
-def resolve(budgets: Iterable[Budget], call: Call, at: datetime) -> list[Applied]:
+def resolve(
+    budgets: Iterable[Budget],
+    call: Call,
+    at: datetime,
+    currency: str | None = None,
+    rates: Rates = NO_RATES,
+) -> list[Applied]:
     """The budgets that count ``call`` at ``at``, after override resolution.
 
     A budget flagged ``overrides`` replaces the less specific budgets (see
     ``Budget.level``: individual > group > tenant > global) of the same meter,
     window and ``per`` for the calls it matches. Everything else that
     matches applies, so the most restrictive binds.
+
+    ``currency`` is the currency the call's cost is in; a cost budget kept in
+    another currency converts it with ``rates`` as of ``at``.
     """
     hits: list[Applied] = []
     for budget in budgets:
@@ -55,8 +80,13 @@ def resolve(budgets: Iterable[Budget], call: Call, at: datetime) -> list[Applied
         if member is None:
             continue
         span = budget.window.span(at)
-        if span is not None:
+        if span is None:
+            continue
+        target = budget.currency
+        if target is None or currency is None or target == currency:
             hits.append(Applied(budget, member, span))
+        else:
+            hits.append(Applied(budget, member, span, rates.rate(currency, target, at)))
     return _apply_overrides(hits)
 
 
@@ -94,7 +124,7 @@ def decide(
     checks: list[Refusal | None] = []
     amounts: list[int] = []
     for hit, counter in zip(applied, counters, strict=True):
-        amount = hit.budget.meter.amount(estimate)
+        amount = hit.amount(estimate)
         amounts.append(amount)
         refusal = _check(hit, counter, amount) if hit.budget.limit is not None else None
         checks.append(refusal)

@@ -11,7 +11,7 @@ from allotment.core.usage import Usage
 __all__ = ["Price", "Pricer"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Price:
     """The cost of one call and where it came from.
 
@@ -20,12 +20,15 @@ class Price:
         source: ``caller`` (passed in), ``override``, ``catalog``,
             ``fallback``, or ``missing`` (nobody could price it).
         detail: unit prices used and the catalog version, for explanations.
+        known_model: False when no price exists for the model itself (a
+            fallback stood in); ``unknown_model="deny"`` refuses those.
     """
 
     amount_micros: int
     currency: str
     source: str
     detail: dict[str, Any] = field(default_factory=dict)
+    known_model: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, as stored on the ledger event."""
@@ -33,6 +36,7 @@ class Price:
             "amount_micros": self.amount_micros,
             "currency": self.currency,
             "source": self.source,
+            **({} if self.known_model else {"unknown_model": True}),
             **self.detail,
         }
 
@@ -40,6 +44,11 @@ class Price:
 class Pricer(Protocol):
     """Prices a call's usage. Pure: the time of the call is an argument."""
 
-    def price(self, provider: str, model: str, usage: Usage, at: datetime) -> Price | None:
-        """The price of ``usage`` on ``provider/model`` at ``at``, or None if unknown."""
+    def price(
+        self, provider: str, model: str, usage: Usage, at: datetime, tenant: str | None = None
+    ) -> Price | None:
+        """The price of ``usage`` on ``provider/model`` at ``at`` for ``tenant``.
+
+        None means this pricer cannot price the call at all.
+        """
         ...

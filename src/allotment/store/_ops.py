@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Protocol
 
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call
-from allotment.core.decisions import BudgetView, Decision
+from allotment.core.decisions import BudgetView, Decision, Refusal
 from allotment.core.engine import Applied, Counter
+from allotment.core.fx import FxRate, Rates
 from allotment.core.ledger import (
     Adjustment,
     Charge,
@@ -26,7 +29,7 @@ from allotment.core.ledger import (
     Reservation,
     ReservationState,
 )
-from allotment.core.usage import Usage
+from allotment.core.usage import Meter, Usage
 from allotment.errors import ConflictError, NotFoundError, ValidationError
 from allotment.store.base import (
     AuthorizeRequest,
@@ -34,6 +37,8 @@ from allotment.store.base import (
     EventQuery,
     RebuildStats,
     RecordRequest,
+    RepriceRequest,
+    RepriceStats,
     UsageQuery,
     UsageRow,
 )
@@ -64,6 +69,8 @@ class Tx(Protocol):
     """The primitives a backend offers inside one transaction."""
 
     def budgets_for(self, tenant: str) -> Sequence[Budget]: ...
+    def rates(self) -> Rates: ...
+    def put_rate(self, rate: FxRate) -> None: ...
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]: ...
     def budget(self, budget_id: str) -> Budget | None: ...
     def put_budget(self, budget: Budget) -> None: ...
@@ -79,6 +86,7 @@ class Tx(Protocol):
     def held(self) -> Iterable[Reservation]: ...
     def append(self, event: Event) -> Event: ...
     def event(self, event_id: int) -> Event: ...
+    def update_event(self, event: Event) -> None: ...
     def events(self, query: EventQuery) -> Iterable[Event]: ...
     def counting_events(self, tenant: str | None) -> Iterable[Event]: ...
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None: ...
@@ -96,10 +104,18 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
         if existing.payload_hash != request.payload_hash:
             raise ConflictError(request.request_id, "reused with a different authorize payload")
         return _replay(tx, existing)
-    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, now)
+    applied = engine.resolve(
+        tx.budgets_for(call.subject.tenant), call, now, request.currency, tx.rates()
+    )
+    counters = tx.read(applied)
+    if request.refusal is not None:
+        views = tuple(engine.view(a, c) for a, c in zip(applied, counters, strict=True))
+        decision = Decision(request.request_id, False, views, (request.refusal,))
+        _blocked(tx, request, request.refusal, now)
+        return decision
     expires_at = now + timedelta(seconds=request.ttl_seconds)
     decision, charges = engine.decide(
-        request.request_id, applied, tx.read(applied), request.estimate, expires_at
+        request.request_id, applied, counters, request.estimate, expires_at
     )
     if decision.allowed:
         tx.add([(c.budget_id, c.member, c.bucket, 0, c.amount) for c in charges])
@@ -117,24 +133,29 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
             )
         )
     else:
-        refusal = decision.refusals[0]
-        _append(
-            tx,
-            Event(
-                request.request_id,
-                EventStatus.BLOCKED,
-                call.subject,
-                call.provider or "",
-                call.model or "",
-                request.estimate,
-                now,
-                now,
-                currency="",
-                reason=refusal.reason.value,
-                budget_id=refusal.budget_id,
-            ),
-        )
+        _blocked(tx, request, decision.refusals[0], now)
     return decision
+
+
+def _blocked(tx: Tx, request: AuthorizeRequest, refusal: Refusal, now: datetime) -> None:
+    call = request.call
+    _append(
+        tx,
+        Event(
+            request.request_id,
+            EventStatus.BLOCKED,
+            call.subject,
+            call.provider or "",
+            call.model or "",
+            request.estimate,
+            now,
+            now,
+            currency=str(request.price.get("currency", "")),
+            reason=refusal.reason.value,
+            budget_id=refusal.budget_id,
+            price=request.price,
+        ),
+    )
 
 
 def _replay(tx: Tx, reservation: Reservation) -> Decision:
@@ -167,7 +188,9 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     )
     at = reservation.authorized_at
     usage, price = request.price(call, request.usage, at)
-    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at)
+    applied = engine.resolve(
+        tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
+    )
     held = () if late else reservation.charges
     tx.add(_merge([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
                   + _usage_deltas(applied, usage)))  # fmt: skip
@@ -205,9 +228,7 @@ def _merge(deltas: list[Delta]) -> list[Delta]:
 
 
 def _usage_deltas(applied: Sequence[Applied], usage: Usage) -> list[Delta]:
-    return [
-        (a.budget.id, a.member, a.span.bucket, a.budget.meter.amount(usage), 0) for a in applied
-    ]
+    return [(a.budget.id, a.member, a.span.bucket, a.amount(usage), 0) for a in applied]
 
 
 def _adjustments(
@@ -219,7 +240,7 @@ def _adjustments(
             a.budget.id,
             a.member,
             estimated.get((a.budget.id, a.member), 0),
-            a.budget.meter.amount(usage),
+            a.amount(usage),
         )
         for a in applied
     )
@@ -259,7 +280,9 @@ def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
         return CommitResult(tx.event(existing.event_id), replayed=True)
     call, at = request.call, request.occurred_at
     usage, price = request.price(call, request.usage, at)
-    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at)
+    applied = engine.resolve(
+        tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
+    )
     tx.add(_usage_deltas(applied, usage))
     event = _append(
         tx,
@@ -419,15 +442,19 @@ def rebuild_counters(tx: Tx, budgets: Sequence[Budget]) -> int:
     totals: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
     tenants = {b.tenant for b in budgets}
     scope = None if None in tenants or len(tenants) != 1 else next(iter(tenants))
+    rates = tx.rates()
     events = 0
     for event in tx.counting_events(scope):
         events += 1
         call = Call(event.subject, event.provider, event.model)
         # Resolve against all the tenant's budgets: an override elsewhere
         # changes whether one of ``budgets`` counts this event.
-        for hit in engine.resolve(tx.budgets_for(event.subject.tenant), call, event.occurred_at):
+        applied = engine.resolve(
+            tx.budgets_for(event.subject.tenant), call, event.occurred_at, event.currency, rates
+        )
+        for hit in applied:
             if hit.budget.id in ids:
-                amount = hit.budget.meter.amount(event.usage)
+                amount = hit.amount(event.usage)
                 totals[(hit.budget.id, hit.member, hit.span.bucket)][0] += amount
     for reservation in tx.held():
         for charge in reservation.charges:
@@ -435,6 +462,54 @@ def rebuild_counters(tx: Tx, budgets: Sequence[Budget]) -> int:
                 totals[(charge.budget_id, charge.member, charge.bucket)][1] += charge.amount
     tx.add([(b, m, k, used, reserved) for (b, m, k), (used, reserved) in totals.items()])
     return events
+
+
+def reprice_page(
+    tx: Tx, request: RepriceRequest, after_id: int, now: datetime, stats: RepriceStats
+) -> int | None:
+    """Re-price one page of events after ``after_id``; the next cursor, or None at the end.
+
+    An event keeps its previous price under ``price["previous"]``; counters
+    and rollups move by the difference. Costs the caller supplied stay.
+    """
+    query = EventQuery(request.tenant, None, None, request.since, request.until, after_id, 500)
+    page = list(tx.events(query))
+    for event in page:
+        if not event.status.counts or event.price.get("source") == "caller":
+            continue
+        if request.model is not None and not fnmatchcase(event.model, request.model):
+            continue
+        stats.events += 1
+        _reprice(tx, event, request, now, stats)
+    return page[-1].id if len(page) == 500 and page[-1].id else None
+
+
+def _reprice(
+    tx: Tx, event: Event, request: RepriceRequest, now: datetime, stats: RepriceStats
+) -> None:
+    call = Call(event.subject, event.provider, event.model)
+    unpriced = replace(event.usage, cost_micros=None)
+    usage, price = request.price(call, unpriced, event.occurred_at)
+    old, new = event.usage.cost_micros or 0, usage.cost_micros or 0
+    if new == old and price.get("source") == event.price.get("source"):
+        return
+    history = [*event.price.get("previous", []), _without_history(event.price) | {
+        "amount_micros": old, "replaced_at": now.isoformat()}]  # fmt: skip
+    updated = replace(event, usage=usage, price=price | {"previous": history})
+    tx.update_event(updated)
+    applied = engine.resolve(
+        tx.budgets_for(event.subject.tenant), call, event.occurred_at, event.currency, tx.rates()
+    )
+    tx.add([(a.budget.id, a.member, a.span.bucket, a.amount(usage) - a.amount(event.usage), 0)
+            for a in applied if a.budget.meter is Meter.COST])  # fmt: skip
+    key, _ = rollup_of(event)
+    tx.bump_rollup(key, (0, *(0 for _ in ROLLUP_TOTALS[:-1]), new - old))
+    stats.changed += 1
+    stats.delta_micros += new - old
+
+
+def _without_history(price: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in price.items() if k != "previous"}
 
 
 def rebuild(tx: Tx) -> RebuildStats:

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import BudgetView, Decision
+from allotment.core.fx import FxRate
 from allotment.core.ledger import CommitResult, Event, ReservationState
+from allotment.core.usage import Meter
 from allotment.store import _ops
 from allotment.store._ops import Tx
 from allotment.store.base import (
@@ -17,6 +19,8 @@ from allotment.store.base import (
     EventQuery,
     RebuildStats,
     RecordRequest,
+    RepriceRequest,
+    RepriceStats,
     UsageQuery,
     UsageRow,
 )
@@ -84,6 +88,21 @@ class TransactionalStore:
             if previous is None or _counts_differently(previous, budget):
                 _ops.rebuild_counters(tx, [budget])
 
+    def put_rate(self, rate: FxRate) -> None:
+        with self._transaction() as tx:
+            tx.put_rate(rate)
+            # A rate can reach back in time: recount the cost budgets it converts for.
+            touched = [
+                b for b in tx.all_budgets(None)
+                if b.meter is Meter.COST and b.currency in (rate.source, rate.target)
+            ]  # fmt: skip
+            if touched:
+                _ops.rebuild_counters(tx, touched)
+
+    def rates(self) -> list[FxRate]:
+        with self._transaction() as tx:
+            return sorted(tx.rates(), key=lambda r: (r.source, r.target, r.effective_from))
+
     def get_budget(self, budget_id: str) -> Budget:
         with self._transaction() as tx:
             return _ops.get_budget(tx, budget_id)
@@ -100,6 +119,15 @@ class TransactionalStore:
     def rebuild(self) -> RebuildStats:
         with self._transaction() as tx:
             return _ops.rebuild(tx)
+
+    def reprice(self, request: RepriceRequest, now: datetime) -> RepriceStats:
+        """Re-price a time range, one transaction per page of the ledger."""
+        stats = RepriceStats()
+        cursor: int | None = 0
+        while cursor is not None:
+            with self._transaction() as tx:
+                cursor = _ops.reprice_page(tx, request, cursor, now, stats)
+        return stats
 
     def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
         with self._transaction() as tx:

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from allotment.core.budgets import Budget, Call
-from allotment.core.decisions import BudgetView, Decision
+from allotment.core.decisions import BudgetView, Decision, Refusal
+from allotment.core.fx import FxRate
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
@@ -51,6 +52,11 @@ class AuthorizeRequest:
     estimate: Usage
     ttl_seconds: int
     payload_hash: str
+    price: dict[str, Any] = field(default_factory=dict)
+    #: decided before the store was asked (an unknown model under ``deny``)
+    refusal: Refusal | None = None
+    #: the currency of the estimate's cost
+    currency: str | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +121,7 @@ class EventQuery:
 
     tenant: str | None = None
     status: EventStatus | None = None
+    price_source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     after_id: int = 0
@@ -133,6 +140,26 @@ class EventQuery:
             raise ValidationError("limit", "must be between 1 and 10000")
         if isinstance(self.after_id, bool) or not isinstance(self.after_id, int):
             raise ValidationError("after_id", "must be an integer")
+
+
+@dataclass(slots=True)
+class RepriceRequest:
+    """Re-price the committed calls of a time range (optionally one tenant, models)."""
+
+    since: datetime
+    until: datetime
+    price: PriceFn
+    model: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(slots=True)
+class RepriceStats:
+    """What a reprice looked at and changed; ``delta_micros`` is new minus old."""
+
+    events: int = 0
+    changed: int = 0
+    delta_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +187,12 @@ class Store(Protocol):
     def usage(self, query: UsageQuery) -> list[UsageRow]: ...
     def events(self, query: EventQuery) -> list[Event]: ...
     def put_budget(self, budget: Budget) -> None: ...
+    def put_rate(self, rate: FxRate) -> None: ...
+    def rates(self) -> list[FxRate]: ...
     def get_budget(self, budget_id: str) -> Budget: ...
     def list_budgets(self, tenant: str | None = None) -> list[Budget]: ...
     def delete_budget(self, budget_id: str) -> None: ...
     def rebuild(self) -> RebuildStats: ...
+    def reprice(self, request: RepriceRequest, now: datetime) -> RepriceStats: ...
     def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
     def close(self) -> None: ...

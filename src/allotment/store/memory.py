@@ -16,6 +16,7 @@ from functools import partial
 
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
+from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.ledger import Event, Reservation, ReservationState
 from allotment.store._ops import Delta, RollupKey, Tx
 from allotment.store._transactional import TransactionalStore
@@ -29,6 +30,7 @@ class _State:
 
     def __init__(self) -> None:
         self.budgets: dict[str, Budget] = {}
+        self.rates: Rates = NO_RATES
         self.by_tenant: dict[str | None, list[Budget]] = {}
         self.counters: dict[tuple[str, str, int], list[int]] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -74,6 +76,16 @@ class _MemoryTx:
             cached = [b for b in self._s.budgets.values() if b.tenant in (None, tenant)]
             self._s.by_tenant[tenant] = cached
         return cached
+
+    def rates(self) -> Rates:
+        return self._s.rates
+
+    def put_rate(self, rate: FxRate) -> None:
+        before = self._s.rates
+        kept = [r for r in before if (r.source, r.target, r.effective_from) != (
+            rate.source, rate.target, rate.effective_from)]  # fmt: skip
+        self._s.rates = Rates([*kept, rate])
+        self._log(lambda: setattr(self._s, "rates", before))
 
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
         return [b for b in self._s.budgets.values() if tenant is None or b.tenant == tenant]
@@ -186,6 +198,13 @@ class _MemoryTx:
         self._log(partial(_drop_last, self._s.events))
         return stored
 
+    def update_event(self, event: Event) -> None:
+        assert event.id is not None
+        index = event.id - 1
+        before = self._s.events[index]
+        self._s.events[index] = event
+        self._log(lambda: self._s.events.__setitem__(index, before))
+
     def event(self, event_id: int) -> Event:
         return self._s.events[event_id - 1]
 
@@ -247,6 +266,7 @@ def _wanted(event: Event, query: EventQuery) -> bool:
     return (
         (query.tenant is None or event.subject.tenant == query.tenant)
         and (query.status is None or event.status is query.status)
+        and (query.price_source is None or event.price.get("source") == query.price_source)
         and (query.since is None or event.occurred_at >= query.since)
         and (query.until is None or event.occurred_at < query.until)
     )

@@ -22,7 +22,9 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
+from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage
@@ -62,7 +65,7 @@ _USAGE_COLUMNS = (
 _EVENT_COLUMNS = (
     "id request_id status tenant user key agent feature subject provider model "
     + " ".join(_USAGE_COLUMNS)
-    + " currency price reason budget_id payload_hash occurred_at recorded_at"
+    + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
 ).split()
 
 
@@ -87,7 +90,7 @@ class SQLiteStore(TransactionalStore):
             self._write_lock = _FILE_LOCKS.setdefault(key, threading.Lock())
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._budget_cache: tuple[int, dict[str | None, list[Budget]]] = (-1, {})
+        self._config_cache = _Config(-1, {}, NO_RATES)
         self._migrate()
         self._checkpointer = _Checkpointer(self.path)
 
@@ -137,9 +140,8 @@ class SQLiteStore(TransactionalStore):
                 for version, name, sql in MIGRATIONS:
                     if version in done:
                         continue
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    for statement in _statements(sql):
+                        conn.execute(statement)
                     conn.execute(
                         "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
                         (version, name),
@@ -193,6 +195,12 @@ class _Checkpointer:
         self._thread.join()
 
 
+def _statements(sql: str) -> list[str]:
+    """The statements of a migration script: ``--`` comments dropped, split on ``;``."""
+    code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return [s for s in code.split(";") if s.strip()]
+
+
 def _parse_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
@@ -211,26 +219,55 @@ def _parse_url(url: str) -> tuple[str, str]:
     return path, synchronous
 
 
+@dataclass(frozen=True, slots=True)
+class _Config:
+    """Budgets by tenant and exchange rates, as of one config version."""
+
+    version: int
+    budgets: dict[str | None, list[Budget]]
+    rates: Rates
+
+
 class _SQLiteTx:
     """The ``Tx`` primitives on one connection inside ``BEGIN IMMEDIATE``."""
 
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
         self._store = store
         self._conn = conn
+        self._config: _Config | None = None
 
-    # budgets
-    def _budget_index(self) -> dict[str | None, list[Budget]]:
+    # budgets and exchange rates: configuration cached per process, checked per transaction
+    def _configuration(self) -> _Config:
+        if self._config is not None:
+            return self._config
         (version,) = self._conn.execute(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'budgets_version'"
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'config_version'"
         ).fetchone()
-        cached_version, index = self._store._budget_cache
-        if cached_version != version:
-            index = {}
+        config = self._store._config_cache
+        if config.version != version:
+            index: dict[str | None, list[Budget]] = {}
             for (spec,) in self._conn.execute("SELECT spec FROM budgets ORDER BY id"):
                 budget = Budget.from_spec(json.loads(spec))
                 index.setdefault(budget.tenant, []).append(budget)
-            self._store._budget_cache = (version, index)
-        return index
+            rows = self._conn.execute("SELECT source, target, rate, effective_from FROM fx_rates")
+            rates = Rates(FxRate(s, t, Decimal(r), from_us(f)) for s, t, r, f in rows)
+            config = self._store._config_cache = _Config(version, index, rates)
+        self._config = config
+        return config
+
+    def _budget_index(self) -> dict[str | None, list[Budget]]:
+        return self._configuration().budgets
+
+    def rates(self) -> Rates:
+        return self._configuration().rates
+
+    def put_rate(self, rate: FxRate) -> None:
+        self._conn.execute(
+            "INSERT INTO fx_rates (source, target, effective_from, rate) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (source, target, effective_from) DO UPDATE SET rate = excluded.rate",
+            (rate.source, rate.target, to_us(rate.effective_from), str(rate.rate)),
+        )
+        self._bump_config_version()
 
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
         index = self._budget_index()
@@ -252,16 +289,16 @@ class _SQLiteTx:
             "ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, spec = excluded.spec",
             (budget.id, budget.tenant, json.dumps(budget.to_spec())),
         )
-        self._bump_budgets_version()
+        self._bump_config_version()
 
     def delete_budget(self, budget_id: str) -> None:
         self._conn.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
         self.clear_counters([budget_id])
-        self._bump_budgets_version()
+        self._bump_config_version()
 
-    def _bump_budgets_version(self) -> None:
+    def _bump_config_version(self) -> None:
         self._conn.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'budgets_version'"
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'"
         )
 
     # counters
@@ -354,6 +391,12 @@ class _SQLiteTx:
         )
         return event.with_id(cursor.lastrowid or 0)
 
+    def update_event(self, event: Event) -> None:
+        self._conn.execute(
+            "UPDATE events SET cost_micros = ?, price = ?, price_source = ? WHERE id = ?",
+            (event.usage.cost_micros, json.dumps(event.price), event.price.get("source"), event.id),
+        )
+
     def event(self, event_id: int) -> Event:
         row = self._conn.execute(
             f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE id = ?", (event_id,)
@@ -363,9 +406,14 @@ class _SQLiteTx:
     def events(self, query: EventQuery) -> Iterable[Event]:
         where: list[str] = ["id > ?"]
         params: list[object] = [query.after_id]
+        if query.price_source in ("fallback", "missing"):
+            # A literal lets SQLite prove the partial index events_flagged applies.
+            where.append(f"price_source = '{query.price_source}'")
+            query = replace(query, price_source=None)
         for clause, value in (
             ("tenant = ?", query.tenant),
             ("status = ?", None if query.status is None else query.status.value),
+            ("price_source = ?", query.price_source),
             ("occurred_at >= ?", None if query.since is None else to_us(query.since)),
             ("occurred_at < ?", None if query.until is None else to_us(query.until)),
         ):
@@ -441,7 +489,8 @@ def _event_values(e: Event) -> tuple[Any, ...]:
         e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
         _subject_json(s), e.provider, e.model,
         *(getattr(u, c) for c in _USAGE_COLUMNS),
-        e.currency, json.dumps(e.price), e.reason, e.budget_id, e.payload_hash,
+        e.currency, json.dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
+        e.payload_hash,
         to_us(e.occurred_at), to_us(e.recorded_at),
     )  # fmt: skip
 

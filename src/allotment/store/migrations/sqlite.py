@@ -8,7 +8,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "initial schema: budgets, counters, reservations, ledger, rollups",
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta (key, value) VALUES ('budgets_version', '0');
+        -- config_version changes with every budget or exchange-rate change, so
+        -- each process knows when to reload its cached configuration.
+        INSERT INTO meta (key, value) VALUES ('config_version', '0');
+
+        CREATE TABLE fx_rates (
+            source TEXT NOT NULL,
+            target TEXT NOT NULL,
+            effective_from INTEGER NOT NULL,
+            rate TEXT NOT NULL,
+            PRIMARY KEY (source, target, effective_from)
+        ) WITHOUT ROWID;
 
         CREATE TABLE budgets (
             id TEXT PRIMARY KEY,
@@ -70,6 +80,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             cost_micros INTEGER,
             currency TEXT NOT NULL,
             price TEXT NOT NULL,
+            price_source TEXT,
             reason TEXT,
             budget_id TEXT,
             payload_hash TEXT,
@@ -77,6 +88,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             recorded_at INTEGER NOT NULL
         );
         CREATE INDEX events_tenant_time ON events (tenant, occurred_at);
+        -- Calls priced by a fallback (unknown model, uncovered usage) are listed
+        -- by `allotment prices unknown`, and the partial index costs ordinary events nothing.
+        CREATE INDEX events_flagged ON events (price_source, id)
+            WHERE price_source IN ('fallback', 'missing');
 
         CREATE TABLE rollups (
             tenant TEXT NOT NULL,

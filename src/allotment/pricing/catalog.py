@@ -1,0 +1,349 @@
+"""The price catalog: genai-prices' bundled data, overrides first, never zero.
+
+Lookup order for a call on ``provider/model`` at time ``at`` for ``tenant``:
+
+1. a tenant override, then a deployment override, in effect at ``at``
+   (negotiated rates, self-hosted models, in-house providers);
+2. the genai-prices catalog, with the price in effect at ``at`` (history,
+   context-length tiers and time-of-day prices are the catalog's own);
+3. a conservative fallback, flagged ``source="fallback"``: a configured rate,
+   else the most expensive model the catalog knows for that provider, else
+   the most expensive model of all. An unknown model is never priced at zero.
+
+Only the bundled data is used: the package's network updater is never
+started, so prices change when the package is upgraded, not behind your back.
+
+Rounding: the catalog's exact Decimal dollar amount is rounded *up* to a whole
+micro-unit once, at the end, so a call is never undercharged by rounding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from importlib.metadata import version
+from typing import Any
+
+from genai_prices import Usage as GenaiUsage
+from genai_prices import data_snapshot
+from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
+
+from allotment.core.money import MICROS
+from allotment.core.usage import Usage
+from allotment.errors import ValidationError
+from allotment.pricing.base import Price
+from allotment.pricing.static import ModelRate
+
+__all__ = ["CATALOG_VERSION", "CatalogPricer", "PriceOverride", "resolve_model"]
+
+CATALOG_VERSION = f"genai-prices {version('genai-prices')}"
+_DATE_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-\d{4})$")
+_BEDROCK_REGION = re.compile(r"^(us|eu|apac|ap|ca|us-gov|global)\.(?=[a-z]+\.)")
+_PROVIDER_ALIASES = {
+    "bedrock": "aws",
+    "amazon": "aws",
+    "vertex": "google",
+    "vertex_ai": "google",
+    "gemini": "google",
+    "azure_openai": "azure",
+    "mistralai": "mistral",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """A price that wins over the catalog from ``effective_from`` on.
+
+    ``model`` and ``provider`` may use ``*`` globs; ``tenant=None`` applies to
+    every tenant, a tenant's own override beats it.
+    """
+
+    model: str
+    rate: ModelRate
+    effective_from: datetime
+    provider: str | None = None
+    tenant: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], field: str = "override") -> PriceOverride:
+        """An override from config: ``{model, provider?, tenant?, effective_from?, input, …}``."""
+        if not isinstance(spec, Mapping):
+            raise ValidationError(field, "must be an object")
+        rest = dict(spec)
+        model = rest.pop("model", None)
+        if not isinstance(model, str) or not model:
+            raise ValidationError(f"{field}.model", "is required (a model id or glob)")
+        provider, tenant = rest.pop("provider", None), rest.pop("tenant", None)
+        for key, value in (("provider", provider), ("tenant", tenant)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValidationError(f"{field}.{key}", "must be a non-empty string")
+        since = _instant(rest.pop("effective_from", _EPOCH), f"{field}.effective_from")
+        return cls(model, ModelRate.from_spec(rest, field), since, provider, tenant)
+
+    def matches(self, provider: str, model: str, tenant: str | None, at: datetime) -> bool:
+        """Whether this override prices that call."""
+        return (
+            self.effective_from <= at
+            and (self.tenant is None or self.tenant == tenant)
+            and (self.provider is None or fnmatchcase(provider.lower(), self.provider.lower()))
+            and fnmatchcase(model.lower(), self.model.lower())
+        )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _instant(value: object, field: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(field, f"not an ISO 8601 time: {value!r}") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValidationError(field, "must be a time with a UTC offset")
+    return value
+
+
+def resolve_model(provider: str, model: str) -> tuple[Provider, ModelInfo] | None:
+    """Find ``provider/model`` in the catalog the way users write model ids.
+
+    Accepts provider prefixes (``openai/gpt-4o-mini``), upper case, ``-latest``,
+    Bedrock ids with or without a cross-region prefix (``us.anthropic.…``),
+    Vertex resource paths, and dated ids the catalog does not know, which
+    resolve to their base model when that exists.
+    """
+    return _resolve(provider.lower(), model.lower())
+
+
+@lru_cache(maxsize=4096)
+def _resolve(provider: str, model: str) -> tuple[Provider, ModelInfo] | None:
+    provider = _PROVIDER_ALIASES.get(provider, provider)
+    if "/" in model and not model.startswith("publishers/"):
+        prefix, rest = model.split("/", 1)
+        if _PROVIDER_ALIASES.get(prefix, prefix) == provider or _known_provider(prefix):
+            provider, model = _PROVIDER_ALIASES.get(prefix, prefix), rest
+    model = _BEDROCK_REGION.sub("", model)
+    for candidate in _candidates(model):
+        found = _lookup(provider, candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def _candidates(model: str) -> Iterable[str]:
+    yield model
+    base = _DATE_SUFFIX.sub("", model)
+    if base != model:
+        yield base
+
+
+def _lookup(provider: str, model: str) -> tuple[Provider, ModelInfo] | None:
+    snapshot = data_snapshot.get_snapshot()
+    try:
+        return snapshot.find_provider_model(model, None, provider or None, None)
+    except LookupError:
+        return None
+
+
+def _known_provider(name: str) -> bool:
+    return any(p.id == name for p in data_snapshot.get_snapshot().providers)
+
+
+class CatalogPricer:
+    """Prices calls from overrides, the bundled catalog, or a flagged fallback.
+
+    Args:
+        overrides: prices that win over the catalog (see ``PriceOverride``).
+        fallback: the rate for models nobody knows; default: the most
+            expensive model of the call's provider.
+    """
+
+    currency = "USD"
+
+    def __init__(
+        self, overrides: Iterable[PriceOverride] = (), fallback: ModelRate | None = None
+    ) -> None:
+        self._overrides = sorted(overrides, key=lambda o: o.effective_from, reverse=True)
+        self._fallback = fallback
+
+    def add_override(self, override: PriceOverride) -> None:
+        """Add a price override (effective from its ``effective_from``)."""
+        self._overrides = sorted(
+            [*self._overrides, override], key=lambda o: o.effective_from, reverse=True
+        )
+
+    def price(
+        self, provider: str, model: str, usage: Usage, at: datetime, tenant: str | None = None
+    ) -> Price:
+        """The price of ``usage`` on ``provider/model`` at ``at``; never None, never silently 0."""
+        override = self._override(provider, model, tenant, at)
+        if override is not None:
+            return _rate_price(override.rate, usage, "override", {"override": override.model})
+        found = resolve_model(provider, model)
+        if found is not None:
+            return _catalog_price(found, usage, at, "catalog")
+        if self._fallback is not None:
+            price = _rate_price(self._fallback, usage, "fallback", {"fallback": "configured"})
+        else:
+            price = _catalog_price(most_expensive(provider), usage, at, "fallback")
+        price.known_model = False
+        return price
+
+    def _override(
+        self, provider: str, model: str, tenant: str | None, at: datetime
+    ) -> PriceOverride | None:
+        candidates = [o for o in self._overrides if o.matches(provider, model, tenant, at)]
+        own = [o for o in candidates if o.tenant is not None]
+        chosen = own or candidates
+        return chosen[0] if chosen else None
+
+
+@lru_cache(maxsize=256)
+def most_expensive(provider: str) -> tuple[Provider, ModelInfo]:
+    """The catalog model with the highest output price for ``provider`` (else of all)."""
+    providers = data_snapshot.get_snapshot().providers
+    wanted = _PROVIDER_ALIASES.get(provider.lower(), provider.lower())
+    pool = [p for p in providers if p.id == wanted] or list(providers)
+    best = max(
+        ((p, m) for p in pool for m in p.models),
+        key=lambda pm: _peak(_standard_price(pm[1]), "output_mtok"),
+    )
+    return best
+
+
+def _standard_price(model: ModelInfo) -> ModelPrice:
+    prices = model.prices
+    return prices if isinstance(prices, ModelPrice) else prices[-1].prices
+
+
+def _peak(price: ModelPrice, key: str) -> Decimal:
+    value = price.__dict__.get(key)
+    if isinstance(value, TieredPrices):
+        return max([value.base, *(t.price for t in value.tiers)])
+    return value if isinstance(value, Decimal) else Decimal(0)
+
+
+def _catalog_price(
+    found: tuple[Provider, ModelInfo], usage: Usage, at: datetime, source: str
+) -> Price:
+    provider, model = found
+    model_price = model.get_prices(at)
+    total, units = _calc(model_price, usage)
+    detail: dict[str, Any] = {
+        "provider_id": provider.id,
+        "model_id": model.id,
+        "unit_prices": units,
+        "catalog_version": CATALOG_VERSION,
+    }
+    uncovered = _uncovered(usage, model_price)
+    if uncovered:
+        detail["uncovered"] = uncovered
+    return Price(_micros(total), "USD", "fallback" if uncovered else source, detail)
+
+
+#: (genai usage key, probe) per coefficient of a linear price, in _terms order
+_PROBES: tuple[dict[str, int], ...] = (
+    {"input_tokens": 1_000_000},
+    {"input_tokens": 1_000_000, "cache_read_tokens": 1_000_000},
+    {"input_tokens": 1_000_000, "cache_write_tokens": 1_000_000},
+    {"output_tokens": 1_000_000},
+    {"output_tokens": 1_000_000, "output_reasoning_tokens": 1_000_000},
+    {"audio_seconds": 1_000_000},
+)
+_LINEAR: dict[int, tuple[ModelPrice, tuple[Decimal, ...] | None, dict[str, str]]] = {}
+
+
+def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str]]:
+    """The exact catalog price of ``usage``: genai-prices' result, computed fast.
+
+    genai-prices decomposes usage through its unit registry on every call
+    (about 120 us). An untiered price is linear in the usage fields, so its
+    per-unit coefficients are probed once through genai-prices itself and the
+    sum is taken exactly in Decimal; tiered prices use genai-prices directly.
+    Also returns the unit prices, described once per price.
+    """
+    cached = _LINEAR.get(id(model_price))
+    if cached is None or cached[0] is not model_price:
+        cached = (model_price, _coefficients(model_price), _unit_prices(model_price))
+        _LINEAR[id(model_price)] = cached
+    _, coefficients, units = cached
+    if coefficients is None:
+        total: Decimal = model_price.calc_price(_genai_usage(usage))["total_price"]
+        return total, units
+    terms = _terms(usage)
+    return sum((c * x for c, x in zip(coefficients, terms, strict=True)), Decimal(0)), units
+
+
+def _unit_prices(model_price: ModelPrice) -> dict[str, str]:
+    units = {k: str(v) for k, v in model_price.__dict__.items() if isinstance(v, Decimal)}
+    return units | {
+        k: f"{v.base} (+tiers)"
+        for k, v in model_price.__dict__.items()
+        if isinstance(v, TieredPrices)
+    }
+
+
+def _coefficients(model_price: ModelPrice) -> tuple[Decimal, ...] | None:
+    if any(isinstance(v, TieredPrices) for v in model_price.__dict__.values()):
+        return None
+    try:
+        return tuple(
+            model_price.calc_price(GenaiUsage(**probe))["total_price"] / 1_000_000
+            for probe in _PROBES
+        )
+    except ValueError:  # a probe this price cannot take: price every call in full
+        return None
+
+
+def _terms(usage: Usage) -> tuple[int | Decimal, ...]:
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    return (
+        usage.input_tokens - cached - written,
+        cached,
+        written,
+        usage.output_tokens - reasoning,
+        reasoning,
+        Decimal(usage.audio_ms) / 1000,
+    )
+
+
+def _genai_usage(usage: Usage) -> GenaiUsage:
+    values: dict[str, int | Decimal] = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+    if usage.cached_input_tokens:
+        values["cache_read_tokens"] = min(usage.cached_input_tokens, usage.input_tokens)
+    if usage.cache_write_tokens:
+        values["cache_write_tokens"] = min(usage.cache_write_tokens, usage.input_tokens)
+    if usage.reasoning_tokens:
+        values["output_reasoning_tokens"] = min(usage.reasoning_tokens, usage.output_tokens)
+    if usage.audio_ms:
+        values["audio_seconds"] = Decimal(usage.audio_ms) / 1000
+    return GenaiUsage(**values)
+
+
+def _uncovered(usage: Usage, model_price: ModelPrice) -> list[str]:
+    """Usage kinds this price has no rate for: flagged, never silently free."""
+    keys = {k for k, v in model_price.__dict__.items() if v is not None}
+    out = []
+    if usage.images and not any("image" in k for k in keys):
+        out.append("images")
+    if usage.audio_ms and not any("audio_hours" in k or "audio_seconds" in k for k in keys):
+        out.append("audio_seconds")
+    return out
+
+
+def _rate_price(rate: ModelRate, usage: Usage, source: str, detail: dict[str, Any]) -> Price:
+    return Price(rate.cost_micros(usage), "USD", source, detail | {"rate": rate.describe()})
+
+
+def _micros(amount: Decimal) -> int:
+    return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))

