@@ -472,7 +472,13 @@ def reprice_page(
     An event keeps its previous price under ``price["previous"]``; counters
     and rollups move by the difference. Costs the caller supplied stay.
     """
-    query = EventQuery(request.tenant, None, None, request.since, request.until, after_id, 500)
+    query = EventQuery(
+        tenant=request.tenant,
+        since=request.since,
+        until=request.until,
+        after_id=after_id,
+        limit=500,
+    )
     page = list(tx.events(query))
     for event in page:
         if not event.status.counts or event.price.get("source") == "caller":
