@@ -24,6 +24,9 @@ __all__ = ["Meter", "Usage", "parse_usage"]
 class Usage:
     """Resources one call used (or is estimated to use).
 
+    ``input_tokens`` counts every input token: cached, cache-write and audio
+    input tokens are parts of it, priced at their own rates. Likewise
+    reasoning and audio output tokens are parts of ``output_tokens``.
     ``requests`` defaults to 1: every call is one request unless a batch says
     otherwise.
     """
@@ -33,6 +36,8 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
     audio_ms: int = 0
     images: int = 0
     requests: int = 1

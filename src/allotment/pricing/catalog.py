@@ -246,37 +246,82 @@ def _catalog_price(
     return Price(_micros(total), "USD", "fallback" if uncovered else source, detail)
 
 
-#: (genai usage key, probe) per coefficient of a linear price, in _terms order
+_M = 1_000_000
+#: one probe per usage term, in _terms order; each is priced minus the empty call
 _PROBES: tuple[dict[str, int], ...] = (
-    {"input_tokens": 1_000_000},
-    {"input_tokens": 1_000_000, "cache_read_tokens": 1_000_000},
-    {"input_tokens": 1_000_000, "cache_write_tokens": 1_000_000},
-    {"output_tokens": 1_000_000},
-    {"output_tokens": 1_000_000, "output_reasoning_tokens": 1_000_000},
-    {"audio_seconds": 1_000_000},
+    {"input_tokens": _M},
+    {"input_tokens": _M, "cache_read_tokens": _M},
+    {"input_tokens": _M, "cache_write_tokens": _M},
+    {"input_tokens": _M, "input_audio_tokens": _M},
+    {"output_tokens": _M},
+    {"output_tokens": _M, "output_reasoning_tokens": _M},
+    {"output_tokens": _M, "output_audio_tokens": _M},
+    {"audio_seconds": _M},
 )
-_LINEAR: dict[int, tuple[ModelPrice, tuple[Decimal, ...] | None, dict[str, str]]] = {}
+_Linear = tuple[Decimal, tuple[Decimal, ...]]
+_LINEAR: dict[int, tuple[ModelPrice, _Linear | None, dict[str, str]]] = {}
 
 
 def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str]]:
     """The exact catalog price of ``usage``: genai-prices' result, computed fast.
 
     genai-prices decomposes usage through its unit registry on every call
-    (about 120 us). An untiered price is linear in the usage fields, so its
+    (about 120 us). An untiered price is linear in the usage terms plus a
+    fixed fee per request, so the fee (the price of an empty call) and the
     per-unit coefficients are probed once through genai-prices itself and the
     sum is taken exactly in Decimal; tiered prices use genai-prices directly.
     Also returns the unit prices, described once per price.
     """
     cached = _LINEAR.get(id(model_price))
     if cached is None or cached[0] is not model_price:
-        cached = (model_price, _coefficients(model_price), _unit_prices(model_price))
+        cached = (model_price, _linear(model_price), _unit_prices(model_price))
         _LINEAR[id(model_price)] = cached
-    _, coefficients, units = cached
-    if coefficients is None:
+    _, linear, units = cached
+    if linear is None:
         total: Decimal = model_price.calc_price(_genai_usage(usage))["total_price"]
         return total, units
+    fee, coefficients = linear
     terms = _terms(usage)
-    return sum((c * x for c, x in zip(coefficients, terms, strict=True)), Decimal(0)), units
+    variable = sum((c * x for c, x in zip(coefficients, terms, strict=True)), Decimal(0))
+    return fee * usage.requests + variable, units
+
+
+def _linear(model_price: ModelPrice) -> _Linear | None:
+    if any(isinstance(v, TieredPrices) for v in model_price.__dict__.values()):
+        return None
+    try:
+        fee = model_price.calc_price(GenaiUsage())["total_price"]
+        coefficients = tuple(
+            (model_price.calc_price(GenaiUsage(**probe))["total_price"] - fee) / _M
+            for probe in _PROBES
+        )
+    except ValueError:  # a probe this price cannot take: price every call in full
+        return None
+    return fee, coefficients
+
+
+def _parts(usage: Usage) -> tuple[int, int, int, int, int, int]:
+    """The token subsets, clamped so they never exceed their totals."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
+    audio_in = min(usage.input_audio_tokens, usage.input_tokens - cached - written)
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    audio_out = min(usage.output_audio_tokens, usage.output_tokens - reasoning)
+    return cached, written, audio_in, reasoning, audio_out, usage.audio_ms
+
+
+def _terms(usage: Usage) -> tuple[int | Decimal, ...]:
+    cached, written, audio_in, reasoning, audio_out, audio_ms = _parts(usage)
+    return (
+        usage.input_tokens - cached - written - audio_in,
+        cached,
+        written,
+        audio_in,
+        usage.output_tokens - reasoning - audio_out,
+        reasoning,
+        audio_out,
+        Decimal(audio_ms) / 1000,
+    )
 
 
 def _unit_prices(model_price: ModelPrice) -> dict[str, str]:
@@ -288,45 +333,33 @@ def _unit_prices(model_price: ModelPrice) -> dict[str, str]:
     }
 
 
-def _coefficients(model_price: ModelPrice) -> tuple[Decimal, ...] | None:
-    if any(isinstance(v, TieredPrices) for v in model_price.__dict__.values()):
-        return None
-    try:
-        return tuple(
-            model_price.calc_price(GenaiUsage(**probe))["total_price"] / 1_000_000
-            for probe in _PROBES
-        )
-    except ValueError:  # a probe this price cannot take: price every call in full
-        return None
-
-
-def _terms(usage: Usage) -> tuple[int | Decimal, ...]:
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
-    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
-    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
-    return (
-        usage.input_tokens - cached - written,
-        cached,
-        written,
-        usage.output_tokens - reasoning,
-        reasoning,
-        Decimal(usage.audio_ms) / 1000,
-    )
+_OVERLAPS = (
+    ("cache_read_tokens", "input_audio_tokens", "cache_audio_read_tokens"),
+    ("cache_write_tokens", "input_audio_tokens", "cache_audio_write_tokens"),
+    ("output_reasoning_tokens", "output_audio_tokens", "output_audio_reasoning_tokens"),
+)
 
 
 def _genai_usage(usage: Usage) -> GenaiUsage:
+    cached, written, audio_in, reasoning, audio_out, audio_ms = _parts(usage)
     values: dict[str, int | Decimal] = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
     }
-    if usage.cached_input_tokens:
-        values["cache_read_tokens"] = min(usage.cached_input_tokens, usage.input_tokens)
-    if usage.cache_write_tokens:
-        values["cache_write_tokens"] = min(usage.cache_write_tokens, usage.input_tokens)
-    if usage.reasoning_tokens:
-        values["output_reasoning_tokens"] = min(usage.reasoning_tokens, usage.output_tokens)
-    if usage.audio_ms:
-        values["audio_seconds"] = Decimal(usage.audio_ms) / 1000
+    optional = {
+        "cache_read_tokens": cached,
+        "cache_write_tokens": written,
+        "input_audio_tokens": audio_in,
+        "output_reasoning_tokens": reasoning,
+        "output_audio_tokens": audio_out,
+    }
+    values |= {key: value for key, value in optional.items() if value}
+    # Our subsets are disjoint; genai-prices wants that said where two are reported.
+    for a, b, overlap in _OVERLAPS:
+        if a in values and b in values:
+            values[overlap] = 0
+    if audio_ms:
+        values["audio_seconds"] = Decimal(audio_ms) / 1000
     return GenaiUsage(**values)
 
 

@@ -55,6 +55,8 @@ ROLLUP_TOTALS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
     "audio_ms",
     "images",
     "requests",

@@ -56,6 +56,8 @@ _USAGE_COLUMNS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
     "audio_ms",
     "images",
     "requests",
@@ -440,7 +442,7 @@ class _SQLiteTx:
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
         totals = ", ".join(f"{c} = {c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
         self._conn.execute(
-            f"INSERT INTO rollups VALUES ({', '.join('?' * 20)}) ON CONFLICT "
+            f"INSERT INTO rollups VALUES ({', '.join('?' * (9 + len(values)))}) ON CONFLICT "
             "(tenant, hour, user, key, agent, feature, provider, model, status) "
             f"DO UPDATE SET {totals}",
             (*key, *values),

@@ -59,6 +59,13 @@ PINNED = [
      "output_tokens": 1_000}, 7_800),
     # mistral-large $2 in, $6 out
     ("mistral", "mistral-large-latest", {"input_tokens": 1_000, "output_tokens": 1_000}, 8_000),
+    # gpt-4o-realtime-preview: text $5 in / $20 out, audio $40 in / $80 out:
+    # 1000 x 5 + 1000 x 40 + 1000 x 20 + 1000 x 80 = 0.145
+    ("openai", "gpt-4o-realtime-preview", {"input_tokens": 2_000, "input_audio_tokens": 1_000,
+     "output_tokens": 2_000, "output_audio_tokens": 1_000}, 145_000),
+    # perplexity sonar: $1 in, $1 out, plus $12 per thousand requests
+    ("perplexity", "sonar", {"input_tokens": 1_000}, 13_000),
+    ("perplexity", "sonar", {"input_tokens": 1_000, "requests": 2}, 25_000),
 ]  # fmt: skip
 
 
@@ -164,6 +171,8 @@ def test_fast_path_equals_genai_prices_exactly() -> None:
         ("anthropic", "claude-3-5-sonnet"), ("anthropic", "claude-sonnet-4-6"),
         ("mistral", "mistral-large"), ("deepseek", "deepseek-chat"),
         ("google", "gemini-1.5-pro"), ("aws", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
+        ("openai", "gpt-4o-realtime-preview"), ("openai", "gpt-audio"),
+        ("perplexity", "sonar"), ("perplexity", "sonar-pro"),
     ]  # fmt: skip
     snapshot = data_snapshot.get_snapshot()
     for provider, model in models:
@@ -177,6 +186,8 @@ def test_fast_path_equals_genai_prices_exactly() -> None:
                 cached_input_tokens=rng.randrange(0, inp + 1) // 2,
                 cache_write_tokens=rng.randrange(0, inp + 1) // 3,
                 reasoning_tokens=rng.randrange(0, out + 1),
+                input_audio_tokens=rng.randrange(0, inp + 1) // 4,
+                output_audio_tokens=rng.randrange(0, out + 1) // 4,
                 audio_ms=rng.randrange(0, 600_000) if model == "whisper-1" else 0,
             )  # fmt: skip
             expected = model_price.calc_price(_genai_usage(usage))["total_price"]
