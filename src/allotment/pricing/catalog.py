@@ -20,6 +20,7 @@ micro-unit once, at the end, so a call is never undercharged by rounding.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -259,36 +260,63 @@ _PROBES: tuple[dict[str, int], ...] = (
     {"audio_seconds": _M},
 )
 _Linear = tuple[Decimal, tuple[Decimal, ...]]
-_LINEAR: dict[int, tuple[ModelPrice, _Linear | None, dict[str, str]]] = {}
+#: per price: tier thresholds on input tokens, and one linear piece per input range
+_Pieces = tuple[list[int], list[_Linear]]
+_LINEAR: dict[int, tuple[ModelPrice, _Pieces | None, dict[str, str]]] = {}
 
 
 def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str]]:
     """The exact catalog price of ``usage``: genai-prices' result, computed fast.
 
     genai-prices decomposes usage through its unit registry on every call
-    (about 120 us). An untiered price is linear in the usage terms plus a
-    fixed fee per request, so the fee (the price of an empty call) and the
-    per-unit coefficients are probed once through genai-prices itself and the
-    sum is taken exactly in Decimal; tiered prices use genai-prices directly.
-    Also returns the unit prices, described once per price.
+    (about 120 us). A price is linear in the usage terms plus a fixed fee per
+    request, piece by piece between the tier thresholds on input tokens that
+    context-length tiers define. So for each piece the fee (the price of an
+    empty call) and the per-unit coefficients are probed once through
+    genai-prices itself, and the sum is taken exactly in Decimal. Also
+    returns the unit prices, described once per price.
     """
     cached = _LINEAR.get(id(model_price))
     if cached is None or cached[0] is not model_price:
-        cached = (model_price, _linear(model_price), _unit_prices(model_price))
+        cached = (model_price, _pieces(model_price), _unit_prices(model_price))
         _LINEAR[id(model_price)] = cached
-    _, linear, units = cached
-    if linear is None:
+    _, pieces, units = cached
+    if pieces is None:
         total: Decimal = model_price.calc_price(_genai_usage(usage))["total_price"]
         return total, units
-    fee, coefficients = linear
+    thresholds, linears = pieces
+    fee, coefficients = linears[bisect_left(thresholds, usage.input_tokens)]
     terms = _terms(usage)
     variable = sum((c * x for c, x in zip(coefficients, terms, strict=True)), Decimal(0))
     return fee * usage.requests + variable, units
 
 
+def _pieces(model_price: ModelPrice) -> _Pieces | None:
+    """One linear price per input range: a tier applies once input tokens exceed its start."""
+    prices = {k: v for k, v in model_price.__dict__.items() if v is not None}
+    thresholds = sorted({t.start for v in prices.values() if isinstance(v, TieredPrices)
+                         for t in v.tiers})  # fmt: skip
+    linears = []
+    for level in [None, *thresholds]:
+        flat = ModelPrice(**{k: _at_level(v, level) for k, v in prices.items()})
+        linear = _linear(flat)
+        if linear is None:
+            return None
+        linears.append(linear)
+    return thresholds, linears
+
+
+def _at_level(price: Decimal | TieredPrices, level: int | None) -> Decimal:
+    if not isinstance(price, TieredPrices):
+        return price
+    applicable = price.base
+    for tier in price.tiers:
+        if level is not None and tier.start <= level:
+            applicable = tier.price
+    return applicable
+
+
 def _linear(model_price: ModelPrice) -> _Linear | None:
-    if any(isinstance(v, TieredPrices) for v in model_price.__dict__.values()):
-        return None
     try:
         fee = model_price.calc_price(GenaiUsage())["total_price"]
         coefficients = tuple(

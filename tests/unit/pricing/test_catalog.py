@@ -172,7 +172,7 @@ def test_fast_path_equals_genai_prices_exactly() -> None:
         ("mistral", "mistral-large"), ("deepseek", "deepseek-chat"),
         ("google", "gemini-1.5-pro"), ("aws", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
         ("openai", "gpt-4o-realtime-preview"), ("openai", "gpt-audio"),
-        ("perplexity", "sonar"), ("perplexity", "sonar-pro"),
+        ("perplexity", "sonar"), ("perplexity", "sonar-pro"), ("google", "gemini-2.5-pro"),
     ]  # fmt: skip
     snapshot = data_snapshot.get_snapshot()
     for provider, model in models:
@@ -192,3 +192,16 @@ def test_fast_path_equals_genai_prices_exactly() -> None:
             )  # fmt: skip
             expected = model_price.calc_price(_genai_usage(usage))["total_price"]
             assert _calc(model_price, usage)[0] == expected, (provider, model, usage)
+
+
+@pytest.mark.parametrize("tokens", [0, 1, 127_999, 128_000, 128_001, 10**9])
+def test_fast_path_at_tier_boundaries(tokens: int) -> None:
+    """A tier applies once input tokens exceed its start, exactly as genai-prices says."""
+    _, info = data_snapshot.get_snapshot().find_provider_model(
+        "gemini-1.5-pro", None, "google", None
+    )
+    model_price = info.get_prices(NOON)
+    usage = Usage(input_tokens=tokens, output_tokens=1_000, cached_input_tokens=tokens // 2)
+    assert (
+        _calc(model_price, usage)[0] == model_price.calc_price(_genai_usage(usage))["total_price"]
+    )
