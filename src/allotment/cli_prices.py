@@ -16,7 +16,6 @@ from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.governor import Governor
 from allotment.pricing import CATALOG_VERSION, CatalogPricer
-from allotment.pricing.estimate import estimate_request
 from allotment.store.base import EventQuery
 
 __all__ = ["prices_app"]
@@ -86,8 +85,9 @@ def estimate(
         raise ValidationError("file", f"cannot read a JSON request: {exc}") from None
     if not isinstance(request, dict):
         raise ValidationError("file", "the request must be a JSON object")
-    usage = estimate_request(request, provider=provider_id, model=model_id)
-    price = CatalogPricer().price(provider_id, model_id, usage, datetime.now(UTC))
+    usage, price = CatalogPricer().estimate(
+        request, provider=provider_id, model=model_id, at=datetime.now(UTC)
+    )
     record = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,

@@ -394,3 +394,15 @@ class TestBatch:
         assert [r.event.request_id for r in results] == ["b0", "b1", "b2"]
         assert gov.record_many(items)[0].replayed
         assert used(gov) == (3, 0)
+
+
+def test_a_sweep_after_many_records_does_not_walk_them(gov: Governor, clock: Clock) -> None:
+    """Post-hoc records are never reservations in flight: sweeping must not visit them."""
+    gov.record_many(
+        {"request_id": f"p{i}", "subject": ACME, "provider": "o", "model": "m", "usage": {}}
+        for i in range(2_000)
+    )
+    clock.advance(days=1)
+    assert gov.sweep() == 0
+    if hasattr(gov.store, "_state"):
+        assert gov.store._state.expiry == []

@@ -38,6 +38,7 @@ from allotment.core.money import MICROS
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.pricing.base import Price
+from allotment.pricing.estimate import EstimateSettings, estimate_request
 from allotment.pricing.static import ModelRate
 
 __all__ = ["CATALOG_VERSION", "CatalogPricer", "PriceOverride", "resolve_model"]
@@ -194,6 +195,26 @@ class CatalogPricer:
             price = _catalog_price(most_expensive(provider), usage, at, "fallback")
         price.known_model = False
         return price
+
+    def estimate(
+        self,
+        request: Mapping[str, Any],
+        *,
+        provider: str,
+        model: str | None = None,
+        at: datetime,
+        tenant: str | None = None,
+        settings: EstimateSettings | None = None,
+    ) -> tuple[Usage, Price]:
+        """Estimate a provider request offline and price the estimate (the most it may cost).
+
+        ``model`` defaults to the request's own ``model``.
+        """
+        usage = estimate_request(
+            request, provider=provider, model=model, settings=settings or EstimateSettings()
+        )
+        name = model or str(request.get("model", ""))
+        return usage, self.price(provider, name, usage, at, tenant)
 
     def _override(
         self, provider: str, model: str, tenant: str | None, at: datetime

@@ -163,7 +163,8 @@ class _MemoryTx:
     def insert_reservation(self, reservation: Reservation) -> None:
         request_id = reservation.request_id
         self._s.reservations[request_id] = reservation
-        heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
+        if reservation.state is ReservationState.HELD:  # records are born committed
+            heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
         self._log(lambda: self._restore_reservation(request_id, None))
 
     def update_reservation(self, reservation: Reservation) -> None:

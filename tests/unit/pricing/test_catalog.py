@@ -205,3 +205,12 @@ def test_fast_path_at_tier_boundaries(tokens: int) -> None:
     assert (
         _calc(model_price, usage)[0] == model_price.calc_price(_genai_usage(usage))["total_price"]
     )
+
+
+def test_estimate_a_request_and_price_it() -> None:
+    request = {"model": "gpt-4o-mini", "max_tokens": 1_000,
+               "messages": [{"role": "user", "content": "hello world"}]}  # fmt: skip
+    usage, price = pricer.estimate(request, provider="openai", at=NOON)
+    # 3 (message) + 1 (role) + 2 (hello world) + 3 (reply priming) input tokens
+    assert (usage.input_tokens, usage.output_tokens) == (9, 1_000)
+    assert price.amount_micros == 602  # 9 x 0.15 + 1000 x 0.60 per million, rounded up
