@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/allotment demo
+	$(BIN)/allotment serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

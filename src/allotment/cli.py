@@ -34,6 +34,7 @@ from allotment._render import (
     usage_table,
 )
 from allotment.cli_prices import prices_app
+from allotment.cli_serve import keys_app, serve
 from allotment.config import db_url
 from allotment.errors import AllotmentError
 from allotment.governor import Governor
@@ -73,6 +74,8 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(prices_app, name="prices")
 rates_app = typer.Typer(help="Exchange rates for budgets kept in other currencies.")
 app.add_typer(rates_app, name="rates")
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
 
 Db = Annotated[
     str | None,
@@ -373,4 +376,4 @@ def demo(
     # Imported here: the demo renders with this module's tables.
     from allotment.demo import DEMO_DB, run_demo
 
-    run_demo(db or DEMO_DB, seed, make_console())
+    run_demo(db or DEMO_DB, seed, make_console(), datetime.now(UTC).date())

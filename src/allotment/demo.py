@@ -5,8 +5,8 @@ and 5 of DESIGN.md are configuration, not code — per-tenant token budgets with
 soft and hard caps (a CRM), org/group/user cost policies with a user override
 and bring-your-own-key calls left out (a gateway, in EUR), and pooled plus
 per-agent token limits (an agent orchestrator). A fake clock walks through
-2026-11-23 08:00-20:00 UTC and a seeded ``random.Random`` plans every call, so
-the same seed prints the same report on every run.
+08:00-20:00 UTC of one day (today, from the CLI) and a seeded ``random.Random``
+plans every call, so the same seed prints the same report on every run.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -289,12 +289,12 @@ def _views(gov: Governor, subjects: Iterable[dict[str, Any]]) -> list[BudgetView
     return list(seen.values())
 
 
-def _summary(tally: Tally) -> str:
+def _summary(tally: Tally, start: datetime) -> str:
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.refused.items()))
     refused = sum(tally.refused.values())
     total = tally.allowed + refused
     return (
-        f"{total} calls on {START:%Y-%m-%d} 08:00-20:00 UTC: {tally.allowed} allowed, "
+        f"{total} calls on {start:%Y-%m-%d} 08:00-20:00 UTC: {tally.allowed} allowed, "
         f"{refused} refused ({reasons or 'none'}), {tally.errors} errors"
     )
 
@@ -331,19 +331,23 @@ def report_agents(gov: Governor, console: Console) -> None:
     console.print(usage_table(rows, ["agent"], gov.currency, title="orchestrator usage by agent"))
 
 
-def run_demo(db_url: str, seed: int, console: Console) -> None:
-    """Recreate ``db_url``, simulate the day with ``seed``, and print the report.
+def run_demo(db_url: str, seed: int, console: Console, day: date | None = None) -> None:
+    """Recreate ``db_url``, simulate ``day`` (default 2026-11-23) with ``seed``, and report.
+
+    The CLI passes today, so a served demo shows budgets in their current windows.
 
     Raises:
         ConfigurationError: ``db_url`` is not SQLite/memory, or holds data
             other than an earlier demo's.
     """
     reset_database(db_url)
-    clock = FakeClock(START)
+    start = START if day is None else datetime.combine(day, time(8), UTC)
+    clock = FakeClock(start)
     rng = random.Random(seed)
+    calls = [replace(c, at=c.at + (start - START)) for c in plan_day(rng)]
     with _governors(db_url, clock) as (usd, eur):
-        tally = simulate(plan_day(rng), usd, eur, clock, rng)
-        console.print(_summary(tally), markup=False)
+        tally = simulate(calls, usd, eur, clock, rng)
+        console.print(_summary(tally, start), markup=False)
         report_crm(usd, console)
         report_gateway(eur, console)
         report_agents(usd, console)

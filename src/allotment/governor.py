@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +20,7 @@ from allotment.config import load_budget_specs, load_rates
 from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal
 from allotment.core.fx import FxRate
+from allotment.core.keys import ApiKey, Role, hash_secret, new_secret, secret_matches, split_secret
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage, parse_usage
@@ -167,11 +168,13 @@ class Governor:
         provider: str | None = None,
         model: str | None = None,
         subject: SubjectLike | None = None,
+        tenant: str | None = None,
     ) -> CommitResult:
         """Replace the reservation with what the call used (may exceed the estimate).
 
         A request id that was never authorized is metered post hoc when
-        ``subject``, ``provider`` and ``model`` are given.
+        ``subject``, ``provider`` and ``model`` are given. With ``tenant``, only
+        that tenant's reservation can be committed (the service sets it).
         """
         actual = parse_usage(usage)
         outcome = _commit_status(status)
@@ -188,12 +191,15 @@ class Governor:
             _opt_name(provider, "provider"),
             _opt_name(model, "model"),
             parsed,
+            tenant,
         )
         return self.store.commit(request, self.now())
 
-    def release(self, request_id: str, reason: str = "released") -> ReservationState:
+    def release(
+        self, request_id: str, reason: str = "released", *, tenant: str | None = None
+    ) -> ReservationState:
         """Drop a reservation; a no-op for one already committed or released."""
-        return self.store.release(_check_id(request_id), reason, self.now())
+        return self.store.release(_check_id(request_id), reason, self.now(), tenant)
 
     def record(
         self,
@@ -316,6 +322,61 @@ class Governor:
     def events(self, query: EventQuery | None = None) -> list[Event]:
         """A page of the ledger."""
         return self.store.events(query or EventQuery())
+
+    # API keys
+    def create_key(
+        self,
+        role: str,
+        tenant: str | None = None,
+        name: str | None = None,
+        secret: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns it and its secret, which is shown only this once.
+
+        Every role but ``admin`` belongs to one tenant. ``secret`` adopts a
+        given ``ak_…`` secret (``ALLOTMENT_ADMIN_KEY``) instead of a new one.
+        """
+        parsed = _role(role)
+        if parsed is Role.ADMIN and tenant is not None:
+            raise ValidationError("tenant", "an admin key belongs to no tenant")
+        if parsed is not Role.ADMIN:
+            parse_subject({"tenant": tenant})
+        if secret is None:
+            key_id, secret, digest = new_secret()
+        else:
+            found = split_secret(secret)
+            if found is None or len(secret) < 32:
+                raise ValidationError("secret", "must look like ak_<12 hex>_<at least 16 chars>")
+            key_id, digest = found, hash_secret(secret)
+        key = ApiKey(key_id, parsed, tenant, self.now(), name)
+        self.store.create_key(key, digest)
+        return key, secret
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        """Keys of ``tenant`` (None: all)."""
+        return self.store.list_keys(tenant)
+
+    def revoke_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
+        """Revoke a key; with ``tenant``, only one of that tenant's."""
+        found = self.store.find_key(key_id)
+        if found is None or (tenant is not None and found[0].tenant != tenant):
+            raise NotFoundError(f"no key with id {key_id!r}")
+        key = found[0]
+        key.revoked_at = key.revoked_at or self.now()
+        self.store.update_key(key)
+        return key
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The live key ``secret`` belongs to, or None; notes its use once a minute."""
+        key_id = split_secret(secret)
+        found = None if key_id is None else self.store.find_key(key_id)
+        if found is None or not secret_matches(secret, found[1]) or found[0].revoked_at:
+            return None
+        key, now = found[0], self.now()
+        if key.last_used_at is None or now - key.last_used_at >= timedelta(minutes=1):
+            key.last_used_at = now
+            self.store.update_key(key)
+        return key
 
     # exchange rates
     def set_rate(
@@ -609,6 +670,14 @@ def _aware(value: object, field: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, "must be a timezone-aware datetime")
     return value
+
+
+def _role(role: object) -> Role:
+    try:
+        return Role(str(role))
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise ValidationError("role", f"unknown role {role!r} (one of {choices})") from None
 
 
 def _commit_status(status: object) -> EventStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from allotment import (
     open_store,
 )
 from allotment.store.base import EventQuery
+from allotment.store.migrations.sqlite import MIGRATIONS
 
 SUBJECT = {"tenant": "acme", "user": "u1"}
 SPEC = {"id": "d", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 100}
@@ -104,8 +106,24 @@ def test_sqlite_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
         gov.create_budget(SPEC)
         gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 5})
     with Governor(url) as again:
-        assert again.store.schema_version() == 1  # type: ignore[attr-defined]
+        assert again.store.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
         assert again.status(SUBJECT)[0].used == 5
+
+
+def test_sqlite_upgrades_an_older_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    with Governor(url) as gov:
+        gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 5})
+    conn = sqlite3.connect(tmp_path / "old.db")  # roll the file back to schema version 1
+    conn.execute("DROP TABLE api_keys")
+    conn.execute("DELETE FROM schema_migrations WHERE version > 1")
+    conn.commit()
+    conn.close()
+    with Governor(url) as gov:
+        assert gov.store.schema_version() == 2  # type: ignore[attr-defined]
+        key, _ = gov.create_key("viewer", "acme")
+        assert [k.id for k in gov.list_keys("acme")] == [key.id]
+        assert len(gov.events()) == 1
 
 
 def test_naive_clock_is_refused() -> None:

@@ -20,6 +20,7 @@ from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import BudgetView, Decision, Refusal
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import FxRate, Rates
+from allotment.core.keys import ApiKey
 from allotment.core.ledger import (
     Adjustment,
     Charge,
@@ -71,6 +72,10 @@ class Tx(Protocol):
     """The primitives a backend offers inside one transaction."""
 
     def budgets_for(self, tenant: str) -> Sequence[Budget]: ...
+    def insert_key(self, key: ApiKey, secret_hash: str) -> None: ...
+    def key(self, key_id: str) -> tuple[ApiKey, str] | None: ...
+    def keys(self, tenant: str | None) -> list[ApiKey]: ...
+    def update_key(self, key: ApiKey) -> None: ...
     def rates(self) -> Rates: ...
     def put_rate(self, rate: FxRate) -> None: ...
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]: ...
@@ -175,7 +180,7 @@ def _replay(tx: Tx, reservation: Reservation) -> Decision:
 
 def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     """Swap a reservation for the actual usage, in the authorization's windows."""
-    reservation = tx.reservation(request.request_id)
+    reservation = _own(tx.reservation(request.request_id), request.tenant)
     if reservation is None:
         return _post_hoc_commit(tx, request, now)
     if reservation.state is ReservationState.COMMITTED:
@@ -316,9 +321,18 @@ def _recorded(request: RecordRequest, event: Event) -> Reservation:
     )  # fmt: skip
 
 
-def release(tx: Tx, request_id: str, reason: str, now: datetime) -> ReservationState:
+def _own(reservation: Reservation | None, tenant: str | None) -> Reservation | None:
+    """The reservation if ``tenant`` may see it: another tenant's looks like none at all."""
+    if reservation is None or tenant is None or reservation.subject.tenant == tenant:
+        return reservation
+    return None
+
+
+def release(
+    tx: Tx, request_id: str, reason: str, now: datetime, tenant: str | None = None
+) -> ReservationState:
     """Drop a held reservation; releasing twice or after commit changes nothing."""
-    reservation = tx.reservation(request_id)
+    reservation = _own(tx.reservation(request_id), tenant)
     if reservation is None:
         raise NotFoundError(f"no authorization with request id {request_id!r}")
     if reservation.state is ReservationState.HELD:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
+from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.usage import Meter
 from allotment.store import _ops
@@ -57,9 +58,11 @@ class TransactionalStore:
         with self._transaction() as tx:
             return _ops.commit(tx, request, now)
 
-    def release(self, request_id: str, reason: str, now: datetime) -> ReservationState:
+    def release(
+        self, request_id: str, reason: str, now: datetime, tenant: str | None = None
+    ) -> ReservationState:
         with self._transaction() as tx:
-            return _ops.release(tx, request_id, reason, now)
+            return _ops.release(tx, request_id, reason, now, tenant)
 
     def record(self, request: RecordRequest, now: datetime) -> CommitResult:
         with self._transaction() as tx:
@@ -102,6 +105,22 @@ class TransactionalStore:
     def rates(self) -> list[FxRate]:
         with self._transaction() as tx:
             return sorted(tx.rates(), key=lambda r: (r.source, r.target, r.effective_from))
+
+    def create_key(self, key: ApiKey, secret_hash: str) -> None:
+        with self._transaction() as tx:
+            tx.insert_key(key, secret_hash)
+
+    def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        with self._transaction() as tx:
+            return tx.key(key_id)
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        with self._transaction() as tx:
+            return tx.keys(tenant)
+
+    def update_key(self, key: ApiKey) -> None:
+        with self._transaction() as tx:
+            tx.update_key(key)
 
     def get_budget(self, budget_id: str) -> Budget:
         with self._transaction() as tx:

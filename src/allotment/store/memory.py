@@ -11,12 +11,14 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
+from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation, ReservationState
 from allotment.store._ops import Delta, RollupKey, Tx
 from allotment.store._transactional import TransactionalStore
@@ -31,6 +33,7 @@ class _State:
     def __init__(self) -> None:
         self.budgets: dict[str, Budget] = {}
         self.rates: Rates = NO_RATES
+        self.keys: dict[str, tuple[ApiKey, str]] = {}
         self.by_tenant: dict[str | None, list[Budget]] = {}
         self.counters: dict[tuple[str, str, int], list[int]] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -79,6 +82,22 @@ class _MemoryTx:
 
     def rates(self) -> Rates:
         return self._s.rates
+
+    def insert_key(self, key: ApiKey, secret_hash: str) -> None:
+        self._s.keys[key.id] = (replace(key), secret_hash)
+        self._log(partial(_forget_key, self._s.keys, key.id))
+
+    def key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        found = self._s.keys.get(key_id)
+        return None if found is None else (replace(found[0]), found[1])
+
+    def keys(self, tenant: str | None) -> list[ApiKey]:
+        return [replace(k) for k, _ in self._s.keys.values() if tenant in (None, k.tenant)]
+
+    def update_key(self, key: ApiKey) -> None:
+        before = self._s.keys[key.id]
+        self._s.keys[key.id] = (replace(key), before[1])
+        self._log(lambda: self._s.keys.__setitem__(key.id, before))
 
     def put_rate(self, rate: FxRate) -> None:
         before = self._s.rates
@@ -246,6 +265,10 @@ class _MemoryTx:
         for key, values in self._s.rollups.get(tenant, {}).items():
             if (since is None or key[1] >= since) and (until is None or key[1] < until):
                 yield key, values
+
+
+def _forget_key(keys: dict[str, tuple[ApiKey, str]], key_id: str) -> None:
+    keys.pop(key_id, None)
 
 
 def _drop_last(events: list[Event]) -> None:

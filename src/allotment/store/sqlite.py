@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
+from allotment.core.keys import ApiKey, Role
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage
@@ -257,6 +258,36 @@ class _SQLiteTx:
         self._config = config
         return config
 
+    def insert_key(self, key: ApiKey, secret_hash: str) -> None:
+        self._conn.execute(
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.id, key.tenant, key.role.value, key.name, secret_hash, to_us(key.created_at),
+             None, None),
+        )  # fmt: skip
+
+    def key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        row = self._conn.execute(
+            "SELECT id, tenant, role, name, created_at, revoked_at, last_used_at, secret_hash "
+            "FROM api_keys WHERE id = ?",
+            (key_id,),
+        ).fetchone()
+        return None if row is None else (_key_from_row(row), row[7])
+
+    def keys(self, tenant: str | None) -> list[ApiKey]:
+        sql = "SELECT id, tenant, role, name, created_at, revoked_at, last_used_at FROM api_keys"
+        rows = (
+            self._conn.execute(sql + " ORDER BY created_at, id")
+            if tenant is None
+            else self._conn.execute(sql + " WHERE tenant = ? ORDER BY created_at, id", (tenant,))
+        )
+        return [_key_from_row(row) for row in rows]
+
+    def update_key(self, key: ApiKey) -> None:
+        self._conn.execute(
+            "UPDATE api_keys SET revoked_at = ?, last_used_at = ? WHERE id = ?",
+            (_opt_us(key.revoked_at), _opt_us(key.last_used_at), key.id),
+        )
+
     def _budget_index(self) -> dict[str | None, list[Budget]]:
         return self._configuration().budgets
 
@@ -459,6 +490,18 @@ class _SQLiteTx:
             (tenant, -(2**62) if since is None else since, 2**62 if until is None else until),
         )
         return [(tuple(row[:9]), row[9:]) for row in rows]
+
+
+def _opt_us(value: datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+def _key_from_row(row: Sequence[Any]) -> ApiKey:
+    key_id, tenant, role, name, created, revoked, used = row[:7]
+    return ApiKey(
+        key_id, Role(role), tenant, from_us(created), name,
+        None if revoked is None else from_us(revoked), None if used is None else from_us(used),
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=4096)

@@ -122,4 +122,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        2,
+        "API keys for the HTTP service",
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            tenant TEXT,
+            role TEXT NOT NULL,
+            name TEXT,
+            secret_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER,
+            last_used_at INTEGER
+        ) WITHOUT ROWID;
+        CREATE INDEX api_keys_tenant ON api_keys (tenant);
+        """,
+    ),
 ]

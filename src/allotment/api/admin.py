@@ -1,0 +1,113 @@
+"""Budget and key administration over HTTP, confined to the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+
+from allotment.api.auth import Caller, CallerDep, governor_of
+from allotment.api.errors import ApiError
+from allotment.core.budgets import Budget
+from allotment.errors import NotFoundError
+from allotment.governor import Governor
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+GovernorDep = Annotated[Governor, Depends(governor_of)]
+Spec = Annotated[dict[str, Any], Body()]
+
+
+@router.get("/budgets")
+def list_budgets(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) -> Any:
+    """Budgets of a tenant (and the deployment-wide ones that apply to it)."""
+    caller.may_read()
+    if caller.admin and tenant is None:
+        return {"budgets": [b.to_spec() for b in gov.list_budgets()]}
+    scope = caller.tenant(tenant)
+    found = [b for b in gov.list_budgets() if b.tenant in (None, scope)]
+    return {"budgets": [b.to_spec() for b in found]}
+
+
+@router.post("/budgets", status_code=201)
+def create_budget(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """Create a budget (tenant admins: only in their tenant)."""
+    caller.may_manage()
+    return gov.create_budget(_owned(caller, spec)).to_spec()
+
+
+@router.get("/budgets/{budget_id}")
+def get_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """One budget."""
+    caller.may_read()
+    return _visible(caller, gov.get_budget(budget_id)).to_spec()
+
+
+@router.patch("/budgets/{budget_id}")
+def update_budget(
+    budget_id: str, changes: Spec, caller: CallerDep, gov: GovernorDep
+) -> dict[str, Any]:
+    """Change fields of a budget (spec form, human units)."""
+    caller.may_manage()
+    _changeable(caller, gov.get_budget(budget_id))
+    if "tenant" in changes:
+        _owned(caller, {"tenant": changes["tenant"]})
+    return gov.update_budget(budget_id, **changes).to_spec()
+
+
+@router.delete("/budgets/{budget_id}", status_code=204)
+def delete_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> None:
+    """Delete a budget; the ledger keeps every event."""
+    caller.may_manage()
+    _changeable(caller, gov.get_budget(budget_id))
+    gov.delete_budget(budget_id)
+
+
+@router.post("/keys", status_code=201)
+def create_key(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """Create a key; its secret is in this response and never again."""
+    caller.may_manage()
+    role, tenant = spec.get("role"), spec.get("tenant")
+    if not caller.admin:
+        if role == "admin":
+            raise ApiError(403, "forbidden", "only an admin key may create admin keys")
+        tenant = caller.tenant(tenant)
+    key, secret = gov.create_key(str(role), tenant, spec.get("name"))
+    return key.to_dict() | {"secret": secret}
+
+
+@router.get("/keys")
+def list_keys(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) -> dict[str, Any]:
+    """Keys (never their secrets)."""
+    caller.may_manage()
+    scope = None if caller.admin and tenant is None else caller.tenant(tenant)
+    return {"keys": [k.to_dict() for k in gov.list_keys(scope)]}
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+def revoke_key(key_id: str, caller: CallerDep, gov: GovernorDep) -> None:
+    """Revoke a key at once."""
+    caller.may_manage()
+    gov.revoke_key(key_id, tenant=caller.scope())
+
+
+def _owned(caller: Caller, spec: dict[str, Any]) -> dict[str, Any]:
+    """A tenant admin's budgets always belong to its tenant."""
+    if caller.admin:
+        return spec
+    return spec | {"tenant": caller.tenant(spec.get("tenant") or caller.key.tenant)}
+
+
+def _visible(caller: Caller, budget: Budget) -> Budget:
+    if caller.admin or budget.tenant in (None, caller.key.tenant):
+        return budget
+    raise NotFoundError(f"no budget with id {budget.id!r}")
+
+
+def _changeable(caller: Caller, budget: Budget) -> None:
+    if caller.admin:
+        return
+    _visible(caller, budget)
+    if budget.tenant is None:
+        raise ApiError(403, "forbidden", "deployment-wide budgets are changed by admins only")

@@ -1,0 +1,82 @@
+"""The HTTP service: one composition root, ``create_app(governor)``.
+
+``build_app()`` is the uvicorn factory: it reads the settings from the
+environment (``ALLOTMENT_DB``, ``ALLOTMENT_CONFIG``, ``ALLOTMENT_ADMIN_KEY``)
+so every worker process builds the same app.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from allotment.api import admin, calls, errors, reads
+from allotment.config import db_url, load_pricing
+from allotment.governor import Governor
+
+__all__ = ["bootstrap_admin_key", "build_app", "create_app"]
+
+
+class RequestIdMiddleware:
+    """Every response carries ``X-Request-Id``: the caller's, or a new one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = incoming[:128] or uuid.uuid4().hex.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(governor: Governor) -> FastAPI:
+    """The v1 API over ``governor``."""
+    app = FastAPI(
+        title="allotment",
+        version="1",
+        description="A budget in front of every AI call.",
+    )
+    app.state.governor = governor
+    errors.install(app)
+    for module in (calls, reads, admin):
+        app.include_router(module.router)
+    app.include_router(reads.health)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def build_app() -> FastAPI:
+    """The app as configured by the environment (uvicorn's factory)."""
+    config = os.environ.get("ALLOTMENT_CONFIG")
+    if config:
+        pricing = load_pricing(config)
+        governor = Governor(db_url(), pricer=pricing.pricer, unknown_model=pricing.unknown_model)
+        governor.load_budgets(config)
+    else:
+        governor = Governor(db_url())
+    bootstrap_admin_key(governor)
+    return create_app(governor)
+
+
+def bootstrap_admin_key(governor: Governor) -> None:
+    """With no keys at all, create an admin key (``$ALLOTMENT_ADMIN_KEY`` or a new one)."""
+    if governor.list_keys():
+        return
+    given = os.environ.get("ALLOTMENT_ADMIN_KEY")
+    _, secret = governor.create_key("admin", name="bootstrap", secret=given)
+    if not given:
+        print(f"allotment: created admin key (shown once): {secret}", file=sys.stderr)

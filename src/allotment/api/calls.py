@@ -1,0 +1,164 @@
+"""The call lifecycle over HTTP: authorize, commit, release, batch events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from allotment.api.auth import CallerDep, governor_of
+from allotment.api.errors import ApiError, refusal_response
+from allotment.core.decisions import Decision
+from allotment.core.ledger import CommitResult
+from allotment.governor import Governor
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["calls"])
+GovernorDep = Annotated[Governor, Depends(governor_of)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthorizeBody(_Body):
+    """Ask before a call: may this subject spend about this much on this model?"""
+
+    request_id: str
+    subject: dict[str, Any]
+    provider: str
+    model: str
+    estimate: dict[str, Any] | None = None
+    request: dict[str, Any] | None = Field(
+        None, description="The provider request itself; estimated offline when no estimate."
+    )
+    ttl_seconds: int | None = None
+
+
+class CommitBody(_Body):
+    """Tell after a call what it really used (also post-hoc with subject/provider/model)."""
+
+    request_id: str
+    usage: dict[str, Any]
+    status: str = "success"
+    reason: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    subject: dict[str, Any] | None = None
+
+
+class ReleaseBody(_Body):
+    """Give a reservation back without using it."""
+
+    request_id: str
+    reason: str = "released"
+
+
+class EventBody(_Body):
+    """One call that already happened."""
+
+    request_id: str
+    subject: dict[str, Any]
+    provider: str
+    model: str
+    usage: dict[str, Any]
+    status: str = "success"
+    occurred_at: datetime | None = None
+    reason: str | None = None
+
+
+class EventsBody(_Body):
+    """A batch of calls that already happened: all are recorded or none."""
+
+    events: list[EventBody] = Field(max_length=1000)
+
+
+@router.post("/authorize", responses={402: {"description": "refused"}})
+def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Any:
+    """Reserve the estimate on every applicable budget, or refuse with 402."""
+    caller.may_write_usage()
+    caller.tenant(_tenant_of(body.subject))
+    decision = gov.authorize(
+        body.request_id, body.subject, body.provider, body.model, body.estimate,
+        ttl=body.ttl_seconds, request=body.request,
+    )  # fmt: skip
+    if not decision.allowed:
+        return refusal_response(decision)
+    return JSONResponse(decision.to_dict(), headers=_budget_headers(decision))
+
+
+@router.post("/commit")
+def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """Replace the reservation with the actual usage; idempotent per request id."""
+    caller.may_write_usage()
+    if body.subject is not None:
+        caller.tenant(_tenant_of(body.subject))
+    result = gov.commit(
+        body.request_id, body.usage, status=body.status, reason=body.reason,
+        provider=body.provider, model=body.model, subject=body.subject, tenant=caller.scope(),
+    )  # fmt: skip
+    return _committed(result)
+
+
+@router.post("/release")
+def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
+    """Release a reservation; releasing twice, or after commit, changes nothing."""
+    caller.may_write_usage()
+    state = gov.release(body.request_id, body.reason, tenant=caller.scope())
+    return {"request_id": body.request_id, "state": state.value}
+
+
+@router.post("/events")
+def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """Record a batch of post-hoc calls, idempotent per request id."""
+    caller.may_write_usage()
+    for event in body.events:
+        caller.tenant(_tenant_of(event.subject))
+    items = [e.model_dump(exclude_none=True) for e in body.events]
+    results = gov.record_many(items)
+    return {"events": [_committed(r) for r in results]}
+
+
+def _tenant_of(subject: dict[str, Any]) -> str | None:
+    tenant = subject.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise ApiError(422, "invalid_request", "subject.tenant: must be a string")
+    return tenant
+
+
+def _committed(result: CommitResult) -> dict[str, Any]:
+    return {
+        "event": result.event.to_dict(),
+        "replayed": result.replayed,
+        "late": result.late,
+        "adjustments": [
+            {
+                "budget_id": a.budget_id,
+                "member": a.member,
+                "estimated": a.estimated,
+                "actual": a.actual,
+                "difference": a.difference,
+            }
+            for a in result.adjustments
+        ],
+    }
+
+
+def _budget_headers(decision: Decision) -> dict[str, str]:
+    """The tightest enforced budget: how much room is left and when it resets."""
+    limited = [v for v in decision.budgets if v.remaining is not None and v.mode == "enforce"]
+    if not limited:
+        return {}
+    tightest = min(limited, key=lambda v: (v.percent or 0) * -1)
+    headers = {
+        "X-Budget-Id": tightest.budget_id,
+        "X-Budget-Remaining": str(tightest.remaining),
+        "X-Budget-Percent-Used": str(tightest.percent),
+    }
+    if tightest.resets_at is not None:
+        headers["X-Budget-Resets-At"] = tightest.resets_at.isoformat()
+    return headers

@@ -1,0 +1,106 @@
+"""allotment's errors as HTTP responses: the only place status codes are chosen.
+
+Every error body is ``{"error": {"code": ..., "message": ..., ...details}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from allotment.core.decisions import Decision, Reason
+from allotment.errors import (
+    BudgetExceeded,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+
+__all__ = ["ApiError", "install", "refusal_response"]
+
+
+class ApiError(Exception):
+    """An error the API raises itself (authentication, permissions)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+    """A JSON error response in the contract's shape."""
+    return JSONResponse({"error": {"code": code, "message": message, **details}}, status)
+
+
+def refusal_response(decision: Decision) -> JSONResponse:
+    """402 for a refused authorization, with what an end user can be shown."""
+    refusal = decision.refusals[0]
+    if refusal.reason is Reason.UNKNOWN_MODEL:
+        return error(402, "unknown_model", "This model has no price and is not allowed.",
+                     reason=refusal.reason.value, decision=decision.to_dict())  # fmt: skip
+    resets = refusal.resets_at.isoformat() if refusal.resets_at else None
+    message = "This request would exceed the budget." + (
+        f" It resets at {resets}." if resets else ""
+    )
+    return error(
+        402,
+        "budget_exceeded",
+        message,
+        budget_id=refusal.budget_id,
+        reason=refusal.reason.value,
+        remaining=refusal.remaining,
+        resets_at=resets,
+        decision=decision.to_dict(),
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Map every error allotment raises to its status code."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(ValidationError)
+    async def invalid(request: Request, exc: ValidationError) -> JSONResponse:
+        return error(422, "invalid_request", str(exc), field=exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_shape(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+        field = ".".join(loc) or "body"
+        return error(422, "invalid_request", f"{field}: {first.get('msg')}", field=field)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return error(404, "not_found", str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        return error(409, "conflict", str(exc))
+
+    @app.exception_handler(BudgetExceeded)
+    async def exceeded(request: Request, exc: BudgetExceeded) -> JSONResponse:
+        return refusal_response(exc.decision)
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        return error(503, "store_unavailable", "the store cannot be reached")
+
+    @app.exception_handler(ConfigurationError)
+    async def misconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
+        return error(422, "configuration", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return error(exc.status_code, code, str(exc.detail))

@@ -1,0 +1,162 @@
+"""Reading over HTTP: status, usage, the ledger (JSON pages or CSV), prices, health."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from allotment.api.auth import CallerDep, governor_of
+from allotment.core.ledger import Event, EventStatus
+from allotment.core.usage import Usage
+from allotment.errors import ValidationError
+from allotment.governor import Governor
+from allotment.store.base import EventQuery
+
+__all__ = ["health", "router"]
+
+router = APIRouter(prefix="/v1", tags=["reads"])
+health = APIRouter(tags=["health"])
+GovernorDep = Annotated[Governor, Depends(governor_of)]
+Dims = Annotated[list[str] | None, Query()]
+
+
+@router.get("/status")
+def status(
+    caller: CallerDep,
+    gov: GovernorDep,
+    tenant: str | None = None,
+    user: str | None = None,
+    group: Dims = None,
+    key: str | None = None,
+    agent: str | None = None,
+    feature: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    view: str = Query("operator", pattern="^(operator|client)$"),
+) -> dict[str, Any]:
+    """Every budget that applies to the subject; ``view=client`` shows percentages only."""
+    caller.may_read(status=True)
+    subject: dict[str, Any] = {"tenant": caller.tenant(tenant), "groups": group or []}
+    dims = {"user": user, "key": key, "agent": agent, "feature": feature}
+    subject |= {k: v for k, v in dims.items() if v is not None}
+    views = gov.status(subject, provider, model)
+    return {"budgets": [v.to_dict(client=view == "client") for v in views]}
+
+
+@router.get("/usage")
+def usage(
+    caller: CallerDep,
+    gov: GovernorDep,
+    tenant: str | None = None,
+    by: Dims = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+) -> dict[str, Any]:
+    """Usage totals grouped by dimensions (user, key, agent, feature, model, day, ...)."""
+    caller.may_read()
+    rows = gov.usage(caller.tenant(tenant), by or [], _aware(since), _aware(until))
+    return {
+        "rows": [
+            {"group": r.group, "calls": r.calls, "errors": r.errors, "blocked": r.blocked,
+             **r.totals}
+            for r in rows
+        ]
+    }  # fmt: skip
+
+
+@router.get("/events", response_model=None)
+def events(
+    caller: CallerDep,
+    gov: GovernorDep,
+    tenant: str | None = None,
+    status: str | None = None,
+    price_source: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=10_000),
+    format: str = Query("json", pattern="^(json|csv)$"),
+) -> Any:
+    """The ledger, oldest first, cursor-paginated by event id; ``format=csv`` exports it."""
+    caller.may_read()
+    scope = caller.tenant(tenant) if tenant is not None or not caller.admin else None
+    query = EventQuery(
+        tenant=scope,
+        status=None if status is None else _event_status(status),
+        price_source=price_source,
+        since=_aware(since),
+        until=_aware(until),
+        after_id=cursor,
+        limit=limit,
+    )
+    page = gov.events(query)
+    if format == "csv":
+        return StreamingResponse(_csv(page), media_type="text/csv")
+    next_cursor = page[-1].id if len(page) == limit else None
+    return {"events": [e.to_dict() for e in page], "next_cursor": next_cursor}
+
+
+@router.get("/prices")
+def prices(caller: CallerDep, gov: GovernorDep, provider: str, model: str) -> dict[str, Any]:
+    """What a model costs per million input and output tokens, and where the price comes from."""
+    caller.may_read(status=True)
+    if gov.pricer is None:
+        return {"provider": provider, "model": model, "source": "none"}
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, requests=0)
+    price = gov.pricer.price(provider, model, usage, gov.now(), caller.scope())
+    return {"provider": provider, "model": model, **({} if price is None else price.to_dict())}
+
+
+@health.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@health.get("/readyz", response_model=None)
+def readyz(request: Request) -> Any:
+    """Readiness: the store answers a query."""
+    try:
+        governor_of(request).list_budgets("__readyz__")
+    except Exception:
+        return JSONResponse({"status": "store_unavailable"}, 503)
+    return {"status": "ok"}
+
+
+def _event_status(value: str) -> EventStatus:
+    try:
+        return EventStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in EventStatus)
+        raise ValidationError("status", f"unknown status {value!r} (one of {choices})") from None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+_CSV_COLUMNS = ("id", "request_id", "status", "occurred_at", "tenant", "user", "feature",
+                "provider", "model", "input_tokens", "output_tokens", "cost_micros", "currency",
+                "price_source", "reason", "budget_id")  # fmt: skip
+
+
+def _csv(page: list[Event]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_CSV_COLUMNS)
+    for e in page:
+        writer.writerow([
+            e.id, e.request_id, e.status.value, e.occurred_at.isoformat(), e.subject.tenant,
+            e.subject.user or "", e.subject.feature or "", e.provider, e.model,
+            e.usage.input_tokens, e.usage.output_tokens, e.usage.cost_micros or 0, e.currency,
+            e.price.get("source", ""), e.reason or "", e.budget_id or "",
+        ])  # fmt: skip
+    yield buffer.getvalue()

@@ -1,0 +1,215 @@
+"""The v1 API in-process (ASGI, the real app and store), on every backend."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from allotment.api import create_app
+from allotment.governor import Governor
+
+ACME = {"tenant": "acme", "user": "u1", "feature": "chat"}
+BUDGET = {"id": "acme-day", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 1000}
+
+
+class Api:
+    """A client with named keys of each role and tenant."""
+
+    def __init__(self, gov: Governor) -> None:
+        self.client = TestClient(create_app(gov))
+        self.keys: dict[str, str] = {}
+        for name, role, tenant in [
+            ("admin", "admin", None),
+            ("acme-admin", "tenant_admin", "acme"),
+            ("acme-service", "service", "acme"),
+            ("acme-viewer", "viewer", "acme"),
+            ("globex-admin", "tenant_admin", "globex"),
+            ("globex-service", "service", "globex"),
+            ("globex-viewer", "viewer", "globex"),
+        ]:
+            self.keys[name] = gov.create_key(role, tenant, name)[1]
+
+    def call(self, method: str, path: str, key: str | None, **kwargs: Any) -> Any:
+        headers = {} if key is None else {"Authorization": f"Bearer {self.keys.get(key, key)}"}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def api(make_governor: Callable[..., Governor]) -> Api:
+    gov: Governor = make_governor()
+    api = Api(gov)
+    assert api.call("POST", "/v1/budgets", "acme-admin", json=BUDGET).status_code == 201
+    return api
+
+
+def authorize(api: Api, rid: str, tokens: int, key: str = "acme-service") -> Any:
+    body = {"request_id": rid, "subject": ACME, "provider": "openai", "model": "gpt-4o-mini",
+            "estimate": {"output_tokens": tokens}}  # fmt: skip
+    return api.call("POST", "/v1/authorize", key, json=body)
+
+
+def test_the_call_lifecycle(api: Api) -> None:
+    granted = authorize(api, "r1", 300)
+    assert granted.status_code == 200 and granted.json()["allowed"]
+    assert granted.headers["X-Budget-Remaining"] == "700"
+    assert granted.headers["X-Budget-Id"] == "acme-day"
+    assert "X-Request-Id" in granted.headers
+    usage = {"input_tokens": 500, "output_tokens": 200}
+    committed = api.call("POST", "/v1/commit", "acme-service",
+                         json={"request_id": "r1", "usage": usage})  # fmt: skip
+    assert committed.status_code == 200
+    assert committed.json()["adjustments"][0]["difference"] == -400  # overshoot reported
+    refused = authorize(api, "r2", 301)
+    assert refused.status_code == 402
+    error = refused.json()["error"]
+    assert (error["code"], error["budget_id"], error["reason"], error["remaining"]) == (
+        "budget_exceeded", "acme-day", "estimate_exceeds_remaining", 300,
+    )  # fmt: skip
+    assert error["resets_at"] and "budget" in error["message"]
+    assert authorize(api, "r3", 300).status_code == 200
+    released = api.call("POST", "/v1/release", "acme-service", json={"request_id": "r3"})
+    assert released.json() == {"request_id": "r3", "state": "released"}
+
+
+def test_status_usage_and_ledger(api: Api) -> None:
+    events = [{"request_id": f"e{i}", "subject": ACME | {"feature": f"f{i % 2}"},
+               "provider": "openai", "model": "gpt-4o-mini", "usage": {"input_tokens": 100}}
+              for i in range(5)]  # fmt: skip
+    assert (
+        api.call("POST", "/v1/events", "acme-service", json={"events": events}).status_code == 200
+    )
+    status = api.call("GET", "/v1/status", "acme-service", params={"user": "u1"}).json()
+    assert status["budgets"][0]["used"] == 500 and status["budgets"][0]["state"] == "within_budget"
+    client_view = api.call("GET", "/v1/status", "acme-viewer", params={"view": "client"}).json()
+    assert set(client_view["budgets"][0]) == {
+        "budget_id", "name", "meter", "percent", "percent_available", "state", "resets_at",
+    }  # fmt: skip
+    rows = api.call("GET", "/v1/usage", "acme-viewer", params={"by": "feature"}).json()["rows"]
+    assert {r["group"]["feature"]: r["calls"] for r in rows} == {"f0": 3, "f1": 2}
+    page = api.call("GET", "/v1/events", "acme-viewer", params={"limit": 2}).json()
+    rest = api.call("GET", "/v1/events", "acme-viewer",
+                    params={"cursor": page["next_cursor"]}).json()  # fmt: skip
+    assert [e["request_id"] for e in page["events"] + rest["events"]] == [f"e{i}" for i in range(5)]
+    exported = api.call("GET", "/v1/events", "acme-viewer", params={"format": "csv"})
+    table = list(csv.DictReader(io.StringIO(exported.text)))
+    assert exported.headers["content-type"].startswith("text/csv") and len(table) == 5
+    assert table[0]["cost_micros"] == "15"  # 100 gpt-4o-mini input tokens at $0.15/M
+
+
+def test_errors_name_the_field(api: Api) -> None:
+    bad = authorize(api, "r1", -5)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "estimate.output_tokens"
+    shape = api.call("POST", "/v1/authorize", "acme-service", json={"request_id": "x"})
+    assert shape.status_code == 422 and shape.json()["error"]["field"] == "subject"
+    authorize(api, "r2", 10)
+    conflict = authorize(api, "r2", 11)
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "conflict"
+    missing = api.call("POST", "/v1/commit", "acme-service",
+                       json={"request_id": "nope", "usage": {}})  # fmt: skip
+    assert missing.status_code == 404
+    budget = api.call("POST", "/v1/budgets", "acme-admin", json=BUDGET | {"id": "x", "meter": "?"})
+    assert budget.status_code == 422 and budget.json()["error"]["field"] == "meter"
+
+
+def test_keys(api: Api) -> None:
+    assert api.call("GET", "/healthz", None).json() == {"status": "ok"}
+    assert api.call("GET", "/readyz", None).status_code == 200
+    assert api.call("GET", "/v1/status", None).status_code == 401
+    assert api.call("GET", "/v1/status", "ak_000000000000_nope").status_code == 401
+    made = api.call("POST", "/v1/keys", "acme-admin", json={"role": "service", "name": "bot"})
+    assert made.status_code == 201 and made.json()["tenant"] == "acme"
+    secret, key_id = made.json()["secret"], made.json()["id"]
+    listed = api.call("GET", "/v1/keys", "acme-admin").json()["keys"]
+    assert key_id in [k["id"] for k in listed] and "secret" not in listed[0]
+    assert {k["tenant"] for k in listed} == {"acme"}
+    assert api.call("GET", "/v1/status", secret).status_code == 200
+    assert api.call("DELETE", f"/v1/keys/{key_id}", "acme-admin").status_code == 204
+    assert api.call("GET", "/v1/status", secret).status_code == 401
+    escalate = api.call("POST", "/v1/keys", "acme-admin", json={"role": "admin"})
+    assert escalate.status_code == 403
+
+
+# Every endpoint a key of tenant globex might try against tenant acme.
+CROSS_TENANT: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/v1/authorize", {"json": {"request_id": "x1", "subject": ACME, "provider": "o",
+                                        "model": "m"}}),
+    ("POST", "/v1/commit", {"json": {"request_id": "held", "usage": {"input_tokens": 1}}}),
+    ("POST", "/v1/commit", {"json": {"request_id": "x2", "usage": {}, "subject": ACME,
+                                     "provider": "o", "model": "m"}}),
+    ("POST", "/v1/release", {"json": {"request_id": "held"}}),
+    ("POST", "/v1/events", {"json": {"events": [{"request_id": "x3", "subject": ACME,
+                                                 "provider": "o", "model": "m", "usage": {}}]}}),
+    ("GET", "/v1/status", {"params": {"tenant": "acme"}}),
+    ("GET", "/v1/usage", {"params": {"tenant": "acme"}}),
+    ("GET", "/v1/events", {"params": {"tenant": "acme"}}),
+    ("GET", "/v1/budgets", {"params": {"tenant": "acme"}}),
+    ("GET", "/v1/budgets/acme-day", {}),
+    ("PATCH", "/v1/budgets/acme-day", {"json": {"limit": 1}}),
+    ("DELETE", "/v1/budgets/acme-day", {}),
+    ("POST", "/v1/budgets", {"json": BUDGET | {"id": "evil"}}),
+    ("GET", "/v1/keys", {"params": {"tenant": "acme"}}),
+    ("POST", "/v1/keys", {"json": {"role": "service", "tenant": "acme"}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["globex-admin", "globex-service", "globex-viewer"])
+def test_no_key_of_one_tenant_reaches_another(api: Api, role: str) -> None:
+    assert authorize(api, "held", 100).status_code == 200
+    before = api.call("GET", "/v1/events", "admin", params={"tenant": "acme"}).json()
+    for method, path, kwargs in CROSS_TENANT:
+        response = api.call(method, path, role, **kwargs)
+        assert response.status_code in (403, 404), (role, method, path, response.text)
+    status = api.call("GET", "/v1/status", "acme-viewer").json()["budgets"][0]
+    assert (status["used"], status["reserved"], status["limit"]) == (0, 100, 1000)
+    after = api.call("GET", "/v1/events", "admin", params={"tenant": "acme"}).json()
+    assert after == before
+    assert api.call("GET", "/v1/budgets/acme-day", "admin").json()["limit"] == "1000"
+    if role != "globex-admin":  # a globex admin may see globex keys, never acme's
+        return
+    keys = api.call("GET", "/v1/keys", role).json()["keys"]
+    assert {k["tenant"] for k in keys} == {"globex"}
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "allowed"),
+    [
+        ("acme-viewer", "POST", "/v1/authorize", False),
+        ("acme-viewer", "GET", "/v1/events", True),
+        ("acme-service", "GET", "/v1/events", False),
+        ("acme-service", "GET", "/v1/status", True),
+        ("acme-service", "POST", "/v1/budgets", False),
+        ("acme-viewer", "DELETE", "/v1/budgets/acme-day", False),
+    ],
+)
+def test_roles(api: Api, role: str, method: str, path: str, allowed: bool) -> None:
+    kwargs: dict[str, Any] = {}
+    if path == "/v1/authorize":
+        kwargs["json"] = {"request_id": "r", "subject": ACME, "provider": "o", "model": "m"}
+    if path == "/v1/budgets" and method == "POST":
+        kwargs["json"] = BUDGET | {"id": "b2"}
+    response = api.call(method, path, role, **kwargs)
+    assert (response.status_code < 400) is allowed, response.text
+    if not allowed:
+        assert response.status_code == 403
+
+
+def test_admin_must_name_the_tenant_and_sees_all(api: Api) -> None:
+    assert api.call("GET", "/v1/status", "admin").status_code == 422
+    ok = api.call("GET", "/v1/status", "admin", params={"tenant": "acme"})
+    assert ok.status_code == 200 and ok.json()["budgets"][0]["budget_id"] == "acme-day"
+    prices = api.call("GET", "/v1/prices", "acme-viewer",
+                      params={"provider": "openai", "model": "gpt-4o-mini"}).json()  # fmt: skip
+    assert (prices["source"], prices["amount_micros"]) == ("catalog", 750_000)
+
+
+def test_openapi_lists_the_contract(api: Api) -> None:
+    paths = api.call("GET", "/openapi.json", None).json()["paths"]
+    for path in ("/v1/authorize", "/v1/commit", "/v1/release", "/v1/events", "/v1/status",
+                 "/v1/usage", "/v1/budgets", "/v1/budgets/{budget_id}", "/v1/keys",
+                 "/v1/keys/{key_id}", "/v1/prices", "/healthz", "/readyz"):  # fmt: skip
+        assert path in paths, path
