@@ -30,6 +30,7 @@ test-fast: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.pricing
 	$(BIN)/python -m bench.estimate
+	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.engine
 
 clean:
