@@ -9,16 +9,15 @@ clients) share this machine's cores, as they would in a sidecar deployment;
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 import statistics
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.table import Table
-
 from tests.e2e.server import serve, service_key
 
 CLIENTS = 64
