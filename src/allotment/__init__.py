@@ -20,6 +20,7 @@ from allotment.core.subjects import Subject
 from allotment.core.usage import Meter, Usage
 from allotment.core.windows import Window
 from allotment.errors import (
+    AccessDenied,
     AllotmentError,
     BudgetExceeded,
     ConfigurationError,
@@ -35,6 +36,7 @@ from allotment.store import MemoryStore, SQLiteStore, Store, open_store
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "AllotmentError",
     "AsyncGovernor",
     "Budget",

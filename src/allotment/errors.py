@@ -8,6 +8,7 @@
     ├── NotFoundError          an unknown budget or request id
     ├── ConflictError          a request id reused with a different payload, a taken id
     ├── BudgetExceeded         raised by ``Governor.hold`` when authorize refuses
+    ├── AccessDenied           the service refused the API key (the HTTP client)
     └── StoreError             the backend failed; the cause is chained with ``from``
 
 The API layer maps these to status codes; nothing here knows about HTTP.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from allotment.core.decisions import Decision
 
 __all__ = [
+    "AccessDenied",
     "AllotmentError",
     "BudgetExceeded",
     "ConfigurationError",
@@ -88,6 +90,10 @@ class BudgetExceeded(AllotmentError):
         self.reason = refusal.reason
         self.remaining = refusal.remaining
         self.resets_at = refusal.resets_at
+
+
+class AccessDenied(AllotmentError):
+    """The service did not accept the API key, or its role or tenant (HTTP 401/403)."""
 
 
 class StoreError(AllotmentError):

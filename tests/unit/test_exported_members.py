@@ -3,7 +3,7 @@
 import allotment
 
 EXPECTED = {
-    "AllotmentError", "AsyncGovernor", "Budget", "BudgetExceeded", "BudgetView",
+    "AccessDenied", "AllotmentError", "AsyncGovernor", "Budget", "BudgetExceeded", "BudgetView",
     "CommitResult", "ConfigurationError", "ConflictError", "Decision", "Event", "EventStatus",
     "Failure", "Governor", "Hold", "MemoryStore", "Meter", "Mode", "ModelRate", "NotFoundError",
     "Price", "Pricer", "Reason", "Refusal", "ReservationState", "SQLiteStore", "State",

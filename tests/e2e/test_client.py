@@ -1,0 +1,78 @@
+"""The Python client: the Governor's methods against a real ``allotment serve``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from allotment import AccessDenied, BudgetExceeded, Governor, NotFoundError, ValidationError
+from allotment.api import create_app
+from allotment.client import AsyncClient, Client
+from tests.e2e.server import ADMIN, serve
+
+SUBJECT = {"tenant": "acme", "user": "u1", "feature": "chat"}
+BUDGET = {"id": "acme-day", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 1000}
+
+
+def workflow(gov: Any) -> tuple[Any, ...]:
+    """Written once against the Governor's API; runs in-process or remote unchanged."""
+    gov.create_budget(BUDGET)
+    granted = gov.authorize("r1", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 400})
+    gov.commit("r1", {"input_tokens": 100, "output_tokens": 300})
+    refused = gov.authorize("r2", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 700})
+    with gov.hold(SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 100}) as h:
+        h.commit({"output_tokens": 50})
+    with pytest.raises(BudgetExceeded) as info:
+        gov.hold(SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 999})
+    view = gov.status(SUBJECT)[0]
+    rows = gov.usage("acme", by=["feature"])
+    return (
+        granted.allowed, refused.allowed, refused.refusals[0].reason, refused.refusals[0].remaining,
+        info.value.reason, view.used, view.remaining, view.state, len(rows),
+    )  # fmt: skip
+
+
+def test_the_same_code_runs_in_process_and_remote(tmp_path: Path) -> None:
+    local = workflow(Governor("memory://"))
+    with serve(f"sqlite:///{tmp_path / 'c.db'}") as base, Client(base, ADMIN) as remote:
+        assert workflow(remote) == local
+        assert local[:5] == (True, False, "estimate_exceeds_remaining", 600,
+                             "estimate_exceeds_remaining")  # fmt: skip
+        assert remote.get_budget("acme-day").limit == "1000"
+        remote.update_budget("acme-day", limit=2000)
+        assert remote.list_budgets("acme")[0].limit == "2000"
+        assert remote.record("p1", SUBJECT, "openai", "gpt-4o-mini", {"input_tokens": 7}).event
+        with pytest.raises(ValidationError) as bad:
+            remote.authorize("r9", SUBJECT, "openai", "m", {"output_tokens": -1})
+        assert bad.value.field == "estimate.output_tokens"
+        with pytest.raises(NotFoundError):
+            remote.commit("nope", {})
+        remote.delete_budget("acme-day")
+        with Client(base, "ak_000000000000_not-a-real-key-at-all") as stranger:
+            with pytest.raises(AccessDenied):
+                stranger.status(SUBJECT)
+
+
+def test_async_client_in_process(tmp_path: Path) -> None:
+    gov = Governor(f"sqlite:///{tmp_path / 'a.db'}")
+    gov.create_budget(BUDGET)
+    _, secret = gov.create_key("service", "acme")
+    transport = httpx.ASGITransport(app=create_app(gov))
+
+    async def main() -> None:
+        async with AsyncClient("http://allotment", secret, transport=transport) as client:
+            decision = await client.authorize("r1", SUBJECT, "openai", "gpt-4o-mini",
+                                              {"output_tokens": 600})  # fmt: skip
+            assert decision.allowed and decision.budgets[0].reserved == 600
+            await client.commit("r1", {"output_tokens": 500})
+            assert (await client.status(SUBJECT))[0].used == 500
+            assert await client.release("r1") == "committed"
+            refused = await client.authorize("r2", SUBJECT, "openai", "m", {"output_tokens": 501})
+            assert not refused.allowed and refused.refusals[0].remaining == 500
+
+    asyncio.run(main())
+    gov.close()
