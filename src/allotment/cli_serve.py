@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -42,6 +43,8 @@ def serve(
         run_demo(db, 7, make_console(), datetime.now(UTC).date())
     url = db_url(db)
     os.environ["ALLOTMENT_DB"] = url
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="allotment-metrics-")
     if config:
         os.environ["ALLOTMENT_CONFIG"] = config
     with Governor(url) as gov:  # once, before any worker starts

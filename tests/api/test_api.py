@@ -213,3 +213,18 @@ def test_openapi_lists_the_contract(api: Api) -> None:
                  "/v1/usage", "/v1/budgets", "/v1/budgets/{budget_id}", "/v1/keys",
                  "/v1/keys/{key_id}", "/v1/prices", "/healthz", "/readyz"):  # fmt: skip
         assert path in paths, path
+
+
+def test_metrics(api: Api) -> None:
+    authorize(api, "m1", 100)
+    authorize(api, "m2", 5000)
+    text = api.call("GET", "/metrics", None).text
+    assert 'allotment_decisions_total{outcome="allowed",reason=""}' in text
+    assert (
+        'allotment_decisions_total{outcome="refused",reason="estimate_exceeds_remaining"}' in text
+    )
+    assert (
+        'allotment_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/authorize"}'
+        in text
+    )
+    assert "allotment_reservations_in_flight 1" in text

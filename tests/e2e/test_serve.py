@@ -34,6 +34,9 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
             status = service.get("/v1/status").json()["budgets"][0]
             assert (status["used"], status["state"]) == (20, "exceeded")
             assert "x-request-id" in service.get("/healthz").headers
+            metrics = service.get("/metrics").text  # both workers' counts, added up
+            assert 'allotment_decisions_total{outcome="allowed",reason=""} 20.0' in metrics
+            assert "allotment_reservations_in_flight 0" in metrics
 
 
 async def _client(base: str, headers: dict[str, str], worker: int, attempts: int) -> int:

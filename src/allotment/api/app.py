@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from allotment.api import admin, calls, errors, reads
+from allotment.api import admin, calls, errors, metrics, reads
+from allotment.api.instruments import LATENCY
 from allotment.config import db_url, load_pricing
 from allotment.governor import Governor
 
@@ -33,6 +35,7 @@ class RequestIdMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"")
         request_id = incoming[:128] or uuid.uuid4().hex.encode()
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -40,7 +43,12 @@ class RequestIdMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
 
 
 def create_app(governor: Governor) -> FastAPI:
@@ -55,6 +63,7 @@ def create_app(governor: Governor) -> FastAPI:
     for module in (calls, reads, admin):
         app.include_router(module.router)
     app.include_router(reads.health)
+    app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
     return app
 

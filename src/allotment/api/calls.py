@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from allotment.api.auth import CallerDep, governor_of
 from allotment.api.errors import ApiError, refusal_response
+from allotment.api.instruments import DECISIONS
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
 from allotment.governor import Governor
@@ -87,7 +88,9 @@ def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Any:
         ttl=body.ttl_seconds, request=body.request,
     )  # fmt: skip
     if not decision.allowed:
+        DECISIONS.labels("refused", decision.refusals[0].reason.value).inc()
         return refusal_response(decision)
+    DECISIONS.labels("allowed", "").inc()
     return JSONResponse(decision.to_dict(), headers=_budget_headers(decision))
 
 

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from allotment.api.instruments import STORE_ERRORS
 from allotment.core.decisions import Decision, Reason
 from allotment.errors import (
     BudgetExceeded,
@@ -94,6 +95,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        STORE_ERRORS.inc()
         return error(503, "store_unavailable", "the store cannot be reached")
 
     @app.exception_handler(ConfigurationError)

@@ -148,6 +148,10 @@ class TransactionalStore:
                 cursor = _ops.reprice_page(tx, request, cursor, now, stats)
         return stats
 
+    def held_count(self) -> int:
+        with self._transaction() as tx:
+            return len(list(tx.held()))
+
     def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
         with self._transaction() as tx:
             return tx.all_counters()
