@@ -17,14 +17,21 @@ from types import TracebackType
 from typing import Any, Self
 
 from allotment.config import load_budget_specs, load_rates
-from allotment.core.budgets import Budget, Call
+from allotment.core import engine
+from allotment.core.budgets import Budget, Call, Failure
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey, Role, hash_secret, new_secret, secret_matches, split_secret
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage, parse_usage
-from allotment.errors import BudgetExceeded, ConflictError, NotFoundError, ValidationError
+from allotment.errors import (
+    BudgetExceeded,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
 from allotment.pricing.base import Pricer
 from allotment.pricing.catalog import CatalogPricer
 from allotment.pricing.estimate import EstimateSettings, estimate_request
@@ -46,6 +53,7 @@ __all__ = ["AsyncGovernor", "Governor", "Hold"]
 SubjectLike = Subject | Mapping[str, Any]
 UsageLike = Usage | Mapping[str, Any]
 _MAX_TTL = 7 * 24 * 3600
+_KEY_CACHE = timedelta(seconds=30)
 
 
 class _Default:
@@ -96,6 +104,7 @@ class Governor:
             raise ValidationError("unknown_model", "must be 'deny' or 'fallback'")
         self.unknown_model = unknown_model
         self.estimates = estimates or EstimateSettings()
+        self._keys: dict[str, tuple[ApiKey, datetime]] = {}
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self._clock = clock
 
@@ -144,19 +153,23 @@ class Governor:
         refusal = None
         if self.unknown_model == "deny" and price.get("unknown_model"):
             refusal = Refusal(None, Reason.UNKNOWN_MODEL, 0, 0, 0, None)
-        return self.store.authorize(
-            AuthorizeRequest(
-                _check_id(request_id),
-                call,
-                priced,
-                ttl_seconds,
-                digest,
-                price,
-                refusal,
-                self.currency,
-            ),
-            now,
+        prepared = AuthorizeRequest(
+            _check_id(request_id),
+            call,
+            priced,
+            ttl_seconds,
+            digest,
+            price,
+            refusal,
+            self.currency,
         )
+        try:
+            return self.store.authorize(prepared, now)
+        except StoreError:
+            degraded = self._fail_open(prepared, now)
+            if degraded is None:
+                raise
+            return degraded
 
     def commit(
         self,
@@ -364,18 +377,32 @@ class Governor:
         key = found[0]
         key.revoked_at = key.revoked_at or self.now()
         self.store.update_key(key)
+        self._keys = {d: c for d, c in self._keys.items() if c[0].id != key_id}
         return key
 
     def authenticate(self, secret: str) -> ApiKey | None:
-        """The live key ``secret`` belongs to, or None; notes its use once a minute."""
+        """The live key ``secret`` belongs to, or None; notes its use once a minute.
+
+        A key that authenticated is remembered for 30 seconds, so the service
+        keeps answering (fail-open budgets) while the store is unreachable. A
+        revocation takes effect at once in the revoking process, within 30
+        seconds in the others.
+        """
+        now = self.now()
+        digest = hash_secret(secret)
+        cached = self._keys.get(digest)
+        if cached is not None and now - cached[1] < _KEY_CACHE:
+            return cached[0]
         key_id = split_secret(secret)
         found = None if key_id is None else self.store.find_key(key_id)
         if found is None or not secret_matches(secret, found[1]) or found[0].revoked_at:
+            self._keys.pop(digest, None)
             return None
-        key, now = found[0], self.now()
+        key = found[0]
         if key.last_used_at is None or now - key.last_used_at >= timedelta(minutes=1):
             key.last_used_at = now
             self.store.update_key(key)
+        self._keys[digest] = (key, now)
         return key
 
     # exchange rates
@@ -485,6 +512,21 @@ class Governor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _fail_open(self, request: AuthorizeRequest, now: datetime) -> Decision | None:
+        """Allow without the store if every enforced budget that applies fails open.
+
+        Which budgets apply is judged from the budgets this process last
+        loaded; with none known, or any fail-closed budget among them, the
+        store error stands.
+        """
+        budgets = self.store.cached_budgets(request.call.subject.tenant)
+        if budgets is None or request.refusal is not None:
+            return None
+        applied = engine.resolve(budgets, request.call, now)
+        if any(a.budget.enforced and a.budget.failure is Failure.CLOSED for a in applied):
+            return None
+        return Decision(request.request_id, True, (), degraded=True)
 
     def _convertible(self, budget: Budget) -> Budget:
         currency = budget.currency

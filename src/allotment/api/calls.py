@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from allotment.api.auth import CallerDep, governor_of
 from allotment.api.errors import ApiError, refusal_response
-from allotment.api.instruments import DECISIONS
+from allotment.api.instruments import DECISIONS, STORE_ERRORS
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
 from allotment.governor import Governor
@@ -90,7 +90,9 @@ def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Any:
     if not decision.allowed:
         DECISIONS.labels("refused", decision.refusals[0].reason.value).inc()
         return refusal_response(decision)
-    DECISIONS.labels("allowed", "").inc()
+    DECISIONS.labels("allowed", "store_unavailable" if decision.degraded else "").inc()
+    if decision.degraded:
+        STORE_ERRORS.inc()
     return JSONResponse(decision.to_dict(), headers=_budget_headers(decision))
 
 

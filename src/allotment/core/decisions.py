@@ -205,6 +205,8 @@ class Decision:
     shadow_refusals: tuple[Refusal, ...] = ()
     expires_at: datetime | None = None
     replayed: bool = False
+    #: allowed without the store, which was unreachable, by fail-open budgets
+    degraded: bool = False
 
     @property
     def reason(self) -> Reason | None:
@@ -223,6 +225,7 @@ class Decision:
             "budgets": [b.to_dict() for b in self.budgets],
             "expires_at": _iso(self.expires_at),
             "replayed": self.replayed,
+            "degraded": self.degraded,
         }
 
 

@@ -148,6 +148,10 @@ class TransactionalStore:
                 cursor = _ops.reprice_page(tx, request, cursor, now, stats)
         return stats
 
+    def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
+        """The budgets last loaded for ``tenant``, without asking the store (None if unknown)."""
+        return None
+
     def held_count(self) -> int:
         with self._transaction() as tx:
             return len(list(tx.held()))

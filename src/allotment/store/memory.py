@@ -50,6 +50,10 @@ class MemoryStore(TransactionalStore):
         self._lock = threading.Lock()
         self._state = _State()
 
+    def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
+        with self._lock:
+            return list(_MemoryTx(self._state).budgets_for(tenant))
+
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
         with self._lock:

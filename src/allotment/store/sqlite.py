@@ -154,6 +154,13 @@ class SQLiteStore(TransactionalStore):
                 conn.execute("ROLLBACK")
                 raise
 
+    def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
+        """The budgets this process last loaded (for fail-open decisions when the file fails)."""
+        config = self._config_cache
+        if config.version < 0:
+            return None
+        return [*config.budgets.get(None, ()), *config.budgets.get(tenant, ())]
+
     def schema_version(self) -> int:
         """The highest applied migration."""
         row = self._connection().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
