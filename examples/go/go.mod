@@ -1,0 +1,3 @@
+module allotment.example
+
+go 1.19
