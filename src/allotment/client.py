@@ -107,15 +107,26 @@ def _error(response: httpx.Response) -> AllotmentError:
 
 
 class Client(_Base):
-    """The service, with the Governor's method names (sync)."""
+    """The service, with the Governor's method names (sync).
+
+    ``http`` lends an existing ``httpx.Client`` (a test client over the app,
+    a client with your proxies); ``base_url`` is then taken from it.
+    """
 
     def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 10, **httpx_options: Any
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10,
+        http: httpx.Client | None = None,
+        **httpx_options: Any,
     ) -> None:
         super().__init__(api_key)
-        self._http = httpx.Client(
-            base_url=base_url, headers=self._headers, timeout=timeout, **httpx_options
-        )
+        if http is None:
+            http = httpx.Client(base_url=base_url, timeout=timeout, **httpx_options)
+        http.headers.update(self._headers)
+        self._http = http
 
     def authorize(
         self,
