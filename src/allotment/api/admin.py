@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 
-from allotment.api.auth import Caller, CallerDep, governor_of
+from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.errors import ApiError
 from allotment.core.budgets import Budget
 from allotment.errors import NotFoundError
-from allotment.governor import Governor
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["admin"])
-GovernorDep = Annotated[Governor, Depends(governor_of)]
 Spec = Annotated[dict[str, Any], Body()]
 
 

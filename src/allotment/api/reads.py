@@ -8,21 +8,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from allotment.api.auth import CallerDep, governor_of
+from allotment.api.auth import CallerDep, GovernorDep, governor_of
 from allotment.core.ledger import Event, EventStatus
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
-from allotment.governor import Governor
 from allotment.store.base import EventQuery
 
 __all__ = ["health", "router"]
 
 router = APIRouter(prefix="/v1", tags=["reads"])
 health = APIRouter(tags=["health"])
-GovernorDep = Annotated[Governor, Depends(governor_of)]
 Dims = Annotated[list[str] | None, Query()]
 
 
