@@ -13,6 +13,7 @@
         h.commit({"input_tokens": 1200, "output_tokens": 300})
 """
 
+from allotment.async_governor import AsyncGovernor
 from allotment.core.budgets import Budget, Failure, Mode
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, State, Warning
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
@@ -29,7 +30,7 @@ from allotment.errors import (
     StoreError,
     ValidationError,
 )
-from allotment.governor import AsyncGovernor, Governor, Hold
+from allotment.governor import Governor, Hold
 from allotment.pricing import ModelRate, Price, Pricer, StaticPricer
 from allotment.store import MemoryStore, SQLiteStore, Store, open_store
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -30,6 +29,7 @@ from allotment.errors import (
     StoreError,
     ValidationError,
 )
+from allotment.governor import Hold
 
 __all__ = ["AsyncClient", "Client", "Record"]
 
@@ -166,13 +166,13 @@ class Client(_Base):
         return self._parse(self._http.post("/v1/events", json=body)).events
 
     def hold(self, subject: Any, provider: str, model: str, estimate: Any = None,
-             **options: Any) -> RemoteHold:  # fmt: skip
+             **options: Any) -> Hold:  # fmt: skip
         """See ``Governor.hold``: raises ``BudgetExceeded`` when refused."""
         request_id = options.pop("request_id", None) or uuid.uuid4().hex
         decision = self.authorize(request_id, subject, provider, model, estimate, **options)
         if not decision.allowed:
             raise BudgetExceeded(decision)
-        return RemoteHold(self, decision)
+        return Hold(self, decision)
 
     def status(self, subject: Mapping[str, Any], provider: str | None = None,
                model: str | None = None, *, view: str = "operator") -> Any:  # fmt: skip
@@ -215,33 +215,6 @@ class Client(_Base):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class RemoteHold:
-    """``Client.hold``: commit inside the block, or the reservation is released."""
-
-    def __init__(self, client: Client, decision: Any) -> None:
-        self.client = client
-        self.decision = decision
-        self.request_id: str = decision.request_id
-        self.result: Any = None
-
-    def commit(self, usage: Any, **fields: Any) -> Any:
-        """Commit the call's actual usage."""
-        self.result = self.client.commit(self.request_id, usage, **fields)
-        return self.result
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.result is None:
-            self.client.release(self.request_id, "exception" if exc_type else "not_committed")
 
 
 class AsyncClient(_Base):
