@@ -251,6 +251,45 @@ class AsyncClient(_Base):
         params = _subject_params(subject) | {"provider": provider, "model": model, "view": view}
         return self._parse(await self._http.get("/v1/status", params=_clean(params))).budgets
 
+    async def record(self, request_id: str, subject: Any, provider: str, model: str,
+                     usage: Any, **fields: Any) -> Any:  # fmt: skip
+        """See ``Governor.record``."""
+        event = {"request_id": request_id, "subject": subject, "provider": provider,
+                 "model": model, "usage": usage, **fields}  # fmt: skip
+        return (await self.record_many([event]))[0]
+
+    async def record_many(self, events: Iterable[Mapping[str, Any]]) -> Any:
+        """See ``Governor.record_many``."""
+        body = {"events": [_jsonable(e) for e in events]}
+        return self._parse(await self._http.post("/v1/events", json=body)).events
+
+    async def usage(self, tenant: str, by: Iterable[str] = (), since: Any = None,
+                    until: Any = None) -> Any:  # fmt: skip
+        """See ``Governor.usage``."""
+        params = {"tenant": tenant, "by": list(by), "from": since, "to": until}
+        return self._parse(await self._http.get("/v1/usage", params=_clean(params))).rows
+
+    async def create_budget(self, spec: Mapping[str, Any]) -> Any:
+        """See ``Governor.create_budget``."""
+        return self._parse(await self._http.post("/v1/budgets", json=dict(spec)))
+
+    async def update_budget(self, budget_id: str, **changes: Any) -> Any:
+        """See ``Governor.update_budget``."""
+        return self._parse(await self._http.patch(f"/v1/budgets/{budget_id}", json=changes))
+
+    async def get_budget(self, budget_id: str) -> Any:
+        """See ``Governor.get_budget``."""
+        return self._parse(await self._http.get(f"/v1/budgets/{budget_id}"))
+
+    async def list_budgets(self, tenant: str | None = None) -> Any:
+        """See ``Governor.list_budgets``."""
+        params = _clean({"tenant": tenant})
+        return self._parse(await self._http.get("/v1/budgets", params=params)).budgets
+
+    async def delete_budget(self, budget_id: str) -> None:
+        """See ``Governor.delete_budget``."""
+        self._parse(await self._http.delete(f"/v1/budgets/{budget_id}"))
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()

@@ -61,6 +61,7 @@ def test_async_client_in_process(tmp_path: Path) -> None:
     gov = Governor(f"sqlite:///{tmp_path / 'a.db'}")
     gov.create_budget(BUDGET)
     _, secret = gov.create_key("service", "acme")
+    _, viewer = gov.create_key("viewer", "acme")
     transport = httpx.ASGITransport(app=create_app(gov))
 
     async def main() -> None:
@@ -73,6 +74,15 @@ def test_async_client_in_process(tmp_path: Path) -> None:
             assert await client.release("r1") == "committed"
             refused = await client.authorize("r2", SUBJECT, "openai", "m", {"output_tokens": 501})
             assert not refused.allowed and refused.refusals[0].remaining == 500
+            recorded = await client.record("p1", SUBJECT, "openai", "gpt-4o-mini",
+                                           {"input_tokens": 7})  # fmt: skip
+            assert recorded.event.usage.input_tokens == 7
+            with pytest.raises(AccessDenied):  # a service key may not read usage
+                await client.usage("acme")
+        async with AsyncClient("http://allotment", viewer, transport=transport) as reader:
+            rows = await reader.usage("acme", by=["feature"])
+            assert [(r.group.feature, r.calls) for r in rows] == [("chat", 2)]
+            assert (await reader.list_budgets())[0].id == "acme-day"
 
     asyncio.run(main())
     gov.close()
