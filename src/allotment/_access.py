@@ -1,0 +1,130 @@
+"""The Governor's API keys and exchange rates, kept apart from the call lifecycle.
+
+``Governor`` inherits these; they need only its store, clock and key cache.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from allotment.core.fx import FxRate
+from allotment.core.keys import ApiKey, Role, hash_secret, new_secret, secret_matches, split_secret
+from allotment.core.subjects import parse_subject
+from allotment.errors import NotFoundError, ValidationError
+from allotment.store import Store
+
+__all__ = ["KeysAndRates"]
+
+_KEY_CACHE = timedelta(seconds=30)
+
+
+class KeysAndRates:
+    """API keys (for the HTTP service) and exchange rates (for cost budgets)."""
+
+    store: Store
+    _keys: dict[str, tuple[ApiKey, datetime]]
+
+    def now(self) -> datetime:
+        """The current time (the Governor's clock)."""
+        raise NotImplementedError
+
+    # API keys
+    def create_key(
+        self,
+        role: str,
+        tenant: str | None = None,
+        name: str | None = None,
+        secret: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns it and its secret, which is shown only this once.
+
+        Every role but ``admin`` belongs to one tenant. ``secret`` adopts a
+        given ``ak_…`` secret (``ALLOTMENT_ADMIN_KEY``) instead of a new one.
+        """
+        parsed = _role(role)
+        if parsed is Role.ADMIN and tenant is not None:
+            raise ValidationError("tenant", "an admin key belongs to no tenant")
+        if parsed is not Role.ADMIN:
+            parse_subject({"tenant": tenant})
+        if secret is None:
+            key_id, secret, digest = new_secret()
+        else:
+            found = split_secret(secret)
+            if found is None or len(secret) < 32:
+                raise ValidationError("secret", "must look like ak_<12 hex>_<at least 16 chars>")
+            key_id, digest = found, hash_secret(secret)
+        key = ApiKey(key_id, parsed, tenant, self.now(), name)
+        self.store.create_key(key, digest)
+        return key, secret
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        """Keys of ``tenant`` (None: all)."""
+        return self.store.list_keys(tenant)
+
+    def revoke_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
+        """Revoke a key; with ``tenant``, only one of that tenant's."""
+        found = self.store.find_key(key_id)
+        if found is None or (tenant is not None and found[0].tenant != tenant):
+            raise NotFoundError(f"no key with id {key_id!r}")
+        key = found[0]
+        key.revoked_at = key.revoked_at or self.now()
+        self.store.update_key(key)
+        self._keys = {d: c for d, c in self._keys.items() if c[0].id != key_id}
+        return key
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The live key ``secret`` belongs to, or None; notes its use once a minute.
+
+        A key that authenticated is remembered for 30 seconds, so the service
+        keeps answering (fail-open budgets) while the store is unreachable. A
+        revocation takes effect at once in the revoking process, within 30
+        seconds in the others.
+        """
+        now = self.now()
+        digest = hash_secret(secret)
+        cached = self._keys.get(digest)
+        if cached is not None and now - cached[1] < _KEY_CACHE:
+            return cached[0]
+        key_id = split_secret(secret)
+        found = None if key_id is None else self.store.find_key(key_id)
+        if found is None or not secret_matches(secret, found[1]) or found[0].revoked_at:
+            self._keys.pop(digest, None)
+            return None
+        key = found[0]
+        if key.last_used_at is None or now - key.last_used_at >= timedelta(minutes=1):
+            key.last_used_at = now
+            self.store.update_key(key)
+        self._keys[digest] = (key, now)
+        return key
+
+    # exchange rates
+    def set_rate(
+        self,
+        source: str,
+        target: str,
+        rate: Decimal | str,
+        effective_from: datetime | None = None,
+    ) -> FxRate:
+        """Set ``1 source = rate target`` from ``effective_from`` (default: now).
+
+        Rates live in the store, so every process and every rebuild converts
+        alike; cost budgets in either currency are recounted.
+        """
+        spec = {"source": source, "target": target, "rate": rate,
+                "effective_from": effective_from or self.now()}  # fmt: skip
+        parsed = FxRate.from_spec(spec)
+        self.store.put_rate(parsed)
+        return parsed
+
+    def rates(self) -> list[FxRate]:
+        """Every exchange rate, by pair and effective time."""
+        return self.store.rates()
+
+
+def _role(role: object) -> Role:
+    try:
+        return Role(str(role))
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise ValidationError("role", f"unknown role {role!r} (one of {choices})") from None
