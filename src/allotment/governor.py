@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -51,7 +51,6 @@ __all__ = ["Governor", "Hold"]
 SubjectLike = Subject | Mapping[str, Any]
 UsageLike = Usage | Mapping[str, Any]
 _MAX_TTL = 7 * 24 * 3600
-_KEY_CACHE = timedelta(seconds=30)
 
 
 class _Default:
