@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.errors import ApiError
+from allotment.api.schemas import ERRORS, BudgetsOut, KeyOut, KeysOut, documented
 from allotment.core.budgets import Budget
 from allotment.errors import NotFoundError
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["admin"])
 Spec = Annotated[dict[str, Any], Body()]
 
 
-@router.get("/budgets")
+@router.get("/budgets", response_model=None, responses=documented(BudgetsOut))
 def list_budgets(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) -> Any:
     """Budgets of a tenant (and the deployment-wide ones that apply to it)."""
     caller.may_read()
@@ -28,21 +29,21 @@ def list_budgets(caller: CallerDep, gov: GovernorDep, tenant: str | None = None)
     return {"budgets": [b.to_spec() for b in found]}
 
 
-@router.post("/budgets", status_code=201)
+@router.post("/budgets", status_code=201, response_model=None, responses=ERRORS)
 def create_budget(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Create a budget (tenant admins: only in their tenant)."""
     caller.may_manage()
     return gov.create_budget(_owned(caller, spec)).to_spec()
 
 
-@router.get("/budgets/{budget_id}")
+@router.get("/budgets/{budget_id}", response_model=None, responses=ERRORS)
 def get_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """One budget."""
     caller.may_read()
     return _visible(caller, gov.get_budget(budget_id)).to_spec()
 
 
-@router.patch("/budgets/{budget_id}")
+@router.patch("/budgets/{budget_id}", response_model=None, responses=ERRORS)
 def update_budget(
     budget_id: str, changes: Spec, caller: CallerDep, gov: GovernorDep
 ) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def update_budget(
     return gov.update_budget(budget_id, **changes).to_spec()
 
 
-@router.delete("/budgets/{budget_id}", status_code=204)
+@router.delete("/budgets/{budget_id}", status_code=204, responses=ERRORS)
 def delete_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> None:
     """Delete a budget; the ledger keeps every event."""
     caller.may_manage()
@@ -62,7 +63,7 @@ def delete_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> None:
     gov.delete_budget(budget_id)
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, response_model=None, responses=documented(KeyOut, 201))
 def create_key(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Create a key; its secret is in this response and never again."""
     caller.may_manage()
@@ -75,7 +76,7 @@ def create_key(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any
     return key.to_dict() | {"secret": secret}
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=None, responses=documented(KeysOut))
 def list_keys(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) -> dict[str, Any]:
     """Keys (never their secrets)."""
     caller.may_manage()
@@ -83,7 +84,7 @@ def list_keys(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) ->
     return {"keys": [k.to_dict() for k in gov.list_keys(scope)]}
 
 
-@router.delete("/keys/{key_id}", status_code=204)
+@router.delete("/keys/{key_id}", status_code=204, responses=ERRORS)
 def revoke_key(key_id: str, caller: CallerDep, gov: GovernorDep) -> None:
     """Revoke a key at once."""
     caller.may_manage()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.errors import ApiError, refusal_response
 from allotment.api.instruments import DECISIONS, STORE_ERRORS
+from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
 
@@ -81,7 +82,7 @@ class EventsBody(_Body):
     events: list[EventBody] = Field(max_length=1000)
 
 
-@router.post("/authorize", responses={402: {"description": "refused"}})
+@router.post("/authorize", response_model=None, responses=documented(DecisionOut))
 async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Any:
     """Reserve the estimate on every applicable budget, or refuse with 402."""
     caller.may_write_usage()
@@ -99,7 +100,7 @@ async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) ->
     return JSONResponse(decision.to_dict(), headers=_budget_headers(decision))
 
 
-@router.post("/commit")
+@router.post("/commit", response_model=None, responses=documented(CommitOut))
 async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Replace the reservation with the actual usage; idempotent per request id."""
     caller.may_write_usage()
@@ -112,7 +113,7 @@ async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[
     return _committed(result)
 
 
-@router.post("/release")
+@router.post("/release", response_model=None, responses=documented(ReleaseOut))
 async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
     """Release a reservation; releasing twice, or after commit, changes nothing."""
     caller.may_write_usage()
@@ -120,7 +121,7 @@ async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> dic
     return {"request_id": body.request_id, "state": state.value}
 
 
-@router.post("/events")
+@router.post("/events", response_model=None, responses=documented(CommitsOut))
 def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Record a batch of post-hoc calls, idempotent per request id."""
     caller.may_write_usage()

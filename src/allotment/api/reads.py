@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from allotment.api.auth import CallerDep, GovernorDep, governor_of
+from allotment.api.schemas import ERRORS, EventPage, HealthOut, StatusOut, UsageOut, documented
 from allotment.core.ledger import Event, EventStatus
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
@@ -24,7 +25,7 @@ health = APIRouter(tags=["health"])
 Dims = Annotated[list[str] | None, Query()]
 
 
-@router.get("/status")
+@router.get("/status", response_model=None, responses=documented(StatusOut))
 def status(
     caller: CallerDep,
     gov: GovernorDep,
@@ -47,7 +48,7 @@ def status(
     return {"budgets": [v.to_dict(client=view == "client") for v in views]}
 
 
-@router.get("/usage")
+@router.get("/usage", response_model=None, responses=documented(UsageOut))
 def usage(
     caller: CallerDep,
     gov: GovernorDep,
@@ -68,7 +69,7 @@ def usage(
     }  # fmt: skip
 
 
-@router.get("/events", response_model=None)
+@router.get("/events", response_model=None, responses=documented(EventPage))
 def events(
     caller: CallerDep,
     gov: GovernorDep,
@@ -100,7 +101,7 @@ def events(
     return {"events": [e.to_dict() for e in page], "next_cursor": next_cursor}
 
 
-@router.get("/prices")
+@router.get("/prices", response_model=None, responses=ERRORS)
 def prices(caller: CallerDep, gov: GovernorDep, provider: str, model: str) -> dict[str, Any]:
     """What a model costs per million input and output tokens, and where the price comes from."""
     caller.may_read(status=True)
@@ -111,13 +112,17 @@ def prices(caller: CallerDep, gov: GovernorDep, provider: str, model: str) -> di
     return {"provider": provider, "model": model, **({} if price is None else price.to_dict())}
 
 
-@health.get("/healthz")
+@health.get("/healthz", response_model=None, responses={200: {"model": HealthOut}})
 def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@health.get("/readyz", response_model=None)
+@health.get(
+    "/readyz",
+    response_model=None,
+    responses={200: {"model": HealthOut}, 503: {"model": HealthOut}},
+)
 def readyz(request: Request) -> Any:
     """Readiness: the store answers a query."""
     try:
