@@ -58,3 +58,28 @@ def test_service_answers_503_or_allows_degraded(tmp_path: Path) -> None:
     assert client.get("/readyz").status_code == 503
     metrics = client.get("/metrics").text
     assert 'allotment_decisions_total{outcome="allowed",reason="store_unavailable"}' in metrics
+
+
+def test_sqlite_reads_do_not_queue_behind_the_writer(tmp_path: Path) -> None:
+    """status, usage and the ledger read a snapshot; they never take the write lock."""
+    import threading
+
+    gov = Governor(f"sqlite:///{tmp_path / 'r.db'}")
+    gov.create_budget({"id": "d", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": 100})  # fmt: skip
+    gov.record("p", {"tenant": "acme"}, "o", "m", {"input_tokens": 5})
+    lock = gov.store._write_lock  # type: ignore[attr-defined]
+    answers: list[object] = []
+
+    def read() -> None:
+        answers.append(gov.status({"tenant": "acme"})[0].used)
+        answers.append(len(gov.events()))
+        answers.append(gov.usage("acme")[0].calls)
+
+    with lock:  # a writer in the middle of its transaction
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "a read waited for the write lock"
+    assert answers == [5, 1, 1]
+    gov.close()

@@ -42,6 +42,11 @@ class TransactionalStore:
     def _transaction(self) -> AbstractContextManager[Tx]:
         raise NotImplementedError
 
+    def _reading(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction; backends whose readers need not queue behind
+        writers (SQLite in WAL mode) override it."""
+        return self._transaction()
+
     #: authorize sweeps expired reservations at most this often (store time)
     sweep_every = timedelta(seconds=1)
     _last_sweep: datetime | None = None
@@ -77,11 +82,11 @@ class TransactionalStore:
             return _ops.sweep(tx, now, limit)
 
     def status(self, call: Call, now: datetime) -> list[BudgetView]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return _ops.status(tx, call, now)
 
     def usage(self, query: UsageQuery) -> list[UsageRow]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return _ops.usage(tx, query)
 
     def put_budget(self, budget: Budget) -> None:
@@ -103,7 +108,7 @@ class TransactionalStore:
                 _ops.rebuild_counters(tx, touched)
 
     def rates(self) -> list[FxRate]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return sorted(tx.rates(), key=lambda r: (r.source, r.target, r.effective_from))
 
     def create_key(self, key: ApiKey, secret_hash: str) -> None:
@@ -111,11 +116,11 @@ class TransactionalStore:
             tx.insert_key(key, secret_hash)
 
     def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return tx.key(key_id)
 
     def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return tx.keys(tenant)
 
     def update_key(self, key: ApiKey) -> None:
@@ -123,11 +128,11 @@ class TransactionalStore:
             tx.update_key(key)
 
     def get_budget(self, budget_id: str) -> Budget:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return _ops.get_budget(tx, budget_id)
 
     def list_budgets(self, tenant: str | None = None) -> list[Budget]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return list(tx.all_budgets(tenant))
 
     def delete_budget(self, budget_id: str) -> None:
@@ -153,15 +158,15 @@ class TransactionalStore:
         return None
 
     def held_count(self) -> int:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return len(list(tx.held()))
 
     def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return tx.all_counters()
 
     def events(self, query: EventQuery) -> list[Event]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return list(tx.events(query))
 
     def close(self) -> None:

@@ -130,6 +130,21 @@ class SQLiteStore(TransactionalStore):
                     raise StoreError(f"SQLite: {exc}") from exc
                 raise
 
+    @contextmanager
+    def _reading(self) -> Iterator[Tx]:
+        """A snapshot read beside the writer: no write lock, no wait behind authorizations."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+        try:
+            yield _SQLiteTx(self, conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+        finally:
+            conn.execute("ROLLBACK")
+
     def _migrate(self) -> None:
         conn = self._connection()
         with self._write_lock:
