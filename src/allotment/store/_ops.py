@@ -342,7 +342,16 @@ def release(
 
 
 def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> None:
-    tx.add([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in reservation.charges])
+    tx.add(_unreserve([reservation]))
+    _released(tx, reservation, reason, now)
+
+
+def _unreserve(reservations: Sequence[Reservation]) -> list[Delta]:
+    return _merge([(c.budget_id, c.member, c.bucket, 0, -c.amount)
+                   for r in reservations for c in r.charges])  # fmt: skip
+
+
+def _released(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> None:
     _append(
         tx,
         Event(
@@ -364,8 +373,11 @@ def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> No
 def sweep(tx: Tx, now: datetime, limit: int) -> int:
     """Release reservations whose TTL has passed; returns how many."""
     expired = tx.expired(now, limit)
+    # Counters first, all at once, as every other operation takes them: the
+    # lock order stays counters before rollups, so sweeps cannot deadlock.
+    tx.add(_unreserve(expired))
     for reservation in expired:
-        _release(tx, reservation, "expired", now)
+        _released(tx, reservation, "expired", now)
     return len(expired)
 
 

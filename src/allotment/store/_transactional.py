@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import BudgetView, Decision
@@ -28,13 +30,17 @@ from allotment.store.base import (
 
 __all__ = ["TransactionalStore"]
 
+T = TypeVar("T")
+
 
 class TransactionalStore:
     """The compound store operations, over a backend's transaction primitives.
 
     Subclasses provide ``_transaction()`` (a context manager yielding a
-    ``Tx`` that commits on success and rolls back on error) and the read
-    queries that are naturally backend-specific.
+    ``Tx`` that commits on success and rolls back on error). Every operation
+    is a function of one ``Tx`` run by ``_write`` or ``_read``, so a backend
+    whose transactions can fail for reasons of concurrency (PostgreSQL's
+    deadlocks and serialization failures) can run it again from the start.
     """
 
     url: str
@@ -47,110 +53,101 @@ class TransactionalStore:
         writers (SQLite in WAL mode) override it."""
         return self._transaction()
 
+    def _write(self, operation: Callable[[Tx], T]) -> T:
+        """Run ``operation`` in one write transaction."""
+        with self._transaction() as tx:
+            return operation(tx)
+
+    def _read(self, operation: Callable[[Tx], T]) -> T:
+        """Run ``operation`` in one read-only transaction."""
+        with self._reading() as tx:
+            return operation(tx)
+
     #: authorize sweeps expired reservations at most this often (store time)
     sweep_every = timedelta(seconds=1)
     _last_sweep: datetime | None = None
 
     def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
-        with self._transaction() as tx:
-            last = self._last_sweep
-            if last is None or not last <= now < last + self.sweep_every:
-                _ops.sweep(tx, now, limit=100)
-                self._last_sweep = now
-            return _ops.authorize(tx, request, now)
+        last = self._last_sweep
+        if last is None or not last <= now < last + self.sweep_every:
+            # Its own transaction: the sweep's locks never widen an authorization's.
+            self._last_sweep = now
+            self.sweep(now, limit=100)
+        return self._write(lambda tx: _ops.authorize(tx, request, now))
 
     def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
-        with self._transaction() as tx:
-            return _ops.commit(tx, request, now)
+        return self._write(lambda tx: _ops.commit(tx, request, now))
 
     def release(
         self, request_id: str, reason: str, now: datetime, tenant: str | None = None
     ) -> ReservationState:
-        with self._transaction() as tx:
-            return _ops.release(tx, request_id, reason, now, tenant)
+        return self._write(lambda tx: _ops.release(tx, request_id, reason, now, tenant))
 
     def record(self, request: RecordRequest, now: datetime) -> CommitResult:
-        with self._transaction() as tx:
-            return _ops.record(tx, request, now)
+        return self._write(lambda tx: _ops.record(tx, request, now))
 
     def record_many(self, requests: Sequence[RecordRequest], now: datetime) -> list[CommitResult]:
-        with self._transaction() as tx:
-            return [_ops.record(tx, request, now) for request in requests]
+        return self._write(lambda tx: [_ops.record(tx, request, now) for request in requests])
 
     def sweep(self, now: datetime, limit: int = 1000) -> int:
-        with self._transaction() as tx:
-            return _ops.sweep(tx, now, limit)
+        return self._write(lambda tx: _ops.sweep(tx, now, limit))
 
     def status(self, call: Call, now: datetime) -> list[BudgetView]:
-        with self._reading() as tx:
-            return _ops.status(tx, call, now)
+        return self._read(lambda tx: _ops.status(tx, call, now))
 
     def usage(self, query: UsageQuery) -> list[UsageRow]:
-        with self._reading() as tx:
-            return _ops.usage(tx, query)
+        return self._read(lambda tx: _ops.usage(tx, query))
 
     def put_budget(self, budget: Budget) -> None:
-        with self._transaction() as tx:
-            previous = tx.budget(budget.id)
-            tx.put_budget(budget)
-            if previous is None or _counts_differently(previous, budget):
-                _ops.rebuild_counters(tx, [budget])
+        self._write(lambda tx: _put_budget(tx, budget))
 
     def put_rate(self, rate: FxRate) -> None:
-        with self._transaction() as tx:
-            tx.put_rate(rate)
-            # A rate can reach back in time: recount the cost budgets it converts for.
-            touched = [
-                b for b in tx.all_budgets(None)
-                if b.meter is Meter.COST and b.currency in (rate.source, rate.target)
-            ]  # fmt: skip
-            if touched:
-                _ops.rebuild_counters(tx, touched)
+        self._write(lambda tx: _put_rate(tx, rate))
 
     def rates(self) -> list[FxRate]:
-        with self._reading() as tx:
-            return sorted(tx.rates(), key=lambda r: (r.source, r.target, r.effective_from))
+        rates = self._read(lambda tx: list(tx.rates()))
+        return sorted(rates, key=lambda r: (r.source, r.target, r.effective_from))
 
     def create_key(self, key: ApiKey, secret_hash: str) -> None:
-        with self._transaction() as tx:
-            tx.insert_key(key, secret_hash)
+        self._write(lambda tx: tx.insert_key(key, secret_hash))
 
     def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
-        with self._reading() as tx:
-            return tx.key(key_id)
+        return self._read(lambda tx: tx.key(key_id))
 
     def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
-        with self._reading() as tx:
-            return tx.keys(tenant)
+        return self._read(lambda tx: tx.keys(tenant))
 
     def update_key(self, key: ApiKey) -> None:
-        with self._transaction() as tx:
-            tx.update_key(key)
+        self._write(lambda tx: tx.update_key(key))
 
     def get_budget(self, budget_id: str) -> Budget:
-        with self._reading() as tx:
-            return _ops.get_budget(tx, budget_id)
+        return self._read(lambda tx: _ops.get_budget(tx, budget_id))
 
     def list_budgets(self, tenant: str | None = None) -> list[Budget]:
-        with self._reading() as tx:
-            return list(tx.all_budgets(tenant))
+        return self._read(lambda tx: list(tx.all_budgets(tenant)))
 
     def delete_budget(self, budget_id: str) -> None:
-        with self._transaction() as tx:
+        def delete(tx: Tx) -> None:
             _ops.get_budget(tx, budget_id)
             tx.delete_budget(budget_id)
 
+        self._write(delete)
+
     def rebuild(self) -> RebuildStats:
-        with self._transaction() as tx:
-            return _ops.rebuild(tx)
+        return self._write(lambda tx: _ops.rebuild(tx))
 
     def reprice(self, request: RepriceRequest, now: datetime) -> RepriceStats:
         """Re-price a time range, one transaction per page of the ledger."""
         stats = RepriceStats()
         cursor: int | None = 0
         while cursor is not None:
-            with self._transaction() as tx:
-                cursor = _ops.reprice_page(tx, request, cursor, now, stats)
+            # Fresh figures per attempt, so a retried page is not counted twice.
+            page, cursor = self._write(
+                partial(_reprice_page, request=request, after=cursor, now=now)
+            )
+            stats.events += page.events
+            stats.changed += page.changed
+            stats.delta_micros += page.delta_micros
         return stats
 
     def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
@@ -158,19 +155,41 @@ class TransactionalStore:
         return None
 
     def held_count(self) -> int:
-        with self._reading() as tx:
-            return len(list(tx.held()))
+        return self._read(lambda tx: len(list(tx.held())))
 
     def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
-        with self._reading() as tx:
-            return tx.all_counters()
+        return self._read(lambda tx: tx.all_counters())
 
     def events(self, query: EventQuery) -> list[Event]:
-        with self._reading() as tx:
-            return list(tx.events(query))
+        return self._read(lambda tx: list(tx.events(query)))
 
     def close(self) -> None:
         """Release connections; the default has none."""
+
+
+def _put_budget(tx: Tx, budget: Budget) -> None:
+    previous = tx.budget(budget.id)
+    tx.put_budget(budget)
+    if previous is None or _counts_differently(previous, budget):
+        _ops.rebuild_counters(tx, [budget])
+
+
+def _put_rate(tx: Tx, rate: FxRate) -> None:
+    tx.put_rate(rate)
+    # A rate can reach back in time: recount the cost budgets it converts for.
+    touched = [
+        b for b in tx.all_budgets(None)
+        if b.meter is Meter.COST and b.currency in (rate.source, rate.target)
+    ]  # fmt: skip
+    if touched:
+        _ops.rebuild_counters(tx, touched)
+
+
+def _reprice_page(
+    tx: Tx, *, request: RepriceRequest, after: int, now: datetime
+) -> tuple[RepriceStats, int | None]:
+    stats = RepriceStats()
+    return stats, _ops.reprice_page(tx, request, after, now, stats)
 
 
 def _counts_differently(old: Budget, new: Budget) -> bool:

@@ -22,10 +22,9 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,53 +32,33 @@ from urllib.parse import parse_qs, urlsplit
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
-from allotment.core.keys import ApiKey, Role
-from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
-from allotment.core.subjects import Subject, parse_subject
-from allotment.core.usage import Usage
+from allotment.core.keys import ApiKey
+from allotment.core.ledger import Event, Reservation
 from allotment.errors import ConfigurationError, StoreError
 from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx
+from allotment.store._rows import (
+    EVENT_COLUMNS,
+    Config,
+    event_from_row,
+    event_values,
+    from_us,
+    key_from_row,
+    opt_us,
+    reservation_from_row,
+    statements,
+    subject_json,
+    to_us,
+)
 from allotment.store._transactional import TransactionalStore
 from allotment.store.base import EventQuery
 from allotment.store.migrations.sqlite import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 #: Inline checkpoints only if the background checkpointer fell this far behind.
 _SAFETY_CHECKPOINT_PAGES = 50_000
 _FILE_LOCKS_GUARD = threading.Lock()
-_USAGE_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "audio_ms",
-    "images",
-    "requests",
-    "credits",
-    "cost_micros",
-)
-_EVENT_COLUMNS = (
-    "id request_id status tenant user key agent feature subject provider model "
-    + " ".join(_USAGE_COLUMNS)
-    + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
-).split()
-
-
-def to_us(value: datetime) -> int:
-    """An aware datetime as integer microseconds since the epoch."""
-    return (value - _EPOCH) // _MICRO
-
-
-def from_us(value: int) -> datetime:
-    """Integer microseconds since the epoch as an aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=value)
 
 
 class SQLiteStore(TransactionalStore):
@@ -93,7 +72,7 @@ class SQLiteStore(TransactionalStore):
             self._write_lock = _FILE_LOCKS.setdefault(key, threading.Lock())
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._config_cache = _Config(-1, {}, NO_RATES)
+        self._config_cache = Config(-1, {}, NO_RATES)
         self._migrate()
         self._checkpointer = _Checkpointer(self.path)
 
@@ -158,7 +137,7 @@ class SQLiteStore(TransactionalStore):
                 for version, name, sql in MIGRATIONS:
                     if version in done:
                         continue
-                    for statement in _statements(sql):
+                    for statement in statements(sql):
                         conn.execute(statement)
                     conn.execute(
                         "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
@@ -220,12 +199,6 @@ class _Checkpointer:
         self._thread.join()
 
 
-def _statements(sql: str) -> list[str]:
-    """The statements of a migration script: ``--`` comments dropped, split on ``;``."""
-    code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-    return [s for s in code.split(";") if s.strip()]
-
-
 def _parse_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
@@ -244,25 +217,16 @@ def _parse_url(url: str) -> tuple[str, str]:
     return path, synchronous
 
 
-@dataclass(frozen=True, slots=True)
-class _Config:
-    """Budgets by tenant and exchange rates, as of one config version."""
-
-    version: int
-    budgets: dict[str | None, list[Budget]]
-    rates: Rates
-
-
 class _SQLiteTx:
     """The ``Tx`` primitives on one connection inside ``BEGIN IMMEDIATE``."""
 
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
         self._store = store
         self._conn = conn
-        self._config: _Config | None = None
+        self._config: Config | None = None
 
     # budgets and exchange rates: configuration cached per process, checked per transaction
-    def _configuration(self) -> _Config:
+    def _configuration(self) -> Config:
         if self._config is not None:
             return self._config
         (version,) = self._conn.execute(
@@ -276,7 +240,7 @@ class _SQLiteTx:
                 index.setdefault(budget.tenant, []).append(budget)
             rows = self._conn.execute("SELECT source, target, rate, effective_from FROM fx_rates")
             rates = Rates(FxRate(s, t, Decimal(r), from_us(f)) for s, t, r, f in rows)
-            config = self._store._config_cache = _Config(version, index, rates)
+            config = self._store._config_cache = Config(version, index, rates)
         self._config = config
         return config
 
@@ -293,7 +257,7 @@ class _SQLiteTx:
             "FROM api_keys WHERE id = ?",
             (key_id,),
         ).fetchone()
-        return None if row is None else (_key_from_row(row), row[7])
+        return None if row is None else (key_from_row(row), row[7])
 
     def keys(self, tenant: str | None) -> list[ApiKey]:
         sql = "SELECT id, tenant, role, name, created_at, revoked_at, last_used_at FROM api_keys"
@@ -302,12 +266,12 @@ class _SQLiteTx:
             if tenant is None
             else self._conn.execute(sql + " WHERE tenant = ? ORDER BY created_at, id", (tenant,))
         )
-        return [_key_from_row(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     def update_key(self, key: ApiKey) -> None:
         self._conn.execute(
             "UPDATE api_keys SET revoked_at = ?, last_used_at = ? WHERE id = ?",
-            (_opt_us(key.revoked_at), _opt_us(key.last_used_at), key.id),
+            (opt_us(key.revoked_at), opt_us(key.last_used_at), key.id),
         )
 
     def _budget_index(self) -> dict[str | None, list[Budget]]:
@@ -396,7 +360,7 @@ class _SQLiteTx:
         row = self._conn.execute(
             "SELECT * FROM reservations WHERE request_id = ?", (request_id,)
         ).fetchone()
-        return None if row is None else _reservation_from_row(row)
+        return None if row is None else reservation_from_row(row)
 
     def insert_reservation(self, r: Reservation) -> None:
         self._conn.execute(
@@ -408,7 +372,7 @@ class _SQLiteTx:
                 r.payload_hash,
                 r.commit_hash,
                 r.event_id,
-                _subject_json(r.subject),
+                subject_json(r.subject),
                 r.provider,
                 r.model,
                 json.dumps(r.estimate.to_dict()),
@@ -430,18 +394,18 @@ class _SQLiteTx:
             "ORDER BY expires_at LIMIT ?",
             (to_us(now), limit),
         )
-        return [_reservation_from_row(row) for row in rows]
+        return [reservation_from_row(row) for row in rows]
 
     def held(self) -> Iterable[Reservation]:
         rows = self._conn.execute("SELECT * FROM reservations WHERE state = 'held'")
-        return [_reservation_from_row(row) for row in rows]
+        return [reservation_from_row(row) for row in rows]
 
     # ledger
     def append(self, event: Event) -> Event:
-        values = _event_values(event)
+        values = event_values(event)
         cursor = self._conn.execute(
-            f"INSERT INTO events ({', '.join(_EVENT_COLUMNS[1:])}) "
-            f"VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) - 1))})",
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS[1:])}) "
+            f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) - 1))})",
             values,
         )
         return event.with_id(cursor.lastrowid or 0)
@@ -454,9 +418,9 @@ class _SQLiteTx:
 
     def event(self, event_id: int) -> Event:
         row = self._conn.execute(
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE id = ?", (event_id,)
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE id = ?", (event_id,)
         ).fetchone()
-        return _event_from_row(row)
+        return event_from_row(row)
 
     def events(self, query: EventQuery) -> Iterable[Event]:
         where: list[str] = ["id > ?"]
@@ -476,20 +440,20 @@ class _SQLiteTx:
                 where.append(clause)
                 params.append(value)
         rows = self._conn.execute(
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE {' AND '.join(where)} "
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE {' AND '.join(where)} "
             "ORDER BY id LIMIT ?",
             (*params, query.limit),
         )
-        return [_event_from_row(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def counting_events(self, tenant: str | None) -> Iterable[Event]:
-        sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE status IN ('success', 'error')"
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE status IN ('success', 'error')"
         params: tuple[Any, ...] = ()
         if tenant is not None:
             sql += " AND tenant = ?"
             params = (tenant,)
         # Materialized first: the caller writes on this connection while iterating.
-        return [_event_from_row(row) for row in self._conn.execute(sql, params)]
+        return [event_from_row(row) for row in self._conn.execute(sql, params)]
 
     # rollups
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
@@ -512,71 +476,3 @@ class _SQLiteTx:
             (tenant, -(2**62) if since is None else since, 2**62 if until is None else until),
         )
         return [(tuple(row[:9]), row[9:]) for row in rows]
-
-
-def _opt_us(value: datetime | None) -> int | None:
-    return None if value is None else to_us(value)
-
-
-def _key_from_row(row: Sequence[Any]) -> ApiKey:
-    key_id, tenant, role, name, created, revoked, used = row[:7]
-    return ApiKey(
-        key_id, Role(role), tenant, from_us(created), name,
-        None if revoked is None else from_us(revoked), None if used is None else from_us(used),
-    )  # fmt: skip
-
-
-@lru_cache(maxsize=4096)
-def _subject_json(subject: Subject) -> str:
-    return json.dumps(subject.to_dict())
-
-
-def _reservation_from_row(row: Sequence[Any]) -> Reservation:
-    (request_id, _tenant, state, payload_hash, commit_hash, event_id, subject, provider, model,
-     estimate, charges, authorized_at, expires_at) = row  # fmt: skip
-    return Reservation(
-        request_id=request_id,
-        subject=parse_subject(json.loads(subject)),
-        provider=provider,
-        model=model,
-        estimate=Usage(**json.loads(estimate)),
-        charges=tuple(Charge(*c) for c in json.loads(charges)),
-        authorized_at=from_us(authorized_at),
-        expires_at=from_us(expires_at),
-        payload_hash=payload_hash,
-        state=ReservationState(state),
-        commit_hash=commit_hash,
-        event_id=event_id,
-    )
-
-
-def _event_values(e: Event) -> tuple[Any, ...]:
-    s, u = e.subject, e.usage
-    return (
-        e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
-        _subject_json(s), e.provider, e.model,
-        *(getattr(u, c) for c in _USAGE_COLUMNS),
-        e.currency, json.dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
-        e.payload_hash,
-        to_us(e.occurred_at), to_us(e.recorded_at),
-    )  # fmt: skip
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    values = dict(zip(_EVENT_COLUMNS, row, strict=True))
-    return Event(
-        id=values["id"],
-        request_id=values["request_id"],
-        status=EventStatus(values["status"]),
-        subject=parse_subject(json.loads(values["subject"])),
-        provider=values["provider"],
-        model=values["model"],
-        usage=Usage(**{c: values[c] for c in _USAGE_COLUMNS}),
-        occurred_at=from_us(values["occurred_at"]),
-        recorded_at=from_us(values["recorded_at"]),
-        currency=values["currency"],
-        reason=values["reason"],
-        budget_id=values["budget_id"],
-        price=json.loads(values["price"]),
-        payload_hash=values["payload_hash"],
-    )

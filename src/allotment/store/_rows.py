@@ -1,0 +1,136 @@
+"""Row conversions shared by the SQL stores (SQLite and PostgreSQL use one schema).
+
+Times are integer microseconds since the Unix epoch; subjects, estimates,
+charges and price records are JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from allotment.core.budgets import Budget
+from allotment.core.fx import Rates
+from allotment.core.keys import ApiKey, Role
+from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
+from allotment.core.subjects import Subject, parse_subject
+from allotment.core.usage import Usage
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+USAGE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "audio_ms",
+    "images",
+    "requests",
+    "credits",
+    "cost_micros",
+)
+EVENT_COLUMNS = (
+    "id request_id status tenant user key agent feature subject provider model "
+    + " ".join(USAGE_COLUMNS)
+    + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
+).split()
+
+
+def to_us(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch."""
+    return (value - _EPOCH) // _MICRO
+
+
+def from_us(value: int) -> datetime:
+    """Integer microseconds since the epoch as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of a migration script: ``--`` comments dropped, split on ``;``."""
+    code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return [s for s in code.split(";") if s.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Budgets by tenant and exchange rates, as of one config version."""
+
+    version: int
+    budgets: dict[str | None, list[Budget]]
+    rates: Rates
+
+
+def opt_us(value: datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+def key_from_row(row: Sequence[Any]) -> ApiKey:
+    key_id, tenant, role, name, created, revoked, used = row[:7]
+    return ApiKey(
+        key_id, Role(role), tenant, from_us(created), name,
+        None if revoked is None else from_us(revoked), None if used is None else from_us(used),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def subject_json(subject: Subject) -> str:
+    return json.dumps(subject.to_dict())
+
+
+def reservation_from_row(row: Sequence[Any]) -> Reservation:
+    (request_id, _tenant, state, payload_hash, commit_hash, event_id, subject, provider, model,
+     estimate, charges, authorized_at, expires_at) = row  # fmt: skip
+    return Reservation(
+        request_id=request_id,
+        subject=parse_subject(json.loads(subject)),
+        provider=provider,
+        model=model,
+        estimate=Usage(**json.loads(estimate)),
+        charges=tuple(Charge(*c) for c in json.loads(charges)),
+        authorized_at=from_us(authorized_at),
+        expires_at=from_us(expires_at),
+        payload_hash=payload_hash,
+        state=ReservationState(state),
+        commit_hash=commit_hash,
+        event_id=event_id,
+    )
+
+
+def event_values(e: Event) -> tuple[Any, ...]:
+    s, u = e.subject, e.usage
+    return (
+        e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
+        subject_json(s), e.provider, e.model,
+        *(getattr(u, c) for c in USAGE_COLUMNS),
+        e.currency, json.dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
+        e.payload_hash,
+        to_us(e.occurred_at), to_us(e.recorded_at),
+    )  # fmt: skip
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    values = dict(zip(EVENT_COLUMNS, row, strict=True))
+    return Event(
+        id=values["id"],
+        request_id=values["request_id"],
+        status=EventStatus(values["status"]),
+        subject=parse_subject(json.loads(values["subject"])),
+        provider=values["provider"],
+        model=values["model"],
+        usage=Usage(**{c: values[c] for c in USAGE_COLUMNS}),
+        occurred_at=from_us(values["occurred_at"]),
+        recorded_at=from_us(values["recorded_at"]),
+        currency=values["currency"],
+        reason=values["reason"],
+        budget_id=values["budget_id"],
+        price=json.loads(values["price"]),
+        payload_hash=values["payload_hash"],
+    )
