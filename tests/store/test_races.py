@@ -82,3 +82,26 @@ def test_memory_threads_exactly_n() -> None:
     allowed, violations = hammer(store, THREADS, attempts=12, estimate=UNIT, actual=UNIT)
     assert (allowed, violations) == (N, 0)
     assert spend(Governor(store)) == N * UNIT
+
+
+def test_postgres_processes_and_threads_exactly_n(postgres_url: str) -> None:
+    with Governor(postgres_url) as gov:
+        budget(gov)
+    allowed, violations = race_processes(postgres_url, UNIT, UNIT, attempts=3)
+    assert (allowed, violations) == (N, 0)
+    with Governor(postgres_url) as gov:
+        assert spend(gov) == N * UNIT
+        assert gov.status({"tenant": "race"})[0].used == N * UNIT
+        live = gov.store.counters()
+        gov.rebuild()
+        assert gov.store.counters() == live
+
+
+def test_postgres_estimates_above_actual_let_more_in_never_past_cap(postgres_url: str) -> None:
+    with Governor(postgres_url) as gov:
+        budget(gov)
+    allowed, violations = race_processes(postgres_url, estimate=2 * UNIT, actual=UNIT, attempts=4)
+    assert violations == 0
+    with Governor(postgres_url) as gov:
+        assert spend(gov) == allowed * UNIT <= N * UNIT
+    assert allowed > N // 2

@@ -1,7 +1,8 @@
 """Stores: where budgets, counters, reservations and the ledger live.
 
-Chosen by URL: ``memory://`` or ``sqlite:///path.db`` (PostgreSQL and Redis
-arrive with their own issues).
+Chosen by URL: ``memory://``, ``sqlite:///path.db`` or
+``postgresql://host/db`` (the last needs the ``postgres`` extra, imported
+only when asked for).
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ from allotment.store.sqlite import SQLiteStore
 
 __all__ = ["MemoryStore", "SQLiteStore", "Store", "open_store"]
 
+
+def _postgres(url: str) -> Store:
+    from allotment.store.postgres import PostgresStore
+
+    return PostgresStore(url)
+
+
 _SCHEMES: dict[str, Callable[[str], Store]] = {
     "memory": MemoryStore,
     "sqlite": SQLiteStore,
+    "postgresql": _postgres,
+    "postgres": _postgres,
 }
 
 

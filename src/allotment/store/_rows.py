@@ -67,6 +67,12 @@ class Config:
     budgets: dict[str | None, list[Budget]]
     rates: Rates
 
+    def cached(self, tenant: str) -> list[Budget] | None:
+        """The budgets that apply to ``tenant``, or None before the first load."""
+        if self.version < 0:
+            return None
+        return [*self.budgets.get(None, ()), *self.budgets.get(tenant, ())]
+
 
 def opt_us(value: datetime | None) -> int | None:
     return None if value is None else to_us(value)

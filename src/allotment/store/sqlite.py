@@ -150,10 +150,7 @@ class SQLiteStore(TransactionalStore):
 
     def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
         """The budgets this process last loaded (for fail-open decisions when the file fails)."""
-        config = self._config_cache
-        if config.version < 0:
-            return None
-        return [*config.budgets.get(None, ()), *config.budgets.get(tenant, ())]
+        return self._config_cache.cached(tenant)
 
     def schema_version(self) -> int:
         """The highest applied migration."""
