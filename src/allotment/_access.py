@@ -42,6 +42,22 @@ class KeysAndRates:
         Every role but ``admin`` belongs to one tenant. ``secret`` adopts a
         given ``ak_…`` secret (``ALLOTMENT_ADMIN_KEY``) instead of a new one.
         """
+        key, secret, digest = self._new_key(role, tenant, name, secret)
+        self.store.create_key(key, digest)
+        return key, secret
+
+    def create_first_key(self, secret: str | None = None) -> str | None:
+        """An admin key if the store has no keys at all (its secret), else None.
+
+        One check-and-insert transaction: of several processes starting at
+        once on an empty database, exactly one creates it.
+        """
+        key, secret, digest = self._new_key("admin", None, "bootstrap", secret)
+        return secret if self.store.create_first_key(key, digest) else None
+
+    def _new_key(
+        self, role: str, tenant: str | None, name: str | None, secret: str | None
+    ) -> tuple[ApiKey, str, str]:
         parsed = _role(role)
         if parsed is Role.ADMIN and tenant is not None:
             raise ValidationError("tenant", "an admin key belongs to no tenant")
@@ -54,9 +70,7 @@ class KeysAndRates:
             if found is None or len(secret) < 32:
                 raise ValidationError("secret", "must look like ak_<12 hex>_<at least 16 chars>")
             key_id, digest = found, hash_secret(secret)
-        key = ApiKey(key_id, parsed, tenant, self.now(), name)
-        self.store.create_key(key, digest)
-        return key, secret
+        return ApiKey(key_id, parsed, tenant, self.now(), name), secret, digest
 
     def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
         """Keys of ``tenant`` (None: all)."""

@@ -35,7 +35,7 @@ from allotment._render import (
 )
 from allotment.cli_prices import prices_app
 from allotment.cli_serve import keys_app, serve
-from allotment.config import db_url
+from allotment.config import db_url, redact_url
 from allotment.errors import AllotmentError
 from allotment.governor import Governor
 
@@ -75,6 +75,8 @@ app.add_typer(prices_app, name="prices")
 rates_app = typer.Typer(help="Exchange rates for budgets kept in other currencies.")
 app.add_typer(rates_app, name="rates")
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 app.command()(serve)
 
 Db = Annotated[
@@ -304,6 +306,16 @@ def ledger_rebuild(db: Db = None) -> None:
     with _governor(db) as gov:
         stats = gov.rebuild()
     make_console().print(f"read {stats.events} events, wrote {stats.counters} counters")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Db = None) -> None:
+    """Apply pending schema migrations (every command and the service also do on start)."""
+    with _governor(db) as gov:
+        version = getattr(gov.store, "schema_version", None)
+        url = gov.store.url
+        message = "nothing to migrate" if version is None else f"schema at version {version()}"
+    make_console().print(f"{redact_url(url)}: {message}", markup=False)
 
 
 @ledger_app.command("reprice")

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -52,6 +53,14 @@ DEFAULT_DB = "sqlite:///allotment.db"
 def db_url(explicit: str | None = None) -> str:
     """The store URL: an explicit one, else ``$ALLOTMENT_DB``, else the default."""
     return explicit or os.environ.get("ALLOTMENT_DB") or DEFAULT_DB
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for messages: its password, if any, as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def load_budget_specs(path: str | Path) -> list[Mapping[str, Any]]:

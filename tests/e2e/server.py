@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,33 +24,56 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def serve(db: str, workers: int = 2, timeout: float = 30) -> Iterator[str]:
-    """Run ``allotment serve`` on ``db``; yields its base URL; stops it afterwards."""
-    port = free_port()
-    script = Path(sys.executable).parent / "allotment"
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", str(port), "--workers", str(workers), "--db", db],
-        env=os.environ | {"ALLOTMENT_ADMIN_KEY": ADMIN},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+class Instance:
+    """One ``allotment serve`` process group (the uvicorn master and its workers)."""
+
+    def __init__(self, db: str, workers: int = 2, timeout: float = 30) -> None:
+        port = free_port()
+        script = Path(sys.executable).parent / "allotment"
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [str(script), "serve", "--port", str(port), "--workers", str(workers), "--db", db],
+            env=os.environ | {"ALLOTMENT_ADMIN_KEY": ADMIN},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill() takes the workers too
+        )
+        self.base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
             except httpx.TransportError:
                 pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("allotment serve did not become ready")
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self._log.seek(0)
+                output = self._log.read().decode(errors="replace")[-4000:]
+                self.stop()
+                raise RuntimeError(f"allotment serve did not become ready:\n{output}")
             time.sleep(0.2)
-        yield base
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no shutdown, no cleanup, as a crashed machine."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
+
+    def stop(self) -> None:
+        """Shut down gracefully (SIGTERM); a group already killed is left alone."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+        self._log.close()
+
+
+@contextmanager
+def serve(db: str, workers: int = 2, timeout: float = 30) -> Iterator[str]:
+    """Run ``allotment serve`` on ``db``; yields its base URL; stops it afterwards."""
+    instance = Instance(db, workers, timeout)
+    try:
+        yield instance.base
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        instance.stop()
 
 
 def service_key(base: str, tenant: str, budget: dict[str, object]) -> str:

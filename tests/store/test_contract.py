@@ -406,3 +406,10 @@ def test_a_sweep_after_many_records_does_not_walk_them(gov: Governor, clock: Clo
     assert gov.sweep() == 0
     if hasattr(gov.store, "_state"):
         assert gov.store._state.expiry == []
+
+
+def test_first_key_only_into_an_empty_key_table(gov: Governor) -> None:
+    secret = gov.create_first_key()
+    assert secret is not None and gov.authenticate(secret).role.value == "admin"
+    assert gov.create_first_key() is None
+    assert len(gov.list_keys()) == 1

@@ -171,3 +171,20 @@ def test_reads_do_not_wait_for_a_held_counter_lock(postgres_url: str, clock: Clo
         assert gov.status(SUBJECT)[0].reserved == 5  # no wait on the lock held above
         conn.rollback()
     gov.close()
+
+
+def test_first_key_is_created_once_by_instances_starting_together(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(6)]
+    barrier = threading.Barrier(6)
+
+    def first(i: int) -> str | None:
+        gov = Governor(stores[i])
+        barrier.wait()
+        return gov.create_first_key()
+
+    with ThreadPoolExecutor(6) as pool:
+        secrets = [s for s in pool.map(first, range(6)) if s is not None]
+    assert len(secrets) == 1
+    assert len(stores[0].list_keys()) == 1
+    for store in stores:
+        store.close()

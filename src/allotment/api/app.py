@@ -86,6 +86,6 @@ def bootstrap_admin_key(governor: Governor) -> None:
     if governor.list_keys():
         return
     given = os.environ.get("ALLOTMENT_ADMIN_KEY")
-    _, secret = governor.create_key("admin", name="bootstrap", secret=given)
-    if not given:
+    secret = governor.create_first_key(given)
+    if secret is not None and not given:
         print(f"allotment: created admin key (shown once): {secret}", file=sys.stderr)

@@ -111,6 +111,17 @@ class TransactionalStore:
     def create_key(self, key: ApiKey, secret_hash: str) -> None:
         self._write(lambda tx: tx.insert_key(key, secret_hash))
 
+    def create_first_key(self, key: ApiKey, secret_hash: str) -> bool:
+        """Create ``key`` only if there are no keys at all; whether it was created."""
+
+        def create(tx: Tx) -> bool:
+            if tx.keys(None):
+                return False
+            tx.insert_key(key, secret_hash)
+            return True
+
+        return self._write(create)
+
     def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
         return self._read(lambda tx: tx.key(key_id))
 

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from allotment.config import redact_url
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
@@ -69,7 +70,7 @@ __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 #: Errors after which the whole transaction is simply run again.
-_RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.UniqueViolation)
+_RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 20
 #: Serializes schema migrations of concurrently starting instances.
 _MIGRATION_LOCK = 0x616C6C6F746D6E74  # "allotmnt"
@@ -118,7 +119,7 @@ class PostgresStore(TransactionalStore):
             self._pool.open(wait=True, timeout=10)
         except (PoolTimeout, psycopg.Error) as exc:
             self._pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from exc
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
         self._migrate()
 
     # transactions
@@ -129,7 +130,9 @@ class PostgresStore(TransactionalStore):
                 yield conn
         except PoolTimeout as exc:
             raise StoreError(f"PostgreSQL: no connection available: {exc}") from exc
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if _retryable(exc):
+                raise
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
     def _write(self, operation: Callable[[Tx], T]) -> T:
@@ -137,9 +140,9 @@ class PostgresStore(TransactionalStore):
             try:
                 with self._connection() as conn:
                     return self._attempt(conn, operation, "BEGIN", locking=True)
-            except _RETRY:
+            except psycopg.Error as exc:
                 if attempt == _ATTEMPTS - 1:
-                    raise StoreError("PostgreSQL: transaction kept conflicting; gave up") from None
+                    raise StoreError(f"PostgreSQL: still conflicting after retries: {exc}") from exc
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
@@ -217,7 +220,7 @@ class PostgresStore(TransactionalStore):
 def _parse_url(url: str) -> tuple[str, str | None, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigurationError(f"not a PostgreSQL URL: {_safe(url)}")
+        raise ConfigurationError(f"not a PostgreSQL URL: {redact_url(url)}")
     query = parse_qsl(parts.query)
     schema: str | None = None
     size = 10
@@ -237,13 +240,15 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
     return conninfo, schema, size
 
 
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+def _retryable(exc: psycopg.Error) -> bool:
+    """A conflict with a concurrent transaction that running again resolves.
+
+    A request id claimed meanwhile by another transaction is one: the retry
+    finds its reservation and replays or refuses it as a conflict.
+    """
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return exc.diag.constraint_name == "reservations_pkey"
+    return isinstance(exc, _RETRY)
 
 
 class _PostgresTx:
@@ -342,6 +347,10 @@ class _PostgresTx:
         return (key_from_row(rows[0]), rows[0][7]) if rows else None
 
     def keys(self, tenant: str | None) -> list[ApiKey]:
+        if self._locking:
+            # A writer that lists keys decides on what it saw (the first key of a
+            # new database): no other writer may add one until it commits.
+            self._run("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
         sql = "SELECT id, tenant, role, name, created_at, revoked_at, last_used_at FROM api_keys"
         if tenant is None:
             rows = self._rows(sql + " ORDER BY created_at, id")

@@ -1,0 +1,198 @@
+"""Several ``allotment serve`` instances on one PostgreSQL: one set of hard caps.
+
+Two instances with two workers each share a database; clients spread over
+both race for one budget. Exactly N get through; with estimates that differ
+from actual usage, spend stays within the cap plus the overshoots the
+commits report. One instance is SIGKILLed mid-load: no acknowledged commit
+is lost, its reservations are reclaimed after their TTL, and the other
+instance keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from allotment.core.ledger import Event
+from allotment.governor import Governor
+from allotment.store.base import EventQuery
+from tests.conftest import drop_postgres, fresh_postgres_url
+from tests.e2e.server import Instance, service_key
+
+pytestmark = pytest.mark.slow
+
+N = 150
+CLIENTS = 64
+
+
+@pytest.fixture
+def instances() -> Iterator[tuple[str, list[Instance]]]:
+    url = fresh_postgres_url(pool="4")
+    started: list[Instance] = []
+    try:
+        with ThreadPoolExecutor(2) as pool:  # started together, as a rollout would
+            started.extend(pool.map(lambda _: Instance(url, workers=2), range(2)))
+        yield url, started
+    finally:
+        for instance in started:
+            instance.stop()
+        drop_postgres(url)
+
+
+def _budget(limit: int) -> dict[str, object]:
+    return {"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day", "limit": limit}
+
+
+async def _client(
+    base: str, headers: dict[str, str], worker: int, attempts: int, sizes: tuple[int, int]
+) -> tuple[int, int]:
+    """Authorize+commit ``attempts`` times; returns (allowed, overshoot reported)."""
+    allowed = overshoot = 0
+    rng = random.Random(worker)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        for i in range(attempts):
+            rid = f"w{worker}-{i}"
+            estimate, actual = (
+                sizes if sizes[0] == sizes[1] else (rng.randint(*sizes), rng.randint(*sizes))
+            )
+            body = {"request_id": rid, "subject": {"tenant": "acme", "user": f"u{worker}"},
+                    "provider": "openai", "model": "gpt-4o-mini",
+                    "estimate": {"output_tokens": estimate}}  # fmt: skip
+            response = await client.post("/v1/authorize", json=body)
+            if response.status_code != 200:
+                assert response.status_code == 402, response.text
+                continue
+            allowed += 1
+            commit = {"request_id": rid, "usage": {"output_tokens": actual}}
+            done = await client.post("/v1/commit", json=commit)
+            done.raise_for_status()
+            overshoot += max(0, max(a["difference"] for a in done.json()["adjustments"]))
+    return allowed, overshoot
+
+
+def _spread(
+    bases: list[str], headers: dict[str, str], attempts: int, sizes: tuple[int, int]
+) -> list[tuple[int, int]]:
+    async def race() -> list[tuple[int, int]]:
+        return await asyncio.gather(
+            *(_client(bases[w % len(bases)], headers, w, attempts, sizes) for w in range(CLIENTS))
+        )
+
+    return asyncio.run(race())
+
+
+def _events(gov: Governor) -> list[Event]:
+    events: list[Event] = []
+    while page := gov.events(
+        EventQuery(tenant="acme", after_id=events[-1].id or 0 if events else 0, limit=1000)
+    ):
+        events += page
+    return events
+
+
+def _ledger_and_counters_agree(url: str) -> int:
+    with Governor(url) as gov:
+        events = _events(gov)
+        spent = sum(e.usage.tokens for e in events if e.status.counts)
+        view = gov.status({"tenant": "acme"})[0]
+        assert (view.used, view.reserved) == (spent, 0)
+        live = gov.store.counters()
+        gov.rebuild()
+        assert gov.store.counters() == live
+        return spent
+
+
+def test_two_instances_exactly_n(instances: tuple[str, list[Instance]]) -> None:
+    url, both = instances
+    headers = {"Authorization": f"Bearer {service_key(both[0].base, 'acme', _budget(N * 100))}"}
+    results = _spread([i.base for i in both], headers, attempts=4, sizes=(100, 100))
+    assert sum(a for a, _ in results) == N  # 256 attempts for 150 slots
+    assert _ledger_and_counters_agree(url) == N * 100
+
+
+def test_two_instances_random_estimates_within_cap_plus_reported_overshoot(
+    instances: tuple[str, list[Instance]],
+) -> None:
+    url, both = instances
+    cap = N * 100
+    headers = {"Authorization": f"Bearer {service_key(both[0].base, 'acme', _budget(cap))}"}
+    results = _spread([i.base for i in both], headers, attempts=4, sizes=(20, 180))
+    overshoot = sum(o for _, o in results)
+    spent = _ledger_and_counters_agree(url)
+    assert spent <= cap + overshoot
+    assert spent > cap // 2  # the budget really was contended
+
+
+def test_sigkill_one_instance_mid_load(instances: tuple[str, list[Instance]]) -> None:
+    url, (victim, survivor) = instances
+    budget = {**_budget(10**9), "id": "big"}
+    headers = {"Authorization": f"Bearer {service_key(survivor.base, 'acme', budget)}"}
+    acknowledged: list[str] = []
+    held_on_victim: list[str] = []
+    survivor_failures = 0
+
+    async def worker(w: int, base: str, stop: asyncio.Event) -> None:
+        nonlocal survivor_failures
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+            i = 0
+            while not stop.is_set():
+                rid = f"k{w}-{i}"
+                i += 1
+                body = {"request_id": rid, "subject": {"tenant": "acme"}, "provider": "openai",
+                        "model": "gpt-4o-mini", "estimate": {"output_tokens": 10},
+                        "ttl_seconds": 2}  # fmt: skip
+                try:
+                    granted = await client.post("/v1/authorize", json=body)
+                    if granted.status_code != 200:
+                        continue
+                    if base == victim.base and i % 3 == 0:
+                        held_on_victim.append(rid)  # authorized, never committed
+                        continue
+                    done = await client.post(
+                        "/v1/commit", json={"request_id": rid, "usage": {"output_tokens": 10}}
+                    )
+                    if done.status_code == 200:
+                        acknowledged.append(rid)
+                except httpx.TransportError:
+                    if base == survivor.base:
+                        survivor_failures += 1
+                    await asyncio.sleep(0.05)
+
+    async def load() -> int:
+        stop = asyncio.Event()
+        bases = [victim.base, survivor.base]
+        tasks = [asyncio.create_task(worker(w, bases[w % 2], stop)) for w in range(16)]
+        await asyncio.sleep(1.5)
+        before = len(acknowledged)
+        await asyncio.to_thread(victim.kill)
+        killed_at = len(acknowledged)
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert killed_at > before >= 10  # the load was running when the kill came
+        return len(acknowledged) - killed_at
+
+    after_kill = asyncio.run(load())
+    assert after_kill > 20  # the survivor kept serving
+    assert survivor_failures == 0
+    assert held_on_victim
+    with Governor(url) as gov:
+        logged = {e.request_id for e in _events(gov) if e.status.value == "success"}
+        assert set(acknowledged) <= logged  # nothing acknowledged was lost
+    time.sleep(2.5)  # past every TTL; the survivor's next authorization sweeps
+    with httpx.Client(base_url=survivor.base, headers=headers) as client:
+        for i in range(3):
+            body = {"request_id": f"after-{i}", "subject": {"tenant": "acme"},
+                    "provider": "openai", "model": "gpt-4o-mini"}  # fmt: skip
+            assert client.post("/v1/authorize", json=body).status_code == 200
+            time.sleep(0.6)
+    with Governor(url) as gov:
+        expired = {e.request_id for e in _events(gov) if e.reason == "expired"}
+        assert set(held_on_victim) <= expired
+        assert gov.store.held_count() == 3  # only the three just authorized
