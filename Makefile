@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.estimate
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.postgres
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -318,6 +318,23 @@ def db_upgrade(db: Db = None) -> None:
     make_console().print(f"{redact_url(url)}: {message}", markup=False)
 
 
+@ledger_app.command("archive")
+def ledger_archive(
+    before: Annotated[str, typer.Option("--before", help="Events before this (ISO; whole hour).")],
+    to: Annotated[Path, typer.Option("--to", help="New file to write (.jsonl.gz).")],
+    db: Db = None,
+) -> None:
+    """Move old events into a gzip JSON-lines file; counters and usage reports keep them."""
+    cutoff = _instant(before, "--before")
+    assert cutoff is not None
+    with _governor(db) as gov:
+        stats = gov.archive(cutoff, to)
+    make_console().print(
+        f"archived {stats.events} events to {to}; forgot {stats.request_ids} finished request ids",
+        markup=False,
+    )
+
+
 @ledger_app.command("reprice")
 def ledger_reprice(
     since: Annotated[str, typer.Option("--since", help="From (ISO, inclusive).")],

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from allotment._access import KeysAndRates
+from allotment.archive import ArchiveWriter
 from allotment.config import load_budget_specs, load_rates
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call, Failure
@@ -35,6 +36,7 @@ from allotment.pricing.catalog import CatalogPricer
 from allotment.pricing.estimate import EstimateSettings, estimate_request
 from allotment.store import Store, open_store
 from allotment.store.base import (
+    ArchiveStats,
     AuthorizeRequest,
     CommitRequest,
     EventQuery,
@@ -407,6 +409,23 @@ class Governor(KeysAndRates):
     def rebuild(self) -> RebuildStats:
         """Recompute every counter and rollup from the ledger."""
         return self.store.rebuild()
+
+    def archive(self, before: datetime, path: str | Path) -> ArchiveStats:
+        """Move every event before ``before`` into a new gzip JSON-lines file at ``path``.
+
+        ``before`` is rounded down to a whole hour (UTC), the rollups' grain.
+        Counters keep what the archived events counted (a rebuild starts from
+        it), usage breakdowns keep their hourly rollups, and request ids of
+        finished calls before the cutoff are forgotten: a retry of one of
+        those would count as a new call. Needs SQLite or PostgreSQL.
+        """
+        if before.tzinfo is None:
+            raise ValidationError("before", "must be timezone-aware")
+        if before > self.now():
+            raise ValidationError("before", "must not be in the future")
+        hour = before.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        with ArchiveWriter(path) as sink:
+            return self.store.archive(hour, sink)
 
     def close(self) -> None:
         """Close the store."""

@@ -97,7 +97,13 @@ class Tx(Protocol):
     def events(self, query: EventQuery) -> Iterable[Event]: ...
     def counting_events(self, tenant: str | None) -> Iterable[Event]: ...
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None: ...
-    def clear_rollups(self) -> None: ...
+    def clear_rollups(self, from_hour: int | None) -> None: ...
+    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]: ...
+    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None: ...
+    def delete_events(self, event_ids: Sequence[int]) -> None: ...
+    def delete_finished_reservations(self, before: datetime) -> int: ...
+    def meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
     def rollups(
         self, tenant: str, since: int | None, until: int | None
     ) -> Iterable[tuple[RollupKey, Sequence[int]]]: ...
@@ -463,33 +469,71 @@ def rebuild_counters(tx: Tx, budgets: Sequence[Budget]) -> int:
     """Recompute the counters of ``budgets`` from the ledger and held reservations.
 
     Applies the budgets' *current* definitions to the whole history, so it
-    also backfills a budget created after usage happened.
+    also backfills a budget created after usage happened. Archived history
+    counts as it was counted when it was archived (``counter_baseline``).
     """
     ids = {b.id for b in budgets}
     tx.clear_counters(sorted(ids))
     totals: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for key, used in tx.baseline(sorted(ids)).items():
+        totals[key][0] += used
     tenants = {b.tenant for b in budgets}
     scope = None if None in tenants or len(tenants) != 1 else next(iter(tenants))
-    rates = tx.rates()
-    events = 0
-    for event in tx.counting_events(scope):
-        events += 1
-        call = Call(event.subject, event.provider, event.model)
-        # Resolve against all the tenant's budgets: an override elsewhere
-        # changes whether one of ``budgets`` counts this event.
-        applied = engine.resolve(
-            tx.budgets_for(event.subject.tenant), call, event.occurred_at, event.currency, rates
-        )
-        for hit in applied:
-            if hit.budget.id in ids:
-                amount = hit.amount(event.usage)
-                totals[(hit.budget.id, hit.member, hit.span.bucket)][0] += amount
+    events = list(tx.counting_events(scope))
+    for key, used in _contributions(tx, events, ids).items():
+        totals[key][0] += used
     for reservation in tx.held():
         for charge in reservation.charges:
             if charge.budget_id in ids:
                 totals[(charge.budget_id, charge.member, charge.bucket)][1] += charge.amount
     tx.add([(b, m, k, used, reserved) for (b, m, k), (used, reserved) in totals.items()])
-    return events
+    return len(events)
+
+
+def _contributions(
+    tx: Tx, events: Iterable[Event], ids: set[str] | None
+) -> dict[tuple[str, str, int], int]:
+    """What counting ``events`` add to the counters of budgets ``ids`` (None: all)."""
+    totals: dict[tuple[str, str, int], int] = defaultdict(int)
+    rates = tx.rates()
+    for event in events:
+        if not event.status.counts:
+            continue
+        call = Call(event.subject, event.provider, event.model)
+        # Resolve against all the tenant's budgets: an override elsewhere
+        # changes whether one of ``ids`` counts this event.
+        applied = engine.resolve(
+            tx.budgets_for(event.subject.tenant), call, event.occurred_at, event.currency, rates
+        )
+        for hit in applied:
+            if ids is None or hit.budget.id in ids:
+                totals[(hit.budget.id, hit.member, hit.span.bucket)] += hit.amount(event.usage)
+    return totals
+
+
+#: meta key: the ledger holds no events before this hour (epoch seconds) but late ones
+ARCHIVED_BEFORE = "archived_before"
+
+
+def archive_page(tx: Tx, page: Sequence[Event]) -> None:
+    """Move ``page`` (already written to the archive) out of the ledger.
+
+    What the events added to counters goes into the counter baseline, so a
+    rebuild still counts them; their hourly rollups stay where they are.
+    """
+    totals = _contributions(tx, page, None)
+    tx.add_baseline([(b, m, k, used) for (b, m, k), used in totals.items() if used])
+    tx.delete_events([e.id for e in page if e.id is not None])
+
+
+def finish_archive(tx: Tx, cutoff: datetime) -> int:
+    """Forget finished request ids before ``cutoff``; record the cutoff. Returns how many."""
+    removed = tx.delete_finished_reservations(cutoff)
+    hour = int(cutoff.timestamp())
+    previous = tx.meta(ARCHIVED_BEFORE)
+    if previous is None or int(previous) < hour:
+        tx.set_meta(ARCHIVED_BEFORE, str(hour))
+    return removed
 
 
 def reprice_page(
@@ -551,12 +595,16 @@ def rebuild(tx: Tx) -> RebuildStats:
     budgets = list(tx.all_budgets(None))
     tx.clear_counters(None)
     events = rebuild_counters(tx, budgets)
-    tx.clear_rollups()
+    # Rollups of archived hours stay: their events are no longer here to recount.
+    archived = tx.meta(ARCHIVED_BEFORE)
+    kept = None if archived is None else int(archived)
+    tx.clear_rollups(kept)
     after = 0
     while True:
         page = list(tx.events(EventQuery(after_id=after, limit=10_000)))
         for event in page:
-            tx.bump_rollup(*rollup_of(event))
+            if kept is None or event.occurred_at.timestamp() >= kept:
+                tx.bump_rollup(*rollup_of(event))
         if len(page) < 10_000:
             break
         after = page[-1].id or 0

@@ -17,6 +17,7 @@ from allotment.core.usage import Meter
 from allotment.store import _ops
 from allotment.store._ops import Tx
 from allotment.store.base import (
+    ArchiveStats,
     AuthorizeRequest,
     CommitRequest,
     EventQuery,
@@ -159,6 +160,25 @@ class TransactionalStore:
             stats.events += page.events
             stats.changed += page.changed
             stats.delta_micros += page.delta_micros
+        return stats
+
+    def archive(
+        self, before: datetime, sink: Callable[[Sequence[Event]], None], page_size: int = 5000
+    ) -> ArchiveStats:
+        """Move every event that occurred before ``before`` out of the ledger.
+
+        Each page is handed to ``sink`` (which must make it durable) before
+        the transaction that deletes it, so an event is never only in
+        neither place; a failure in between leaves it in both, and the next
+        run archives it again (archives are keyed by event id).
+        """
+        stats = ArchiveStats()
+        query = EventQuery(until=before, limit=page_size)
+        while page := self._read(lambda tx: list(tx.events(query))):
+            sink(page)
+            self._write(lambda tx: _ops.archive_page(tx, page))
+            stats.events += len(page)
+        stats.request_ids = self._write(lambda tx: _ops.finish_archive(tx, before))
         return stats
 
     def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:

@@ -25,6 +25,7 @@ from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 
 __all__ = [
+    "ArchiveStats",
     "AuthorizeRequest",
     "CommitRequest",
     "EventQuery",
@@ -173,6 +174,14 @@ class RebuildStats:
     counters: int
 
 
+@dataclass(slots=True)
+class ArchiveStats:
+    """What ``archive`` moved: events out of the ledger, request ids forgotten."""
+
+    events: int = 0
+    request_ids: int = 0
+
+
 class Store(Protocol):
     """What the governor needs from a backend."""
 
@@ -203,6 +212,9 @@ class Store(Protocol):
     def list_budgets(self, tenant: str | None = None) -> list[Budget]: ...
     def delete_budget(self, budget_id: str) -> None: ...
     def rebuild(self) -> RebuildStats: ...
+    def archive(
+        self, before: datetime, sink: Callable[[Sequence[Event]], None], page_size: int = 5000
+    ) -> ArchiveStats: ...
     def reprice(self, request: RepriceRequest, now: datetime) -> RepriceStats: ...
     def counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
     def held_count(self) -> int: ...

@@ -20,6 +20,7 @@ from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation, ReservationState
+from allotment.errors import ConfigurationError
 from allotment.store._ops import Delta, RollupKey, Tx
 from allotment.store._transactional import TransactionalStore
 from allotment.store.base import EventQuery
@@ -40,6 +41,8 @@ class _State:
         self.expiry: list[tuple[datetime, str]] = []
         self.events: list[Event] = []
         self.rollups: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
+        self.baseline: dict[tuple[str, str, int], int] = {}
+        self.meta: dict[str, str] = {}
 
 
 class MemoryStore(TransactionalStore):
@@ -258,10 +261,36 @@ class _MemoryTx:
             row[i] += value
         self._log(lambda: _sub_all(row, values))
 
-    def clear_rollups(self) -> None:
+    def clear_rollups(self, from_hour: int | None) -> None:
         before = self._s.rollups
-        self._s.rollups = defaultdict(dict)
+        kept: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
+        if from_hour is not None:
+            for tenant, rows in before.items():
+                kept[tenant] = {k: list(v) for k, v in rows.items() if k[1] < from_hour}
+        self._s.rollups = kept
         self._log(lambda: setattr(self._s, "rollups", before))
+
+    # archive: the memory store has no ledger to outlive the process, so none to archive
+    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
+        wanted = None if budget_ids is None else set(budget_ids)
+        return {k: v for k, v in self._s.baseline.items() if wanted is None or k[0] in wanted}
+
+    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        raise ConfigurationError("the memory store cannot archive; use SQLite or PostgreSQL")
+
+    def delete_events(self, event_ids: Sequence[int]) -> None:
+        raise ConfigurationError("the memory store cannot archive; use SQLite or PostgreSQL")
+
+    def delete_finished_reservations(self, before: datetime) -> int:
+        raise ConfigurationError("the memory store cannot archive; use SQLite or PostgreSQL")
+
+    def meta(self, key: str) -> str | None:
+        return self._s.meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        before = dict(self._s.meta)
+        self._s.meta[key] = value
+        self._log(lambda: setattr(self._s, "meta", before))
 
     def rollups(
         self, tenant: str, since: int | None, until: int | None

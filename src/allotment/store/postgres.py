@@ -328,6 +328,7 @@ class _PostgresTx:
 
     def delete_budget(self, budget_id: str) -> None:
         self._run("DELETE FROM budgets WHERE id = %s", (budget_id,))
+        self._run("DELETE FROM counter_baseline WHERE budget_id = %s", (budget_id,))
         self.clear_counters([budget_id])
         self._bump_config_version()
 
@@ -508,8 +509,48 @@ class _PostgresTx:
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
         self._run(_ROLLUP_UPSERT, (*key, *values))
 
-    def clear_rollups(self) -> None:
-        self._run("DELETE FROM rollups")
+    def clear_rollups(self, from_hour: int | None) -> None:
+        self._run("DELETE FROM rollups WHERE hour >= %s", (from_hour or -(2**62),))
+
+    # archive
+    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
+        sql = "SELECT budget_id, member, bucket, used FROM counter_baseline"
+        if budget_ids is None:
+            rows = self._rows(sql)
+        else:
+            rows = self._rows(sql + " WHERE budget_id = ANY(%s)", (list(budget_ids),))
+        return {(b, m, k): u for b, m, k, u in rows}
+
+    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        if rows:
+            self._run(
+                "INSERT INTO counter_baseline AS c SELECT * FROM unnest(%s::text[], %s::text[], "
+                "%s::bigint[], %s::bigint[]) AS t(b, m, k, u) ORDER BY b, m, k "
+                "ON CONFLICT (budget_id, member, bucket) "
+                "DO UPDATE SET used = c.used + excluded.used",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+
+    def delete_events(self, event_ids: Sequence[int]) -> None:
+        self._run("DELETE FROM events WHERE id = ANY(%s)", (list(event_ids),))
+
+    def delete_finished_reservations(self, before: datetime) -> int:
+        cursor = self._conn.execute(
+            "DELETE FROM reservations WHERE state != 'held' AND authorized_at < %s",
+            (to_us(before),),
+        )
+        return cursor.rowcount
+
+    def meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = %s", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._run(
+            "INSERT INTO meta VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def rollups(
         self, tenant: str, since: int | None, until: int | None

@@ -309,6 +309,7 @@ class _SQLiteTx:
 
     def delete_budget(self, budget_id: str) -> None:
         self._conn.execute("DELETE FROM budgets WHERE id = ?", (budget_id,))
+        self._conn.execute("DELETE FROM counter_baseline WHERE budget_id = ?", (budget_id,))
         self.clear_counters([budget_id])
         self._bump_config_version()
 
@@ -462,8 +463,45 @@ class _SQLiteTx:
             (*key, *values),
         )
 
-    def clear_rollups(self) -> None:
-        self._conn.execute("DELETE FROM rollups")
+    def clear_rollups(self, from_hour: int | None) -> None:
+        self._conn.execute("DELETE FROM rollups WHERE hour >= ?", (from_hour or -(2**62),))
+
+    # archive
+    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
+        sql = "SELECT budget_id, member, bucket, used FROM counter_baseline"
+        if budget_ids is None:
+            rows = self._conn.execute(sql).fetchall()
+        else:
+            marks = ", ".join("?" * len(budget_ids))
+            rows = self._conn.execute(f"{sql} WHERE budget_id IN ({marks})", budget_ids).fetchall()
+        return {(b, m, k): u for b, m, k, u in rows}
+
+    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        self._conn.executemany(
+            "INSERT INTO counter_baseline VALUES (?, ?, ?, ?) ON CONFLICT "
+            "(budget_id, member, bucket) DO UPDATE SET used = used + excluded.used",
+            rows,
+        )
+
+    def delete_events(self, event_ids: Sequence[int]) -> None:
+        self._conn.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in event_ids])
+
+    def delete_finished_reservations(self, before: datetime) -> int:
+        cursor = self._conn.execute(
+            "DELETE FROM reservations WHERE state != 'held' AND authorized_at < ?",
+            (to_us(before),),
+        )
+        return cursor.rowcount
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def rollups(
         self, tenant: str, since: int | None, until: int | None

@@ -139,4 +139,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX api_keys_tenant ON api_keys (tenant);
         """,
     ),
+    (
+        3,
+        "ledger archive: counter baseline, finished-reservation index",
+        """
+        -- What archived events (moved out of the ledger by `allotment ledger
+        -- archive`) had added to each counter: rebuilds start from it.
+        CREATE TABLE counter_baseline (
+            budget_id TEXT NOT NULL,
+            member TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            used INTEGER NOT NULL,
+            PRIMARY KEY (budget_id, member, bucket)
+        ) WITHOUT ROWID;
+        CREATE INDEX reservations_done_time ON reservations (authorized_at)
+            WHERE state != 'held';
+        """,
+    ),
 ]

@@ -1,0 +1,185 @@
+"""PostgreSQL benchmark: authorize+commit pairs/s, in-process and through two instances.
+
+Run with ``python -m bench.postgres`` (part of ``make bench``). Two kinds of
+traffic: ``hot`` (every call charges one tenant-wide budget: one counter row
+every transaction locks) and ``spread`` (calls spread over 100 tenants, each
+with its own budget). SQLite, measured the same way in the same run, is the
+ratio's baseline. The service part runs 2 ``allotment serve`` instances with
+2 workers each on one PostgreSQL database (SQLite: one instance, 2 workers)
+and drives them with 64 keep-alive clients spread over the instances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+from tests.e2e.server import ADMIN, Instance
+
+from allotment import Governor
+from bench.http import _connection, _timed
+
+SERVER = os.environ.get("ALLOTMENT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+TENANTS = {"hot": 1, "spread": 100}
+CLIENTS = 64
+ROUNDS = 30
+
+
+def _budgets(traffic: str) -> list[dict[str, object]]:
+    return [
+        {"id": f"t{i}", "tenant": f"t{i}", "meter": "tokens", "window": "day", "limit": 10**14}
+        for i in range(TENANTS[traffic])
+    ]
+
+
+def _subject(traffic: str, rng: random.Random) -> dict[str, str]:
+    return {"tenant": f"t{rng.randrange(TENANTS[traffic])}", "user": f"u{rng.randrange(50)}"}
+
+
+def _in_process(
+    gov: Governor, traffic: str, threads: int, total: int
+) -> tuple[float, float, float]:
+    samples: list[list[int]] = [[] for _ in range(threads)]
+
+    def run(worker: int) -> None:
+        rng = random.Random(worker)
+        for _ in range(total // threads):
+            rid = uuid.uuid4().hex
+            subject = _subject(traffic, rng)
+            t0 = time.perf_counter_ns()
+            gov.authorize(rid, subject, "openai", "gpt-4o-mini", {"output_tokens": 200})
+            gov.commit(rid, {"input_tokens": 120, "output_tokens": 80})
+            samples[worker].append(time.perf_counter_ns() - t0)
+
+    run(0)  # warm-up: connections, prepared statements, caches
+    samples[0].clear()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, range(threads)))
+    elapsed = time.perf_counter() - start
+    flat = sorted(s for chunk in samples for s in chunk)
+    return len(flat) / elapsed, flat[len(flat) // 2] / 1e3, flat[int(len(flat) * 0.99)] / 1e3
+
+
+async def _client(port: int, traffic: str, worker: int, latencies: list[float]) -> None:
+    send, close = await _connection(port, f"Authorization: Bearer {ADMIN}\r\n".encode())
+    rng = random.Random(worker)
+    for i in range(ROUNDS):
+        rid = f"b{worker}-{i}-{uuid.uuid4().hex[:8]}"
+        started = time.perf_counter()
+        call = {"request_id": rid, "subject": _subject(traffic, rng), "provider": "openai",
+                "model": "gpt-4o-mini", "estimate": {"output_tokens": 200}}  # fmt: skip
+        usage = {"request_id": rid, "usage": {"input_tokens": 120, "output_tokens": 80}}
+        assert await send("POST", "/v1/authorize", call) == 200
+        assert await send("POST", "/v1/commit", usage) == 200
+        latencies.append(time.perf_counter() - started)
+    close()
+
+
+def _through_service(instances: list[Instance], traffic: str) -> tuple[float, float, float]:
+    ports = [int(i.base.rsplit(":", 1)[1]) for i in instances]
+    _timed(lambda out: [_client(ports[w % len(ports)], traffic, w, out) for w in range(8)])
+    took, latencies = _timed(
+        lambda out: [_client(ports[w % len(ports)], traffic, w, out) for w in range(CLIENTS)]
+    )
+    return (
+        len(latencies) / took,
+        latencies[len(latencies) // 2] * 1e3,
+        latencies[int(len(latencies) * 0.99)] * 1e3,
+    )
+
+
+class _Databases:
+    """Fresh databases of each kind; PostgreSQL schemas are dropped at the end."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="allotment-pg-bench-"))
+        self.schemas: list[str] = []
+
+    def url(self, store: str, pool: int = 20) -> str:
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        if store == "sqlite":
+            return f"sqlite:///{self.dir / name}.db"
+        self.schemas.append(name)
+        return f"{SERVER}?schema={name}&pool={pool}"
+
+    def close(self) -> None:
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            for name in self.schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def in_process(dbs: _Databases, pairs: int, console: Console) -> Table:
+    """Pairs/s of one Governor with 1, 4 and 16 threads, per store and traffic."""
+    table = Table(title="in-process authorize+commit pairs (one Governor, N threads)")
+    for column in ("store", "traffic", "threads", "pairs/s", "p50 µs", "p99 µs", "÷ SQLite"):
+        table.add_column(column, justify="left" if column in ("store", "traffic") else "right")
+    sqlite_rate: dict[tuple[str, int], float] = {}
+    for store in ("sqlite", "postgres"):
+        for traffic in TENANTS:
+            gov = Governor(dbs.url(store))
+            for spec in _budgets(traffic):
+                gov.create_budget(spec)
+            for threads in (1, 4, 16):
+                rate, p50, p99 = _in_process(gov, traffic, threads, pairs)
+                baseline = sqlite_rate.setdefault((traffic, threads), rate)
+                table.add_row(store, traffic, str(threads), f"{rate:,.0f}", f"{p50:,.0f}",
+                              f"{p99:,.0f}", f"{rate / baseline:.2f}")  # fmt: skip
+                console.log(f"{store} {traffic} {threads} threads: {rate:,.0f} pairs/s")
+            gov.close()
+    return table
+
+
+def through_service(dbs: _Databases, console: Console) -> Table:
+    """Pairs/s through 2 PostgreSQL instances (and 1 SQLite instance) of 2 workers each."""
+    table = Table(title=f"through the service: {CLIENTS} keep-alive clients")
+    for column in ("store", "instances x workers", "traffic", "pairs/s", "p50 ms", "p99 ms",
+                   "÷ SQLite"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("store", "traffic") else "right")
+    sqlite_rate: dict[str, float] = {}
+    for store, count in (("sqlite", 1), ("postgres", 2)):
+        for traffic in TENANTS:
+            url = dbs.url(store, pool=4)
+            with ExitStack() as stack:
+                instances = [Instance(url, workers=2) for _ in range(count)]
+                for instance in instances:
+                    stack.callback(instance.stop)
+                with Governor(url) as gov:
+                    for spec in _budgets(traffic):
+                        gov.create_budget(spec)
+                rate, p50, p99 = _through_service(instances, traffic)
+            baseline = sqlite_rate.setdefault(traffic, rate)
+            table.add_row(store, f"{count} x 2", traffic, f"{rate:,.0f}", f"{p50:.1f}",
+                          f"{p99:.1f}", f"{rate / baseline:.2f}")  # fmt: skip
+            console.log(f"service {store} {traffic}: {rate:,.0f} pairs/s")
+    return table
+
+
+def main() -> None:
+    """Print both tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3000, help="pairs per in-process run")
+    parser.add_argument("--skip-service", action="store_true")
+    args = parser.parse_args()
+    console = Console()
+    dbs = _Databases()
+    try:
+        console.print(in_process(dbs, args.pairs, console))
+        if not args.skip_service:
+            console.print(through_service(dbs, console))
+    finally:
+        dbs.close()
+
+
+if __name__ == "__main__":
+    main()
