@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from allotment.errors import ConfigurationError, StoreError
+from allotment.errors import ConfigurationError, ConflictError, StoreError
 from allotment.governor import Governor
 from allotment.store import open_store
 from allotment.store.base import EventQuery
@@ -188,3 +188,64 @@ def test_first_key_is_created_once_by_instances_starting_together(postgres_url: 
     assert len(stores[0].list_keys()) == 1
     for store in stores:
         store.close()
+
+
+def test_batches_answer_each_caller_as_if_alone(postgres_url: str, clock: Clock) -> None:
+    """Calls that arrive together share a transaction; a bad one fails only itself."""
+    gov = Governor(postgres_url, clock=clock)
+    gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": 10_000})  # fmt: skip
+    gov.create_budget({"id": "per-user", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "per": "user", "limit": 300})  # fmt: skip
+    gov.authorize("taken", SUBJECT, "openai", "gpt-4o", {"output_tokens": 1})
+    threads = 16
+    barrier = threading.Barrier(threads)
+
+    def run(i: int) -> list[str]:
+        outcomes = []
+        for round_ in range(12):
+            barrier.wait()
+            subject = {**SUBJECT, "user": f"u{i % 4}"}
+            rid = "taken" if i == 0 and round_ % 3 == 0 else f"{i}-{round_}"
+            try:
+                decision = gov.authorize(rid, subject, "openai", "gpt-4o", {"output_tokens": 10})
+            except ConflictError:
+                outcomes.append("conflict")
+                continue
+            if decision.allowed:
+                gov.commit(rid, {"output_tokens": 8 + i % 5})
+                outcomes.append("allowed")
+            else:
+                outcomes.append(decision.refusals[0].reason.value)
+        return outcomes
+
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = list(pool.map(run, range(threads)))
+    assert outcomes[0].count("conflict") == 4
+    assert all("conflict" not in o for o in outcomes[1:])
+    store = gov.store
+    assert isinstance(store, PostgresStore) and store.batches > 0
+    for user in range(4):
+        view = gov.status({**SUBJECT, "user": f"u{user}"})[1]
+        assert view.used + view.reserved <= 300
+    live = store.counters()
+    gov.rebuild()
+    assert store.counters() == live
+    gov.close()
+
+
+def test_same_request_id_twice_in_one_batch_replays(postgres_url: str, clock: Clock) -> None:
+    gov = Governor(postgres_url, clock=clock)
+    gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": 10_000})  # fmt: skip
+    barrier = threading.Barrier(8)
+
+    def run(_: int) -> bool:
+        barrier.wait()
+        return gov.authorize("same", SUBJECT, "openai", "gpt-4o", {"output_tokens": 10}).replayed
+
+    with ThreadPoolExecutor(8) as pool:
+        replayed = list(pool.map(run, range(8)))
+    assert replayed.count(False) == 1
+    assert gov.status(SUBJECT)[0].reserved == 10
+    gov.close()

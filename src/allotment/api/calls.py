@@ -1,18 +1,23 @@
 """The call lifecycle over HTTP: authorize, commit, release, batch events.
 
-authorize, commit and release are ``async def`` and call the governor
-directly: each is one short store transaction, serialized by the store's
-write lock anyway, so a hop through the thread pool would only add latency.
+authorize, commit and release are ``async def``. On an embedded store they
+call the governor directly: each is one short transaction, serialized by the
+store's write lock anyway, so a hop through the thread pool would only add
+latency. A store that waits on the network (PostgreSQL, ``store.blocking``)
+is called from the thread pool instead, so that one worker has many calls in
+flight and the store can batch them into one transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.errors import ApiError, refusal_response
@@ -20,9 +25,11 @@ from allotment.api.instruments import DECISIONS, STORE_ERRORS
 from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
+from allotment.governor import Governor
 
 __all__ = ["router"]
 
+T = TypeVar("T")
 router = APIRouter(prefix="/v1", tags=["calls"])
 
 
@@ -87,9 +94,9 @@ async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) ->
     """Reserve the estimate on every applicable budget, or refuse with 402."""
     caller.may_write_usage()
     caller.tenant(_tenant_of(body.subject))
-    decision = gov.authorize(
-        body.request_id, body.subject, body.provider, body.model, body.estimate,
-        ttl=body.ttl_seconds, request=body.request,
+    decision = await _run(
+        gov, gov.authorize, body.request_id, body.subject, body.provider, body.model,
+        body.estimate, ttl=body.ttl_seconds, request=body.request,
     )  # fmt: skip
     if not decision.allowed:
         DECISIONS.labels("refused", decision.refusals[0].reason.value).inc()
@@ -106,8 +113,8 @@ async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[
     caller.may_write_usage()
     if body.subject is not None:
         caller.tenant(_tenant_of(body.subject))
-    result = gov.commit(
-        body.request_id, body.usage, status=body.status, reason=body.reason,
+    result = await _run(
+        gov, gov.commit, body.request_id, body.usage, status=body.status, reason=body.reason,
         provider=body.provider, model=body.model, subject=body.subject, tenant=caller.scope(),
     )  # fmt: skip
     return _committed(result)
@@ -117,7 +124,7 @@ async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[
 async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
     """Release a reservation; releasing twice, or after commit, changes nothing."""
     caller.may_write_usage()
-    state = gov.release(body.request_id, body.reason, tenant=caller.scope())
+    state = await _run(gov, gov.release, body.request_id, body.reason, tenant=caller.scope())
     return {"request_id": body.request_id, "state": state.value}
 
 
@@ -130,6 +137,13 @@ def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> dict[str, A
     items = [e.model_dump(exclude_none=True) for e in body.events]
     results = gov.record_many(items)
     return {"events": [_committed(r) for r in results]}
+
+
+async def _run(gov: Governor, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``method(*args, **kwargs)``: in the thread pool if the store waits on the network."""
+    if getattr(gov.store, "blocking", False):
+        return await run_in_threadpool(method, *args, **kwargs)
+    return method(*args, **kwargs)
 
 
 def _tenant_of(subject: dict[str, Any]) -> str | None:

@@ -69,12 +69,15 @@ class TransactionalStore:
     _last_sweep: datetime | None = None
 
     def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
+        self._sweep_now_and_then(now)
+        return self._write(lambda tx: _ops.authorize(tx, request, now))
+
+    def _sweep_now_and_then(self, now: datetime) -> None:
         last = self._last_sweep
         if last is None or not last <= now < last + self.sweep_every:
             # Its own transaction: the sweep's locks never widen an authorization's.
             self._last_sweep = now
             self.sweep(now, limit=100)
-        return self._write(lambda tx: _ops.authorize(tx, request, now))
 
     def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
         return self._write(lambda tx: _ops.commit(tx, request, now))

@@ -34,11 +34,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
 from allotment.core.budgets import Budget
+from allotment.core.decisions import Decision
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
-from allotment.core.ledger import Event, Reservation
+from allotment.core.ledger import CommitResult, Event, Reservation
 from allotment.errors import ConfigurationError, StoreError
+from allotment.store._batch import Batcher, BatchTx, Item
 from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx
 from allotment.store._rows import (
     EVENT_COLUMNS,
@@ -54,7 +56,7 @@ from allotment.store._rows import (
     to_us,
 )
 from allotment.store._transactional import TransactionalStore
-from allotment.store.base import EventQuery
+from allotment.store.base import AuthorizeRequest, CommitRequest, EventQuery
 from allotment.store.migrations.postgres import MIGRATIONS
 
 try:
@@ -78,6 +80,13 @@ _EVENT_SELECT = ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
 _EVENT_INSERT = (
     f"INSERT INTO events ({_EVENT_SELECT.removeprefix('id, ')}) "
     f"VALUES ({', '.join(['%s'] * (len(EVENT_COLUMNS) - 1))}) RETURNING id"
+)
+_EVENT_INSERT_WITH_ID = (
+    f"INSERT INTO events ({_EVENT_SELECT}) VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})"
+)
+_RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join(['%s'] * 13)})"
+_RESERVATION_UPDATE = (
+    "UPDATE reservations SET state = %s, commit_hash = %s, event_id = %s WHERE request_id = %s"
 )
 _ROLLUP_KEY = 'tenant, hour, "user", key, agent, feature, provider, model, status'
 _ROLLUP_UPSERT = (
@@ -121,6 +130,52 @@ class PostgresStore(TransactionalStore):
             self._pool.close()
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
         self._migrate()
+        self._batcher = Batcher(self._run_batch)
+        #: batches of more than one call run, and how many had to re-run call by call
+        self.batches = self.batch_fallbacks = 0
+
+    #: calls wait on the network: the service runs them in threads so they can batch
+    blocking = True
+
+    def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
+        self._sweep_now_and_then(now)
+        result: Decision = self._batcher.submit(Item(request, now))
+        return result
+
+    def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
+        result: CommitResult = self._batcher.submit(Item(request, now))
+        return result
+
+    def _run_batch(self, items: list[Item]) -> None:
+        """Run ``items`` as one transaction; if that fails in any way, each on its own."""
+        if len(items) > 1:
+            self.batches += 1
+            try:
+                results = self._once(lambda tx: _batched(tx, items))
+            except Exception:  # whatever it was, each call run on its own will say
+                self.batch_fallbacks += 1
+            else:
+                for item, result in zip(items, results, strict=True):
+                    item.result = result
+                return
+        for item in items:
+            try:
+                item.result = self._write(item.run)
+            except Exception as exc:  # raised in the caller's thread by the batcher
+                item.error = exc
+
+    def _once(self, operation: Callable[[_PostgresTx], T]) -> T:
+        """One attempt of a write transaction, database errors raised as they are."""
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                result = operation(_PostgresTx(self, conn, locking=True))
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                raise
 
     # transactions
     @contextmanager
@@ -238,6 +293,25 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
             rest.append((name, value))
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
     return conninfo, schema, size
+
+
+def _reservation_values(r: Reservation) -> tuple[Any, ...]:
+    return (
+        r.request_id, r.subject.tenant, r.state.value, r.payload_hash, r.commit_hash, r.event_id,
+        subject_json(r.subject), r.provider, r.model, json.dumps(r.estimate.to_dict()),
+        json.dumps(r.charges), to_us(r.authorized_at), to_us(r.expires_at),
+    )  # fmt: skip
+
+
+def _reservation_update(r: Reservation) -> tuple[Any, ...]:
+    return (r.state.value, r.commit_hash, r.event_id, r.request_id)
+
+
+def _batched(tx: _PostgresTx, items: list[Item]) -> list[Any]:
+    batch = BatchTx(tx, items)
+    results = [item.run(batch) for item in items]
+    batch.flush()
+    return results
 
 
 def _retryable(exc: psycopg.Error) -> bool:
@@ -402,6 +476,46 @@ class _PostgresTx:
         if rows:
             self._run(_ADD_COUNTERS, [list(column) for column in zip(*rows, strict=True)])
 
+    # batches (see allotment.store._batch)
+    def lock_counters(
+        self, keys: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], tuple[int, int]]:
+        if not keys:
+            return {}
+        rows = self._rows(_LOCK_COUNTERS, [[k[0] for k in keys], [k[1] for k in keys],
+                                           [k[2] for k in keys]])  # fmt: skip
+        return {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
+
+    def lock_reservations(self, request_ids: Sequence[str]) -> dict[str, Reservation]:
+        rows = self._rows(
+            "SELECT * FROM reservations WHERE request_id = ANY(%s) ORDER BY request_id FOR UPDATE",
+            (list(request_ids),),
+        )
+        return {row[0]: reservation_from_row(row) for row in rows}
+
+    def next_event_ids(self, count: int) -> list[int]:
+        rows = self._rows(
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)",
+            (count,),
+        )
+        return [row[0] for row in rows]
+
+    def insert_events(self, events: Sequence[Event]) -> None:
+        if events:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(
+                    _EVENT_INSERT_WITH_ID, [(e.id, *event_values(e)) for e in events]
+                )
+
+    def upsert_reservations(
+        self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
+    ) -> None:
+        with self._conn.cursor() as cursor:
+            if inserts:
+                cursor.executemany(_RESERVATION_INSERT, [_reservation_values(r) for r in inserts])
+            if updates:
+                cursor.executemany(_RESERVATION_UPDATE, [_reservation_update(r) for r in updates])
+
     def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
         # Wait for every transaction that has charged a counter, and hold new
         # ones off: the recount that follows then sees a settled ledger.
@@ -425,31 +539,10 @@ class _PostgresTx:
         return reservation_from_row(rows[0]) if rows else None
 
     def insert_reservation(self, r: Reservation) -> None:
-        self._run(
-            "INSERT INTO reservations VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                r.request_id,
-                r.subject.tenant,
-                r.state.value,
-                r.payload_hash,
-                r.commit_hash,
-                r.event_id,
-                subject_json(r.subject),
-                r.provider,
-                r.model,
-                json.dumps(r.estimate.to_dict()),
-                json.dumps(r.charges),
-                to_us(r.authorized_at),
-                to_us(r.expires_at),
-            ),
-        )
+        self._run(_RESERVATION_INSERT, _reservation_values(r))
 
     def update_reservation(self, r: Reservation) -> None:
-        self._run(
-            "UPDATE reservations SET state = %s, commit_hash = %s, event_id = %s "
-            "WHERE request_id = %s",
-            (r.state.value, r.commit_hash, r.event_id, r.request_id),
-        )
+        self._run(_RESERVATION_UPDATE, _reservation_update(r))
 
     def expired(self, now: datetime, limit: int) -> list[Reservation]:
         # SKIP LOCKED: concurrent sweepers (any instance) split the work, and a
