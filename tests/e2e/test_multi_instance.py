@@ -185,14 +185,9 @@ def test_sigkill_one_instance_mid_load(instances: tuple[str, list[Instance]]) ->
     with Governor(url) as gov:
         logged = {e.request_id for e in _events(gov) if e.status.value == "success"}
         assert set(acknowledged) <= logged  # nothing acknowledged was lost
-    time.sleep(2.5)  # past every TTL; the survivor's next authorization sweeps
-    with httpx.Client(base_url=survivor.base, headers=headers) as client:
-        for i in range(3):
-            body = {"request_id": f"after-{i}", "subject": {"tenant": "acme"},
-                    "provider": "openai", "model": "gpt-4o-mini"}  # fmt: skip
-            assert client.post("/v1/authorize", json=body).status_code == 200
-            time.sleep(0.6)
+    time.sleep(3.5)  # past every TTL, and a background sweep of the survivor after it
     with Governor(url) as gov:
         expired = {e.request_id for e in _events(gov) if e.reason == "expired"}
         assert set(held_on_victim) <= expired
-        assert gov.store.held_count() == 3  # only the three just authorized
+        assert gov.store.held_count() == 0
+        assert gov.status({"tenant": "acme"})[0].reserved == 0

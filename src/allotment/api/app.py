@@ -1,23 +1,29 @@
 """The HTTP service: one composition root, ``create_app(governor)``.
 
 ``build_app()`` is the uvicorn factory: it reads the settings from the
-environment (``ALLOTMENT_DB``, ``ALLOTMENT_CONFIG``, ``ALLOTMENT_ADMIN_KEY``)
-so every worker process builds the same app.
+environment (``ALLOTMENT_DB``, ``ALLOTMENT_CONFIG``, ``ALLOTMENT_ADMIN_KEY``,
+``ALLOTMENT_SWEEP_SECONDS``: how often each worker releases expired
+reservations, default 1, 0 for never) so every worker process builds the same
+app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allotment.api import admin, calls, errors, metrics, reads
-from allotment.api.instruments import LATENCY
+from allotment.api.instruments import LATENCY, STORE_ERRORS
 from allotment.config import db_url, load_pricing
+from allotment.errors import AllotmentError
 from allotment.governor import Governor
 
 __all__ = ["bootstrap_admin_key", "build_app", "create_app"]
@@ -51,12 +57,25 @@ class RequestIdMiddleware:
             LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
 
 
-def create_app(governor: Governor) -> FastAPI:
-    """The v1 API over ``governor``."""
+def create_app(governor: Governor, sweep_every: float | None = None) -> FastAPI:
+    """The v1 API over ``governor``; with ``sweep_every``, a background sweeper too."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None if not sweep_every else asyncio.create_task(_sweeper(governor, sweep_every))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+
     app = FastAPI(
         title="allotment",
         version="1",
         description="A budget in front of every AI call.",
+        lifespan=lifespan,
     )
     app.state.governor = governor
     errors.install(app)
@@ -66,6 +85,19 @@ def create_app(governor: Governor) -> FastAPI:
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def _sweeper(governor: Governor, every: float) -> None:
+    """Release expired reservations even when no authorization comes to do it.
+
+    Every worker of every instance runs one; the store makes that safe.
+    """
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(governor.sweep)
+        except AllotmentError:
+            STORE_ERRORS.inc()  # the next round tries again
 
 
 def build_app() -> FastAPI:
@@ -78,7 +110,8 @@ def build_app() -> FastAPI:
     else:
         governor = Governor(db_url())
     bootstrap_admin_key(governor)
-    return create_app(governor)
+    sweep_every = float(os.environ.get("ALLOTMENT_SWEEP_SECONDS", "1"))
+    return create_app(governor, sweep_every=sweep_every)
 
 
 def bootstrap_admin_key(governor: Governor) -> None:
