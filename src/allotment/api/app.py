@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allotment.api import admin, calls, errors, metrics, reads
+from allotment.api.fast import FastCalls
 from allotment.api.instruments import LATENCY, STORE_ERRORS
 from allotment.config import db_url, load_pricing
 from allotment.errors import AllotmentError
@@ -57,8 +58,14 @@ class RequestIdMiddleware:
             LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
 
 
-def create_app(governor: Governor, sweep_every: float | None = None) -> FastAPI:
-    """The v1 API over ``governor``; with ``sweep_every``, a background sweeper too."""
+def create_app(
+    governor: Governor, sweep_every: float | None = None, *, lean: bool = True
+) -> FastAPI:
+    """The v1 API over ``governor``; with ``sweep_every``, a background sweeper too.
+
+    ``lean`` answers authorize, commit and release past FastAPI's request
+    machinery (``allotment.api.fast``); without it, the FastAPI routes do.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +90,9 @@ def create_app(governor: Governor, sweep_every: float | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(reads.health)
     app.include_router(metrics.router)
-    app.add_middleware(RequestIdMiddleware)
+    if lean:
+        app.add_middleware(FastCalls, governor=governor)
+    app.add_middleware(RequestIdMiddleware)  # outermost: ids and latency for every route
     return app
 
 

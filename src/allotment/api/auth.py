@@ -88,11 +88,15 @@ async def authenticate(request: Request) -> Caller:
     Async on purpose: keys are cached by the governor, so this is cheap and a
     hop through the thread pool would cost more than the check itself.
     """
-    header = request.headers.get("authorization", "")
+    return caller_from(request.headers.get("authorization", ""), governor_of(request))
+
+
+def caller_from(header: str, governor: Governor) -> Caller:
+    """The caller an ``Authorization`` header names, or 401."""
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>")
-    key = governor_of(request).authenticate(secret.strip())
+    key = governor.authenticate(secret.strip())
     if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     return Caller(key)

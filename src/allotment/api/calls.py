@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from allotment.api.auth import CallerDep, GovernorDep
+from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.errors import ApiError, refusal_response
 from allotment.api.instruments import DECISIONS, STORE_ERRORS
 from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
@@ -90,8 +90,25 @@ class EventsBody(_Body):
 
 
 @router.post("/authorize", response_model=None, responses=documented(DecisionOut))
-async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Any:
+async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Response:
     """Reserve the estimate on every applicable budget, or refuse with 402."""
+    return await do_authorize(body, caller, gov)
+
+
+@router.post("/commit", response_model=None, responses=documented(CommitOut))
+async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> Response:
+    """Replace the reservation with the actual usage; idempotent per request id."""
+    return await do_commit(body, caller, gov)
+
+
+@router.post("/release", response_model=None, responses=documented(ReleaseOut))
+async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> Response:
+    """Release a reservation; releasing twice, or after commit, changes nothing."""
+    return await do_release(body, caller, gov)
+
+
+# The work of the three routes above, shared with the lean path in allotment.api.fast.
+async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     caller.tenant(_tenant_of(body.subject))
     decision = await _run(
@@ -107,9 +124,7 @@ async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) ->
     return JSONResponse(decision.to_dict(), headers=_budget_headers(decision))
 
 
-@router.post("/commit", response_model=None, responses=documented(CommitOut))
-async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
-    """Replace the reservation with the actual usage; idempotent per request id."""
+async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     if body.subject is not None:
         caller.tenant(_tenant_of(body.subject))
@@ -117,26 +132,25 @@ async def commit(body: CommitBody, caller: CallerDep, gov: GovernorDep) -> dict[
         gov, gov.commit, body.request_id, body.usage, status=body.status, reason=body.reason,
         provider=body.provider, model=body.model, subject=body.subject, tenant=caller.scope(),
     )  # fmt: skip
-    return _committed(result)
+    # A ready response: FastAPI's generic encoder would walk the dict again, slowly.
+    return JSONResponse(_committed(result))
 
 
-@router.post("/release", response_model=None, responses=documented(ReleaseOut))
-async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
-    """Release a reservation; releasing twice, or after commit, changes nothing."""
+async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     state = await _run(gov, gov.release, body.request_id, body.reason, tenant=caller.scope())
-    return {"request_id": body.request_id, "state": state.value}
+    return JSONResponse({"request_id": body.request_id, "state": state.value})
 
 
 @router.post("/events", response_model=None, responses=documented(CommitsOut))
-def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> JSONResponse:
     """Record a batch of post-hoc calls, idempotent per request id."""
     caller.may_write_usage()
     for event in body.events:
         caller.tenant(_tenant_of(event.subject))
     items = [e.model_dump(exclude_none=True) for e in body.events]
     results = gov.record_many(items)
-    return {"events": [_committed(r) for r in results]}
+    return JSONResponse({"events": [_committed(r) for r in results]})
 
 
 async def _run(gov: Governor, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -5,6 +5,7 @@ Every error body is ``{"error": {"code": ..., "message": ..., ...details}}``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,7 +24,7 @@ from allotment.errors import (
     ValidationError,
 )
 
-__all__ = ["ApiError", "install", "refusal_response"]
+__all__ = ["ApiError", "error_response", "install", "invalid_shape", "refusal_response"]
 
 
 class ApiError(Exception):
@@ -63,46 +64,48 @@ def refusal_response(decision: Decision) -> JSONResponse:
     )
 
 
+def invalid_shape(errors: Sequence[Any]) -> JSONResponse:
+    """422 for a body that does not fit its model, naming the first bad field."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+    field = ".".join(loc) or "body"
+    return error(422, "invalid_request", f"{field}: {first.get('msg')}", field=field)
+
+
+def error_response(exc: Exception) -> JSONResponse | None:
+    """The response for an error allotment raises (None: not one of ours)."""
+    match exc:
+        case ApiError():
+            return error(exc.status, exc.code, exc.message)
+        case ValidationError():
+            return error(422, "invalid_request", str(exc), field=exc.field)
+        case RequestValidationError():
+            return invalid_shape(exc.errors())
+        case NotFoundError():
+            return error(404, "not_found", str(exc))
+        case ConflictError():
+            return error(409, "conflict", str(exc))
+        case BudgetExceeded():
+            return refusal_response(exc.decision)
+        case StoreError():
+            STORE_ERRORS.inc()
+            return error(503, "store_unavailable", "the store cannot be reached")
+        case ConfigurationError():
+            return error(422, "configuration", str(exc))
+        case HTTPException():
+            code = "not_found" if exc.status_code == 404 else "http_error"
+            return error(exc.status_code, code, str(exc.detail))
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Map every error allotment raises to its status code."""
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status, exc.code, exc.message)
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = error_response(exc)
+        assert response is not None  # registered below for exactly these types
+        return response
 
-    @app.exception_handler(ValidationError)
-    async def invalid(request: Request, exc: ValidationError) -> JSONResponse:
-        return error(422, "invalid_request", str(exc), field=exc.field)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_shape(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
-        field = ".".join(loc) or "body"
-        return error(422, "invalid_request", f"{field}: {first.get('msg')}", field=field)
-
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return error(404, "not_found", str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        return error(409, "conflict", str(exc))
-
-    @app.exception_handler(BudgetExceeded)
-    async def exceeded(request: Request, exc: BudgetExceeded) -> JSONResponse:
-        return refusal_response(exc.decision)
-
-    @app.exception_handler(StoreError)
-    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
-        STORE_ERRORS.inc()
-        return error(503, "store_unavailable", "the store cannot be reached")
-
-    @app.exception_handler(ConfigurationError)
-    async def misconfigured(request: Request, exc: ConfigurationError) -> JSONResponse:
-        return error(422, "configuration", str(exc))
-
-    @app.exception_handler(HTTPException)
-    async def http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else "http_error"
-        return error(exc.status_code, code, str(exc.detail))
+    for kind in (ApiError, ValidationError, RequestValidationError, NotFoundError, ConflictError,
+                 BudgetExceeded, StoreError, ConfigurationError, HTTPException):  # fmt: skip
+        app.add_exception_handler(kind, handle)
