@@ -3,8 +3,9 @@
 Every operation is one ``BEGIN IMMEDIATE`` transaction, which takes SQLite's
 single write lock before the first read. Reading counters, deciding and
 reserving therefore happen with no other writer in between, in this process
-or any other. Threads of one process also queue on an in-process lock first,
-so they wait on a cheap mutex instead of SQLite's sleep-and-retry busy loop.
+or any other. Threads of one process queue on an in-process lock first and processes on an
+``flock`` of ``<db>-writer.lock``, so writers wait in the kernel instead of in
+SQLite's sleep-and-retry busy loop.
 
 Durability: ``synchronous=NORMAL`` (default) survives a crash of the
 process; ``?synchronous=full`` in the URL also survives power loss, at the
@@ -17,7 +18,9 @@ waits for one; the inline auto-checkpoint stays only as a far-off safety net.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,6 +73,7 @@ class SQLiteStore(TransactionalStore):
         key = str(Path(self.path).resolve())
         with _FILE_LOCKS_GUARD:
             self._write_lock = _FILE_LOCKS.setdefault(key, threading.Lock())
+        self._file_lock = _FileLock(f"{self.path}-writer.lock")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._config_cache = Config(-1, {}, NO_RATES)
@@ -95,7 +99,7 @@ class SQLiteStore(TransactionalStore):
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
         conn = self._connection()
-        with self._write_lock:
+        with self._write_lock, self._file_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -159,10 +163,40 @@ class SQLiteStore(TransactionalStore):
 
     def close(self) -> None:
         self._checkpointer.stop()
+        self._file_lock.close()
         for conn in self._connections:
             conn.close()
         self._connections.clear()
         self._local = threading.local()
+
+
+class _FileLock:
+    """An exclusive ``flock`` on a side file, taken around every write transaction.
+
+    Writers in other processes then wait in the kernel and wake the moment
+    the lock is free, instead of in SQLite's busy handler, which sleeps and
+    retries on a growing schedule (up to 100 ms a try) and made tail latency
+    with several service workers ten times the median.
+    """
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            self._fd = None  # a read-only directory: SQLite's own locking still holds
+
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _Checkpointer:
