@@ -91,12 +91,18 @@ def subject_json(subject: Subject) -> str:
     return json.dumps(subject.to_dict())
 
 
+@lru_cache(maxsize=4096)
+def subject_from_json(text: str) -> Subject:
+    """A stored subject (the same few come back over and over: parsed once)."""
+    return parse_subject(json.loads(text))
+
+
 def reservation_from_row(row: Sequence[Any]) -> Reservation:
     (request_id, _tenant, state, payload_hash, commit_hash, event_id, subject, provider, model,
      estimate, charges, authorized_at, expires_at) = row  # fmt: skip
     return Reservation(
         request_id=request_id,
-        subject=parse_subject(json.loads(subject)),
+        subject=subject_from_json(subject),
         provider=provider,
         model=model,
         estimate=Usage(**json.loads(estimate)),
@@ -128,7 +134,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
         id=values["id"],
         request_id=values["request_id"],
         status=EventStatus(values["status"]),
-        subject=parse_subject(json.loads(values["subject"])),
+        subject=subject_from_json(values["subject"]),
         provider=values["provider"],
         model=values["model"],
         usage=Usage(**{c: values[c] for c in USAGE_COLUMNS}),

@@ -354,15 +354,22 @@ class _SQLiteTx:
 
     # counters
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
-        out = []
-        for hit in applied:
-            used, reserved = self._conn.execute(
-                "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
-                "WHERE budget_id = ? AND member = ? AND bucket BETWEEN ? AND ?",
-                (hit.budget.id, hit.member, hit.span.first_bucket, hit.span.bucket),
-            ).fetchone()
-            out.append(Counter(used, reserved))
-        return out
+        if not applied:
+            return []
+        # One statement for every counter of the call: (budget, member) pairs
+        # with their bucket ranges (a range is one bucket but for rolling windows).
+        ranges = ", ".join("(?, ?, ?, ?)" for _ in applied)
+        params = [v for a in applied
+                  for v in (a.budget.id, a.member, a.span.first_bucket, a.span.bucket)]  # fmt: skip
+        rows = self._conn.execute(
+            f"WITH wanted (b, m, lo, hi) AS (VALUES {ranges}) "
+            "SELECT b, m, COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM wanted "
+            "LEFT JOIN counters ON budget_id = b AND member = m AND bucket BETWEEN lo AND hi "
+            "GROUP BY b, m, lo, hi",
+            params,
+        ).fetchall()
+        found = {(b, m): Counter(used, reserved) for b, m, used, reserved in rows}
+        return [found[(a.budget.id, a.member)] for a in applied]
 
     def add(self, deltas: Sequence[Delta]) -> None:
         self._conn.executemany(
