@@ -19,6 +19,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -31,6 +32,7 @@ from bench.http import _connection, _timed
 
 SERVER = os.environ.get("ALLOTMENT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TENANTS = {"hot": 1, "spread": 100}
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 CLIENTS = 64
 ROUNDS = 30
 
@@ -165,11 +167,52 @@ def through_service(dbs: _Databases, console: Console) -> Table:
     return table
 
 
+def _seed(i: int) -> dict[str, object]:
+    return {
+        "request_id": f"seed-{i}",
+        "subject": {"tenant": f"t{i % 100}", "user": f"u{i % 50}"},
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "usage": {"output_tokens": 20},
+        "occurred_at": NOW - timedelta(days=1 + i % 30, seconds=i % 86_400),
+    }
+
+
+def ledger_growth(dbs: _Databases, sizes: list[int], console: Console) -> Table:
+    """Authorize+commit and status latency on PostgreSQL with ``sizes`` prior events."""
+    table = Table(title="PostgreSQL latency against ledger size (1 thread)")
+    for column in ("prior events", "pair p50 µs", "pair p99 µs", "status p50 µs",
+                   "status p99 µs", "status p99 ÷ smallest"):  # fmt: skip
+        table.add_column(column, justify="right")
+    first: float | None = None
+    for size in sizes:
+        gov = Governor(dbs.url("postgres"), clock=lambda: NOW)
+        for spec in _budgets("spread"):
+            gov.create_budget(spec)
+        for offset in range(0, size, 5000):
+            gov.record_many([_seed(i) for i in range(offset, min(size, offset + 5000))])
+        console.log(f"postgres: seeded {size:,} events")
+        _, p50, p99 = _in_process(gov, "spread", 1, 600)
+        samples = []
+        for i in range(1000):
+            t0 = time.perf_counter_ns()
+            gov.status({"tenant": f"t{i % 100}", "user": "u1"})
+            samples.append(time.perf_counter_ns() - t0)
+        samples.sort()
+        s50, s99 = samples[500] / 1e3, samples[990] / 1e3
+        first = first or s99
+        table.add_row(f"{size:,}", f"{p50:,.0f}", f"{p99:,.0f}", f"{s50:,.0f}", f"{s99:,.0f}",
+                      f"{s99 / first:.2f}")  # fmt: skip
+        gov.close()
+    return table
+
+
 def main() -> None:
-    """Print both tables."""
+    """Print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3000, help="pairs per in-process run")
     parser.add_argument("--skip-service", action="store_true")
+    parser.add_argument("--events", default="10,200000", help="prior ledger sizes ('' skips)")
     args = parser.parse_args()
     console = Console()
     dbs = _Databases()
@@ -177,6 +220,9 @@ def main() -> None:
         console.print(in_process(dbs, args.pairs, console))
         if not args.skip_service:
             console.print(through_service(dbs, console))
+        if args.events:
+            sizes = [int(n) for n in args.events.split(",")]
+            console.print(ledger_growth(dbs, sizes, console))
     finally:
         dbs.close()
 
