@@ -212,12 +212,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3000, help="pairs per in-process run")
     parser.add_argument("--skip-service", action="store_true")
+    parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--events", default="10,200000", help="prior ledger sizes ('' skips)")
     args = parser.parse_args()
     console = Console()
     dbs = _Databases()
     try:
-        console.print(in_process(dbs, args.pairs, console))
+        if not args.skip_in_process:
+            console.print(in_process(dbs, args.pairs, console))
         if not args.skip_service:
             console.print(through_service(dbs, console))
         if args.events:

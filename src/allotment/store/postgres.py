@@ -62,6 +62,7 @@ from allotment.store.migrations.postgres import MIGRATIONS
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg.pq import TransactionStatus
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigurationError(
@@ -151,7 +152,7 @@ class PostgresStore(TransactionalStore):
         if len(items) > 1:
             self.batches += 1
             try:
-                results = self._once(lambda tx: _batched(tx, items))
+                results = self._once(items)
             except Exception:  # whatever it was, each call run on its own will say
                 self.batch_fallbacks += 1
             else:
@@ -164,16 +165,23 @@ class PostgresStore(TransactionalStore):
             except Exception as exc:  # raised in the caller's thread by the batcher
                 item.error = exc
 
-    def _once(self, operation: Callable[[_PostgresTx], T]) -> T:
-        """One attempt of a write transaction, database errors raised as they are."""
+    def _once(self, items: list[Item]) -> list[Any]:
+        """``items`` as one transaction, database errors raised as they are.
+
+        The buffered writes and the COMMIT go out as one pipeline: one round
+        trip, so the batch holds its locks for as short a time as it can.
+        """
         with self._pool.connection() as conn:
             conn.execute("BEGIN")
             try:
-                result = operation(_PostgresTx(self, conn, locking=True))
-                conn.execute("COMMIT")
-                return result
+                batch = BatchTx(_PostgresTx(self, conn, locking=True), items)
+                results = [item.run(batch) for item in items]
+                with conn.pipeline():
+                    batch.flush()
+                    conn.execute("COMMIT")
+                return results
             except BaseException:
-                if not conn.closed:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 raise
 
@@ -305,13 +313,6 @@ def _reservation_values(r: Reservation) -> tuple[Any, ...]:
 
 def _reservation_update(r: Reservation) -> tuple[Any, ...]:
     return (r.state.value, r.commit_hash, r.event_id, r.request_id)
-
-
-def _batched(tx: _PostgresTx, items: list[Item]) -> list[Any]:
-    batch = BatchTx(tx, items)
-    results = [item.run(batch) for item in items]
-    batch.flush()
-    return results
 
 
 def _retryable(exc: psycopg.Error) -> bool:
