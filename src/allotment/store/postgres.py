@@ -228,17 +228,6 @@ class PostgresStore(TransactionalStore):
                 conn.execute("ROLLBACK")
             raise
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Tx]:
-        with self._connection() as conn:
-            conn.execute("BEGIN")
-            try:
-                yield _PostgresTx(self, conn, locking=True)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
     # schema
     def _migrate(self) -> None:
         with self._connection() as conn, conn.transaction():
