@@ -37,7 +37,11 @@ def instances() -> Iterator[tuple[str, list[Instance]]]:
     started: list[Instance] = []
     try:
         with ThreadPoolExecutor(2) as pool:  # started together, as a rollout would
-            started.extend(pool.map(lambda _: Instance(url, workers=2), range(2)))
+            futures = [pool.submit(Instance, url, 2) for _ in range(2)]
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        started.extend(f.result() for f in futures if f.exception() is None)
+        if failures:
+            raise failures[0]  # the ones that did start are stopped below
         yield url, started
     finally:
         for instance in started:
