@@ -249,3 +249,32 @@ def test_same_request_id_twice_in_one_batch_replays(postgres_url: str, clock: Cl
     assert replayed.count(False) == 1
     assert gov.status(SUBJECT)[0].reserved == 10
     gov.close()
+
+
+def test_batcher_answers_everyone_and_keeps_going_when_a_batch_blows_up() -> None:
+    """A batch runner that raises fails its callers, and the next callers still get served."""
+    from allotment.store._batch import Batcher, Item
+
+    calls: list[int] = []
+
+    def run(batch: list[Item]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        for item in batch:
+            item.result = "ok"
+
+    batcher = Batcher(run)
+    barrier = threading.Barrier(8)
+
+    def submit(_: int) -> str:
+        barrier.wait()
+        try:
+            return str(batcher.submit(Item(None, None)))  # type: ignore[arg-type]
+        except RuntimeError:
+            return "boom"
+
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(submit, range(8)))
+    assert "boom" in first and sum(calls) == 8
+    assert batcher.submit(Item(None, None)) == "ok"  # type: ignore[arg-type]

@@ -61,8 +61,10 @@ class Item:
     request: AuthorizeRequest | CommitRequest
     now: datetime
     done: bool = False
+    lead: bool = False
     result: Any = None
     error: BaseException | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
 
     def run(self, tx: Tx | BatchTx) -> Any:
         tx = cast(Tx, tx)
@@ -73,36 +75,51 @@ class Item:
 
 @dataclass(slots=True)
 class Batcher:
-    """Queue calls; one caller at a time runs everything queued as one batch."""
+    """Queue calls; one caller at a time (the leader) runs what is queued as one batch.
+
+    Each waiting caller sleeps on its own event: it is woken once, either with
+    its answer or to lead the next batch, never by every batch that ends.
+    """
 
     run_batch: Callable[[list[Item]], None]
     max_size: int = 64
     _queue: list[Item] = field(default_factory=list)
     _busy: bool = False
-    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submit(self, item: Item) -> Any:
-        with self._cond:
+        with self._lock:
             self._queue.append(item)
-            while not item.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                batch = self._queue[: self.max_size]
-                del self._queue[: self.max_size]
-                self._busy = True
-                self._cond.release()
-                try:
-                    self.run_batch(batch)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    for done in batch:
-                        done.done = True
-                    self._cond.notify_all()
+            item.lead = not self._busy
+            self._busy = True
+        if not item.lead:
+            item.wake.wait()
+        if not item.done:
+            self._lead(item)
         if item.error is not None:
             raise item.error
         return item.result
+
+    def _lead(self, item: Item) -> None:
+        """Run batches until ``item`` is answered, then hand the queue to the next caller."""
+        while not item.done:
+            with self._lock:
+                batch = self._queue[: self.max_size]
+                del self._queue[: self.max_size]
+            try:
+                self.run_batch(batch)
+            except BaseException as exc:  # answer every caller, and keep the queue moving
+                for unanswered in batch:
+                    unanswered.error = unanswered.error or exc
+            for done in batch:
+                done.done = True
+                if done is not item:
+                    done.wake.set()
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            self._busy = successor is not None
+        if successor is not None:
+            successor.wake.set()  # not done: it wakes up to lead
 
 
 def lock_plan(tx: Tx, items: Sequence[Item], reservations: dict[str, Reservation]) -> set[Key]:
