@@ -1,6 +1,8 @@
 """``AsyncGovernor``: the Governor's methods as coroutines.
 
-The same sync code runs in a worker thread, so the two can never disagree.
+The same sync code runs, so the two can never disagree: in a worker thread,
+except authorize and commit on PostgreSQL, which queue for the store's next
+batch without a thread per call.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ class AsyncGovernor:
         self.sync = Governor(store, **kwargs)
 
     async def authorize(self, *args: Any, **kwargs: Any) -> Decision:
-        """See ``Governor.authorize``."""
-        return await asyncio.to_thread(self.sync.authorize, *args, **kwargs)
+        """See ``Governor.authorize`` (on PostgreSQL, batched without a thread per call)."""
+        return await self.sync.authorize_async(*args, **kwargs)
 
     async def commit(self, *args: Any, **kwargs: Any) -> CommitResult:
-        """See ``Governor.commit``."""
-        return await asyncio.to_thread(self.sync.commit, *args, **kwargs)
+        """See ``Governor.commit`` (on PostgreSQL, batched without a thread per call)."""
+        return await self.sync.commit_async(*args, **kwargs)
 
     async def release(self, *args: Any, **kwargs: Any) -> ReservationState:
         """See ``Governor.release``."""

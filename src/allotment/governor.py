@@ -7,6 +7,7 @@ two can never disagree.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -136,6 +137,53 @@ class Governor(KeysAndRates):
         gets the same grant back (``replayed=True``); the same id with a
         different payload raises ``ConflictError``.
         """
+        prepared, now = self._authorize_request(
+            request_id, subject, provider, model, estimate, ttl, request
+        )
+        try:
+            return self.store.authorize(prepared, now)
+        except StoreError as exc:
+            return self._degraded(prepared, now, exc)
+
+    async def authorize_async(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None = None,
+        *,
+        ttl: int | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """``authorize`` for an event loop.
+
+        A store that batches over the network (PostgreSQL) takes the call
+        without a thread per call; any other store runs in a worker thread.
+        """
+        prepared, now = self._authorize_request(
+            request_id, subject, provider, model, estimate, ttl, request
+        )
+        submit = getattr(self.store, "authorize_async", None)
+        try:
+            if submit is None:
+                return await asyncio.to_thread(self.store.authorize, prepared, now)
+            decision: Decision = await submit(prepared, now)
+            return decision
+        except StoreError as exc:
+            return self._degraded(prepared, now, exc)
+
+    def _authorize_request(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None,
+        ttl: int | None,
+        request: Mapping[str, Any] | None,
+    ) -> tuple[AuthorizeRequest, datetime]:
+        """Validate, estimate and price an authorization: everything before the store."""
         now = self.now()
         call = _call(subject, provider, model)
         if estimate is None and request is not None:
@@ -162,13 +210,14 @@ class Governor(KeysAndRates):
             refusal,
             self.currency,
         )
-        try:
-            return self.store.authorize(prepared, now)
-        except StoreError:
-            degraded = self._fail_open(prepared, now)
-            if degraded is None:
-                raise
-            return degraded
+        return prepared, now
+
+    def _degraded(self, prepared: AuthorizeRequest, now: datetime, error: StoreError) -> Decision:
+        """The fail-open decision while the store is down, or the store's error."""
+        degraded = self._fail_open(prepared, now)
+        if degraded is None:
+            raise error
+        return degraded
 
     def commit(
         self,
@@ -188,11 +237,49 @@ class Governor(KeysAndRates):
         ``subject``, ``provider`` and ``model`` are given. With ``tenant``, only
         that tenant's reservation can be committed (the service sets it).
         """
+        prepared = self._commit_request(
+            request_id, usage, status, reason, provider, model, subject, tenant
+        )
+        return self.store.commit(prepared, self.now())
+
+    async def commit_async(
+        self,
+        request_id: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        reason: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        subject: SubjectLike | None = None,
+        tenant: str | None = None,
+    ) -> CommitResult:
+        """``commit`` for an event loop (see ``authorize_async``)."""
+        prepared = self._commit_request(
+            request_id, usage, status, reason, provider, model, subject, tenant
+        )
+        submit = getattr(self.store, "commit_async", None)
+        if submit is None:
+            return await asyncio.to_thread(self.store.commit, prepared, self.now())
+        result: CommitResult = await submit(prepared, self.now())
+        return result
+
+    def _commit_request(
+        self,
+        request_id: str,
+        usage: UsageLike,
+        status: str,
+        reason: str | None,
+        provider: str | None,
+        model: str | None,
+        subject: SubjectLike | None,
+        tenant: str | None,
+    ) -> CommitRequest:
         actual = parse_usage(usage)
         outcome = _commit_status(status)
         parsed = None if subject is None else parse_subject(subject)
         digest = payload_hash("commit", actual.as_tuple(), outcome.value, provider, model)
-        request = CommitRequest(
+        return CommitRequest(
             _check_id(request_id),
             actual,
             outcome,
@@ -205,7 +292,6 @@ class Governor(KeysAndRates):
             parsed,
             tenant,
         )
-        return self.store.commit(request, self.now())
 
     def release(
         self, request_id: str, reason: str = "released", *, tenant: str | None = None

@@ -3,16 +3,17 @@
 authorize, commit and release are ``async def``. On an embedded store they
 call the governor directly: each is one short transaction, serialized by the
 store's write lock anyway, so a hop through the thread pool would only add
-latency. A store that waits on the network (PostgreSQL, ``store.blocking``)
-is called from the thread pool instead, so that one worker has many calls in
-flight and the store can batch them into one transaction.
+latency. With a store that waits on the network (PostgreSQL,
+``store.blocking``) authorize and commit are awaited instead: one worker has
+many calls in flight, queued without a thread each, and the store batches
+them into one transaction. Release runs in the thread pool.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -30,6 +31,7 @@ from allotment.governor import Governor
 __all__ = ["router"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 router = APIRouter(prefix="/v1", tags=["calls"])
 
 
@@ -111,9 +113,10 @@ async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> Res
 async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     caller.tenant(_tenant_of(body.subject))
-    decision = await _run(
-        gov, gov.authorize, body.request_id, body.subject, body.provider, body.model,
-        body.estimate, ttl=body.ttl_seconds, request=body.request,
+    call = gov.authorize_async if _blocking(gov) else _now(gov.authorize)
+    decision = await call(
+        body.request_id, body.subject, body.provider, body.model, body.estimate,
+        ttl=body.ttl_seconds, request=body.request,
     )  # fmt: skip
     if not decision.allowed:
         DECISIONS.labels("refused", decision.refusals[0].reason.value).inc()
@@ -128,8 +131,9 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
     caller.may_write_usage()
     if body.subject is not None:
         caller.tenant(_tenant_of(body.subject))
-    result = await _run(
-        gov, gov.commit, body.request_id, body.usage, status=body.status, reason=body.reason,
+    call = gov.commit_async if _blocking(gov) else _now(gov.commit)
+    result = await call(
+        body.request_id, body.usage, status=body.status, reason=body.reason,
         provider=body.provider, model=body.model, subject=body.subject, tenant=caller.scope(),
     )  # fmt: skip
     # A ready response: FastAPI's generic encoder would walk the dict again, slowly.
@@ -153,9 +157,23 @@ def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> JSONRespons
     return JSONResponse({"events": [_committed(r) for r in results]})
 
 
+def _blocking(gov: Governor) -> bool:
+    """Whether the store waits on the network (then calls are awaited, not run inline)."""
+    return bool(getattr(gov.store, "blocking", False))
+
+
+def _now(method: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """``method`` as a coroutine that runs it at once, on the loop (embedded stores)."""
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return method(*args, **kwargs)
+
+    return run
+
+
 async def _run(gov: Governor, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``method(*args, **kwargs)``: in the thread pool if the store waits on the network."""
-    if getattr(gov.store, "blocking", False):
+    if _blocking(gov):
         return await run_in_threadpool(method, *args, **kwargs)
     return method(*args, **kwargs)
 

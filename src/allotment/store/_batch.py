@@ -23,8 +23,10 @@ its own transaction, so one bad request never fails its neighbours.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
@@ -56,15 +58,19 @@ class BatchableTx(Tx, Protocol):
 
 @dataclass(slots=True)
 class Item:
-    """One call waiting in the queue, and its answer once run."""
+    """One call waiting in the queue, and its answer once run.
+
+    A thread waits on ``wake``; a coroutine awaits ``future`` on ``loop``.
+    """
 
     request: AuthorizeRequest | CommitRequest
     now: datetime
     done: bool = False
-    lead: bool = False
     result: Any = None
     error: BaseException | None = None
     wake: threading.Event = field(default_factory=threading.Event)
+    future: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
     def run(self, tx: Tx | BatchTx) -> Any:
         tx = cast(Tx, tx)
@@ -72,13 +78,32 @@ class Item:
             return _ops.authorize(tx, self.request, self.now)
         return _ops.commit(tx, self.request, self.now)
 
+    def answer(self) -> None:
+        """Hand the result (or error) to whoever waits for it."""
+        self.done = True
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._settle)
+        else:
+            self.wake.set()
+
+    def _settle(self) -> None:
+        if self.future is None or self.future.done():
+            return  # the caller went away; the call itself stands
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
+
 
 @dataclass(slots=True)
 class Batcher:
-    """Queue calls; one caller at a time (the leader) runs what is queued as one batch.
+    """Queue calls; one leader at a time runs what is queued as one batch.
 
-    Each waiting caller sleeps on its own event: it is woken once, either with
-    its answer or to lead the next batch, never by every batch that ends.
+    A thread that calls ``submit`` leads itself when no batch is running, or
+    sleeps on its own event until it is woken once: with its answer, or to
+    lead the next batch. Coroutines (``submit_async``) never lead: a batch
+    thread of the batcher's own drains the queue for them, so an event loop
+    can have many calls in flight without a thread per call.
     """
 
     run_batch: Callable[[list[Item]], None]
@@ -86,40 +111,64 @@ class Batcher:
     _queue: list[Item] = field(default_factory=list)
     _busy: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _drainer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="allotment-batch")
+    )
 
     def submit(self, item: Item) -> Any:
         with self._lock:
             self._queue.append(item)
-            item.lead = not self._busy
+            lead = not self._busy
             self._busy = True
-        if not item.lead:
+        if not lead:
             item.wake.wait()
         if not item.done:
-            self._lead(item)
+            self._lead(until=item)
         if item.error is not None:
             raise item.error
         return item.result
 
-    def _lead(self, item: Item) -> None:
-        """Run batches until ``item`` is answered, then hand the queue to the next caller."""
-        while not item.done:
+    async def submit_async(self, item: Item) -> Any:
+        item.loop = asyncio.get_running_loop()
+        item.future = item.loop.create_future()
+        with self._lock:
+            self._queue.append(item)
+            start = not self._busy
+            self._busy = True
+        if start:
+            self._drainer.submit(self._lead)
+        return await item.future
+
+    def _lead(self, until: Item | None = None) -> None:
+        """Run batches until ``until`` is answered (or the queue is empty), then hand over."""
+        while until is None or not until.done:
             with self._lock:
                 batch = self._queue[: self.max_size]
                 del self._queue[: self.max_size]
+            if not batch:
+                break
             try:
                 self.run_batch(batch)
             except BaseException as exc:  # answer every caller, and keep the queue moving
                 for unanswered in batch:
                     unanswered.error = unanswered.error or exc
             for done in batch:
-                done.done = True
-                if done is not item:
-                    done.wake.set()
+                if done is until:
+                    done.done = True
+                else:
+                    done.answer()
         with self._lock:
             successor = self._queue[0] if self._queue else None
             self._busy = successor is not None
-        if successor is not None:
+        if successor is None:
+            return
+        if successor.loop is None:
             successor.wake.set()  # not done: it wakes up to lead
+        else:
+            self._drainer.submit(self._lead)
+
+    def close(self) -> None:
+        self._drainer.shutdown(wait=True)
 
 
 def lock_plan(tx: Tx, items: Sequence[Item], reservations: dict[str, Reservation]) -> set[Key]:

@@ -72,9 +72,12 @@ class TransactionalStore:
         self._sweep_now_and_then(now)
         return self._write(lambda tx: _ops.authorize(tx, request, now))
 
-    def _sweep_now_and_then(self, now: datetime) -> None:
+    def _sweep_due(self, now: datetime) -> bool:
         last = self._last_sweep
-        if last is None or not last <= now < last + self.sweep_every:
+        return last is None or not last <= now < last + self.sweep_every
+
+    def _sweep_now_and_then(self, now: datetime) -> None:
+        if self._sweep_due(now):
             # Its own transaction: the sweep's locks never widen an authorization's.
             self._last_sweep = now
             self.sweep(now, limit=100)

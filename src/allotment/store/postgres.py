@@ -21,6 +21,7 @@ default 10). Other query parameters go to libpq unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -147,6 +148,18 @@ class PostgresStore(TransactionalStore):
         result: CommitResult = self._batcher.submit(Item(request, now))
         return result
 
+    async def authorize_async(self, request: AuthorizeRequest, now: datetime) -> Decision:
+        """``authorize`` from an event loop: queued for a batch, no thread of its own."""
+        if self._sweep_due(now):
+            await asyncio.to_thread(self._sweep_now_and_then, now)
+        result: Decision = await self._batcher.submit_async(Item(request, now))
+        return result
+
+    async def commit_async(self, request: CommitRequest, now: datetime) -> CommitResult:
+        """``commit`` from an event loop (see ``authorize_async``)."""
+        result: CommitResult = await self._batcher.submit_async(Item(request, now))
+        return result
+
     def _run_batch(self, items: list[Item]) -> None:
         """Run ``items`` as one transaction; if that fails in any way, each on its own."""
         if len(items) > 1:
@@ -266,6 +279,7 @@ class PostgresStore(TransactionalStore):
         return self._config_cache.cached(tenant)
 
     def close(self) -> None:
+        self._batcher.close()
         self._pool.close()
 
 
