@@ -278,3 +278,42 @@ def test_batcher_answers_everyone_and_keeps_going_when_a_batch_blows_up() -> Non
         first = list(pool.map(submit, range(8)))
     assert "boom" in first and sum(calls) == 8
     assert batcher.submit(Item(None, None)) == "ok"  # type: ignore[arg-type]
+
+
+def test_coroutines_and_threads_share_batches_exactly_n(postgres_url: str, clock: Clock) -> None:
+    """Awaited calls (the service, AsyncGovernor) and threads queue for the same batches."""
+    import asyncio
+
+    n = 60
+    gov = Governor(postgres_url, clock=clock)
+    gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": n * 10})  # fmt: skip
+
+    async def coroutine(i: int) -> int:
+        allowed = 0
+        for j in range(4):
+            rid = f"c{i}-{j}"
+            decision = await gov.authorize_async(rid, SUBJECT, "openai", "gpt-4o",
+                                                 {"output_tokens": 10})  # fmt: skip
+            if decision.allowed:
+                allowed += 1
+                await gov.commit_async(rid, {"output_tokens": 10})
+        return allowed
+
+    def thread(i: int) -> int:
+        allowed = 0
+        for j in range(4):
+            rid = f"t{i}-{j}"
+            if gov.authorize(rid, SUBJECT, "openai", "gpt-4o", {"output_tokens": 10}).allowed:
+                allowed += 1
+                gov.commit(rid, {"output_tokens": 10})
+        return allowed
+
+    async def both() -> int:
+        threads = [asyncio.to_thread(thread, i) for i in range(8)]
+        return sum(await asyncio.gather(*(coroutine(i) for i in range(24)), *threads))
+
+    assert asyncio.run(both()) == n  # 128 attempts for 60 slots
+    view = gov.status(SUBJECT)[0]
+    assert (view.used, view.reserved) == (n * 10, 0)
+    gov.close()
