@@ -206,12 +206,11 @@ class BatchTx:
         ids = sorted({item.request.request_id for item in items})
         self._reservations: dict[str, Reservation | None] = dict.fromkeys(ids)
         self._reservations.update(inner.lock_reservations(ids))
-        self._counters = {
-            k: list(v)
-            for k, v in inner.lock_counters(sorted(lock_plan(inner, items, self._found()))).items()
-        }
         commits = sum(isinstance(item.request, CommitRequest) for item in items)
         self._event_ids = inner.next_event_ids(commits) if commits else []
+        # Counters last: a hot budget's row is held from here to COMMIT, as briefly as can be.
+        planned = sorted(lock_plan(inner, items, self._found()))
+        self._counters = {k: list(v) for k, v in inner.lock_counters(planned).items()}
         self._pending: dict[Key, list[int]] = {}
         self._inserts: dict[str, Reservation] = {}
         self._updates: dict[str, Reservation] = {}
