@@ -317,3 +317,29 @@ def test_coroutines_and_threads_share_batches_exactly_n(postgres_url: str, clock
     view = gov.status(SUBJECT)[0]
     assert (view.used, view.reserved) == (n * 10, 0)
     gov.close()
+
+
+def test_post_hoc_commits_batch_with_authorizations(postgres_url: str, clock: Clock) -> None:
+    """Commits of calls never authorized batch with authorizations, and count once."""
+    gov = Governor(postgres_url, clock=clock)
+    gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": 10**9})  # fmt: skip
+    barrier = threading.Barrier(12)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        for j in range(10):
+            rid = f"{i}-{j}"
+            if i % 2:
+                gov.commit(rid, {"output_tokens": 3}, subject=SUBJECT, provider="openai",
+                           model="gpt-4o")  # fmt: skip
+            elif gov.authorize(rid, SUBJECT, "openai", "gpt-4o", {"output_tokens": 5}).allowed:
+                gov.commit(rid, {"output_tokens": 5})
+
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(run, range(12)))
+    store = gov.store
+    assert isinstance(store, PostgresStore) and store.batches > 0
+    assert store.batch_fallbacks == 0
+    assert gov.status(SUBJECT)[0].used == 6 * 10 * 3 + 6 * 10 * 5
+    gov.close()

@@ -186,13 +186,20 @@ def lock_plan(tx: Tx, items: Sequence[Item], reservations: dict[str, Reservation
             call, at, currency = request.call, item.now, request.currency
         else:
             found = reservations.get(request.request_id)
-            if found is None or found.state is not ReservationState.HELD:
+            if found is None:
+                # A commit of a call never authorized is metered post hoc, at now.
+                if request.subject is None or not request.provider or not request.model:
+                    continue
+                call = Call(request.subject, request.provider, request.model)
+                at, currency = item.now, request.currency
+            elif found.state is not ReservationState.HELD:
                 continue
-            keys.update((c.budget_id, c.member, c.bucket) for c in found.charges)
-            call = Call(
-                found.subject, request.provider or found.provider, request.model or found.model
-            )
-            at, currency = found.authorized_at, request.currency
+            else:
+                keys.update((c.budget_id, c.member, c.bucket) for c in found.charges)
+                call = Call(
+                    found.subject, request.provider or found.provider, request.model or found.model
+                )
+                at, currency = found.authorized_at, request.currency
         applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at, currency, rates)
         keys.update((a.budget.id, a.member, a.span.bucket) for a in applied)
     return keys
