@@ -17,7 +17,7 @@ from typing import Any
 from allotment.core.money import MAX_AMOUNT, MICROS, check_amount, decimal_to_units
 from allotment.errors import ValidationError
 
-__all__ = ["Meter", "Usage", "parse_usage"]
+__all__ = ["USAGE_FIELDS", "Meter", "Usage", "parse_usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,8 @@ class Usage:
 
 
 _ALL_FIELDS = tuple(f.name for f in fields(Usage))
+#: every usage field, in declaration order (cost_micros last): the stores' column order
+USAGE_FIELDS = _ALL_FIELDS
 _INT_FIELDS = tuple(name for name in _ALL_FIELDS if name != "cost_micros")
 _FIELD_SET = frozenset(_ALL_FIELDS)
 _int_values = attrgetter(*_INT_FIELDS)

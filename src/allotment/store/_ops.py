@@ -30,7 +30,7 @@ from allotment.core.ledger import (
     Reservation,
     ReservationState,
 )
-from allotment.core.usage import Meter, Usage
+from allotment.core.usage import USAGE_FIELDS, Meter, Usage
 from allotment.errors import ConflictError, NotFoundError, ValidationError
 from allotment.store.base import (
     AuthorizeRequest,
@@ -49,21 +49,8 @@ Delta = tuple[str, str, int, int, int]
 #: tenant, hour (epoch s), user, key, agent, feature, provider, model, status
 RollupKey = tuple[str, int, str, str, str, str, str, str, str]
 ROLLUP_DIMENSIONS = ("user", "key", "agent", "feature", "provider", "model", "status")
-#: usage totals a rollup keeps, in this order, after the call count
-ROLLUP_TOTALS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "audio_ms",
-    "images",
-    "requests",
-    "credits",
-    "cost_micros",
-)
+#: usage totals a rollup keeps, after the call count: every usage field, cost_micros last
+ROLLUP_TOTALS = USAGE_FIELDS
 #: what usage breakdowns can group by
 BREAKDOWN_BY = (*ROLLUP_DIMENSIONS, "hour", "day")
 

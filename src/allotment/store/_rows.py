@@ -18,27 +18,13 @@ from allotment.core.fx import Rates
 from allotment.core.keys import ApiKey, Role
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
 from allotment.core.subjects import Subject, parse_subject
-from allotment.core.usage import Usage
+from allotment.core.usage import USAGE_FIELDS, Usage
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-USAGE_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "audio_ms",
-    "images",
-    "requests",
-    "credits",
-    "cost_micros",
-)
 EVENT_COLUMNS = (
     "id request_id status tenant user key agent feature subject provider model "
-    + " ".join(USAGE_COLUMNS)
+    + " ".join(USAGE_FIELDS)
     + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
 ).split()
 
@@ -116,12 +102,21 @@ def reservation_from_row(row: Sequence[Any]) -> Reservation:
     )
 
 
+def reservation_values(r: Reservation) -> tuple[Any, ...]:
+    """A reservation as a row of ``reservations``, in column order."""
+    return (
+        r.request_id, r.subject.tenant, r.state.value, r.payload_hash, r.commit_hash, r.event_id,
+        subject_json(r.subject), r.provider, r.model, json.dumps(r.estimate.to_dict()),
+        json.dumps(r.charges), to_us(r.authorized_at), to_us(r.expires_at),
+    )  # fmt: skip
+
+
 def event_values(e: Event) -> tuple[Any, ...]:
     s, u = e.subject, e.usage
     return (
         e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
         subject_json(s), e.provider, e.model,
-        *(getattr(u, c) for c in USAGE_COLUMNS),
+        *(getattr(u, c) for c in USAGE_FIELDS),
         e.currency, json.dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
         e.payload_hash,
         to_us(e.occurred_at), to_us(e.recorded_at),
@@ -137,7 +132,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
         subject=subject_from_json(values["subject"]),
         provider=values["provider"],
         model=values["model"],
-        usage=Usage(**{c: values[c] for c in USAGE_COLUMNS}),
+        usage=Usage(**{c: values[c] for c in USAGE_FIELDS}),
         occurred_at=from_us(values["occurred_at"]),
         recorded_at=from_us(values["recorded_at"]),
         currency=values["currency"],

@@ -22,42 +22,40 @@ default 10). Other query parameters go to libpq unchanged.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
-from allotment.core.budgets import Budget
 from allotment.core.decisions import Decision
 from allotment.core.engine import Applied, Counter
-from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, Reservation
 from allotment.errors import ConfigurationError, StoreError
 from allotment.store._batch import Batcher, BatchTx, Item
-from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx
+from allotment.store._ops import Delta, Tx
 from allotment.store._rows import (
-    EVENT_COLUMNS,
-    Config,
-    event_from_row,
     event_values,
-    from_us,
-    key_from_row,
-    opt_us,
     reservation_from_row,
+    reservation_values,
     statements,
-    subject_json,
-    to_us,
+)
+from allotment.store._sql import (
+    EVENT_INSERT,
+    EVENT_INSERT_WITH_ID,
+    RESERVATION_INSERT,
+    RESERVATION_UPDATE,
+    SqlConfig,
+    SqlTx,
+    reservation_update,
 )
 from allotment.store._transactional import TransactionalStore
-from allotment.store.base import AuthorizeRequest, CommitRequest, EventQuery
+from allotment.store.base import AuthorizeRequest, CommitRequest
 from allotment.store.migrations.postgres import MIGRATIONS
 
 try:
@@ -78,48 +76,29 @@ _RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 20
 #: Serializes schema migrations of concurrently starting instances.
 _MIGRATION_LOCK = 0x616C6C6F746D6E74  # "allotmnt"
-_EVENT_SELECT = ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
-_EVENT_INSERT = (
-    f"INSERT INTO events ({_EVENT_SELECT.removeprefix('id, ')}) "
-    f"VALUES ({', '.join(['%s'] * (len(EVENT_COLUMNS) - 1))}) RETURNING id"
-)
-_EVENT_INSERT_WITH_ID = (
-    f"INSERT INTO events ({_EVENT_SELECT}) VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})"
-)
-_RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join(['%s'] * 13)})"
-_RESERVATION_UPDATE = (
-    "UPDATE reservations SET state = %s, commit_hash = %s, event_id = %s WHERE request_id = %s"
-)
-_ROLLUP_KEY = 'tenant, hour, "user", key, agent, feature, provider, model, status'
-_ROLLUP_UPSERT = (
-    f"INSERT INTO rollups VALUES ({', '.join(['%s'] * (10 + len(ROLLUP_TOTALS)))}) "
-    f"ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET "
-    + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
-)
 #: Lock (creating if missing) and read counter rows, in one sorted statement.
 _LOCK_COUNTERS = (
     "INSERT INTO counters AS c (budget_id, member, bucket) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS t(b, m, k) ORDER BY b, m, k "
+    "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]) AS t(b, m, k) ORDER BY b, m, k "
     "ON CONFLICT (budget_id, member, bucket) DO UPDATE SET used = c.used "
     "RETURNING budget_id, member, bucket, used, reserved"
 )
 _ADD_COUNTERS = (
     "INSERT INTO counters AS c (budget_id, member, bucket, used, reserved) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+    "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[]) "
     "AS t(b, m, k, u, r) ORDER BY b, m, k "
     "ON CONFLICT (budget_id, member, bucket) DO UPDATE SET "
     "used = c.used + excluded.used, reserved = c.reserved + excluded.reserved"
 )
 
 
-class PostgresStore(TransactionalStore):
+class PostgresStore(SqlConfig, TransactionalStore):
     """A store in one PostgreSQL database (``postgresql://…``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.conninfo, self.schema, size = _parse_url(url)
-        self._config_cache = Config(-1, {}, NO_RATES)
-        self._config_lock = threading.Lock()
+        super().__init__()
         options: dict[str, Any] = {"autocommit": True, "prepare_threshold": 2}
         if self.schema is not None:
             options["options"] = f"-c search_path={self.schema}"
@@ -274,10 +253,6 @@ class PostgresStore(TransactionalStore):
         with self._connection() as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
-    def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
-        """The budgets this process last loaded (for fail-open decisions when PostgreSQL fails)."""
-        return self._config_cache.cached(tenant)
-
     def close(self) -> None:
         self._batcher.close()
         self._pool.close()
@@ -306,18 +281,6 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
     return conninfo, schema, size
 
 
-def _reservation_values(r: Reservation) -> tuple[Any, ...]:
-    return (
-        r.request_id, r.subject.tenant, r.state.value, r.payload_hash, r.commit_hash, r.event_id,
-        subject_json(r.subject), r.provider, r.model, json.dumps(r.estimate.to_dict()),
-        json.dumps(r.charges), to_us(r.authorized_at), to_us(r.expires_at),
-    )  # fmt: skip
-
-
-def _reservation_update(r: Reservation) -> tuple[Any, ...]:
-    return (r.state.value, r.commit_hash, r.event_id, r.request_id)
-
-
 def _retryable(exc: psycopg.Error) -> bool:
     """A conflict with a concurrent transaction that running again resolves.
 
@@ -329,119 +292,43 @@ def _retryable(exc: psycopg.Error) -> bool:
     return isinstance(exc, _RETRY)
 
 
-class _PostgresTx:
-    """The ``Tx`` primitives on one connection inside one transaction."""
+@lru_cache(maxsize=256)
+def _pg(sql: str) -> str:
+    """Shared SQL (``?`` placeholders) in psycopg's ``%s`` style."""
+    return sql.replace("?", "%s")
+
+
+class _PostgresTx(SqlTx):
+    """The ``Tx`` primitives on one connection inside one transaction.
+
+    A write transaction (``locking``) locks what it reads to change: counters
+    (see ``read``), reservations (``FOR UPDATE``), expired reservations
+    (``SKIP LOCKED``) and the key table when it lists keys.
+    """
 
     def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any], locking: bool) -> None:
-        self._store = store
+        super().__init__(store)
         self._conn = conn
         self._locking = locking
-        self._config: Config | None = None
+        self._lock_rows = " FOR UPDATE" if locking else ""
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
+        return self._conn.execute(_pg(sql), params).fetchall()
 
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._conn.execute(sql, params)
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(_pg(sql), params).rowcount
 
-    # budgets and exchange rates: configuration cached per process, checked per transaction
-    def _configuration(self) -> Config:
-        if self._config is not None:
-            return self._config
-        ((version,),) = self._rows(
-            "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'config_version'"
-        )
-        config = self._store._config_cache
-        if config.version != version:
-            index: dict[str | None, list[Budget]] = {}
-            for (spec,) in self._rows("SELECT spec FROM budgets ORDER BY id"):
-                budget = Budget.from_spec(json.loads(spec))
-                index.setdefault(budget.tenant, []).append(budget)
-            rows = self._rows("SELECT source, target, rate, effective_from FROM fx_rates")
-            rates = Rates(FxRate(s, t, Decimal(r), from_us(f)) for s, t, r, f in rows)
-            config = Config(version, index, rates)
-            with self._store._config_lock:
-                if config.version > self._store._config_cache.version:
-                    self._store._config_cache = config
-        self._config = config
-        return config
-
-    def _bump_config_version(self) -> None:
-        self._run(
-            "UPDATE meta SET value = (CAST(value AS BIGINT) + 1)::text WHERE key = 'config_version'"
-        )
-
-    def rates(self) -> Rates:
-        return self._configuration().rates
-
-    def put_rate(self, rate: FxRate) -> None:
-        self._run(
-            "INSERT INTO fx_rates (source, target, effective_from, rate) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (source, target, effective_from) DO UPDATE SET rate = excluded.rate",
-            (rate.source, rate.target, to_us(rate.effective_from), str(rate.rate)),
-        )
-        self._bump_config_version()
-
-    def budgets_for(self, tenant: str) -> Sequence[Budget]:
-        index = self._configuration().budgets
-        return [*index.get(None, ()), *index.get(tenant, ())]
-
-    def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
-        index = self._configuration().budgets
-        if tenant is not None:
-            return list(index.get(tenant, ()))
-        return sorted((b for group in index.values() for b in group), key=lambda b: b.id)
-
-    def budget(self, budget_id: str) -> Budget | None:
-        rows = self._rows("SELECT spec FROM budgets WHERE id = %s", (budget_id,))
-        return Budget.from_spec(json.loads(rows[0][0])) if rows else None
-
-    def put_budget(self, budget: Budget) -> None:
-        self._run(
-            "INSERT INTO budgets (id, tenant, spec) VALUES (%s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, spec = excluded.spec",
-            (budget.id, budget.tenant, json.dumps(budget.to_spec())),
-        )
-        self._bump_config_version()
-
-    def delete_budget(self, budget_id: str) -> None:
-        self._run("DELETE FROM budgets WHERE id = %s", (budget_id,))
-        self._run("DELETE FROM counter_baseline WHERE budget_id = %s", (budget_id,))
-        self.clear_counters([budget_id])
-        self._bump_config_version()
-
-    # keys
-    def insert_key(self, key: ApiKey, secret_hash: str) -> None:
-        self._run(
-            "INSERT INTO api_keys VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL)",
-            (key.id, key.tenant, key.role.value, key.name, secret_hash, to_us(key.created_at)),
-        )
-
-    def key(self, key_id: str) -> tuple[ApiKey, str] | None:
-        rows = self._rows(
-            "SELECT id, tenant, role, name, created_at, revoked_at, last_used_at, secret_hash "
-            "FROM api_keys WHERE id = %s",
-            (key_id,),
-        )
-        return (key_from_row(rows[0]), rows[0][7]) if rows else None
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(_pg(sql), rows)
 
     def keys(self, tenant: str | None) -> list[ApiKey]:
         if self._locking:
             # A writer that lists keys decides on what it saw (the first key of a
             # new database): no other writer may add one until it commits.
             self._run("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
-        sql = "SELECT id, tenant, role, name, created_at, revoked_at, last_used_at FROM api_keys"
-        if tenant is None:
-            rows = self._rows(sql + " ORDER BY created_at, id")
-        else:
-            rows = self._rows(sql + " WHERE tenant = %s ORDER BY created_at, id", (tenant,))
-        return [key_from_row(row) for row in rows]
-
-    def update_key(self, key: ApiKey) -> None:
-        self._run(
-            "UPDATE api_keys SET revoked_at = %s, last_used_at = %s WHERE id = %s",
-            (opt_us(key.revoked_at), opt_us(key.last_used_at), key.id),
-        )
+        return super().keys(tenant)
 
     # counters
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
@@ -450,10 +337,7 @@ class _PostgresTx:
         current: dict[tuple[str, str, int], tuple[int, int]] = {}
         if self._locking:
             keys = sorted({(a.budget.id, a.member, a.span.bucket) for a in applied})
-            for b, m, k, used, reserved in self._rows(
-                _LOCK_COUNTERS, [[x[0] for x in keys], [x[1] for x in keys], [x[2] for x in keys]]
-            ):
-                current[(b, m, k)] = (used, reserved)
+            current = self.lock_counters(keys)
         out = []
         for hit in applied:
             last = hit.span.bucket
@@ -463,7 +347,7 @@ class _PostgresTx:
                 top = last if not self._locking else last - 1
                 ((u, r),) = self._rows(
                     "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
-                    "WHERE budget_id = %s AND member = %s AND bucket BETWEEN %s AND %s",
+                    "WHERE budget_id = ? AND member = ? AND bucket BETWEEN ? AND ?",
                     (hit.budget.id, hit.member, hit.span.first_bucket, top),
                 )
                 used, reserved = used + int(u), reserved + int(r)
@@ -480,46 +364,6 @@ class _PostgresTx:
         if rows:
             self._run(_ADD_COUNTERS, [list(column) for column in zip(*rows, strict=True)])
 
-    # batches (see allotment.store._batch)
-    def lock_counters(
-        self, keys: Sequence[tuple[str, str, int]]
-    ) -> dict[tuple[str, str, int], tuple[int, int]]:
-        if not keys:
-            return {}
-        rows = self._rows(_LOCK_COUNTERS, [[k[0] for k in keys], [k[1] for k in keys],
-                                           [k[2] for k in keys]])  # fmt: skip
-        return {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
-
-    def lock_reservations(self, request_ids: Sequence[str]) -> dict[str, Reservation]:
-        rows = self._rows(
-            "SELECT * FROM reservations WHERE request_id = ANY(%s) ORDER BY request_id FOR UPDATE",
-            (list(request_ids),),
-        )
-        return {row[0]: reservation_from_row(row) for row in rows}
-
-    def next_event_ids(self, count: int) -> list[int]:
-        rows = self._rows(
-            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)",
-            (count,),
-        )
-        return [row[0] for row in rows]
-
-    def insert_events(self, events: Sequence[Event]) -> None:
-        if events:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(
-                    _EVENT_INSERT_WITH_ID, [(e.id, *event_values(e)) for e in events]
-                )
-
-    def upsert_reservations(
-        self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
-    ) -> None:
-        with self._conn.cursor() as cursor:
-            if inserts:
-                cursor.executemany(_RESERVATION_INSERT, [_reservation_values(r) for r in inserts])
-            if updates:
-                cursor.executemany(_RESERVATION_UPDATE, [_reservation_update(r) for r in updates])
-
     def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
         # Wait for every transaction that has charged a counter, and hold new
         # ones off: the recount that follows then sees a settled ledger.
@@ -527,133 +371,41 @@ class _PostgresTx:
         if budget_ids is None:
             self._run("DELETE FROM counters")
         else:
-            self._run("DELETE FROM counters WHERE budget_id = ANY(%s)", (list(budget_ids),))
+            self._run("DELETE FROM counters WHERE budget_id = ANY(?)", (list(budget_ids),))
 
-    def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+    # batches (see allotment.store._batch)
+    def lock_counters(
+        self, keys: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], tuple[int, int]]:
+        if not keys:
+            return {}
+        rows = self._rows(_LOCK_COUNTERS, [list(column) for column in zip(*keys, strict=True)])
+        return {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
+
+    def lock_reservations(self, request_ids: Sequence[str]) -> dict[str, Reservation]:
         rows = self._rows(
-            "SELECT budget_id, member, bucket, used, reserved FROM counters "
-            "WHERE used != 0 OR reserved != 0"
+            "SELECT * FROM reservations WHERE request_id = ANY(?) ORDER BY request_id FOR UPDATE",
+            (list(request_ids),),
         )
-        return {(b, m, k): (u, r) for b, m, k, u, r in rows}
+        return {row[0]: reservation_from_row(row) for row in rows}
 
-    # reservations
-    def reservation(self, request_id: str) -> Reservation | None:
-        lock = " FOR UPDATE" if self._locking else ""
-        rows = self._rows("SELECT * FROM reservations WHERE request_id = %s" + lock, (request_id,))
-        return reservation_from_row(rows[0]) if rows else None
-
-    def insert_reservation(self, r: Reservation) -> None:
-        self._run(_RESERVATION_INSERT, _reservation_values(r))
-
-    def update_reservation(self, r: Reservation) -> None:
-        self._run(_RESERVATION_UPDATE, _reservation_update(r))
-
-    def expired(self, now: datetime, limit: int) -> list[Reservation]:
-        # SKIP LOCKED: concurrent sweepers (any instance) split the work, and a
-        # reservation being committed right now is left to its commit.
+    def next_event_ids(self, count: int) -> list[int]:
         rows = self._rows(
-            "SELECT * FROM reservations WHERE state = 'held' AND expires_at <= %s "
-            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (to_us(now), limit),
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?)",
+            (count,),
         )
-        return [reservation_from_row(row) for row in rows]
+        return [row[0] for row in rows]
 
-    def held(self) -> Iterable[Reservation]:
-        rows = self._rows("SELECT * FROM reservations WHERE state = 'held'")
-        return [reservation_from_row(row) for row in rows]
+    def insert_events(self, events: Sequence[Event]) -> None:
+        self._run_many(EVENT_INSERT_WITH_ID, [(e.id, *event_values(e)) for e in events])
+
+    def upsert_reservations(
+        self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
+    ) -> None:
+        self._run_many(RESERVATION_INSERT, [reservation_values(r) for r in inserts])
+        self._run_many(RESERVATION_UPDATE, [reservation_update(r) for r in updates])
 
     # ledger
     def append(self, event: Event) -> Event:
-        ((event_id,),) = self._rows(_EVENT_INSERT, event_values(event))
+        ((event_id,),) = self._rows(EVENT_INSERT + " RETURNING id", event_values(event))
         return event.with_id(event_id)
-
-    def update_event(self, event: Event) -> None:
-        self._run(
-            "UPDATE events SET cost_micros = %s, price = %s, price_source = %s WHERE id = %s",
-            (event.usage.cost_micros, json.dumps(event.price), event.price.get("source"), event.id),
-        )
-
-    def event(self, event_id: int) -> Event:
-        rows = self._rows(f"SELECT {_EVENT_SELECT} FROM events WHERE id = %s", (event_id,))
-        return event_from_row(rows[0])
-
-    def events(self, query: EventQuery) -> Iterable[Event]:
-        where: list[str] = ["id > %s"]
-        params: list[object] = [query.after_id]
-        for clause, value in (
-            ("tenant = %s", query.tenant),
-            ("status = %s", None if query.status is None else query.status.value),
-            ("price_source = %s", query.price_source),
-            ("occurred_at >= %s", None if query.since is None else to_us(query.since)),
-            ("occurred_at < %s", None if query.until is None else to_us(query.until)),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        rows = self._rows(
-            f"SELECT {_EVENT_SELECT} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
-            (*params, query.limit),
-        )
-        return [event_from_row(row) for row in rows]
-
-    def counting_events(self, tenant: str | None) -> Iterable[Event]:
-        sql = f"SELECT {_EVENT_SELECT} FROM events WHERE status IN ('success', 'error')"
-        if tenant is None:
-            return [event_from_row(row) for row in self._rows(sql)]
-        return [event_from_row(row) for row in self._rows(sql + " AND tenant = %s", (tenant,))]
-
-    # rollups
-    def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
-        self._run(_ROLLUP_UPSERT, (*key, *values))
-
-    def clear_rollups(self, from_hour: int | None) -> None:
-        self._run("DELETE FROM rollups WHERE hour >= %s", (from_hour or -(2**62),))
-
-    # archive
-    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
-        sql = "SELECT budget_id, member, bucket, used FROM counter_baseline"
-        if budget_ids is None:
-            rows = self._rows(sql)
-        else:
-            rows = self._rows(sql + " WHERE budget_id = ANY(%s)", (list(budget_ids),))
-        return {(b, m, k): u for b, m, k, u in rows}
-
-    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
-        if rows:
-            self._run(
-                "INSERT INTO counter_baseline AS c SELECT * FROM unnest(%s::text[], %s::text[], "
-                "%s::bigint[], %s::bigint[]) AS t(b, m, k, u) ORDER BY b, m, k "
-                "ON CONFLICT (budget_id, member, bucket) "
-                "DO UPDATE SET used = c.used + excluded.used",
-                [list(column) for column in zip(*rows, strict=True)],
-            )
-
-    def delete_events(self, event_ids: Sequence[int]) -> None:
-        self._run("DELETE FROM events WHERE id = ANY(%s)", (list(event_ids),))
-
-    def delete_finished_reservations(self, before: datetime) -> int:
-        cursor = self._conn.execute(
-            "DELETE FROM reservations WHERE state != 'held' AND authorized_at < %s",
-            (to_us(before),),
-        )
-        return cursor.rowcount
-
-    def meta(self, key: str) -> str | None:
-        rows = self._rows("SELECT value FROM meta WHERE key = %s", (key,))
-        return str(rows[0][0]) if rows else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._run(
-            "INSERT INTO meta VALUES (%s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
-    def rollups(
-        self, tenant: str, since: int | None, until: int | None
-    ) -> Iterable[tuple[RollupKey, Sequence[int]]]:
-        rows = self._rows(
-            "SELECT * FROM rollups WHERE tenant = %s AND hour >= %s AND hour < %s",
-            (tenant, -(2**62) if since is None else since, 2**62 if until is None else until),
-        )
-        return [(tuple(row[:9]), row[9:]) for row in rows]

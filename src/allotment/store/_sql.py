@@ -1,0 +1,335 @@
+"""The ``Tx`` primitives SQLite and PostgreSQL write alike: one schema, one SQL text.
+
+SQL here uses ``?`` placeholders (each dialect's ``_rows``, ``_run`` and
+``_run_many`` adapt them) and quotes ``"user"``, which PostgreSQL reserves.
+The dialects keep only what they really do differently: reading and adding
+to counters, appending an event, and locking rows for a write.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from allotment.core.budgets import Budget
+from allotment.core.fx import NO_RATES, FxRate, Rates
+from allotment.core.keys import ApiKey
+from allotment.core.ledger import Event, Reservation
+from allotment.store._ops import ROLLUP_TOTALS, RollupKey
+from allotment.store._rows import (
+    EVENT_COLUMNS,
+    Config,
+    event_from_row,
+    from_us,
+    key_from_row,
+    opt_us,
+    reservation_from_row,
+    reservation_values,
+    to_us,
+)
+from allotment.store.base import EventQuery
+
+__all__ = [
+    "EVENT_INSERT",
+    "EVENT_INSERT_WITH_ID",
+    "RESERVATION_INSERT",
+    "RESERVATION_UPDATE",
+    "SqlConfig",
+    "SqlTx",
+    "reservation_update",
+]
+
+_EVENT_SELECT = ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
+#: an event without its id (the database assigns it)
+EVENT_INSERT = (
+    f"INSERT INTO events ({_EVENT_SELECT.removeprefix('id, ')}) "
+    f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) - 1))})"
+)
+#: an event with an id drawn beforehand
+EVENT_INSERT_WITH_ID = (
+    f"INSERT INTO events ({_EVENT_SELECT}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 13)})"
+RESERVATION_UPDATE = (
+    "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ? WHERE request_id = ?"
+)
+_KEY_COLUMNS = "id, tenant, role, name, created_at, revoked_at, last_used_at"
+_ROLLUP_UPSERT = (
+    f"INSERT INTO rollups VALUES ({', '.join('?' * (10 + len(ROLLUP_TOTALS)))}) "
+    'ON CONFLICT (tenant, hour, "user", key, agent, feature, provider, model, status) '
+    "DO UPDATE SET "
+    + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
+)
+
+
+def reservation_update(r: Reservation) -> tuple[Any, ...]:
+    """The parameters of ``RESERVATION_UPDATE`` for ``r``."""
+    return (r.state.value, r.commit_hash, r.event_id, r.request_id)
+
+
+class SqlConfig:
+    """Budgets and exchange rates as last loaded by this process, for every transaction."""
+
+    def __init__(self) -> None:
+        self._config_cache = Config(-1, {}, NO_RATES)
+        self._config_lock = threading.Lock()
+
+    def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
+        """The budgets this process last loaded (for fail-open decisions when the store fails)."""
+        return self._config_cache.cached(tenant)
+
+    def _remember(self, config: Config) -> None:
+        with self._config_lock:
+            if config.version > self._config_cache.version:
+                self._config_cache = config
+
+
+class SqlTx:
+    """The ``Tx`` primitives over one connection, in SQL both dialects understand."""
+
+    #: appended to a SELECT of rows this transaction will change (PostgreSQL: " FOR UPDATE")
+    _lock_rows = ""
+
+    def __init__(self, store: SqlConfig) -> None:
+        self._store = store
+        self._config: Config | None = None
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute ``sql``; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
+        raise NotImplementedError
+
+    # budgets and exchange rates: configuration cached per process, checked per transaction
+    def _configuration(self) -> Config:
+        if self._config is not None:
+            return self._config
+        ((version,),) = self._rows(
+            "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'config_version'"
+        )
+        config = self._store._config_cache
+        if config.version != version:
+            index: dict[str | None, list[Budget]] = {}
+            for (spec,) in self._rows("SELECT spec FROM budgets ORDER BY id"):
+                budget = Budget.from_spec(json.loads(spec))
+                index.setdefault(budget.tenant, []).append(budget)
+            rows = self._rows("SELECT source, target, rate, effective_from FROM fx_rates")
+            rates = Rates(FxRate(s, t, Decimal(r), from_us(f)) for s, t, r, f in rows)
+            config = Config(version, index, rates)
+            self._store._remember(config)
+        self._config = config
+        return config
+
+    def _bump_config_version(self) -> None:
+        self._run(
+            "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
+            "WHERE key = 'config_version'"
+        )
+
+    def rates(self) -> Rates:
+        return self._configuration().rates
+
+    def put_rate(self, rate: FxRate) -> None:
+        self._run(
+            "INSERT INTO fx_rates (source, target, effective_from, rate) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (source, target, effective_from) DO UPDATE SET rate = excluded.rate",
+            (rate.source, rate.target, to_us(rate.effective_from), str(rate.rate)),
+        )
+        self._bump_config_version()
+
+    def budgets_for(self, tenant: str) -> Sequence[Budget]:
+        index = self._configuration().budgets
+        return [*index.get(None, ()), *index.get(tenant, ())]
+
+    def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
+        index = self._configuration().budgets
+        if tenant is not None:
+            return list(index.get(tenant, ()))
+        return sorted((b for group in index.values() for b in group), key=lambda b: b.id)
+
+    def budget(self, budget_id: str) -> Budget | None:
+        rows = self._rows("SELECT spec FROM budgets WHERE id = ?", (budget_id,))
+        return Budget.from_spec(json.loads(rows[0][0])) if rows else None
+
+    def put_budget(self, budget: Budget) -> None:
+        self._run(
+            "INSERT INTO budgets (id, tenant, spec) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, spec = excluded.spec",
+            (budget.id, budget.tenant, json.dumps(budget.to_spec())),
+        )
+        self._bump_config_version()
+
+    def delete_budget(self, budget_id: str) -> None:
+        self._run("DELETE FROM budgets WHERE id = ?", (budget_id,))
+        self._run("DELETE FROM counter_baseline WHERE budget_id = ?", (budget_id,))
+        self.clear_counters([budget_id])
+        self._bump_config_version()
+
+    # keys
+    def insert_key(self, key: ApiKey, secret_hash: str) -> None:
+        self._run(
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+            (key.id, key.tenant, key.role.value, key.name, secret_hash, to_us(key.created_at)),
+        )
+
+    def key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        rows = self._rows(
+            f"SELECT {_KEY_COLUMNS}, secret_hash FROM api_keys WHERE id = ?", (key_id,)
+        )
+        return (key_from_row(rows[0]), rows[0][7]) if rows else None
+
+    def keys(self, tenant: str | None) -> list[ApiKey]:
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"
+        if tenant is None:
+            rows = self._rows(sql + " ORDER BY created_at, id")
+        else:
+            rows = self._rows(sql + " WHERE tenant = ? ORDER BY created_at, id", (tenant,))
+        return [key_from_row(row) for row in rows]
+
+    def update_key(self, key: ApiKey) -> None:
+        self._run(
+            "UPDATE api_keys SET revoked_at = ?, last_used_at = ? WHERE id = ?",
+            (opt_us(key.revoked_at), opt_us(key.last_used_at), key.id),
+        )
+
+    # counters
+    def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        rows = self._rows(
+            "SELECT budget_id, member, bucket, used, reserved FROM counters "
+            "WHERE used != 0 OR reserved != 0"
+        )
+        return {(b, m, k): (u, r) for b, m, k, u, r in rows}
+
+    # reservations
+    def reservation(self, request_id: str) -> Reservation | None:
+        rows = self._rows(
+            "SELECT * FROM reservations WHERE request_id = ?" + self._lock_rows, (request_id,)
+        )
+        return reservation_from_row(rows[0]) if rows else None
+
+    def insert_reservation(self, r: Reservation) -> None:
+        self._run(RESERVATION_INSERT, reservation_values(r))
+
+    def update_reservation(self, r: Reservation) -> None:
+        self._run(RESERVATION_UPDATE, reservation_update(r))
+
+    def expired(self, now: datetime, limit: int) -> list[Reservation]:
+        # SKIP LOCKED where rows are locked: concurrent sweepers (any instance)
+        # split the work, and a reservation being committed is left to its commit.
+        lock = f"{self._lock_rows} SKIP LOCKED" if self._lock_rows else ""
+        rows = self._rows(
+            "SELECT * FROM reservations WHERE state = 'held' AND expires_at <= ? "
+            "ORDER BY expires_at LIMIT ?" + lock,
+            (to_us(now), limit),
+        )
+        return [reservation_from_row(row) for row in rows]
+
+    def held(self) -> Iterable[Reservation]:
+        rows = self._rows("SELECT * FROM reservations WHERE state = 'held'")
+        return [reservation_from_row(row) for row in rows]
+
+    # ledger
+    def update_event(self, event: Event) -> None:
+        self._run(
+            "UPDATE events SET cost_micros = ?, price = ?, price_source = ? WHERE id = ?",
+            (event.usage.cost_micros, json.dumps(event.price), event.price.get("source"), event.id),
+        )
+
+    def event(self, event_id: int) -> Event:
+        rows = self._rows(f"SELECT {_EVENT_SELECT} FROM events WHERE id = ?", (event_id,))
+        return event_from_row(rows[0])
+
+    def events(self, query: EventQuery) -> Iterable[Event]:
+        where: list[str] = ["id > ?"]
+        params: list[object] = [query.after_id]
+        if query.price_source in ("fallback", "missing"):
+            # A literal lets the planner prove the partial index events_flagged applies.
+            where.append(f"price_source = '{query.price_source}'")
+            query = replace(query, price_source=None)
+        for clause, value in (
+            ("tenant = ?", query.tenant),
+            ("status = ?", None if query.status is None else query.status.value),
+            ("price_source = ?", query.price_source),
+            ("occurred_at >= ?", None if query.since is None else to_us(query.since)),
+            ("occurred_at < ?", None if query.until is None else to_us(query.until)),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self._rows(
+            f"SELECT {_EVENT_SELECT} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            (*params, query.limit),
+        )
+        return [event_from_row(row) for row in rows]
+
+    def counting_events(self, tenant: str | None) -> Iterable[Event]:
+        # Materialized first: the caller writes on this connection while iterating.
+        sql = f"SELECT {_EVENT_SELECT} FROM events WHERE status IN ('success', 'error')"
+        if tenant is None:
+            return [event_from_row(row) for row in self._rows(sql)]
+        return [event_from_row(row) for row in self._rows(sql + " AND tenant = ?", (tenant,))]
+
+    # rollups
+    def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None:
+        self._run(_ROLLUP_UPSERT, (*key, *values))
+
+    def clear_rollups(self, from_hour: int | None) -> None:
+        self._run("DELETE FROM rollups WHERE hour >= ?", (from_hour or -(2**62),))
+
+    def rollups(
+        self, tenant: str, since: int | None, until: int | None
+    ) -> Iterable[tuple[RollupKey, Sequence[int]]]:
+        rows = self._rows(
+            "SELECT * FROM rollups WHERE tenant = ? AND hour >= ? AND hour < ?",
+            (tenant, -(2**62) if since is None else since, 2**62 if until is None else until),
+        )
+        return [(tuple(row[:9]), row[9:]) for row in rows]
+
+    # archive
+    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
+        sql = "SELECT budget_id, member, bucket, used FROM counter_baseline"
+        if budget_ids is None:
+            rows = self._rows(sql)
+        else:
+            marks = ", ".join("?" * len(budget_ids))
+            rows = self._rows(f"{sql} WHERE budget_id IN ({marks})", budget_ids)
+        return {(b, m, k): u for b, m, k, u in rows}
+
+    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
+        # Sorted: rows are locked in the order every writer takes them.
+        self._run_many(
+            "INSERT INTO counter_baseline AS c VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (budget_id, member, bucket) DO UPDATE SET used = c.used + excluded.used",
+            sorted(rows),
+        )
+
+    def delete_events(self, event_ids: Sequence[int]) -> None:
+        self._run_many("DELETE FROM events WHERE id = ?", [(i,) for i in event_ids])
+
+    def delete_finished_reservations(self, before: datetime) -> int:
+        return self._run(
+            "DELETE FROM reservations WHERE state != 'held' AND authorized_at < ?",
+            (to_us(before),),
+        )
+
+    def meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._run(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
