@@ -8,6 +8,7 @@ estimates above actual usage, more calls fit, never past the cap.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from allotment.governor import Governor
 from allotment.store import MemoryStore
 from allotment.store.base import EventQuery
+from tests.conftest import drop_postgres, fresh_postgres_url
 from tests.store.race_worker import hammer
 
 pytestmark = pytest.mark.slow
@@ -50,14 +52,24 @@ def race_processes(url: str, estimate: int, actual: int, attempts: int) -> tuple
     return sum(r[0] for r in results), sum(r[1] for r in results)
 
 
-def test_sqlite_processes_and_threads_exactly_n(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    with Governor(url) as gov:
+@pytest.fixture(params=["sqlite", "postgres"])
+def race_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One shared database that several processes open: a SQLite file or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+        return
+    url = fresh_postgres_url()
+    yield url
+    drop_postgres(url)
+
+
+def test_processes_and_threads_exactly_n(race_url: str) -> None:
+    with Governor(race_url) as gov:
         budget(gov)
-    allowed, violations = race_processes(url, UNIT, UNIT, attempts=3)
+    allowed, violations = race_processes(race_url, UNIT, UNIT, attempts=3)
     assert PROCESSES * THREADS * 3 > N  # the budget really is contended
     assert (allowed, violations) == (N, 0)
-    with Governor(url) as gov:
+    with Governor(race_url) as gov:
         assert spend(gov) == N * UNIT
         assert gov.status({"tenant": "race"})[0].used == N * UNIT
         live = gov.store.counters()
@@ -65,13 +77,12 @@ def test_sqlite_processes_and_threads_exactly_n(tmp_path: Path) -> None:
         assert gov.store.counters() == live
 
 
-def test_sqlite_estimates_above_actual_let_more_in_never_past_cap(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    with Governor(url) as gov:
+def test_estimates_above_actual_let_more_in_never_past_cap(race_url: str) -> None:
+    with Governor(race_url) as gov:
         budget(gov)
-    allowed, violations = race_processes(url, estimate=2 * UNIT, actual=UNIT, attempts=4)
+    allowed, violations = race_processes(race_url, estimate=2 * UNIT, actual=UNIT, attempts=4)
     assert violations == 0
-    with Governor(url) as gov:
+    with Governor(race_url) as gov:
         assert spend(gov) == allowed * UNIT <= N * UNIT
     assert allowed > N // 2  # what would fit had every call used its whole estimate
 
@@ -82,26 +93,3 @@ def test_memory_threads_exactly_n() -> None:
     allowed, violations = hammer(store, THREADS, attempts=12, estimate=UNIT, actual=UNIT)
     assert (allowed, violations) == (N, 0)
     assert spend(Governor(store)) == N * UNIT
-
-
-def test_postgres_processes_and_threads_exactly_n(postgres_url: str) -> None:
-    with Governor(postgres_url) as gov:
-        budget(gov)
-    allowed, violations = race_processes(postgres_url, UNIT, UNIT, attempts=3)
-    assert (allowed, violations) == (N, 0)
-    with Governor(postgres_url) as gov:
-        assert spend(gov) == N * UNIT
-        assert gov.status({"tenant": "race"})[0].used == N * UNIT
-        live = gov.store.counters()
-        gov.rebuild()
-        assert gov.store.counters() == live
-
-
-def test_postgres_estimates_above_actual_let_more_in_never_past_cap(postgres_url: str) -> None:
-    with Governor(postgres_url) as gov:
-        budget(gov)
-    allowed, violations = race_processes(postgres_url, estimate=2 * UNIT, actual=UNIT, attempts=4)
-    assert violations == 0
-    with Governor(postgres_url) as gov:
-        assert spend(gov) == allowed * UNIT <= N * UNIT
-    assert allowed > N // 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter
@@ -142,7 +143,8 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
 
 async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
-    state = await _run(gov, gov.release, body.request_id, body.reason, tenant=caller.scope())
+    release = partial(gov.release, body.request_id, body.reason, tenant=caller.scope())
+    state = await run_in_threadpool(release) if _blocking(gov) else release()
     return JSONResponse({"request_id": body.request_id, "state": state.value})
 
 
@@ -169,13 +171,6 @@ def _now(method: Callable[P, T]) -> Callable[P, Awaitable[T]]:
         return method(*args, **kwargs)
 
     return run
-
-
-async def _run(gov: Governor, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``method(*args, **kwargs)``: in the thread pool if the store waits on the network."""
-    if _blocking(gov):
-        return await run_in_threadpool(method, *args, **kwargs)
-    return method(*args, **kwargs)
 
 
 def _tenant_of(subject: dict[str, Any]) -> str | None:

@@ -246,13 +246,6 @@ class PostgresStore(SqlConfig, TransactionalStore):
             row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0) if row else 0
 
-    def drop_schema(self) -> None:
-        """Drop this store's schema and everything in it (tests; never the public schema)."""
-        if self.schema is None:
-            raise ConfigurationError("refusing to drop a store without its own schema")
-        with self._connection() as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-
     def close(self) -> None:
         self._batcher.close()
         self._pool.close()
