@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,7 @@ from allotment.store._rows import (
     opt_us,
     reservation_from_row,
     reservation_values,
+    statements,
     to_us,
 )
 from allotment.store.base import EventQuery
@@ -111,6 +112,28 @@ class SqlTx:
 
     def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
         raise NotImplementedError
+
+    def migrate(self, migrations: Sequence[tuple[int, str, str]]) -> None:
+        """Apply, in order, the migrations ``schema_migrations`` does not list yet."""
+        self._run(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        done = {v for (v,) in self._rows("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations:
+            if version in done:
+                continue
+            for statement in statements(sql):
+                self._run(statement)
+            self._run(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                (version, name, datetime.now(UTC).isoformat()),
+            )
+
+    def schema_version(self) -> int:
+        """The highest applied migration."""
+        ((version,),) = self._rows("SELECT MAX(version) FROM schema_migrations")
+        return int(version or 0)
 
     # budgets and exchange rates: configuration cached per process, checked per transaction
     def _configuration(self) -> Config:

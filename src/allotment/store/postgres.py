@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
@@ -43,7 +43,6 @@ from allotment.store._rows import (
     event_values,
     reservation_from_row,
     reservation_values,
-    statements,
 )
 from allotment.store._sql import (
     EVENT_INSERT,
@@ -226,25 +225,11 @@ class PostgresStore(SqlConfig, TransactionalStore):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             if self.schema is not None:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            )
-            done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in statements(sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations VALUES (%s, %s, now()::text)", (version, name)
-                )
+            _PostgresTx(self, conn, locking=True).migrate(MIGRATIONS)
 
     def schema_version(self) -> int:
         """The highest applied migration."""
-        with self._connection() as conn:
-            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        return int(row[0] or 0) if row else 0
+        return self._read(lambda tx: cast(SqlTx, tx).schema_version())
 
     def close(self) -> None:
         self._batcher.close()

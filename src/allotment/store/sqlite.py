@@ -31,10 +31,9 @@ from urllib.parse import parse_qs, urlsplit
 from allotment.core.engine import Applied, Counter
 from allotment.core.ledger import Event
 from allotment.errors import ConfigurationError, StoreError
-from allotment.store._ops import Delta, Tx
+from allotment.store._ops import Delta
 from allotment.store._rows import (
     event_values,
-    statements,
 )
 from allotment.store._sql import EVENT_INSERT, SqlConfig, SqlTx
 from allotment.store._transactional import TransactionalStore
@@ -81,7 +80,7 @@ class SQLiteStore(SqlConfig, TransactionalStore):
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[Tx]:
+    def _transaction(self) -> Iterator[_SQLiteTx]:
         conn = self._connection()
         with self._write_lock, self._file_lock:
             try:
@@ -98,7 +97,7 @@ class SQLiteStore(SqlConfig, TransactionalStore):
                 raise
 
     @contextmanager
-    def _reading(self) -> Iterator[Tx]:
+    def _reading(self) -> Iterator[_SQLiteTx]:
         """A snapshot read beside the writer: no write lock, no wait behind authorizations."""
         conn = self._connection()
         try:
@@ -113,33 +112,13 @@ class SQLiteStore(SqlConfig, TransactionalStore):
             conn.execute("ROLLBACK")
 
     def _migrate(self) -> None:
-        conn = self._connection()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-                )
-                done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-                for version, name, sql in MIGRATIONS:
-                    if version in done:
-                        continue
-                    for statement in statements(sql):
-                        conn.execute(statement)
-                    conn.execute(
-                        "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
-                        (version, name),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as tx:
+            tx.migrate(MIGRATIONS)
 
     def schema_version(self) -> int:
         """The highest applied migration."""
-        row = self._connection().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        return int(row[0] or 0)
+        with self._reading() as tx:
+            return tx.schema_version()
 
     def close(self) -> None:
         self._checkpointer.stop()
