@@ -28,13 +28,12 @@ from rich.table import Table
 from tests.e2e.server import ADMIN, Instance
 
 from allotment import Governor
-from bench.http import _connection, _timed
+from bench.http import Send, drive
 
 SERVER = os.environ.get("ALLOTMENT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TENANTS = {"hot": 1, "spread": 100}
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 CLIENTS = 64
-ROUNDS = 30
 
 
 def _budgets(traffic: str) -> list[dict[str, object]]:
@@ -73,32 +72,19 @@ def _in_process(
     return len(flat) / elapsed, flat[len(flat) // 2] / 1e3, flat[int(len(flat) * 0.99)] / 1e3
 
 
-async def _client(port: int, traffic: str, worker: int, latencies: list[float]) -> None:
-    send, close = await _connection(port, f"Authorization: Bearer {ADMIN}\r\n".encode())
-    rng = random.Random(worker)
-    for i in range(ROUNDS):
+def _through_service(instances: list[Instance], traffic: str) -> tuple[float, float, float]:
+    ports = [int(i.base.rsplit(":", 1)[1]) for i in instances]
+
+    async def pair(send: Send, worker: int, i: int) -> None:
+        rng = random.Random(worker * 1_000_003 + i)
         rid = f"b{worker}-{i}-{uuid.uuid4().hex[:8]}"
-        started = time.perf_counter()
         call = {"request_id": rid, "subject": _subject(traffic, rng), "provider": "openai",
                 "model": "gpt-4o-mini", "estimate": {"output_tokens": 200}}  # fmt: skip
         usage = {"request_id": rid, "usage": {"input_tokens": 120, "output_tokens": 80}}
         assert await send("POST", "/v1/authorize", call) == 200
         assert await send("POST", "/v1/commit", usage) == 200
-        latencies.append(time.perf_counter() - started)
-    close()
 
-
-def _through_service(instances: list[Instance], traffic: str) -> tuple[float, float, float]:
-    ports = [int(i.base.rsplit(":", 1)[1]) for i in instances]
-    _timed(lambda out: [_client(ports[w % len(ports)], traffic, w, out) for w in range(8)])
-    took, latencies = _timed(
-        lambda out: [_client(ports[w % len(ports)], traffic, w, out) for w in range(CLIENTS)]
-    )
-    return (
-        len(latencies) / took,
-        latencies[len(latencies) // 2] * 1e3,
-        latencies[int(len(latencies) * 0.99)] * 1e3,
-    )
+    return drive(ports, f"Authorization: Bearer {ADMIN}\r\n".encode(), pair)
 
 
 class _Databases:

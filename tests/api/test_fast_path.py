@@ -47,7 +47,11 @@ CASES: list[tuple[str, str | None, Any]] = [
 ]
 
 
-def answers(tmp_path: Path, clock: Clock, lean: bool) -> list[tuple[int, Any]]:
+HEADERS = ("content-type", "x-budget-id", "x-budget-remaining", "x-budget-percent-used",
+           "x-budget-resets-at")  # fmt: skip
+
+
+def answers(tmp_path: Path, clock: Clock, lean: bool) -> list[tuple[int, Any, Any]]:
     gov = Governor(f"sqlite:///{tmp_path / f'{lean}.db'}", clock=clock)
     gov.create_budget({"id": "day", "tenant": "acme", "meter": "tokens", "window": "day",
                        "limit": 1000})  # fmt: skip
@@ -62,7 +66,9 @@ def answers(tmp_path: Path, clock: Clock, lean: bool) -> list[tuple[int, Any]]:
             response = client.post(path, content=body, headers=headers)
         else:
             response = client.post(path, json=body, headers=headers)
-        out.append((response.status_code, _comparable(response.json())))
+        assert len(response.headers["x-request-id"]) >= 16
+        headers = {name: response.headers.get(name) for name in HEADERS}
+        out.append((response.status_code, _comparable(response.json()), headers))
     gov.close()
     return out
 
@@ -96,4 +102,40 @@ def test_oversized_bodies_are_refused(tmp_path: Path, clock: Clock, size: int) -
                            headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+    gov.close()
+
+
+def test_request_ids_are_echoed_or_new_and_unique(tmp_path: Path, clock: Clock) -> None:
+    gov = Governor(f"sqlite:///{tmp_path / 'ids.db'}", clock=clock)
+    secret = gov.create_key("service", "acme")[1]
+    client = TestClient(create_app(gov))
+    auth = {"Authorization": f"Bearer {secret}"}
+    body = {"request_id": "r1", **CALL}
+    given = client.post("/v1/authorize", json=body, headers=auth | {"X-Request-Id": "trace-7"})
+    assert given.headers["x-request-id"] == "trace-7"
+    ids = {client.post("/v1/release", json={"request_id": "r1"}, headers=auth)
+           .headers["x-request-id"] for _ in range(50)}  # fmt: skip
+    assert len(ids) == 50
+    gov.close()
+
+
+def test_an_unexpected_failure_is_a_json_500_and_the_service_goes_on(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gov = Governor(f"sqlite:///{tmp_path / 'boom.db'}", clock=clock)
+    secret = gov.create_key("service", "acme")[1]
+    client = TestClient(create_app(gov))
+    auth = {"Authorization": f"Bearer {secret}"}
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gov, "release", boom)
+    failed = client.post("/v1/release", json={"request_id": "r1"}, headers=auth)
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "internal_error"
+    assert "a bug" not in failed.text  # no internals leak to the caller
+    monkeypatch.undo()
+    assert client.post("/v1/authorize", json={"request_id": "r2", **CALL},
+                       headers=auth).status_code == 200  # fmt: skip
     gov.close()

@@ -10,10 +10,10 @@ app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allotment.api import admin, calls, errors, metrics, reads
-from allotment.api.fast import FastCalls
-from allotment.api.instruments import LATENCY, STORE_ERRORS
+from allotment.api.fast import Service, new_request_id
+from allotment.api.instruments import STORE_ERRORS, latency
 from allotment.config import db_url, load_pricing
 from allotment.errors import AllotmentError
 from allotment.governor import Governor
@@ -41,7 +41,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"")
-        request_id = incoming[:128] or uuid.uuid4().hex.encode()
+        request_id = incoming[:128] or new_request_id()
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -53,9 +53,8 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+            path = getattr(scope.get("route"), "path", "unmatched")
+            latency(scope["method"], path).observe(time.perf_counter() - started)
 
 
 def create_app(
@@ -63,7 +62,7 @@ def create_app(
 ) -> FastAPI:
     """The v1 API over ``governor``; with ``sweep_every``, a background sweeper too.
 
-    ``lean`` answers authorize, commit and release past FastAPI's request
+    ``lean`` answers authorize, commit and release before FastAPI's request
     machinery (``allotment.api.fast``); without it, the FastAPI routes do.
     """
 
@@ -78,7 +77,7 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await task
 
-    app = FastAPI(
+    app = Service(
         title="allotment",
         version="1",
         description="A budget in front of every AI call.",
@@ -91,7 +90,7 @@ def create_app(
     app.include_router(reads.health)
     app.include_router(metrics.router)
     if lean:
-        app.add_middleware(FastCalls, governor=governor)
+        app.governor = governor
     app.add_middleware(RequestIdMiddleware)  # outermost: ids and latency for every route
     return app
 
@@ -120,7 +119,12 @@ def build_app() -> FastAPI:
         governor = Governor(db_url())
     bootstrap_admin_key(governor)
     sweep_every = float(os.environ.get("ALLOTMENT_SWEEP_SECONDS", "1"))
-    return create_app(governor, sweep_every=sweep_every)
+    app = create_app(governor, sweep_every=sweep_every)
+    # What start-up built (the price catalog, FastAPI's routes and models) lives
+    # as long as the process: keep the cycle collector from scanning it again
+    # and again under load (every full collection would walk all of it).
+    gc.freeze()
+    return app
 
 
 def bootstrap_admin_key(governor: Governor) -> None:

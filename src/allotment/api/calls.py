@@ -1,12 +1,12 @@
 """The call lifecycle over HTTP: authorize, commit, release, batch events.
 
-authorize, commit and release are ``async def``. On an embedded store they
-call the governor directly: each is one short transaction, serialized by the
-store's write lock anyway, so a hop through the thread pool would only add
-latency. With a store that waits on the network (PostgreSQL,
-``store.blocking``) authorize and commit are awaited instead: one worker has
-many calls in flight, queued without a thread each, and the store batches
-them into one transaction. Release runs in the thread pool.
+authorize, commit and release are ``async def``. With a store that groups
+calls into shared transactions (SQLite, PostgreSQL) authorize and commit are
+awaited: one worker has many calls in flight, queued without a thread each,
+and the store runs what is queued as one transaction while the event loop
+goes on reading requests. On the memory store they run at once, on the loop.
+Release runs in the thread pool on a store that waits on the network
+(``store.blocking``), else on the loop.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.errors import ApiError, refusal_response
-from allotment.api.instruments import DECISIONS, STORE_ERRORS
+from allotment.api.instruments import STORE_ERRORS, decisions
+from allotment.api.responses import Json
 from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
@@ -114,49 +115,54 @@ async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> Res
 async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     caller.tenant(_tenant_of(body.subject))
-    call = gov.authorize_async if _blocking(gov) else _now(gov.authorize)
+    call = gov.authorize_async if _batching(gov) else _now(gov.authorize)
     decision = await call(
         body.request_id, body.subject, body.provider, body.model, body.estimate,
         ttl=body.ttl_seconds, request=body.request,
     )  # fmt: skip
     if not decision.allowed:
-        DECISIONS.labels("refused", decision.refusals[0].reason.value).inc()
+        decisions("refused", decision.refusals[0].reason.value).inc()
         return refusal_response(decision)
-    DECISIONS.labels("allowed", "store_unavailable" if decision.degraded else "").inc()
+    decisions("allowed", "store_unavailable" if decision.degraded else "").inc()
     if decision.degraded:
         STORE_ERRORS.inc()
-    return JSONResponse(decision.to_dict(), headers=_budget_headers(decision))
+    return Json(decision.to_dict(), headers=_budget_headers(decision))
 
 
 async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     if body.subject is not None:
         caller.tenant(_tenant_of(body.subject))
-    call = gov.commit_async if _blocking(gov) else _now(gov.commit)
+    call = gov.commit_async if _batching(gov) else _now(gov.commit)
     result = await call(
         body.request_id, body.usage, status=body.status, reason=body.reason,
         provider=body.provider, model=body.model, subject=body.subject, tenant=caller.scope(),
     )  # fmt: skip
     # A ready response: FastAPI's generic encoder would walk the dict again, slowly.
-    return JSONResponse(_committed(result))
+    return Json(_committed(result))
 
 
 async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     release = partial(gov.release, body.request_id, body.reason, tenant=caller.scope())
     state = await run_in_threadpool(release) if _blocking(gov) else release()
-    return JSONResponse({"request_id": body.request_id, "state": state.value})
+    return Json({"request_id": body.request_id, "state": state.value})
 
 
 @router.post("/events", response_model=None, responses=documented(CommitsOut))
-def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> JSONResponse:
+def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> Json:
     """Record a batch of post-hoc calls, idempotent per request id."""
     caller.may_write_usage()
     for event in body.events:
         caller.tenant(_tenant_of(event.subject))
     items = [e.model_dump(exclude_none=True) for e in body.events]
     results = gov.record_many(items)
-    return JSONResponse({"events": [_committed(r) for r in results]})
+    return Json({"events": [_committed(r) for r in results]})
+
+
+def _batching(gov: Governor) -> bool:
+    """Whether the store queues calls for shared transactions (then they are awaited)."""
+    return hasattr(gov.store, "authorize_async")
 
 
 def _blocking(gov: Governor) -> bool:

@@ -10,10 +10,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from allotment.api.instruments import STORE_ERRORS
+from allotment.api.responses import Json
 from allotment.core.decisions import Decision, Reason
 from allotment.errors import (
     BudgetExceeded,
@@ -37,12 +37,12 @@ class ApiError(Exception):
         self.message = message
 
 
-def error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+def error(status: int, code: str, message: str, **details: Any) -> Json:
     """A JSON error response in the contract's shape."""
-    return JSONResponse({"error": {"code": code, "message": message, **details}}, status)
+    return Json({"error": {"code": code, "message": message, **details}}, status)
 
 
-def refusal_response(decision: Decision) -> JSONResponse:
+def refusal_response(decision: Decision) -> Json:
     """402 for a refused authorization, with what an end user can be shown."""
     refusal = decision.refusals[0]
     if refusal.reason is Reason.UNKNOWN_MODEL:
@@ -64,7 +64,7 @@ def refusal_response(decision: Decision) -> JSONResponse:
     )
 
 
-def invalid_shape(errors: Sequence[Any]) -> JSONResponse:
+def invalid_shape(errors: Sequence[Any]) -> Json:
     """422 for a body that does not fit its model, naming the first bad field."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
@@ -72,7 +72,7 @@ def invalid_shape(errors: Sequence[Any]) -> JSONResponse:
     return error(422, "invalid_request", f"{field}: {first.get('msg')}", field=field)
 
 
-def error_response(exc: Exception) -> JSONResponse | None:
+def error_response(exc: Exception) -> Json | None:
     """The response for an error allotment raises (None: not one of ours)."""
     match exc:
         case ApiError():
@@ -101,7 +101,7 @@ def error_response(exc: Exception) -> JSONResponse | None:
 def install(app: FastAPI) -> None:
     """Map every error allotment raises to its status code."""
 
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> Json:
         response = error_response(exc)
         assert response is not None  # registered below for exactly these types
         return response

@@ -1,25 +1,32 @@
-"""authorize, commit and release on a lean path past FastAPI's per-request machinery.
+"""authorize, commit and release on a lean path in front of FastAPI.
 
 These three run once or twice per AI call, so their overhead is the
-service's throughput. FastAPI (dependency resolution, body parsing, the
-generic encoder) costs several times what the budget decision itself does.
-This middleware answers them with the same parts, called directly: the same
-pydantic body models (validated from the raw JSON by pydantic-core), the same
-key check, the same handlers in ``allotment.api.calls`` and the same error
-responses. The FastAPI routes stay, for the OpenAPI document and as the
-reference the API tests compare against.
+service's throughput. FastAPI's request machinery (its outer layers,
+dependency resolution, body parsing, the generic encoder) costs several
+times what the budget decision itself does. ``Service`` is the FastAPI app
+with these three answered before any of that, by the same parts called
+directly: the same pydantic body models (validated from the raw JSON by
+pydantic-core), the same key check, the same handlers in
+``allotment.api.calls`` and the same error responses, plus what the
+middleware adds to every response (``X-Request-Id``, the latency metric).
+The FastAPI routes stay, for the OpenAPI document and as the reference the
+API tests compare against.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
+from itertools import count
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic import ValidationError as ShapeError
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from allotment.api.auth import Caller, caller_from
 from allotment.api.calls import (
@@ -31,9 +38,10 @@ from allotment.api.calls import (
     do_release,
 )
 from allotment.api.errors import error, error_response, invalid_shape
+from allotment.api.instruments import latency
 from allotment.governor import Governor
 
-__all__ = ["MAX_BODY", "FastCalls"]
+__all__ = ["MAX_BODY", "Service", "new_request_id"]
 
 Handler = Callable[[Any, Caller, Governor], Awaitable[Response]]
 #: larger bodies get 413 (a whole provider request, for estimating, is allowed)
@@ -43,54 +51,74 @@ _CALLS: dict[str, tuple[type[BaseModel], Handler]] = {
     "/v1/commit": (CommitBody, do_commit),
     "/v1/release": (ReleaseBody, do_release),
 }
+_log = logging.getLogger("allotment.api")
+
+# Request ids: unique per process by a random prefix, then a counter (a uuid4
+# per request costs more than the rest of the id handling together).
+_PREFIX = os.urandom(8).hex()
+_SEQUENCE = count(1)
 
 
-_ROUTES = {path: SimpleNamespace(path=path) for path in _CALLS}
+def new_request_id() -> bytes:
+    """A request id no other process or request of this one has used."""
+    return f"{_PREFIX}{next(_SEQUENCE):016x}".encode()
+
+
+class Service(FastAPI):
+    """The FastAPI app, with ``POST /v1/authorize|commit|release`` answered first.
+
+    ``governor`` None sends every request through FastAPI (the reference path).
+    """
+
+    governor: Governor | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.governor is not None and scope["type"] == "http" and scope["method"] == "POST":
+            call = _CALLS.get(scope["path"])
+            if call is not None:
+                await _answer(self.governor, scope, receive, send, *call)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _answer(
+    governor: Governor,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    model: type[BaseModel],
+    handler: Handler,
+) -> None:
+    started = time.perf_counter()
+    authorization, request_id = "", b""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            authorization = value.decode("latin-1")
+        elif key == b"x-request-id":
+            request_id = value[:128]
+    try:
+        caller = caller_from(authorization, governor)
+        body = model.model_validate_json(await _body(receive))
+        response = await handler(body, caller, governor)
+    except ShapeError as exc:
+        response = invalid_shape(exc.errors())
+    except _TooLarge:
+        response = error(413, "payload_too_large", f"the body exceeds {MAX_BODY} bytes")
+    except Exception as exc:
+        answer = error_response(exc)
+        if answer is None:
+            _log.exception("%s %s failed", scope["method"], scope["path"])
+            answer = error(500, "internal_error", "the service failed to answer this request")
+        response = answer
+    headers = response.raw_headers
+    headers.append((b"x-request-id", request_id or new_request_id()))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+    latency("POST", scope["path"]).observe(time.perf_counter() - started)
 
 
 class _TooLarge(Exception):
     pass
-
-
-class FastCalls:
-    """Answers ``POST /v1/authorize|commit|release``; passes everything else on."""
-
-    def __init__(self, app: ASGIApp, governor: Governor) -> None:
-        self.app = app
-        self.governor = governor
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        call = _CALLS.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if call is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = _ROUTES[scope["path"]]  # names the latency metric's route
-        response = await self._answer(scope, receive, *call)
-        await response(scope, receive, send)
-
-    async def _answer(
-        self, scope: Scope, receive: Receive, model: type[BaseModel], handler: Handler
-    ) -> Response:
-        try:
-            caller = caller_from(_header(scope, b"authorization"), self.governor)
-            body = model.model_validate_json(await _body(receive))
-            return await handler(body, caller, self.governor)
-        except ShapeError as exc:
-            return invalid_shape(exc.errors())
-        except _TooLarge:
-            return error(413, "payload_too_large", f"the body exceeds {MAX_BODY} bytes")
-        except Exception as exc:
-            response = error_response(exc)
-            if response is None:
-                raise
-            return response
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
 
 
 async def _body(receive: Receive) -> bytes:

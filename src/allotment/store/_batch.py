@@ -41,6 +41,8 @@ from allotment.store.base import AuthorizeRequest, CommitRequest
 
 __all__ = ["BatchTx", "Batcher", "Item", "lock_plan"]
 
+_running_loop = asyncio._get_running_loop  # None outside a loop, and cheap
+
 Key = tuple[str, str, int]
 
 
@@ -60,7 +62,8 @@ class BatchableTx(Tx, Protocol):
 class Item:
     """One call waiting in the queue, and its answer once run.
 
-    A thread waits on ``wake``; a coroutine awaits ``future`` on ``loop``.
+    A thread waits on ``wake``; a coroutine awaits ``future`` on ``loop``
+    (and has no ``wake``: an Event is a lock and a condition to allocate).
     """
 
     request: AuthorizeRequest | CommitRequest
@@ -68,7 +71,7 @@ class Item:
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event | None = None
     future: asyncio.Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -81,10 +84,12 @@ class Item:
     def answer(self) -> None:
         """Hand the result (or error) to whoever waits for it."""
         self.done = True
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._settle)
+        if self.loop is None:
+            cast(threading.Event, self.wake).set()
+        elif _running_loop() is self.loop:
+            self._settle()  # led on the caller's own loop: no wake-up needed
         else:
-            self.wake.set()
+            self.loop.call_soon_threadsafe(self._settle)
 
     def _settle(self) -> None:
         if self.future is None or self.future.done():
@@ -104,10 +109,16 @@ class Batcher:
     lead the next batch. Coroutines (``submit_async``) never lead: a batch
     thread of the batcher's own drains the queue for them, so an event loop
     can have many calls in flight without a thread per call.
+
+    ``on_loop`` runs coroutines' batches on their event loop instead, once
+    per loop iteration, for a store whose transactions are short and local
+    (SQLite): every call that arrived in one iteration shares a transaction,
+    with no thread hand-off and no second thread contending for the GIL.
     """
 
     run_batch: Callable[[list[Item]], None]
     max_size: int = 64
+    on_loop: bool = False
     _queue: list[Item] = field(default_factory=list)
     _busy: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,12 +127,13 @@ class Batcher:
     )
 
     def submit(self, item: Item) -> Any:
+        item.wake = wake = threading.Event()
         with self._lock:
             self._queue.append(item)
             lead = not self._busy
             self._busy = True
         if not lead:
-            item.wake.wait()
+            wake.wait()
         if not item.done:
             self._lead(until=item)
         if item.error is not None:
@@ -136,8 +148,15 @@ class Batcher:
             start = not self._busy
             self._busy = True
         if start:
-            self._drainer.submit(self._lead)
+            self._start(item.loop)
         return await item.future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have the queue drained for a coroutine: on its loop, or by the batch thread."""
+        if self.on_loop:
+            loop.call_soon_threadsafe(self._lead)
+        else:
+            self._drainer.submit(self._lead)
 
     def _lead(self, until: Item | None = None) -> None:
         """Run batches until ``until`` is answered (or the queue is empty), then hand over."""
@@ -163,9 +182,9 @@ class Batcher:
         if successor is None:
             return
         if successor.loop is None:
-            successor.wake.set()  # not done: it wakes up to lead
+            cast(threading.Event, successor.wake).set()  # not done: it wakes up to lead
         else:
-            self._drainer.submit(self._lead)
+            self._start(successor.loop)
 
     def close(self) -> None:
         self._drainer.shutdown(wait=True)

@@ -77,6 +77,7 @@ class SqlConfig:
     """Budgets and exchange rates as last loaded by this process, for every transaction."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._config_cache = Config(-1, {}, NO_RATES)
         self._config_lock = threading.Lock()
 

@@ -21,23 +21,20 @@ default 10). Other query parameters go to libpq unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
-from allotment.core.decisions import Decision
 from allotment.core.engine import Applied, Counter
 from allotment.core.keys import ApiKey
-from allotment.core.ledger import CommitResult, Event, Reservation
+from allotment.core.ledger import Event, Reservation
 from allotment.errors import ConfigurationError, StoreError
-from allotment.store._batch import Batcher, BatchTx, Item
+from allotment.store._batch import BatchTx, Item
 from allotment.store._ops import Delta, Tx
 from allotment.store._rows import (
     event_values,
@@ -53,8 +50,7 @@ from allotment.store._sql import (
     SqlTx,
     reservation_update,
 )
-from allotment.store._transactional import TransactionalStore
-from allotment.store.base import AuthorizeRequest, CommitRequest
+from allotment.store._transactional import GroupCommitStore
 from allotment.store.migrations.postgres import MIGRATIONS
 
 try:
@@ -91,7 +87,7 @@ _ADD_COUNTERS = (
 )
 
 
-class PostgresStore(SqlConfig, TransactionalStore):
+class PostgresStore(SqlConfig, GroupCommitStore):
     """A store in one PostgreSQL database (``postgresql://…``)."""
 
     def __init__(self, url: str) -> None:
@@ -110,51 +106,9 @@ class PostgresStore(SqlConfig, TransactionalStore):
             self._pool.close()
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
         self._migrate()
-        self._batcher = Batcher(self._run_batch)
-        #: batches of more than one call run, and how many had to re-run call by call
-        self.batches = self.batch_fallbacks = 0
 
     #: calls wait on the network: the service runs them in threads so they can batch
     blocking = True
-
-    def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
-        self._sweep_now_and_then(now)
-        result: Decision = self._batcher.submit(Item(request, now))
-        return result
-
-    def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
-        result: CommitResult = self._batcher.submit(Item(request, now))
-        return result
-
-    async def authorize_async(self, request: AuthorizeRequest, now: datetime) -> Decision:
-        """``authorize`` from an event loop: queued for a batch, no thread of its own."""
-        if self._sweep_due(now):
-            await asyncio.to_thread(self._sweep_now_and_then, now)
-        result: Decision = await self._batcher.submit_async(Item(request, now))
-        return result
-
-    async def commit_async(self, request: CommitRequest, now: datetime) -> CommitResult:
-        """``commit`` from an event loop (see ``authorize_async``)."""
-        result: CommitResult = await self._batcher.submit_async(Item(request, now))
-        return result
-
-    def _run_batch(self, items: list[Item]) -> None:
-        """Run ``items`` as one transaction; if that fails in any way, each on its own."""
-        if len(items) > 1:
-            self.batches += 1
-            try:
-                results = self._once(items)
-            except Exception:  # whatever it was, each call run on its own will say
-                self.batch_fallbacks += 1
-            else:
-                for item, result in zip(items, results, strict=True):
-                    item.result = result
-                return
-        for item in items:
-            try:
-                item.result = self._write(item.run)
-            except Exception as exc:  # raised in the caller's thread by the batcher
-                item.error = exc
 
     def _once(self, items: list[Item]) -> list[Any]:
         """``items`` as one transaction, database errors raised as they are.
@@ -232,7 +186,7 @@ class PostgresStore(SqlConfig, TransactionalStore):
         return self._read(lambda tx: cast(SqlTx, tx).schema_version())
 
     def close(self) -> None:
-        self._batcher.close()
+        super().close()
         self._pool.close()
 
 
