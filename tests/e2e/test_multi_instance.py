@@ -172,7 +172,12 @@ def test_sigkill_one_instance_mid_load(instances: tuple[str, list[Instance]]) ->
         stop = asyncio.Event()
         bases = [victim.base, survivor.base]
         tasks = [asyncio.create_task(worker(w, bases[w % 2], stop)) for w in range(16)]
-        await asyncio.sleep(1.5)
+        # Kill mid-load: once both instances are serving (their workers warm up at
+        # their own pace, slower when the machine is busy), and a while after that.
+        deadline = time.monotonic() + 20
+        while (len(acknowledged) < 10 or not held_on_victim) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
         before = len(acknowledged)
         await asyncio.to_thread(victim.kill)
         killed_at = len(acknowledged)
