@@ -6,12 +6,13 @@ charges and price records are JSON text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from allotment.core.budgets import Budget
 from allotment.core.fx import Rates
@@ -27,6 +28,14 @@ EVENT_COLUMNS = (
     + " ".join(USAGE_FIELDS)
     + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
 ).split()
+
+
+def dumps(value: Any) -> str:
+    """JSON text of ``value`` (orjson: several times the standard library's speed)."""
+    return orjson.dumps(value).decode()
+
+
+loads = orjson.loads
 
 
 def to_us(value: datetime) -> int:
@@ -74,13 +83,13 @@ def key_from_row(row: Sequence[Any]) -> ApiKey:
 
 @lru_cache(maxsize=4096)
 def subject_json(subject: Subject) -> str:
-    return json.dumps(subject.to_dict())
+    return dumps(subject.to_dict())
 
 
 @lru_cache(maxsize=4096)
 def subject_from_json(text: str) -> Subject:
     """A stored subject (the same few come back over and over: parsed once)."""
-    return parse_subject(json.loads(text))
+    return parse_subject(loads(text))
 
 
 def reservation_from_row(row: Sequence[Any]) -> Reservation:
@@ -91,8 +100,8 @@ def reservation_from_row(row: Sequence[Any]) -> Reservation:
         subject=subject_from_json(subject),
         provider=provider,
         model=model,
-        estimate=Usage(**json.loads(estimate)),
-        charges=tuple(Charge(*c) for c in json.loads(charges)),
+        estimate=Usage(**loads(estimate)),
+        charges=tuple(Charge(*c) for c in loads(charges)),
         authorized_at=from_us(authorized_at),
         expires_at=from_us(expires_at),
         payload_hash=payload_hash,
@@ -106,8 +115,8 @@ def reservation_values(r: Reservation) -> tuple[Any, ...]:
     """A reservation as a row of ``reservations``, in column order."""
     return (
         r.request_id, r.subject.tenant, r.state.value, r.payload_hash, r.commit_hash, r.event_id,
-        subject_json(r.subject), r.provider, r.model, json.dumps(r.estimate.to_dict()),
-        json.dumps(r.charges), to_us(r.authorized_at), to_us(r.expires_at),
+        subject_json(r.subject), r.provider, r.model, dumps(r.estimate.to_dict()),
+        dumps([tuple(c) for c in r.charges]), to_us(r.authorized_at), to_us(r.expires_at),
     )  # fmt: skip
 
 
@@ -117,7 +126,7 @@ def event_values(e: Event) -> tuple[Any, ...]:
         e.request_id, e.status.value, s.tenant, s.user, s.key, s.agent, s.feature,
         subject_json(s), e.provider, e.model,
         *(getattr(u, c) for c in USAGE_FIELDS),
-        e.currency, json.dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
+        e.currency, dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
         e.payload_hash,
         to_us(e.occurred_at), to_us(e.recorded_at),
     )  # fmt: skip
@@ -138,6 +147,6 @@ def event_from_row(row: Sequence[Any]) -> Event:
         currency=values["currency"],
         reason=values["reason"],
         budget_id=values["budget_id"],
-        price=json.loads(values["price"]),
+        price=loads(values["price"]),
         payload_hash=values["payload_hash"],
     )

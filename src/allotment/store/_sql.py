@@ -24,6 +24,7 @@ from allotment.store._ops import ROLLUP_TOTALS, RollupKey
 from allotment.store._rows import (
     EVENT_COLUMNS,
     Config,
+    dumps,
     event_from_row,
     from_us,
     key_from_row,
@@ -268,7 +269,7 @@ class SqlTx:
     def update_event(self, event: Event) -> None:
         self._run(
             "UPDATE events SET cost_micros = ?, price = ?, price_source = ? WHERE id = ?",
-            (event.usage.cost_micros, json.dumps(event.price), event.price.get("source"), event.id),
+            (event.usage.cost_micros, dumps(event.price), event.price.get("source"), event.id),
         )
 
     def event(self, event_id: int) -> Event:
