@@ -24,7 +24,7 @@ from pathlib import Path
 import uvloop
 from rich.console import Console
 from rich.table import Table
-from tests.e2e.server import serve, service_key
+from tests.e2e.server import Instance, service_key
 
 CLIENTS = 64
 WARMUP = 1.5
@@ -58,12 +58,22 @@ async def _connection(port: int, auth: bytes) -> tuple[Send, Callable[[], None]]
     return send, writer.close
 
 
-def drive(ports: list[int], auth: bytes, work: Work) -> tuple[float, float, float]:
-    """Run ``work`` back to back on ``CLIENTS`` connections; units/s, p50 ms, p99 ms.
+def drive(
+    ports: list[int], auth: bytes, work: Work, cpu: Callable[[], float] = lambda: 0.0
+) -> tuple[float, float, float, float]:
+    """Run ``work`` back to back on ``CLIENTS`` connections; units/s, p50 ms, p99 ms, and
+    the CPU µs per unit that ``cpu`` (a CPU-seconds reading) counted in the window.
 
     Client ``w`` connects to ``ports[w % len(ports)]``.
     """
     latencies: list[float] = []
+    readings: list[float] = []
+
+    async def read_cpu() -> None:
+        await asyncio.sleep(WARMUP)
+        readings.append(cpu())
+        await asyncio.sleep(MEASURE)
+        readings.append(cpu())
 
     async def client(worker: int, begin: float, end: float) -> None:
         send, close = await _connection(ports[worker % len(ports)], auth)
@@ -78,7 +88,8 @@ def drive(ports: list[int], auth: bytes, work: Work) -> tuple[float, float, floa
 
     async def run() -> None:
         begin = time.perf_counter() + WARMUP
-        await asyncio.gather(*(client(w, begin, begin + MEASURE) for w in range(CLIENTS)))
+        clients = (client(w, begin, begin + MEASURE) for w in range(CLIENTS))
+        await asyncio.gather(read_cpu(), *clients)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run())
@@ -87,6 +98,7 @@ def drive(ports: list[int], auth: bytes, work: Work) -> tuple[float, float, floa
         len(latencies) / MEASURE,
         latencies[len(latencies) // 2] * 1000,
         latencies[int(len(latencies) * 0.99)] * 1000,
+        (readings[1] - readings[0]) / len(latencies) * 1e6,
     )
 
 
@@ -109,28 +121,31 @@ async def _health(send: Send, worker: int, i: int) -> None:
     assert await send("GET", "/healthz", None) == 200
 
 
-def measure(workers: int) -> tuple[float, float, float, float]:
-    """pairs/s, p50 ms, p99 ms and /healthz requests/s against ``workers`` processes."""
+def measure(workers: int) -> tuple[float, float, float, float, float]:
+    """pairs/s, p50 ms, p99 ms, server CPU µs per pair and /healthz requests/s."""
     db = f"sqlite:///{Path(tempfile.mkdtemp(prefix='allotment-http-')) / 'h.db'}"
-    with serve(db, workers) as base:
-        port = int(base.rsplit(":", 1)[1])
+    instance = Instance(db, workers)
+    try:
+        port = int(instance.base.rsplit(":", 1)[1])
         budget = {"id": "day", "tenant": "bench", "meter": "tokens", "window": "day",
                   "limit": 10**12}  # fmt: skip
-        auth = f"Authorization: Bearer {service_key(base, 'bench', budget)}\r\n".encode()
+        auth = f"Authorization: Bearer {service_key(instance.base, 'bench', budget)}\r\n"
         health = drive([port], b"", _health)[0]
-        rate, p50, p99 = drive([port], auth, _pair)
-    return rate, p50, p99, health
+        rate, p50, p99, cpu = drive([port], auth.encode(), _pair, instance.cpu_seconds)
+    finally:
+        instance.stop()
+    return rate, p50, p99, cpu, health
 
 
 def main() -> None:
     """Print the table."""
     table = Table(title=f"allotment over HTTP: {CLIENTS} concurrent keep-alive clients, SQLite")
-    for column in ("workers", "pairs/s", "p50 ms", "p99 ms", "/healthz req/s",
-                   "pairs/s ÷ healthz req/s"):  # fmt: skip
+    for column in ("workers", "pairs/s", "p50 ms", "p99 ms", "server CPU µs/pair",
+                   "/healthz req/s", "pairs/s ÷ healthz req/s"):  # fmt: skip
         table.add_column(column, justify="right")
     for workers in (1, 2):
-        rate, p50, p99, health = measure(workers)
-        table.add_row(str(workers), f"{rate:,.0f}", f"{p50:.1f}", f"{p99:.1f}",
+        rate, p50, p99, cpu, health = measure(workers)
+        table.add_row(str(workers), f"{rate:,.0f}", f"{p50:.1f}", f"{p99:.1f}", f"{cpu:,.0f}",
                       f"{health:,.0f}", f"{rate / health:.2f}")  # fmt: skip
     Console().print(table)
 

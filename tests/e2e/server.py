@@ -53,6 +53,18 @@ class Instance:
                 raise RuntimeError(f"allotment serve did not become ready:\n{output}")
             time.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by every process of the group."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # a process that just ended
+            if int(fields[2]) == self.process.pid:  # its process group
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """SIGKILL the whole group: no shutdown, no cleanup, as a crashed machine."""
         os.killpg(self.process.pid, signal.SIGKILL)

@@ -49,9 +49,10 @@ Key = tuple[str, str, int]
 class BatchableTx(Tx, Protocol):
     """The extra primitives a backend offers for batches."""
 
+    def open_batch(
+        self, request_ids: Sequence[str], events: int
+    ) -> tuple[dict[str, Reservation], list[int]]: ...
     def lock_counters(self, keys: Sequence[Key]) -> dict[Key, tuple[int, int]]: ...
-    def lock_reservations(self, request_ids: Sequence[str]) -> dict[str, Reservation]: ...
-    def next_event_ids(self, count: int) -> list[int]: ...
     def insert_events(self, events: Sequence[Event]) -> None: ...
     def upsert_reservations(
         self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
@@ -230,10 +231,11 @@ class BatchTx:
     def __init__(self, inner: BatchableTx, items: Sequence[Item]) -> None:
         self._inner = inner
         ids = sorted({item.request.request_id for item in items})
-        self._reservations: dict[str, Reservation | None] = dict.fromkeys(ids)
-        self._reservations.update(inner.lock_reservations(ids))
         commits = sum(isinstance(item.request, CommitRequest) for item in items)
-        self._event_ids = inner.next_event_ids(commits) if commits else []
+        # Begins the transaction, and reads the config version on the way.
+        locked, self._event_ids = inner.open_batch(ids, commits)
+        self._reservations: dict[str, Reservation | None] = dict.fromkeys(ids)
+        self._reservations.update(locked)
         # Counters last: a hot budget's row is held from here to COMMIT, as briefly as can be.
         planned = sorted(lock_plan(inner, items, self._found()))
         self._counters = {k: list(v) for k, v in inner.lock_counters(planned).items()}

@@ -30,7 +30,7 @@ from allotment.core.ledger import (
     Reservation,
     ReservationState,
 )
-from allotment.core.usage import USAGE_FIELDS, Meter, Usage
+from allotment.core.usage import USAGE_FIELDS, Meter
 from allotment.errors import ConflictError, NotFoundError, ValidationError
 from allotment.store.base import (
     AuthorizeRequest,
@@ -192,8 +192,9 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
         tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
     )
     held = () if late else reservation.charges
+    amounts = [a.amount(usage) for a in applied]
     tx.add(_merge([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
-                  + _usage_deltas(applied, usage)))  # fmt: skip
+                  + _usage_deltas(applied, amounts)))  # fmt: skip
     event = _append(
         tx,
         Event(
@@ -214,7 +215,7 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     tx.update_reservation(
         reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )
-    return CommitResult(event, _adjustments(applied, usage, reservation.charges), late=late)
+    return CommitResult(event, _adjustments(applied, amounts, reservation.charges), late=late)
 
 
 def _merge(deltas: list[Delta]) -> list[Delta]:
@@ -227,22 +228,19 @@ def _merge(deltas: list[Delta]) -> list[Delta]:
     return [(b, m, k, u, r) for (b, m, k), (u, r) in merged.items()]
 
 
-def _usage_deltas(applied: Sequence[Applied], usage: Usage) -> list[Delta]:
-    return [(a.budget.id, a.member, a.span.bucket, a.amount(usage), 0) for a in applied]
+def _usage_deltas(applied: Sequence[Applied], amounts: Sequence[int]) -> list[Delta]:
+    """What ``amounts`` (one per applied budget, in order) add to each counter's use."""
+    return [(a.budget.id, a.member, a.span.bucket, n, 0)
+            for a, n in zip(applied, amounts, strict=True)]  # fmt: skip
 
 
 def _adjustments(
-    applied: Sequence[Applied], usage: Usage, charges: Sequence[Charge]
+    applied: Sequence[Applied], amounts: Sequence[int], charges: Sequence[Charge]
 ) -> tuple[Adjustment, ...]:
     estimated = {(c.budget_id, c.member): c.amount for c in charges}
     return tuple(
-        Adjustment(
-            a.budget.id,
-            a.member,
-            estimated.get((a.budget.id, a.member), 0),
-            a.amount(usage),
-        )
-        for a in applied
+        Adjustment(a.budget.id, a.member, estimated.get((a.budget.id, a.member), 0), n)
+        for a, n in zip(applied, amounts, strict=True)
     )
 
 
@@ -283,7 +281,8 @@ def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
     applied = engine.resolve(
         tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
     )
-    tx.add(_usage_deltas(applied, usage))
+    amounts = [a.amount(usage) for a in applied]
+    tx.add(_usage_deltas(applied, amounts))
     event = _append(
         tx,
         Event(
@@ -303,7 +302,7 @@ def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
     )
     # The request id is remembered like an authorization's, so a retry is recognised.
     tx.insert_reservation(_recorded(request, event))
-    return CommitResult(event, _adjustments(applied, usage, ()))
+    return CommitResult(event, _adjustments(applied, amounts, ()))
 
 
 def _recorded(request: RecordRequest, event: Event) -> Reservation:

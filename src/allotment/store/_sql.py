@@ -92,6 +92,10 @@ class SqlConfig:
                 self._config_cache = config
 
 
+#: the version of budgets and rates: every change bumps it, so a cache knows it is stale
+CONFIG_VERSION = "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'config_version'"
+
+
 class SqlTx:
     """The ``Tx`` primitives over one connection, in SQL both dialects understand."""
 
@@ -141,9 +145,11 @@ class SqlTx:
     def _configuration(self) -> Config:
         if self._config is not None:
             return self._config
-        ((version,),) = self._rows(
-            "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'config_version'"
-        )
+        ((version,),) = self._rows(CONFIG_VERSION)
+        return self.configure(version)
+
+    def configure(self, version: int) -> Config:
+        """Budgets and rates as of config ``version`` (read by the caller), loaded if new."""
         config = self._store._config_cache
         if config.version != version:
             index: dict[str | None, list[Budget]] = {}
