@@ -308,7 +308,7 @@ def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str
     thresholds, linears = pieces
     fee, coefficients = linears[bisect_left(thresholds, usage.input_tokens)]
     terms = _terms(usage)
-    variable = sum((c * x for c, x in zip(coefficients, terms, strict=True)), Decimal(0))
+    variable = sum((c * x for c, x in zip(coefficients, terms, strict=True) if x), Decimal(0))
     return fee * usage.requests + variable, units
 
 
@@ -369,7 +369,7 @@ def _terms(usage: Usage) -> tuple[int | Decimal, ...]:
         usage.output_tokens - reasoning - audio_out,
         reasoning,
         audio_out,
-        Decimal(audio_ms) / 1000,
+        Decimal(audio_ms) / 1000 if audio_ms else 0,
     )
 
 
@@ -414,6 +414,8 @@ def _genai_usage(usage: Usage) -> GenaiUsage:
 
 def _uncovered(usage: Usage, model_price: ModelPrice) -> list[str]:
     """Usage kinds this price has no rate for: flagged, never silently free."""
+    if not usage.images and not usage.audio_ms:
+        return []
     keys = {k for k, v in model_price.__dict__.items() if v is not None}
     out = []
     if usage.images and not any("image" in k for k in keys):
