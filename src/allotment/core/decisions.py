@@ -115,32 +115,36 @@ class BudgetView:
         return self.span.resets_at
 
     def to_dict(self, *, client: bool = False) -> dict[str, Any]:
-        """JSON-safe form; ``client=True`` keeps percentages only (no amounts)."""
-        percent = self.percent
+        """JSON-safe form; ``client=True`` keeps percentages only (no amounts).
+
+        Written out rather than through the properties: it runs for every
+        budget of every authorization the service answers.
+        """
+        budget, span = self.budget, self.span
+        consumed = self.used + self.reserved
+        percent = budget.percent(consumed)
         base: dict[str, Any] = {
-            "budget_id": self.budget_id,
-            "name": self.name,
-            "meter": self.meter,
+            "budget_id": budget.id,
+            "name": budget.name,
+            "meter": budget.meter.value,
             "percent": None if percent is None else str(percent),
-            "percent_available": None
-            if percent is None
-            else str(max(Decimal(0), Decimal(100) - percent)),
-            "state": self.state.value,
-            "resets_at": _iso(self.resets_at),
+            "percent_available": None if percent is None else str(max(_ZERO, _HUNDRED - percent)),
+            "state": budget.state(consumed).value,
+            "resets_at": _iso(span.resets_at),
         }
         if client:
             return base
-        return base | {
-            "member": self.member,
-            "mode": self.mode,
-            "enabled": self.enabled,
-            "used": self.used,
-            "reserved": self.reserved,
-            "limit": self.limit,
-            "remaining": self.remaining,
-            "window_start": _iso(self.window_start),
-            "currency": self.currency,
-        }
+        limit = budget.limit
+        base["member"] = self.member
+        base["mode"] = budget.mode.value
+        base["enabled"] = budget.enabled
+        base["used"] = self.used
+        base["reserved"] = self.reserved
+        base["limit"] = limit
+        base["remaining"] = None if limit is None else max(0, limit - consumed)
+        base["window_start"] = _iso(span.start)
+        base["currency"] = budget.currency
+        return base
 
 
 @dataclass(slots=True)
@@ -227,6 +231,10 @@ class Decision:
             "replayed": self.replayed,
             "degraded": self.degraded,
         }
+
+
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
 
 
 def _iso(value: datetime | None) -> str | None:
