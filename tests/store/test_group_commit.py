@@ -183,3 +183,45 @@ def test_post_hoc_commits_batch_with_authorizations(shared_url: str, clock: Cloc
     assert store.batch_fallbacks == 0
     assert gov.status(SUBJECT)[0].used == 6 * 10 * 3 + 6 * 10 * 5
     gov.close()
+
+
+def test_sqlite_batches_wait_for_a_held_lock_off_the_event_loop(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """With another process's writer holding the database, the loop keeps running."""
+    import fcntl
+    import os
+    import time
+
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    gov = Governor(url, clock=clock)
+    gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": 1000})  # fmt: skip
+    # A first call sweeps expired holds (in a thread); the next goes straight to the batcher.
+    asyncio.run(gov.authorize_async("r0", SUBJECT, "openai", "gpt-4o", {"output_tokens": 1}))
+    other = os.open(f"{tmp_path / 'held.db'}-writer.lock", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)  # as an archive run in another process would
+
+    async def scenario() -> tuple[int, bool]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        threading.Timer(0.3, fcntl.flock, (other, fcntl.LOCK_UN)).start()
+        started = time.monotonic()
+        decision = await gov.authorize_async("r1", SUBJECT, "openai", "gpt-4o",
+                                             {"output_tokens": 10})  # fmt: skip
+        assert time.monotonic() - started >= 0.25  # it did wait for the lock
+        task.cancel()
+        return ticks, decision.allowed
+
+    ticks, allowed = asyncio.run(scenario())
+    os.close(other)
+    assert allowed
+    assert ticks >= 10  # the loop ran on while the call waited
+    gov.close()

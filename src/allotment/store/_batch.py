@@ -111,15 +111,17 @@ class Batcher:
     thread of the batcher's own drains the queue for them, so an event loop
     can have many calls in flight without a thread per call.
 
-    ``on_loop`` runs coroutines' batches on their event loop instead, once
-    per loop iteration, for a store whose transactions are short and local
-    (SQLite): every call that arrived in one iteration shares a transaction,
-    with no thread hand-off and no second thread contending for the GIL.
+    ``on_loop`` (a store whose transactions are short and local: SQLite)
+    says, each time a batch is due, whether to run it on the coroutines'
+    event loop instead, once per loop iteration: every call that arrived in
+    one iteration shares a transaction, with no thread hand-off and no second
+    thread contending for the GIL. It says no while another writer holds the
+    store, so the loop never waits for a lock.
     """
 
     run_batch: Callable[[list[Item]], None]
     max_size: int = 64
-    on_loop: bool = False
+    on_loop: Callable[[], bool] | None = None
     _queue: list[Item] = field(default_factory=list)
     _busy: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,7 +156,7 @@ class Batcher:
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Have the queue drained for a coroutine: on its loop, or by the batch thread."""
-        if self.on_loop:
+        if self.on_loop is not None and self.on_loop():
             loop.call_soon_threadsafe(self._lead)
         else:
             self._drainer.submit(self._lead)

@@ -255,14 +255,15 @@ class GroupCommitStore(TransactionalStore):
     each call runs again alone, so one bad request fails only itself.
     """
 
-    #: run coroutines' batches on their event loop (short local transactions)
-    batch_on_loop = False
-
     def __init__(self) -> None:
         super().__init__()
-        self._batcher = Batcher(self._run_batch, on_loop=self.batch_on_loop)
+        self._batcher = Batcher(self._run_batch, on_loop=self._batch_on_loop())
         #: batches of more than one call run, and how many had to re-run call by call
         self.batches = self.batch_fallbacks = 0
+
+    def _batch_on_loop(self) -> Callable[[], bool] | None:
+        """When to run coroutines' batches on their event loop (None: never)."""
+        return None
 
     def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
         self._sweep_now_and_then(now)
