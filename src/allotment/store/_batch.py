@@ -116,7 +116,7 @@ class Batcher:
     event loop instead, once per loop iteration: every call that arrived in
     one iteration shares a transaction, with no thread hand-off and no second
     thread contending for the GIL. It says no while another writer holds the
-    store, so the loop never waits for a lock.
+    store: then the batch thread waits for it, not the loop.
     """
 
     run_batch: Callable[[list[Item]], None]
@@ -156,8 +156,16 @@ class Batcher:
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Have the queue drained for a coroutine: on its loop, or by the batch thread."""
+        if self.on_loop is not None:
+            loop.call_soon_threadsafe(self._lead_on_loop)
+        else:
+            self._drainer.submit(self._lead)
+
+    def _lead_on_loop(self) -> None:
+        # Asked when the batch is about to run, not when it was scheduled: another
+        # writer may have taken the store in between.
         if self.on_loop is not None and self.on_loop():
-            loop.call_soon_threadsafe(self._lead)
+            self._lead()
         else:
             self._drainer.submit(self._lead)
 
