@@ -1,8 +1,8 @@
 """``AsyncGovernor``: the Governor's methods as coroutines.
 
 The same sync code runs, so the two can never disagree: in a worker thread,
-except authorize and commit on PostgreSQL, which queue for the store's next
-batch without a thread per call.
+except authorize and commit on SQLite and PostgreSQL, which queue for the
+store's next batch without a thread per call.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ class AsyncGovernor:
         self.sync = Governor(store, **kwargs)
 
     async def authorize(self, *args: Any, **kwargs: Any) -> Decision:
-        """See ``Governor.authorize`` (on PostgreSQL, batched without a thread per call)."""
+        """See ``Governor.authorize`` (batched without a thread per call on SQL stores)."""
         return await self.sync.authorize_async(*args, **kwargs)
 
     async def commit(self, *args: Any, **kwargs: Any) -> CommitResult:
-        """See ``Governor.commit`` (on PostgreSQL, batched without a thread per call)."""
+        """See ``Governor.commit`` (batched without a thread per call on SQL stores)."""
         return await self.sync.commit_async(*args, **kwargs)
 
     async def release(self, *args: Any, **kwargs: Any) -> ReservationState:

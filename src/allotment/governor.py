@@ -158,8 +158,9 @@ class Governor(KeysAndRates):
     ) -> Decision:
         """``authorize`` for an event loop.
 
-        A store that batches over the network (PostgreSQL) takes the call
-        without a thread per call; any other store runs in a worker thread.
+        A store that groups calls into shared transactions (SQLite,
+        PostgreSQL) takes the call without a thread per call; any other
+        store runs in a worker thread.
         """
         prepared, now = self._authorize_request(
             request_id, subject, provider, model, estimate, ttl, request

@@ -5,10 +5,12 @@ transaction commits, fsync included: one at a time, the row caps throughput
 at a few thousand transactions a second however many instances run. The
 ``Batcher`` lets calls that arrive together share one transaction: one
 thread (the leader) runs the whole queue while the others wait for their
-answers.
+answers. SQLite, whose single write lock makes every transaction such a
+row, batches the same way (its batch is simply one ``BEGIN IMMEDIATE``
+transaction); the rest of this module is what PostgreSQL needs on top.
 
-One transaction holding many calls' locks must still never deadlock with
-another, so a batch takes all its locks up front, in the global order every
+On PostgreSQL one transaction holding many calls' locks must still never
+deadlock with another, so a batch takes all its locks up front, in the global order every
 writer uses: first the reservations it will touch (one statement, sorted by
 request id), then every counter its calls will read or charge (one
 statement, sorted by key). The calls then run one after another, exactly as
