@@ -69,6 +69,18 @@ def postgres_url() -> Iterator[str]:
     drop_postgres(url)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database that several processes or stores can open at once: a SQLite
+    file, then a PostgreSQL schema (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    url = fresh_postgres_url()
+    yield url
+    drop_postgres(url)
+
+
 class Clock:
     """A clock tests move by hand."""
 

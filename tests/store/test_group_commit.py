@@ -8,30 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import pytest
 
 from allotment.errors import ConflictError
 from allotment.governor import Governor
 from allotment.store._batch import Batcher, Item
 from allotment.store._transactional import GroupCommitStore
-from tests.conftest import Clock, drop_postgres, fresh_postgres_url
+from tests.conftest import Clock
 
 SUBJECT = {"tenant": "acme", "user": "ann", "agent": "bot"}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database of each store that groups calls."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'batch.db'}"
-        return
-    url = fresh_postgres_url()
-    yield url
-    drop_postgres(url)
 
 
 def test_batches_answer_each_caller_as_if_alone(shared_url: str, clock: Clock) -> None:

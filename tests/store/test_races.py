@@ -8,16 +8,13 @@ estimates above actual usage, more calls fit, never past the cap.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from allotment.governor import Governor
 from allotment.store import MemoryStore
 from allotment.store.base import EventQuery
-from tests.conftest import drop_postgres, fresh_postgres_url
 from tests.store.race_worker import hammer
 
 pytestmark = pytest.mark.slow
@@ -52,24 +49,13 @@ def race_processes(url: str, estimate: int, actual: int, attempts: int) -> tuple
     return sum(r[0] for r in results), sum(r[1] for r in results)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def race_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One shared database that several processes open: a SQLite file or a PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'race.db'}"
-        return
-    url = fresh_postgres_url()
-    yield url
-    drop_postgres(url)
-
-
-def test_processes_and_threads_exactly_n(race_url: str) -> None:
-    with Governor(race_url) as gov:
+def test_processes_and_threads_exactly_n(shared_url: str) -> None:
+    with Governor(shared_url) as gov:
         budget(gov)
-    allowed, violations = race_processes(race_url, UNIT, UNIT, attempts=3)
+    allowed, violations = race_processes(shared_url, UNIT, UNIT, attempts=3)
     assert PROCESSES * THREADS * 3 > N  # the budget really is contended
     assert (allowed, violations) == (N, 0)
-    with Governor(race_url) as gov:
+    with Governor(shared_url) as gov:
         assert spend(gov) == N * UNIT
         assert gov.status({"tenant": "race"})[0].used == N * UNIT
         live = gov.store.counters()
@@ -77,12 +63,12 @@ def test_processes_and_threads_exactly_n(race_url: str) -> None:
         assert gov.store.counters() == live
 
 
-def test_estimates_above_actual_let_more_in_never_past_cap(race_url: str) -> None:
-    with Governor(race_url) as gov:
+def test_estimates_above_actual_let_more_in_never_past_cap(shared_url: str) -> None:
+    with Governor(shared_url) as gov:
         budget(gov)
-    allowed, violations = race_processes(race_url, estimate=2 * UNIT, actual=UNIT, attempts=4)
+    allowed, violations = race_processes(shared_url, estimate=2 * UNIT, actual=UNIT, attempts=4)
     assert violations == 0
-    with Governor(race_url) as gov:
+    with Governor(shared_url) as gov:
         assert spend(gov) == allowed * UNIT <= N * UNIT
     assert allowed > N // 2  # what would fit had every call used its whole estimate
 
