@@ -41,7 +41,6 @@ class _State:
         self.expiry: list[tuple[datetime, str]] = []
         self.events: list[Event] = []
         self.rollups: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
-        self.baseline: dict[tuple[str, str, int], int] = {}
         self.meta: dict[str, str] = {}
 
 
@@ -272,8 +271,7 @@ class _MemoryTx:
 
     # archive: the memory store has no ledger to outlive the process, so none to archive
     def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
-        wanted = None if budget_ids is None else set(budget_ids)
-        return {k: v for k, v in self._s.baseline.items() if wanted is None or k[0] in wanted}
+        return {}
 
     def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
         raise ConfigurationError("the memory store cannot archive; use SQLite or PostgreSQL")
