@@ -10,10 +10,10 @@ row, batches the same way (its batch is simply one ``BEGIN IMMEDIATE``
 transaction); the rest of this module is what PostgreSQL needs on top.
 
 On PostgreSQL one transaction holding many calls' locks must still never
-deadlock with another, so a batch takes all its locks up front, in the global order every
-writer uses: first the reservations it will touch (one statement, sorted by
-request id), then every counter its calls will read or charge (one
-statement, sorted by key). The calls then run one after another, exactly as
+deadlock with another, so a batch takes all its locks up front, in the
+global order every writer uses: first the reservations it will touch (one
+statement, sorted by request id), then every counter its calls will read or
+charge (one statement, sorted by key). The calls then run one after another, exactly as
 they would alone, against a ``BatchTx`` that serves those rows from memory
 and buffers every write; the writes go out at the end, counters before
 rollups, each in sorted order. Inside a batch, later calls see earlier ones,

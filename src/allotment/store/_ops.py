@@ -193,7 +193,7 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     )
     held = () if late else reservation.charges
     amounts = [a.amount(usage) for a in applied]
-    tx.add(_merge([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
+    tx.add(merge_deltas([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
                   + _usage_deltas(applied, amounts)))  # fmt: skip
     event = _append(
         tx,
@@ -218,7 +218,7 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     return CommitResult(event, _adjustments(applied, amounts, reservation.charges), late=late)
 
 
-def _merge(deltas: list[Delta]) -> list[Delta]:
+def merge_deltas(deltas: Sequence[Delta]) -> list[Delta]:
     """One delta per counter: a commit usually releases and charges the same ones."""
     merged: dict[tuple[str, str, int], list[int]] = {}
     for budget_id, member, bucket, used, reserved in deltas:
@@ -339,7 +339,7 @@ def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> No
 
 
 def _unreserve(reservations: Sequence[Reservation]) -> list[Delta]:
-    return _merge([(c.budget_id, c.member, c.bucket, 0, -c.amount)
+    return merge_deltas([(c.budget_id, c.member, c.bucket, 0, -c.amount)
                    for r in reservations for c in r.charges])  # fmt: skip
 
 

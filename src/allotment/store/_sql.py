@@ -37,6 +37,7 @@ from allotment.store._rows import (
 from allotment.store.base import EventQuery
 
 __all__ = [
+    "CONFIG_VERSION",
     "EVENT_INSERT",
     "EVENT_INSERT_WITH_ID",
     "RESERVATION_INSERT",

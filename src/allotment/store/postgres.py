@@ -35,7 +35,7 @@ from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.errors import ConfigurationError, StoreError
 from allotment.store._batch import BatchTx, Item
-from allotment.store._ops import Delta, Tx
+from allotment.store._ops import Delta, Tx, merge_deltas
 from allotment.store._rows import (
     event_values,
     reservation_from_row,
@@ -114,7 +114,7 @@ class PostgresStore(SqlConfig, GroupCommitStore):
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
         self._migrate()
 
-    #: calls wait on the network: the service runs them in threads so they can batch
+    #: calls wait on the network: the service runs release in the thread pool
     blocking = True
 
     def _once(self, items: list[Item]) -> list[Any]:
@@ -293,12 +293,8 @@ class _PostgresTx(SqlTx):
         return out
 
     def add(self, deltas: Sequence[Delta]) -> None:
-        merged: dict[tuple[str, str, int], list[int]] = {}
-        for budget_id, member, bucket, used, reserved in deltas:
-            row = merged.setdefault((budget_id, member, bucket), [0, 0])
-            row[0] += used
-            row[1] += reserved
-        rows = [(*k, u, r) for k, (u, r) in merged.items() if u or r]
+        # One row per counter: an upsert may not change the same row twice.
+        rows = [d for d in merge_deltas(deltas) if d[3] or d[4]]
         if rows:
             self._run(_ADD_COUNTERS, [list(column) for column in zip(*rows, strict=True)])
 
