@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+import orjson
 
 from allotment.core.ledger import Event
 from allotment.errors import ConfigurationError
@@ -38,7 +39,7 @@ class ArchiveWriter:
     def __call__(self, page: Sequence[Event]) -> None:
         """Write ``page`` and make it durable before returning."""
         for event in page:
-            self._gzip.write(json.dumps(event.to_dict(), separators=(",", ":")).encode() + b"\n")
+            self._gzip.write(orjson.dumps(event.to_dict()) + b"\n")
         self._gzip.flush(zlib.Z_SYNC_FLUSH)
         self._raw.flush()
         os.fsync(self._raw.fileno())

@@ -194,7 +194,7 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     held = () if late else reservation.charges
     amounts = [a.amount(usage) for a in applied]
     tx.add(merge_deltas([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
-                  + _usage_deltas(applied, amounts)))  # fmt: skip
+                        + _usage_deltas(applied, amounts)))  # fmt: skip
     event = _append(
         tx,
         Event(
@@ -340,7 +340,7 @@ def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> No
 
 def _unreserve(reservations: Sequence[Reservation]) -> list[Delta]:
     return merge_deltas([(c.budget_id, c.member, c.bucket, 0, -c.amount)
-                   for r in reservations for c in r.charges])  # fmt: skip
+                         for r in reservations for c in r.charges])  # fmt: skip
 
 
 def _released(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> None:
