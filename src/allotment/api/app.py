@@ -91,7 +91,9 @@ def create_app(
     app.include_router(metrics.router)
     if lean:
         app.governor = governor
-    app.add_middleware(RequestIdMiddleware)  # outermost: ids and latency for every route
+    # Outermost: ids and latency for every route FastAPI answers (Service adds both itself
+    # to the three it answers first).
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
