@@ -28,12 +28,11 @@ from rich.table import Table
 from tests.e2e.server import ADMIN, Instance
 
 from allotment import Governor
-from bench.http import Send, drive
+from bench.http import CLIENTS, Send, drive
 
 SERVER = os.environ.get("ALLOTMENT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TENANTS = {"hot": 1, "spread": 100}
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
-CLIENTS = 64
 
 
 def _budgets(traffic: str) -> list[dict[str, object]]:
