@@ -65,8 +65,10 @@ class BatchableTx(Tx, Protocol):
 class Item:
     """One call waiting in the queue, and its answer once run.
 
-    A thread waits on ``wake``; a coroutine awaits ``future`` on ``loop``
-    (and has no ``wake``: an Event is a lock and a condition to allocate).
+    A thread that queued behind another leader waits on ``wake``; a
+    coroutine awaits ``future`` on ``loop``. A thread that leads its own call,
+    and a coroutine, have no ``wake``: an Event is a lock and a condition to
+    allocate.
     """
 
     request: AuthorizeRequest | CommitRequest
@@ -132,13 +134,14 @@ class Batcher:
     )
 
     def submit(self, item: Item) -> Any:
-        item.wake = wake = threading.Event()
         with self._lock:
-            self._queue.append(item)
             lead = not self._busy
+            if not lead:  # only a waiter needs an Event (a lock and a condition to allocate)
+                item.wake = threading.Event()
+            self._queue.append(item)
             self._busy = True
-        if not lead:
-            wake.wait()
+        if item.wake is not None:
+            item.wake.wait()
         if not item.done:
             self._lead(until=item)
         if item.error is not None:
