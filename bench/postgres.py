@@ -83,7 +83,7 @@ def _through_service(instances: list[Instance], traffic: str) -> tuple[float, fl
         assert await send("POST", "/v1/authorize", call) == 200
         assert await send("POST", "/v1/commit", usage) == 200
 
-    rate, p50, p99, _ = drive(ports, f"Authorization: Bearer {ADMIN}\r\n".encode(), pair)
+    rate, p50, p99, _, _ = drive(ports, f"Authorization: Bearer {ADMIN}\r\n".encode(), pair)
     return rate, p50, p99
 
 
