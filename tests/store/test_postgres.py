@@ -15,10 +15,47 @@ from allotment.store import open_store
 from allotment.store.base import EventQuery
 from allotment.store.migrations import postgres as pg_migrations
 from allotment.store.migrations import sqlite as sqlite_migrations
-from allotment.store.postgres import PostgresStore, _parse_url
+from allotment.store.postgres import PostgresStore, _configure, _Ints, _parse_url, _Texts
 from tests.conftest import PG_SERVER, Clock
 
 SUBJECT = {"tenant": "acme", "user": "ann", "agent": "bot"}
+
+
+AWKWARD = ['a"b', "c\\d", "e,f", "{g}", "NULL", "ü ß", " h ", "'i'", '\\"', "é" * 256]
+
+
+def test_array_parameters_reach_the_server_exactly() -> None:
+    """The hand-written text[] and bigint[] dumpers, against PostgreSQL's own parser."""
+    with psycopg.connect(PG_SERVER, client_encoding="UTF8") as conn:
+        _configure(conn)
+        row = conn.execute(
+            "SELECT %s::text[], %s::bigint[], %s::text[], %s::bigint[]",
+            (_Texts(AWKWARD), _Ints([0, -1, 2**62, -(2**63)]), _Texts([]), _Ints([])),
+        ).fetchone()
+    assert row == (AWKWARD, [0, -1, 2**62, -(2**63)], [], [])
+
+
+def test_awkward_members_and_request_ids_count_on_their_own_counters(
+    postgres_url: str, clock: Clock
+) -> None:
+    """Members and request ids travel in the batch's arrays: each lands on its own row."""
+    gov = Governor(postgres_url, clock=clock)
+    gov.create_budget({"id": "per-user", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "per": "user", "limit": 10**6})  # fmt: skip
+
+    def run(i: int) -> None:
+        user = AWKWARD[i % len(AWKWARD)]
+        rid = f"{i}-{user}"[:256]
+        gov.authorize(rid, {"tenant": "acme", "user": user}, "openai", "gpt-4o",
+                      {"output_tokens": 10})  # fmt: skip
+        gov.commit(rid, {"output_tokens": 1 + i % len(AWKWARD)})
+
+    with ThreadPoolExecutor(8) as pool:  # concurrent calls share batches
+        list(pool.map(run, range(4 * len(AWKWARD))))
+    for n, user in enumerate(AWKWARD):
+        [view] = gov.status({"tenant": "acme", "user": user})
+        assert (view.member, view.used, view.reserved) == (user, 4 * (n + 1), 0)
+    gov.close()
 
 
 def test_both_dialects_have_the_same_migrations() -> None:
