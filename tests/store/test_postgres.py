@@ -46,15 +46,29 @@ def test_awkward_members_and_request_ids_count_on_their_own_counters(
     def run(i: int) -> None:
         user = AWKWARD[i % len(AWKWARD)]
         rid = f"{i}-{user}"[:256]
-        gov.authorize(rid, {"tenant": "acme", "user": user}, "openai", "gpt-4o",
-                      {"output_tokens": 10})  # fmt: skip
+        subject = {"tenant": "acme", "user": user}
+        if i % 3:  # events and rollups with and without the optional dimensions
+            subject |= {"feature": AWKWARD[(i + 1) % len(AWKWARD)], "agent": "bot"}
+        gov.authorize(rid, subject, "openai", "gpt-4o", {"output_tokens": 10})
         gov.commit(rid, {"output_tokens": 1 + i % len(AWKWARD)})
 
+    calls = 4 * len(AWKWARD)
     with ThreadPoolExecutor(8) as pool:  # concurrent calls share batches
-        list(pool.map(run, range(4 * len(AWKWARD))))
+        list(pool.map(run, range(calls)))
+    assert isinstance(gov.store, PostgresStore) and gov.store.batches > 0
     for n, user in enumerate(AWKWARD):
         [view] = gov.status({"tenant": "acme", "user": user})
         assert (view.member, view.used, view.reserved) == (user, 4 * (n + 1), 0)
+    # What batches wrote equals what the ledger says, row for row.
+    events = gov.events(EventQuery(tenant="acme", limit=1000))
+    assert sorted(e.request_id for e in events) == sorted(
+        f"{i}-{AWKWARD[i % len(AWKWARD)]}"[:256] for i in range(calls)
+    )
+    by = ("user", "feature", "agent", "provider", "model", "status")
+    usage, counters = gov.usage("acme", by), gov.store.counters()
+    gov.rebuild()
+    assert (gov.usage("acme", by), gov.store.counters()) == (usage, counters)
+    assert sum(row.calls for row in usage) == calls
     gov.close()
 
 

@@ -59,6 +59,7 @@ class BatchableTx(Tx, Protocol):
     def upsert_reservations(
         self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
     ) -> None: ...
+    def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -346,5 +347,4 @@ class BatchTx:
         self._flush_counters()
         self._inner.insert_events([self._events[i] for i in sorted(self._events)])
         self._inner.upsert_reservations(list(self._inserts.values()), list(self._updates.values()))
-        for key in sorted(self._rollups):
-            self._inner.bump_rollup(key, self._rollups[key])
+        self._inner.bump_rollups(list(self._rollups.items()))  # locked in one sorted statement

@@ -39,9 +39,6 @@ from allotment.store.base import EventQuery
 __all__ = [
     "CONFIG_VERSION",
     "EVENT_INSERT",
-    "EVENT_INSERT_WITH_ID",
-    "RESERVATION_INSERT",
-    "RESERVATION_UPDATE",
     "SqlConfig",
     "SqlTx",
     "reservation_update",
@@ -52,10 +49,6 @@ _EVENT_SELECT = ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
 EVENT_INSERT = (
     f"INSERT INTO events ({_EVENT_SELECT.removeprefix('id, ')}) "
     f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) - 1))})"
-)
-#: an event with an id drawn beforehand
-EVENT_INSERT_WITH_ID = (
-    f"INSERT INTO events ({_EVENT_SELECT}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 13)})"
 RESERVATION_UPDATE = (

@@ -33,10 +33,12 @@ from allotment.config import redact_url
 from allotment.core.engine import Applied, Counter
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
+from allotment.core.usage import USAGE_FIELDS
 from allotment.errors import ConfigurationError, StoreError
 from allotment.store._batch import BatchTx, Item
-from allotment.store._ops import Delta, Tx, merge_deltas
+from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx, merge_deltas
 from allotment.store._rows import (
+    EVENT_COLUMNS,
     event_values,
     reservation_from_row,
     reservation_values,
@@ -44,9 +46,6 @@ from allotment.store._rows import (
 from allotment.store._sql import (
     CONFIG_VERSION,
     EVENT_INSERT,
-    EVENT_INSERT_WITH_ID,
-    RESERVATION_INSERT,
-    RESERVATION_UPDATE,
     SqlConfig,
     SqlTx,
     reservation_update,
@@ -95,12 +94,12 @@ _ADD_COUNTERS = (
 )
 
 
-class _Texts(list[str]):
-    """A ``text[]`` parameter of strings, dumped by ``_TextsDumper``."""
+class _Texts(list[str | None]):
+    """A ``text[]`` parameter, dumped by ``_TextsDumper``."""
 
 
-class _Ints(list[int]):
-    """A ``bigint[]`` parameter of ints, dumped by ``_IntsDumper``."""
+class _Ints(list[int | None]):
+    """A ``bigint[]`` parameter, dumped by ``_IntsDumper``."""
 
 
 class _TextsDumper(Dumper):
@@ -109,23 +108,26 @@ class _TextsDumper(Dumper):
     psycopg's generic list dumper inspects every element to choose a type
     on each call: measured at 211 µs per statement with three arrays against
     135 µs with these dumpers, round trip included. Every element is quoted;
-    inside quotes only ``"`` and ``\\`` need a backslash.
+    inside quotes only ``"`` and ``\\`` need a backslash. None is NULL.
     """
 
     oid = 1009  # text[]
 
-    def dump(self, obj: list[str]) -> bytes:
-        quoted = ('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in obj)
+    def dump(self, obj: list[str | None]) -> bytes:
+        quoted = (
+            "NULL" if s is None else '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for s in obj
+        )
         return ("{" + ",".join(quoted) + "}").encode()
 
 
 class _IntsDumper(Dumper):
-    """Writes a ``bigint[]`` literal directly (see ``_TextsDumper``)."""
+    """Writes a ``bigint[]`` literal directly (see ``_TextsDumper``). None is NULL."""
 
     oid = 1016  # int8[]
 
-    def dump(self, obj: list[int]) -> bytes:
-        return ("{" + ",".join(map(str, obj)) + "}").encode()
+    def dump(self, obj: list[int | None]) -> bytes:
+        return ("{" + ",".join("NULL" if n is None else str(n) for n in obj) + "}").encode()
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -135,8 +137,38 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 
 def _arrays(rows: Sequence[Sequence[Any]], kinds: str) -> list[_Texts | _Ints]:
     """``rows`` as one array per column; ``kinds`` says each column's type (t or i)."""
-    columns = zip(*rows, strict=True)
+    columns = zip(*rows, strict=True) if rows else ((),) * len(kinds)
     return [_Texts(c) if k == "t" else _Ints(c) for k, c in zip(kinds, columns, strict=True)]
+
+
+def _unnest(kinds: str) -> str:
+    """``unnest`` of one array parameter per column of ``kinds``."""
+    return "unnest(" + ", ".join("?::text[]" if k == "t" else "?::bigint[]" for k in kinds) + ")"
+
+
+# Many rows in one statement each, their columns as arrays (see _TextsDumper).
+_INTEGERS = {"id", "event_id", "hour", "calls", "occurred_at", "recorded_at", "authorized_at",
+             "expires_at", *USAGE_FIELDS}  # fmt: skip
+_EVENT_KINDS = "".join("i" if c in _INTEGERS else "t" for c in EVENT_COLUMNS)
+_INSERT_EVENTS = (
+    "INSERT INTO events ("
+    + ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
+    + f") SELECT * FROM {_unnest(_EVENT_KINDS)}"
+)
+_RESERVATION_KINDS = "ttttti" + "ttttt" + "ii"  # the column order of reservations
+_INSERT_RESERVATIONS = f"INSERT INTO reservations SELECT * FROM {_unnest(_RESERVATION_KINDS)}"
+_UPDATE_RESERVATIONS = (
+    "UPDATE reservations AS r SET state = t.s, commit_hash = t.h, event_id = t.e "
+    f"FROM {_unnest('ttit')} AS t(s, h, e, id) WHERE r.request_id = t.id"
+)
+_ROLLUP_KINDS = "titttttt" + "t" + "i" * (1 + len(ROLLUP_TOTALS))
+_ROLLUP_KEY = 'tenant, hour, "user", key, agent, feature, provider, model, status'
+_BUMP_ROLLUPS = (
+    f"INSERT INTO rollups SELECT * FROM {_unnest(_ROLLUP_KINDS)} "
+    f"AS t({_ROLLUP_KEY}, calls, {', '.join(ROLLUP_TOTALS)}) ORDER BY {_ROLLUP_KEY} "
+    f"ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET "
+    + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
+)
 
 
 class PostgresStore(SqlConfig, GroupCommitStore):
@@ -381,13 +413,24 @@ class _PostgresTx(SqlTx):
         return {row[0]: reservation_from_row(row) for row in rows}, [row[0] for row in taken]
 
     def insert_events(self, events: Sequence[Event]) -> None:
-        self._run_many(EVENT_INSERT_WITH_ID, [(e.id, *event_values(e)) for e in events])
+        if events:
+            rows = [(e.id, *event_values(e)) for e in events]
+            self._run(_INSERT_EVENTS, _arrays(rows, _EVENT_KINDS))
 
     def upsert_reservations(
         self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
     ) -> None:
-        self._run_many(RESERVATION_INSERT, [reservation_values(r) for r in inserts])
-        self._run_many(RESERVATION_UPDATE, [reservation_update(r) for r in updates])
+        if inserts:
+            rows = [reservation_values(r) for r in inserts]
+            self._run(_INSERT_RESERVATIONS, _arrays(rows, _RESERVATION_KINDS))
+        if updates:
+            changes = [reservation_update(r) for r in updates]
+            self._run(_UPDATE_RESERVATIONS, _arrays(changes, "ttit"))
+
+    def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None:
+        if rows:
+            flat = [(*key, *values) for key, values in rows]
+            self._run(_BUMP_ROLLUPS, _arrays(flat, _ROLLUP_KINDS))
 
     # ledger
     def append(self, event: Event) -> Event:
