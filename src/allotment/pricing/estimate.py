@@ -10,6 +10,8 @@ reservation is released at commit, a low one lets a call overspend.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -47,6 +49,20 @@ IMAGE_TOKENS = 765
 #: ``detail: "low"`` images cost the flat base on every OpenAI vision model.
 LOW_DETAIL_IMAGE_TOKENS = 85
 _IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
+#: Audio input is billed at about 10 tokens a second (OpenAI's audio models;
+#: output is about 20). Duration comes from a WAV header, else from the size
+#: at 32 kbit/s, a low speech bitrate: a higher one is over-estimated.
+AUDIO_TOKENS_PER_SECOND = 10
+LOW_AUDIO_BYTES_PER_SECOND = 4_000
+#: A PDF page is sent as its text and an image of the page: Anthropic documents
+#: 1,500-3,000 tokens a page; the top of that range. Pages are counted in the
+#: file, else assumed every ``PDF_BYTES_PER_PAGE``. Other files: their bytes
+#: as text would count.
+PDF_PAGE_TOKENS = 3_000
+PDF_BYTES_PER_PAGE = 50_000
+FILE_BYTES_PER_TOKEN = 4
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
+_PDF_COUNT = re.compile(rb"/Count\s+(\d+)")  # the page tree's (and outlines')
 
 _OPENAI_PROVIDERS = frozenset({"openai", "azure"})
 _ENCODING_RULES = (
@@ -171,6 +187,16 @@ class _Tokenizer:
             pieces.clear()
 
 
+class _Tally:
+    """One request's count: its tokenizer, and how many of the tokens are audio."""
+
+    __slots__ = ("audio", "count")
+
+    def __init__(self, tokenizer: _Tokenizer) -> None:
+        self.count = tokenizer.count
+        self.audio = 0
+
+
 def _chunks(text: str) -> list[str]:
     """Cut ``text`` at spaces that are token boundaries, so chunk counts add up.
 
@@ -269,18 +295,18 @@ def count_chat_tokens(
             e.g. ``messages[2].content``.
     """
     resolved = _resolve(model, None, "model")
-    tokenizer = _tokenizer(resolved.encoding)
+    tokenizer = _Tally(_tokenizer(resolved.encoding))
     tokens = _messages_tokens(messages, tokenizer, "messages") + REPLY_PRIMING_TOKENS
     return _scale(tokens, resolved, settings)
 
 
-def _messages_tokens(messages: object, tokenizer: _Tokenizer, where: str) -> int:
+def _messages_tokens(messages: object, tokenizer: _Tally, where: str) -> int:
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
         raise ValidationError(where, "must be a list of messages")
     return sum(_message_tokens(m, tokenizer, f"{where}[{i}]") for i, m in enumerate(messages))
 
 
-def _message_tokens(message: object, tokenizer: _Tokenizer, where: str) -> int:
+def _message_tokens(message: object, tokenizer: _Tally, where: str) -> int:
     if not isinstance(message, Mapping):
         raise ValidationError(where, f"must be an object, got {type(message).__name__}")
     tokens = TOKENS_PER_MESSAGE
@@ -294,7 +320,7 @@ def _message_tokens(message: object, tokenizer: _Tokenizer, where: str) -> int:
     return tokens
 
 
-def _content_tokens(content: object, tokenizer: _Tokenizer, where: str) -> int:
+def _content_tokens(content: object, tokenizer: _Tally, where: str) -> int:
     if isinstance(content, str):
         return tokenizer.count(content)
     if content is None:  # an assistant turn that only calls tools
@@ -304,7 +330,7 @@ def _content_tokens(content: object, tokenizer: _Tokenizer, where: str) -> int:
     raise ValidationError(where, "must be a string or a list of content parts")
 
 
-def _part_tokens(part: object, tokenizer: _Tokenizer, where: str) -> int:
+def _part_tokens(part: object, tokenizer: _Tally, where: str) -> int:
     if not isinstance(part, Mapping):
         raise ValidationError(where, f"must be an object, got {type(part).__name__}")
     if "text" in part:  # text, input_text, output_text; Anthropic text blocks
@@ -312,10 +338,72 @@ def _part_tokens(part: object, tokenizer: _Tokenizer, where: str) -> int:
         if not isinstance(text, str):
             raise ValidationError(f"{where}.text", "must be a string")
         return tokenizer.count(text)
-    if part.get("type") in _IMAGE_PART_TYPES:
+    kind = part.get("type")
+    if kind in _IMAGE_PART_TYPES:
         return _image_tokens(part)
-    # Tool use/results, audio, files: their JSON text, a rough upper estimate.
+    if kind == "input_audio":
+        audio = _audio_tokens(part.get("input_audio"), f"{where}.input_audio")
+        tokenizer.audio += audio
+        return audio
+    if kind in ("file", "input_file"):  # OpenAI chat, Responses
+        holder = part.get("file") if kind == "file" else part
+        data = holder.get("file_data") if isinstance(holder, Mapping) else None
+        if data is not None:
+            return _file_tokens(data, f"{where}.file_data")
+    if kind == "document":  # Anthropic
+        source = part.get("source")
+        if isinstance(source, Mapping) and source.get("type") == "base64":
+            return _file_tokens(source.get("data"), f"{where}.source.data")
+        if isinstance(source, Mapping) and source.get("type") == "text":
+            return _json_tokens(source.get("data"), tokenizer, f"{where}.source.data")
+    if kind == "tool_result" and isinstance(part.get("content"), list | tuple):
+        return _content_tokens(part["content"], tokenizer, f"{where}.content")
+    # Tool calls, references to uploaded files: their JSON text, a rough estimate.
     return _json_tokens(part, tokenizer, where)
+
+
+def _audio_tokens(spec: object, where: str) -> int:
+    """``AUDIO_TOKENS_PER_SECOND`` for the seconds of an ``input_audio`` part.
+
+    A WAV file's header gives its byte rate, so its duration; any other
+    format is taken at ``LOW_AUDIO_BYTES_PER_SECOND``, which over-estimates
+    the duration of anything recorded at a higher bitrate.
+    """
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("data"), str):
+        raise ValidationError(f"{where}.data", "must be a base64 string")
+    content = _b64decode(spec["data"], f"{where}.data")
+    size, rate = len(content), LOW_AUDIO_BYTES_PER_SECOND
+    if spec.get("format") == "wav" and content[:4] == b"RIFF" and content[8:12] == b"WAVE":
+        rate = int.from_bytes(content[28:32], "little") or rate
+        size = max(0, size - 44)
+    return math.ceil(size * AUDIO_TOKENS_PER_SECOND / rate)
+
+
+def _file_tokens(data: object, where: str) -> int:
+    """A base64 file (or data URL): ``PDF_PAGE_TOKENS`` a page for a PDF, else its
+    decoded bytes at ``FILE_BYTES_PER_TOKEN``. Never tokenized as base64 text: a
+    multi-megabyte payload took seconds of CPU that way, and counted far too high."""
+    if not isinstance(data, str):
+        raise ValidationError(where, "must be a base64 string or a data: URL")
+    payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
+    content = _b64decode(payload, where)
+    if not content.startswith(b"%PDF"):
+        return math.ceil(len(content) / FILE_BYTES_PER_TOKEN)
+    pages = len(_PDF_PAGE.findall(content))
+    if not pages:  # page objects inside compressed object streams: the page tree's count
+        pages = max((int(n) for n in _PDF_COUNT.findall(content)), default=0)
+    if not pages:
+        pages = math.ceil(len(content) / PDF_BYTES_PER_PAGE)
+    return pages * PDF_PAGE_TOKENS
+
+
+def _b64decode(text: str, where: str) -> bytes:
+    """Decoded in C, so sizing a multi-megabyte payload takes milliseconds."""
+    packed = "".join(text.split())  # line breaks are allowed, nothing else
+    try:
+        return base64.b64decode(packed + "=" * (-len(packed) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError(where, "is not valid base64") from None
 
 
 def _image_tokens(part: Mapping[str, Any]) -> int:
@@ -324,7 +412,7 @@ def _image_tokens(part: Mapping[str, Any]) -> int:
     return LOW_DETAIL_IMAGE_TOKENS if detail == "low" else IMAGE_TOKENS
 
 
-def _json_tokens(value: object, tokenizer: _Tokenizer, where: str) -> int:
+def _json_tokens(value: object, tokenizer: _Tally, where: str) -> int:
     """Strings count as text; structured values as their JSON text (an approximation)."""
     if isinstance(value, str):
         return tokenizer.count(value)
@@ -368,13 +456,18 @@ def estimate_request(
     if not isinstance(request, Mapping):
         raise ValidationError("request", f"must be an object, got {type(request).__name__}")
     resolved = _request_model(request, model, provider)
-    tokenizer = _tokenizer(resolved.encoding)
+    tokenizer = _Tally(_tokenizer(resolved.encoding))
     try:
         input_tokens = _input_tokens(request, tokenizer) + _tools_tokens(request, tokenizer)
         output_tokens = _output_tokens(request, resolved, settings)
     except ValidationError as exc:
         raise exc.within("request") from None
-    return Usage(input_tokens=_scale(input_tokens, resolved, settings), output_tokens=output_tokens)
+    scaled = _scale(input_tokens, resolved, settings)
+    return Usage(
+        input_tokens=scaled,
+        input_audio_tokens=min(scaled, _scale(tokenizer.audio, resolved, settings)),
+        output_tokens=output_tokens,
+    )
 
 
 def _request_model(request: Mapping[str, Any], model: object, provider: object) -> _Model:
@@ -386,7 +479,7 @@ def _request_model(request: Mapping[str, Any], model: object, provider: object) 
     return _resolve(request["model"], provider, "request.model")
 
 
-def _input_tokens(request: Mapping[str, Any], tokenizer: _Tokenizer) -> int:
+def _input_tokens(request: Mapping[str, Any], tokenizer: _Tally) -> int:
     if "messages" in request:  # OpenAI chat, Anthropic messages
         tokens = _messages_tokens(request["messages"], tokenizer, "messages")
         return tokens + REPLY_PRIMING_TOKENS + _system_tokens(request, "system", tokenizer)
@@ -401,7 +494,7 @@ def _input_tokens(request: Mapping[str, Any], tokenizer: _Tokenizer) -> int:
     raise ValidationError("messages", "is required (or input, or prompt)")
 
 
-def _system_tokens(request: Mapping[str, Any], key: str, tokenizer: _Tokenizer) -> int:
+def _system_tokens(request: Mapping[str, Any], key: str, tokenizer: _Tally) -> int:
     """A top-level system prompt, counted as one more system message."""
     system = request.get(key)
     if system is None:
@@ -420,7 +513,7 @@ def _prompts(prompt: object) -> list[str]:
     return list(prompt)
 
 
-def _tools_tokens(request: Mapping[str, Any], tokenizer: _Tokenizer) -> int:
+def _tools_tokens(request: Mapping[str, Any], tokenizer: _Tally) -> int:
     """Tool definitions as their JSON text: OpenAI renders them more tersely."""
     tokens = 0
     for key in ("tools", "functions"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import math
+import wave
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +18,13 @@ from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.pricing import estimate
 from allotment.pricing.estimate import (
+    AUDIO_TOKENS_PER_SECOND,
+    FILE_BYTES_PER_TOKEN,
     IMAGE_TOKENS,
+    LOW_AUDIO_BYTES_PER_SECOND,
     LOW_DETAIL_IMAGE_TOKENS,
+    PDF_BYTES_PER_PAGE,
+    PDF_PAGE_TOKENS,
     EstimateSettings,
     clear_caches,
     count_chat_tokens,
@@ -294,6 +302,112 @@ def test_tool_calls_and_null_content_are_counted() -> None:
     assert (
         count_chat_tokens([result], "gpt-4o") == 3 + sum(map(tokens, ["tool", "call_1", "42"])) + 3
     )
+
+
+# --- binary parts: audio and files are sized, never tokenized as base64 --------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def wav(seconds: int, rate: int = 16_000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\1" * rate * seconds)
+    return out.getvalue()
+
+
+PDF = (
+    b"%PDF-1.7\n"
+    + b"".join(b"%d 0 obj << /Type /Page /Parent 1 0 R >> endobj\n" % i for i in range(2, 5))
+    + b"1 0 obj << /Type /Pages /Kids [2 0 R 3 0 R 4 0 R] /Count 3 >> endobj\n%%EOF"
+)
+
+
+def user(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"model": "gpt-4o-audio-preview", "messages": [{"role": "user", "content": list(parts)}]}
+
+
+ASK = {"type": "text", "text": "Summarise this."}
+
+
+def extra(part: dict[str, Any]) -> Usage:
+    """What ``part`` adds to a request that only asks."""
+    with_part, alone = estimate_request(user(ASK, part)), estimate_request(user(ASK))
+    return Usage(
+        input_tokens=with_part.input_tokens - alone.input_tokens,
+        input_audio_tokens=with_part.input_audio_tokens,
+    )
+
+
+def test_wav_audio_is_timed_from_its_header() -> None:
+    part = {"type": "input_audio", "input_audio": {"data": b64(wav(3)), "format": "wav"}}
+    assert extra(part) == Usage(input_tokens=30, input_audio_tokens=30)  # 3 s at 10 a second
+
+
+def test_compressed_audio_is_timed_at_a_low_bitrate() -> None:
+    """A megabyte of mp3 (a minute at 128 kbit/s) once counted 683,162 tokens as text."""
+    part = {"type": "input_audio", "input_audio": {"data": b64(bytes(750_000)), "format": "mp3"}}
+    expected = math.ceil(750_000 * AUDIO_TOKENS_PER_SECOND / LOW_AUDIO_BYTES_PER_SECOND)
+    assert extra(part) == Usage(input_tokens=expected, input_audio_tokens=expected)
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "file", "file": {"filename": "a.pdf",
+                                  "file_data": "data:application/pdf;base64," + b64(PDF)}},
+        {"type": "input_file", "filename": "a.pdf", "file_data": b64(PDF)},
+        {"type": "document",
+         "source": {"type": "base64", "media_type": "application/pdf", "data": b64(PDF)}},
+    ],
+)  # fmt: skip
+def test_pdf_files_cost_a_fixed_amount_a_page(part: dict[str, Any]) -> None:
+    assert extra(part) == Usage(input_tokens=3 * PDF_PAGE_TOKENS)
+
+
+def test_pdf_pages_fall_back_to_the_page_count_then_the_size() -> None:
+    compressed = b"%PDF-1.7\n1 0 obj << /Kids [] /Count 7 >> endobj"
+    opaque = b"%PDF-1.7\n" + bytes(2 * PDF_BYTES_PER_PAGE + 1)
+    for content, pages in ((compressed, 7), (opaque, 3)):
+        part = {"type": "input_file", "file_data": b64(content)}
+        assert extra(part).input_tokens == pages * PDF_PAGE_TOKENS
+
+
+def test_other_files_count_their_bytes_and_text_documents_their_text() -> None:
+    blob = {"type": "input_file", "file_data": b64(bytes(4001))}
+    assert extra(blob).input_tokens == math.ceil(4001 / FILE_BYTES_PER_TOKEN)
+    text = {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                          "data": "Hello there"}}  # fmt: skip
+    assert extra(text).input_tokens == tokens("Hello there")
+
+
+def test_tool_results_count_their_parts() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                        "data": b64(bytes(300_000))}}  # fmt: skip
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": [ASK, image]}
+    assert extra(result).input_tokens == tokens("Summarise this.") + IMAGE_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("part", "field"),
+    [
+        ({"type": "input_audio", "input_audio": {"data": 3, "format": "wav"}},
+         "request.messages[0].content[1].input_audio.data"),
+        ({"type": "input_audio"}, "request.messages[0].content[1].input_audio.data"),
+        ({"type": "input_file", "file_data": "***"}, "request.messages[0].content[1].file_data"),
+        ({"type": "document", "source": {"type": "base64", "data": None}},
+         "request.messages[0].content[1].source.data"),
+    ],
+)  # fmt: skip
+def test_bad_binary_parts_name_the_field(part: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        estimate_request(user(ASK, part))
+    assert raised.value.field == field
 
 
 # --- request shapes ---------------------------------------------------------------------------
