@@ -39,15 +39,19 @@ from allotment.store.base import EventQuery
 __all__ = [
     "CONFIG_VERSION",
     "EVENT_INSERT",
+    "EVENT_SELECT",
+    "ROLLUP_ADD",
+    "ROLLUP_KEY",
     "SqlConfig",
     "SqlTx",
     "reservation_update",
 ]
 
-_EVENT_SELECT = ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
+#: every column of events, in order (``"user"`` quoted)
+EVENT_SELECT = ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
 #: an event without its id (the database assigns it)
 EVENT_INSERT = (
-    f"INSERT INTO events ({_EVENT_SELECT.removeprefix('id, ')}) "
+    f"INSERT INTO events ({EVENT_SELECT.removeprefix('id, ')}) "
     f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) - 1))})"
 )
 RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 13)})"
@@ -55,11 +59,13 @@ RESERVATION_UPDATE = (
     "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ? WHERE request_id = ?"
 )
 _KEY_COLUMNS = "id, tenant, role, name, created_at, revoked_at, last_used_at"
+#: a rollup row's key columns, and how an insert adds to an existing row
+ROLLUP_KEY = 'tenant, hour, "user", key, agent, feature, provider, model, status'
+ROLLUP_ADD = f"ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET " + ", ".join(
+    f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS)
+)
 _ROLLUP_UPSERT = (
-    f"INSERT INTO rollups VALUES ({', '.join('?' * (10 + len(ROLLUP_TOTALS)))}) "
-    'ON CONFLICT (tenant, hour, "user", key, agent, feature, provider, model, status) '
-    "DO UPDATE SET "
-    + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
+    f"INSERT INTO rollups VALUES ({', '.join('?' * (10 + len(ROLLUP_TOTALS)))}) {ROLLUP_ADD}"
 )
 
 
@@ -273,7 +279,7 @@ class SqlTx:
         )
 
     def event(self, event_id: int) -> Event:
-        rows = self._rows(f"SELECT {_EVENT_SELECT} FROM events WHERE id = ?", (event_id,))
+        rows = self._rows(f"SELECT {EVENT_SELECT} FROM events WHERE id = ?", (event_id,))
         return event_from_row(rows[0])
 
     def events(self, query: EventQuery) -> Iterable[Event]:
@@ -294,14 +300,14 @@ class SqlTx:
                 where.append(clause)
                 params.append(value)
         rows = self._rows(
-            f"SELECT {_EVENT_SELECT} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            f"SELECT {EVENT_SELECT} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, query.limit),
         )
         return [event_from_row(row) for row in rows]
 
     def counting_events(self, tenant: str | None) -> Iterable[Event]:
         # Materialized first: the caller writes on this connection while iterating.
-        sql = f"SELECT {_EVENT_SELECT} FROM events WHERE status IN ('success', 'error')"
+        sql = f"SELECT {EVENT_SELECT} FROM events WHERE status IN ('success', 'error')"
         if tenant is None:
             return [event_from_row(row) for row in self._rows(sql)]
         return [event_from_row(row) for row in self._rows(sql + " AND tenant = ?", (tenant,))]

@@ -46,6 +46,9 @@ from allotment.store._rows import (
 from allotment.store._sql import (
     CONFIG_VERSION,
     EVENT_INSERT,
+    EVENT_SELECT,
+    ROLLUP_ADD,
+    ROLLUP_KEY,
     SqlConfig,
     SqlTx,
     reservation_update,
@@ -146,28 +149,23 @@ def _unnest(kinds: str) -> str:
     return "unnest(" + ", ".join("?::text[]" if k == "t" else "?::bigint[]" for k in kinds) + ")"
 
 
-# Many rows in one statement each, their columns as arrays (see _TextsDumper).
-_INTEGERS = {"id", "event_id", "hour", "calls", "occurred_at", "recorded_at", "authorized_at",
-             "expires_at", *USAGE_FIELDS}  # fmt: skip
-_EVENT_KINDS = "".join("i" if c in _INTEGERS else "t" for c in EVENT_COLUMNS)
-_INSERT_EVENTS = (
-    "INSERT INTO events ("
-    + ", ".join('"user"' if c == "user" else c for c in EVENT_COLUMNS)
-    + f") SELECT * FROM {_unnest(_EVENT_KINDS)}"
-)
-_RESERVATION_KINDS = "ttttti" + "ttttt" + "ii"  # the column order of reservations
+# Many rows in one statement each, their columns as arrays (see _TextsDumper):
+# a kind per column, t (text) or i (bigint), in the table's column order.
+_EVENT_INTS = {"id", *USAGE_FIELDS, "occurred_at", "recorded_at"}
+_EVENT_KINDS = "".join("i" if c in _EVENT_INTS else "t" for c in EVENT_COLUMNS)
+_INSERT_EVENTS = f"INSERT INTO events ({EVENT_SELECT}) SELECT * FROM {_unnest(_EVENT_KINDS)}"
+#: request_id .. commit_hash, event_id, subject .. charges, authorized_at, expires_at
+_RESERVATION_KINDS = "tttttitttttii"
 _INSERT_RESERVATIONS = f"INSERT INTO reservations SELECT * FROM {_unnest(_RESERVATION_KINDS)}"
 _UPDATE_RESERVATIONS = (
     "UPDATE reservations AS r SET state = t.s, commit_hash = t.h, event_id = t.e "
     f"FROM {_unnest('ttit')} AS t(s, h, e, id) WHERE r.request_id = t.id"
 )
-_ROLLUP_KINDS = "titttttt" + "t" + "i" * (1 + len(ROLLUP_TOTALS))
-_ROLLUP_KEY = 'tenant, hour, "user", key, agent, feature, provider, model, status'
+#: the key (tenant, hour, then seven texts), calls and the totals
+_ROLLUP_KINDS = "ti" + "t" * 7 + "i" * (1 + len(ROLLUP_TOTALS))
 _BUMP_ROLLUPS = (
     f"INSERT INTO rollups SELECT * FROM {_unnest(_ROLLUP_KINDS)} "
-    f"AS t({_ROLLUP_KEY}, calls, {', '.join(ROLLUP_TOTALS)}) ORDER BY {_ROLLUP_KEY} "
-    f"ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET "
-    + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS))
+    f"AS t({ROLLUP_KEY}, calls, {', '.join(ROLLUP_TOTALS)}) ORDER BY {ROLLUP_KEY} {ROLLUP_ADD}"
 )
 
 
