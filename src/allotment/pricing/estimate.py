@@ -385,8 +385,7 @@ def _file_tokens(data: object, where: str) -> int:
     multi-megabyte payload took seconds of CPU that way, and counted far too high."""
     if not isinstance(data, str):
         raise ValidationError(where, "must be a base64 string or a data: URL")
-    payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
-    content = _b64decode(payload, where)
+    content = _b64decode(data, where)
     if not content.startswith(b"%PDF"):
         return math.ceil(len(content) / FILE_BYTES_PER_TOKEN)
     pages = len(_PDF_PAGE.findall(content))
@@ -398,7 +397,10 @@ def _file_tokens(data: object, where: str) -> int:
 
 
 def _b64decode(text: str, where: str) -> bytes:
-    """Decoded in C, so sizing a multi-megabyte payload takes milliseconds."""
+    """Base64 (or a ``data:`` URL's payload), decoded in C: sizing a multi-megabyte
+    payload takes milliseconds."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
     packed = "".join(text.split())  # line breaks are allowed, nothing else
     try:
         return base64.b64decode(packed + "=" * (-len(packed) % 4), validate=True)
