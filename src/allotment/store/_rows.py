@@ -19,7 +19,7 @@ from allotment.core.fx import Rates
 from allotment.core.keys import ApiKey, Role
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
 from allotment.core.subjects import Subject, parse_subject
-from allotment.core.usage import USAGE_FIELDS, Usage
+from allotment.core.usage import USAGE_FIELDS, parse_usage, usage_from_row
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -100,7 +100,7 @@ def reservation_from_row(row: Sequence[Any]) -> Reservation:
         subject=subject_from_json(subject),
         provider=provider,
         model=model,
-        estimate=Usage(**loads(estimate)),
+        estimate=parse_usage(loads(estimate), "estimate"),
         charges=tuple(Charge(*c) for c in loads(charges)),
         authorized_at=from_us(authorized_at),
         expires_at=from_us(expires_at),
@@ -141,7 +141,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
         subject=subject_from_json(values["subject"]),
         provider=values["provider"],
         model=values["model"],
-        usage=Usage(**{c: values[c] for c in USAGE_FIELDS}),
+        usage=usage_from_row([values[c] for c in USAGE_FIELDS]),
         occurred_at=from_us(values["occurred_at"]),
         recorded_at=from_us(values["recorded_at"]),
         currency=values["currency"],

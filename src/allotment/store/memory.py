@@ -2,6 +2,16 @@
 
 Each transaction holds the store's lock and keeps an undo log, so an error
 halfway through leaves nothing behind, as a database rollback would.
+
+Events and finished reservations are kept as rows, as a database would keep
+them: exact tuples of plain values (subjects interned to an index, the price
+as JSON bytes), turned back into ``Event`` and ``Reservation`` when read.
+CPython's collector stops tracking a tuple that holds only such values, so
+the ledger stays out of every garbage collection. Kept as dataclasses, each
+authorize+commit pair left nine tracked objects behind, and the full
+collections their growth brought about took 15 % of a single thread's time.
+A held reservation stays an object: it lives only until its commit, which
+reads it.
 """
 
 from __future__ import annotations
@@ -14,18 +24,25 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import Any, TypeVar
+
+import orjson
 
 from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
-from allotment.core.ledger import Event, Reservation, ReservationState
+from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
+from allotment.core.subjects import Subject
+from allotment.core.usage import usage_from_row
 from allotment.errors import ConfigurationError
 from allotment.store._ops import Delta, RollupKey, Tx
 from allotment.store._transactional import TransactionalStore
 from allotment.store.base import EventQuery
 
 __all__ = ["MemoryStore"]
+
+T = TypeVar("T")
 
 
 class _State:
@@ -37,11 +54,67 @@ class _State:
         self.keys: dict[str, tuple[ApiKey, str]] = {}
         self.by_tenant: dict[str | None, list[Budget]] = {}
         self.counters: dict[tuple[str, str, int], list[int]] = {}
-        self.reservations: dict[str, Reservation] = {}
+        #: held reservations as objects, finished ones as rows
+        self.reservations: dict[str, Reservation | _ReservationRow] = {}
         self.expiry: list[tuple[datetime, str]] = []
-        self.events: list[Event] = []
+        self.events: list[_EventRow] = []
+        self.subjects: list[Subject] = []
+        self.subject_index: dict[Subject, int] = {}
         self.rollups: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
         self.meta: dict[str, str] = {}
+
+    def intern(self, subject: Subject) -> int:
+        """The index of ``subject`` in ``subjects`` (added when new; never undone)."""
+        index = self.subject_index.get(subject)
+        if index is None:
+            index = self.subject_index[subject] = len(self.subjects)
+            self.subjects.append(subject)
+        return index
+
+    def event_row(self, event: Event) -> _EventRow:
+        assert event.id is not None
+        return (
+            event.id, event.request_id, event.status.value, self.intern(event.subject),
+            event.provider, event.model, event.usage.as_tuple(), event.occurred_at,
+            event.recorded_at, event.currency, event.reason, event.budget_id,
+            orjson.dumps(event.price), event.payload_hash,
+        )  # fmt: skip
+
+    def event(self, row: _EventRow) -> Event:
+        return Event(
+            row[1], _EVENT_STATUS[row[2]], self.subjects[row[3]], row[4], row[5],
+            usage_from_row(row[6]), row[7], row[8], row[9], row[10], row[11], orjson.loads(row[12]),
+            row[13], row[0],
+        )  # fmt: skip
+
+    def reservation_row(self, reservation: Reservation) -> Reservation | _ReservationRow:
+        r = reservation
+        if r.state is ReservationState.HELD:
+            return r
+        return (
+            r.request_id, self.intern(r.subject), r.provider, r.model, r.estimate.as_tuple(),
+            tuple(map(tuple, r.charges)), r.authorized_at, r.expires_at, r.payload_hash,
+            r.state.value, r.commit_hash, r.event_id,
+        )  # fmt: skip
+
+    def reservation(self, row: Reservation | _ReservationRow) -> Reservation:
+        if isinstance(row, Reservation):
+            return row
+        return Reservation(
+            row[0], self.subjects[row[1]], row[2], row[3], usage_from_row(row[4]),
+            tuple(Charge(*c) for c in row[5]), row[6], row[7], row[8],
+            _RESERVATION_STATE[row[9]], row[10], row[11],
+        )  # fmt: skip
+
+
+#: id, request_id, status, subject index, provider, model, usage, occurred_at,
+#: recorded_at, currency, reason, budget_id, price (JSON), payload_hash
+_EventRow = tuple[Any, ...]
+#: request_id, subject index, provider, model, estimate, charges, authorized_at,
+#: expires_at, payload_hash, state, commit_hash, event_id
+_ReservationRow = tuple[Any, ...]
+_EVENT_STATUS = {s.value: s for s in EventStatus}
+_RESERVATION_STATE = {s.value: s for s in ReservationState}
 
 
 class MemoryStore(TransactionalStore):
@@ -63,9 +136,20 @@ class MemoryStore(TransactionalStore):
             try:
                 yield tx
             except BaseException:
-                for undo in reversed(tx._undo):
-                    undo()
+                tx.undo()
                 raise
+
+    def _write(self, operation: Callable[[Tx], T]) -> T:
+        # ``_transaction`` without the generator context manager (2 µs a call)
+        with self._lock:
+            tx = _MemoryTx(self._state)
+            try:
+                return operation(tx)
+            except BaseException:
+                tx.undo()
+                raise
+
+    _read = _write
 
 
 class _MemoryTx:
@@ -77,6 +161,11 @@ class _MemoryTx:
 
     def _log(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)
+
+    def undo(self) -> None:
+        """Reverse every write of this transaction, last first."""
+        for undo in reversed(self._undo):
+            undo()
 
     # budgets
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
@@ -183,11 +272,12 @@ class _MemoryTx:
 
     # reservations
     def reservation(self, request_id: str) -> Reservation | None:
-        return self._s.reservations.get(request_id)
+        row = self._s.reservations.get(request_id)
+        return None if row is None else self._s.reservation(row)
 
     def insert_reservation(self, reservation: Reservation) -> None:
         request_id = reservation.request_id
-        self._s.reservations[request_id] = reservation
+        self._s.reservations[request_id] = self._s.reservation_row(reservation)
         if reservation.state is ReservationState.HELD:  # records are born committed
             heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
         self._log(lambda: self._restore_reservation(request_id, None))
@@ -195,10 +285,12 @@ class _MemoryTx:
     def update_reservation(self, reservation: Reservation) -> None:
         request_id = reservation.request_id
         previous = self._s.reservations[request_id]
-        self._s.reservations[request_id] = reservation
+        self._s.reservations[request_id] = self._s.reservation_row(reservation)
         self._log(lambda: self._restore_reservation(request_id, previous))
 
-    def _restore_reservation(self, request_id: str, previous: Reservation | None) -> None:
+    def _restore_reservation(
+        self, request_id: str, previous: Reservation | _ReservationRow | None
+    ) -> None:
         if previous is None:
             self._s.reservations.pop(request_id, None)
         else:
@@ -209,18 +301,18 @@ class _MemoryTx:
         while self._s.expiry and self._s.expiry[0][0] <= now and len(out) < limit:
             entry = heapq.heappop(self._s.expiry)
             self._log(partial(heapq.heappush, self._s.expiry, entry))
-            reservation = self._s.reservations.get(entry[1])
-            if reservation is not None and reservation.state is ReservationState.HELD:
-                out.append(reservation)
+            row = self._s.reservations.get(entry[1])
+            if isinstance(row, Reservation) and row.state is ReservationState.HELD:
+                out.append(row)
         return out
 
     def held(self) -> Iterable[Reservation]:
-        return [r for r in self._s.reservations.values() if r.state is ReservationState.HELD]
+        return [r for r in self._s.reservations.values() if isinstance(r, Reservation)]
 
     # ledger
     def append(self, event: Event) -> Event:
         stored = event.with_id(len(self._s.events) + 1)
-        self._s.events.append(stored)
+        self._s.events.append(self._s.event_row(stored))
         self._log(partial(_drop_last, self._s.events))
         return stored
 
@@ -228,26 +320,36 @@ class _MemoryTx:
         assert event.id is not None
         index = event.id - 1
         before = self._s.events[index]
-        self._s.events[index] = event
+        self._s.events[index] = self._s.event_row(event)
         self._log(lambda: self._s.events.__setitem__(index, before))
 
     def event(self, event_id: int) -> Event:
-        return self._s.events[event_id - 1]
+        return self._s.event(self._s.events[event_id - 1])
 
     def events(self, query: EventQuery) -> Iterable[Event]:
         out: list[Event] = []
-        for event in self._s.events[query.after_id :]:
-            if _wanted(event, query):
-                out.append(event)
-                if len(out) >= query.limit:
-                    break
+        subjects = self._s.subjects
+        status = None if query.status is None else query.status.value
+        for row in self._s.events[query.after_id :]:
+            if (
+                (query.tenant is None or subjects[row[3]].tenant == query.tenant)
+                and (status is None or row[2] == status)
+                and (query.since is None or row[7] >= query.since)
+                and (query.until is None or row[7] < query.until)
+            ):
+                event = self._s.event(row)
+                if query.price_source is None or event.price.get("source") == query.price_source:
+                    out.append(event)
+                    if len(out) >= query.limit:
+                        break
         return out
 
     def counting_events(self, tenant: str | None) -> Iterable[Event]:
+        subjects = self._s.subjects
         return (
-            e
-            for e in self._s.events
-            if e.status.counts and (tenant is None or e.subject.tenant == tenant)
+            self._s.event(row)
+            for row in self._s.events
+            if row[2] in _COUNTING and (tenant is None or subjects[row[3]].tenant == tenant)
         )
 
     # rollups
@@ -298,11 +400,14 @@ class _MemoryTx:
                 yield key, values
 
 
+_COUNTING = frozenset(s.value for s in EventStatus if s.counts)
+
+
 def _forget_key(keys: dict[str, tuple[ApiKey, str]], key_id: str) -> None:
     keys.pop(key_id, None)
 
 
-def _drop_last(events: list[Event]) -> None:
+def _drop_last(events: list[_EventRow]) -> None:
     events.pop()
 
 
@@ -315,13 +420,3 @@ def _sub(done: list[tuple[list[int], int, int]]) -> None:
 def _sub_all(row: list[int], values: Sequence[int]) -> None:
     for i, value in enumerate(values):
         row[i] -= value
-
-
-def _wanted(event: Event, query: EventQuery) -> bool:
-    return (
-        (query.tenant is None or event.subject.tenant == query.tenant)
-        and (query.status is None or event.status is query.status)
-        and (query.price_source is None or event.price.get("source") == query.price_source)
-        and (query.since is None or event.occurred_at >= query.since)
-        and (query.until is None or event.occurred_at < query.until)
-    )
