@@ -235,8 +235,11 @@ class Governor(KeysAndRates):
         """Replace the reservation with what the call used (may exceed the estimate).
 
         A request id that was never authorized is metered post hoc when
-        ``subject``, ``provider`` and ``model`` are given. With ``tenant``, only
-        that tenant's reservation can be committed (the service sets it).
+        ``subject``, ``provider`` and ``model`` are given. Request ids belong to
+        their tenant: with ``tenant`` (the service passes the key's), or with
+        ``subject``, only that tenant's reservation is found; without either, an
+        id that several tenants use is refused with a ValidationError naming
+        ``tenant``.
         """
         prepared = self._commit_request(
             request_id, usage, status, reason, provider, model, subject, tenant
@@ -297,7 +300,10 @@ class Governor(KeysAndRates):
     def release(
         self, request_id: str, reason: str = "released", *, tenant: str | None = None
     ) -> ReservationState:
-        """Drop a reservation; a no-op for one already committed or released."""
+        """Drop a reservation; a no-op for one already committed or released.
+
+        ``tenant`` says whose request id it is, as for ``commit``.
+        """
         return self.store.release(_check_id(request_id), reason, self.now(), tenant)
 
     def record(

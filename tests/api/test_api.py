@@ -181,6 +181,29 @@ def test_no_key_of_one_tenant_reaches_another(api: Api, role: str) -> None:
     assert {k["tenant"] for k in keys} == {"globex"}
 
 
+def test_tenants_may_use_the_same_request_id(api: Api) -> None:
+    """Another tenant's request id is neither visible nor blocking (no 409 across tenants)."""
+    globex = {"tenant": "globex", "user": "g1"}
+    assert authorize(api, "job-1", 100).status_code == 200
+    body = {"request_id": "job-1", "subject": globex, "provider": "openai",
+            "model": "gpt-4o-mini", "estimate": {"output_tokens": 7}}  # fmt: skip
+    theirs = api.call("POST", "/v1/authorize", "globex-service", json=body)
+    assert theirs.status_code == 200 and not theirs.json()["replayed"]
+    commit = {"request_id": "job-1", "usage": {"output_tokens": 5}}
+    committed = api.call("POST", "/v1/commit", "globex-service", json=commit)
+    assert committed.json()["event"]["subject"]["tenant"] == "globex"
+    status = api.call("GET", "/v1/status", "acme-viewer").json()["budgets"][0]
+    assert (status["used"], status["reserved"]) == (0, 100)
+    # an admin, acting for every tenant, must say whose id it means
+    ambiguous = api.call("POST", "/v1/release", "admin", json={"request_id": "job-1"})
+    assert ambiguous.status_code == 422 and "tenant" in ambiguous.text
+    event = {"request_id": "job-2", "subject": globex, "provider": "o", "model": "m",
+             "usage": {"input_tokens": 1}}  # fmt: skip
+    assert authorize(api, "job-2", 1).status_code == 200
+    ingested = api.call("POST", "/v1/events", "globex-service", json={"events": [event]})
+    assert ingested.status_code == 200, ingested.text
+
+
 @pytest.mark.parametrize(
     ("role", "method", "path", "allowed"),
     [

@@ -5,6 +5,7 @@ Runs through the Governor so the public semantics are what is pinned.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -232,6 +233,85 @@ class TestRecord:
         gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(5))
         with pytest.raises(ConflictError):
             gov.record("r1", ACME, "openai", "gpt-4o", tokens(5))
+
+
+GLOBEX = {"tenant": "globex", "user": "u1", "feature": "chat"}
+
+
+class TestRequestIdsBelongToTheirTenant:
+    """Two tenants may use the same request id: neither sees nor blocks the other's."""
+
+    def test_each_tenant_authorizes_and_commits_its_own(self, gov: Governor) -> None:
+        gov.create_budget(day_budget())
+        gov.create_budget(day_budget(id="globex-day", tenant="globex"))
+        assert gov.authorize("job-1", ACME, "openai", "gpt-4o", tokens(100)).allowed
+        theirs = gov.authorize("job-1", GLOBEX, "openai", "gpt-4o", tokens(300))
+        assert theirs.allowed and not theirs.replayed
+        assert gov.commit("job-1", tokens(40), tenant="globex").event.subject.tenant == "globex"
+        assert used(gov, "globex-day", GLOBEX) == (40, 0)
+        assert used(gov) == (0, 100)  # acme's reservation is untouched
+        assert gov.commit("job-1", tokens(60), tenant="acme").event.subject.tenant == "acme"
+        assert used(gov) == (60, 0)
+        assert gov.commit("job-1", tokens(40), tenant="globex").replayed
+
+    def test_a_commit_without_tenant_must_name_it_when_ids_collide(self, gov: Governor) -> None:
+        gov.authorize("job-1", ACME, "openai", "gpt-4o", tokens(100))
+        gov.authorize("job-1", GLOBEX, "openai", "gpt-4o", tokens(100))
+        with pytest.raises(ValidationError) as raised:
+            gov.commit("job-1", tokens(10))
+        assert raised.value.field == "tenant"
+        with pytest.raises(ValidationError):
+            gov.release("job-1")
+        assert gov.commit("job-1", tokens(10), subject=GLOBEX).event.subject.tenant == "globex"
+        assert gov.release("job-1", tenant="acme") is ReservationState.RELEASED
+
+    def test_a_unique_id_needs_no_tenant(self, gov: Governor) -> None:
+        gov.authorize("job-1", ACME, "openai", "gpt-4o", tokens(100))
+        assert gov.commit("job-1", tokens(10)).event.subject.tenant == "acme"
+
+    def test_another_tenants_id_is_unknown_to_a_scoped_caller(self, gov: Governor) -> None:
+        gov.create_budget(day_budget())
+        gov.authorize("job-1", ACME, "openai", "gpt-4o", tokens(100))
+        with pytest.raises(NotFoundError):
+            gov.commit("job-1", tokens(10), tenant="globex")
+        with pytest.raises(NotFoundError):
+            gov.release("job-1", tenant="globex")
+        assert used(gov, subject=ACME) == (0, 100)
+
+    def test_post_hoc_records_of_the_same_id_count_for_each(self, gov: Governor) -> None:
+        gov.create_budget(day_budget())
+        gov.create_budget(day_budget(id="globex-day", tenant="globex"))
+        gov.record("job-1", ACME, "openai", "gpt-4o", tokens(5))
+        assert not gov.record("job-1", GLOBEX, "openai", "gpt-4o", tokens(7)).replayed
+        assert gov.record("job-1", GLOBEX, "openai", "gpt-4o", tokens(7)).replayed
+        assert used(gov) == (5, 0)
+        assert used(gov, "globex-day", GLOBEX) == (7, 0)
+        gov.authorize("job-2", GLOBEX, "openai", "gpt-4o", tokens(1))
+        gov.record("job-2", ACME, "openai", "gpt-4o", tokens(5))  # not globex's authorization
+        assert used(gov) == (10, 0)
+
+    def test_batched_calls_keep_tenants_apart(self, gov: Governor) -> None:
+        gov.create_budget(day_budget())
+        gov.create_budget(day_budget(id="globex-day", tenant="globex"))
+
+        async def both() -> tuple[list[Any], list[Any]]:  # one batch each, where batched
+            decisions = await asyncio.gather(
+                gov.authorize_async("job-1", ACME, "openai", "gpt-4o", tokens(100)),
+                gov.authorize_async("job-1", GLOBEX, "openai", "gpt-4o", tokens(300)),
+            )
+            results = await asyncio.gather(
+                gov.commit_async("job-1", tokens(60), tenant="acme"),
+                gov.commit_async("job-1", tokens(40), tenant="globex"),
+                gov.commit_async("job-1", tokens(40), subject=GLOBEX),
+            )
+            return decisions, results
+
+        decisions, results = asyncio.run(both())
+        assert all(d.allowed and not d.replayed for d in decisions)
+        assert [r.event.subject.tenant for r in results] == ["acme", "globex", "globex"]
+        assert [r.replayed for r in results] == [False, False, True]
+        assert used(gov) == (60, 0)
+        assert used(gov, "globex-day", GLOBEX) == (40, 0)
 
 
 class TestBudgets:

@@ -104,6 +104,22 @@ def test_migrations_apply_once_with_instances_starting_together(postgres_url: st
             store.close()
 
 
+def test_upgrade_keys_reservations_by_tenant_and_keeps_them(postgres_url: str) -> None:
+    with Governor(postgres_url) as gov:
+        gov.authorize("r", SUBJECT, "openai", "gpt-4o", {"output_tokens": 5})
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:  # back to version 3's key
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute("ALTER TABLE reservations DROP CONSTRAINT reservations_pkey")
+        conn.execute("ALTER TABLE reservations ADD PRIMARY KEY (request_id)")
+        conn.execute("DELETE FROM schema_migrations WHERE version > 3")
+    with Governor(postgres_url) as gov:
+        assert gov.store.schema_version() == len(pg_migrations.MIGRATIONS)  # type: ignore[attr-defined]
+        other = {**SUBJECT, "tenant": "globex"}
+        assert gov.authorize("r", other, "openai", "gpt-4o", {"output_tokens": 9}).allowed
+        assert gov.commit("r", {"output_tokens": 3}, tenant="acme").event.subject.tenant == "acme"
+
+
 def test_many_budgets_many_threads_no_deadlock_no_overspend(
     postgres_url: str, clock: Clock
 ) -> None:

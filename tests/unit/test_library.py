@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from pathlib import Path
 
@@ -126,6 +127,33 @@ def test_sqlite_upgrades_an_older_schema(tmp_path: Path) -> None:
         key, _ = gov.create_key("viewer", "acme")
         assert [k.id for k in gov.list_keys("acme")] == [key.id]
         assert len(gov.events()) == 1
+
+
+def test_sqlite_upgrade_keys_reservations_by_tenant_and_keeps_them(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/v3.db"
+    with Governor(url) as gov:
+        gov.create_budget(SPEC)
+        gov.authorize("r", SUBJECT, "openai", "m", {"input_tokens": 5})
+        gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 7})
+    # Roll the reservations table back to its version-1 shape (request id alone as key).
+    [v1_table] = re.findall(
+        r"CREATE TABLE reservations \(.*?\) WITHOUT ROWID", MIGRATIONS[0][2], re.S
+    )
+    conn = sqlite3.connect(tmp_path / "v3.db")
+    conn.executescript(
+        f"ALTER TABLE reservations RENAME TO r4; {v1_table};"
+        "INSERT INTO reservations SELECT * FROM r4; DROP TABLE r4;"
+        "CREATE INDEX reservations_done_time ON reservations (authorized_at) WHERE state != 'held';"
+        "DELETE FROM schema_migrations WHERE version > 3;"
+    )
+    conn.close()
+    with Governor(url) as gov:
+        assert gov.store.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+        assert gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 7}).replayed
+        assert gov.commit("r", {"input_tokens": 4}).event.usage.input_tokens == 4
+        other = SUBJECT | {"tenant": "other"}
+        assert gov.authorize("r", other, "openai", "m", {"input_tokens": 5}).allowed
+        assert gov.status(SUBJECT)[0].used == 11
 
 
 def test_naive_clock_is_refused() -> None:

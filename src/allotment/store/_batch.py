@@ -12,7 +12,7 @@ transaction); the rest of this module is what PostgreSQL needs on top.
 On PostgreSQL one transaction holding many calls' locks must still never
 deadlock with another, so a batch takes all its locks up front, in the
 global order every writer uses: first the reservations it will touch (one
-statement, sorted by request id), then every counter its calls will read or
+statement, sorted by request id and tenant), then every counter its calls will read or
 charge (one statement, sorted by key). The calls then run one after another, exactly as
 they would alone, against a ``BatchTx`` that serves those rows from memory
 and buffers every write; the writes go out at the end, counters before
@@ -53,7 +53,7 @@ class BatchableTx(Tx, Protocol):
 
     def open_batch(
         self, request_ids: Sequence[str], events: int
-    ) -> tuple[dict[str, Reservation], list[int]]: ...
+    ) -> tuple[dict[str, list[Reservation]], list[int]]: ...
     def lock_counters(self, keys: Sequence[Key]) -> dict[Key, tuple[int, int]]: ...
     def insert_events(self, events: Sequence[Event]) -> None: ...
     def upsert_reservations(
@@ -207,7 +207,9 @@ class Batcher:
         self._drainer.shutdown(wait=True)
 
 
-def lock_plan(tx: Tx, items: Sequence[Item], reservations: dict[str, Reservation]) -> set[Key]:
+def lock_plan(
+    tx: Tx, items: Sequence[Item], reservations: dict[str, list[Reservation]]
+) -> set[Key]:
     """Every counter the calls will read or charge, as far as can be known before running them.
 
     A call that needs one more (a replay, a commit for an unknown request
@@ -221,7 +223,10 @@ def lock_plan(tx: Tx, items: Sequence[Item], reservations: dict[str, Reservation
         if isinstance(request, AuthorizeRequest):
             call, at, currency = request.call, item.now, request.currency
         else:
-            found = reservations.get(request.request_id)
+            tenant = request.tenant if request.subject is None else request.subject.tenant
+            found = _ops.pick(
+                reservations.get(request.request_id, []), request.request_id, tenant, strict=False
+            )
             if found is None:
                 # A commit of a call never authorized is metered post hoc, at now.
                 if request.subject is None or not request.provider or not request.model:
@@ -250,19 +255,17 @@ class BatchTx:
         commits = sum(isinstance(item.request, CommitRequest) for item in items)
         # Begins the transaction, and reads the config version on the way.
         locked, self._event_ids = inner.open_batch(ids, commits)
-        self._reservations: dict[str, Reservation | None] = dict.fromkeys(ids)
+        #: every tenant's reservations under each request id this batch has read
+        self._reservations: dict[str, list[Reservation]] = {i: [] for i in ids}
         self._reservations.update(locked)
         # Counters last: a hot budget's row is held from here to COMMIT, as briefly as can be.
-        planned = sorted(lock_plan(inner, items, self._found()))
+        planned = sorted(lock_plan(inner, items, self._reservations))
         self._counters = {k: list(v) for k, v in inner.lock_counters(planned).items()}
         self._pending: dict[Key, list[int]] = {}
-        self._inserts: dict[str, Reservation] = {}
-        self._updates: dict[str, Reservation] = {}
+        self._inserts: dict[tuple[str, str], Reservation] = {}
+        self._updates: dict[tuple[str, str], Reservation] = {}
         self._events: dict[int, Event] = {}
         self._rollups: dict[RollupKey, list[int]] = {}
-
-    def _found(self) -> dict[str, Reservation]:
-        return {k: v for k, v in self._reservations.items() if v is not None}
 
     def __getattr__(self, name: str) -> Any:
         # Configuration, and anything authorize and commit never write: as is.
@@ -303,23 +306,28 @@ class BatchTx:
             self._pending.clear()
 
     # reservations
-    def reservation(self, request_id: str) -> Reservation | None:
-        if request_id in self._reservations:
-            return self._reservations[request_id]
-        found = self._inner.reservation(request_id)
-        self._reservations[request_id] = found
-        return found
+    def reservations(self, request_id: str) -> list[Reservation]:
+        found = self._reservations.get(request_id)
+        if found is None:
+            found = self._reservations[request_id] = self._inner.reservations(request_id)
+        return list(found)
+
+    def _keep(self, reservation: Reservation) -> tuple[str, str]:
+        key = (reservation.request_id, reservation.subject.tenant)
+        kept = self.reservations(reservation.request_id)
+        kept = [r for r in kept if r.subject.tenant != key[1]]
+        self._reservations[key[0]] = [*kept, reservation]
+        return key
 
     def insert_reservation(self, reservation: Reservation) -> None:
-        self._reservations[reservation.request_id] = reservation
-        self._inserts[reservation.request_id] = reservation
+        self._inserts[self._keep(reservation)] = reservation
 
     def update_reservation(self, reservation: Reservation) -> None:
-        self._reservations[reservation.request_id] = reservation
-        if reservation.request_id in self._inserts:
-            self._inserts[reservation.request_id] = reservation
+        key = self._keep(reservation)
+        if key in self._inserts:
+            self._inserts[key] = reservation
         else:
-            self._updates[reservation.request_id] = reservation
+            self._updates[key] = reservation
 
     # ledger and rollups
     def append(self, event: Event) -> Event:

@@ -73,7 +73,7 @@ class Tx(Protocol):
     def add(self, deltas: Sequence[Delta]) -> None: ...
     def clear_counters(self, budget_ids: Sequence[str] | None) -> None: ...
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
-    def reservation(self, request_id: str) -> Reservation | None: ...
+    def reservations(self, request_id: str) -> list[Reservation]: ...
     def insert_reservation(self, reservation: Reservation) -> None: ...
     def update_reservation(self, reservation: Reservation) -> None: ...
     def expired(self, now: datetime, limit: int) -> list[Reservation]: ...
@@ -99,7 +99,7 @@ class Tx(Protocol):
 def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
     """Reserve on every applicable budget, or refuse and reserve nothing."""
     call = request.call
-    existing = tx.reservation(request.request_id)
+    existing = pick(tx.reservations(request.request_id), request.request_id, call.subject.tenant)
     if existing is not None:
         if existing.payload_hash != request.payload_hash:
             raise ConflictError(request.request_id, "reused with a different authorize payload")
@@ -173,7 +173,12 @@ def _replay(tx: Tx, reservation: Reservation) -> Decision:
 
 def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     """Swap a reservation for the actual usage, in the authorization's windows."""
-    reservation = _own(tx.reservation(request.request_id), request.tenant)
+    tenant = request.tenant
+    if request.subject is not None:
+        if tenant is not None and request.subject.tenant != tenant:
+            raise ValidationError("subject.tenant", f"must be {tenant!r}, the caller's tenant")
+        tenant = request.subject.tenant
+    reservation = pick(tx.reservations(request.request_id), request.request_id, tenant)
     if reservation is None:
         return _post_hoc_commit(tx, request, now)
     if reservation.state is ReservationState.COMMITTED:
@@ -269,7 +274,8 @@ def _post_hoc_commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitRes
 
 def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
     """Meter a call that was never authorized; idempotent per request id."""
-    existing = tx.reservation(request.request_id)
+    tenant = request.call.subject.tenant
+    existing = pick(tx.reservations(request.request_id), request.request_id, tenant)
     if existing is not None:
         if existing.state is ReservationState.HELD:
             raise ConflictError(request.request_id, "is an authorization; commit it instead")
@@ -313,18 +319,35 @@ def _recorded(request: RecordRequest, event: Event) -> Reservation:
     )  # fmt: skip
 
 
-def _own(reservation: Reservation | None, tenant: str | None) -> Reservation | None:
-    """The reservation if ``tenant`` may see it: another tenant's looks like none at all."""
-    if reservation is None or tenant is None or reservation.subject.tenant == tenant:
-        return reservation
-    return None
+def pick(
+    found: Sequence[Reservation], request_id: str, tenant: str | None, strict: bool = True
+) -> Reservation | None:
+    """``tenant``'s reservation among ``found``, every tenant's under ``request_id``.
+
+    Request ids belong to their tenant: two tenants may use the same one, and
+    another tenant's looks like none at all. Without a tenant (the library,
+    an admin) a request id used by one tenant only is that tenant's; one used
+    by several is refused, naming ``tenant`` (``strict=False``: None instead).
+    """
+    if tenant is not None:
+        for reservation in found:
+            if reservation.subject.tenant == tenant:
+                return reservation
+        return None
+    if len(found) > 1:
+        if not strict:
+            return None
+        raise ValidationError(
+            "tenant", f"request id {request_id!r} is used by several tenants: name the tenant"
+        )
+    return found[0] if found else None
 
 
 def release(
     tx: Tx, request_id: str, reason: str, now: datetime, tenant: str | None = None
 ) -> ReservationState:
     """Drop a held reservation; releasing twice or after commit changes nothing."""
-    reservation = _own(tx.reservation(request_id), tenant)
+    reservation = pick(tx.reservations(request_id), request_id, tenant)
     if reservation is None:
         raise NotFoundError(f"no authorization with request id {request_id!r}")
     if reservation.state is ReservationState.HELD:

@@ -56,7 +56,8 @@ EVENT_INSERT = (
 )
 RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 13)})"
 RESERVATION_UPDATE = (
-    "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ? WHERE request_id = ?"
+    "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ? "
+    "WHERE request_id = ? AND tenant = ?"
 )
 _KEY_COLUMNS = "id, tenant, role, name, created_at, revoked_at, last_used_at"
 #: a rollup row's key columns, and how an insert adds to an existing row
@@ -71,7 +72,7 @@ _ROLLUP_UPSERT = (
 
 def reservation_update(r: Reservation) -> tuple[Any, ...]:
     """The parameters of ``RESERVATION_UPDATE`` for ``r``."""
-    return (r.state.value, r.commit_hash, r.event_id, r.request_id)
+    return (r.state.value, r.commit_hash, r.event_id, r.request_id, r.subject.tenant)
 
 
 class SqlConfig:
@@ -244,11 +245,11 @@ class SqlTx:
         return {(b, m, k): (u, r) for b, m, k, u, r in rows}
 
     # reservations
-    def reservation(self, request_id: str) -> Reservation | None:
+    def reservations(self, request_id: str) -> list[Reservation]:
         rows = self._rows(
             "SELECT * FROM reservations WHERE request_id = ?" + self._lock_rows, (request_id,)
         )
-        return reservation_from_row(rows[0]) if rows else None
+        return [reservation_from_row(row) for row in rows]
 
     def insert_reservation(self, r: Reservation) -> None:
         self._run(RESERVATION_INSERT, reservation_values(r))

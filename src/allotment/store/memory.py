@@ -55,8 +55,9 @@ class _State:
         self.by_tenant: dict[str | None, list[Budget]] = {}
         self.counters: dict[tuple[str, str, int], list[int]] = {}
         #: held reservations as objects, finished ones as rows
-        self.reservations: dict[str, Reservation | _ReservationRow] = {}
-        self.expiry: list[tuple[datetime, str]] = []
+        self.reservations: dict[str, dict[str, Reservation | _ReservationRow]] = {}
+        #: (expires_at, request_id, tenant) of held reservations
+        self.expiry: list[tuple[datetime, str, str]] = []
         self.events: list[_EventRow] = []
         self.subjects: list[Subject] = []
         self.subject_index: dict[Subject, int] = {}
@@ -270,44 +271,55 @@ class _MemoryTx:
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
         return {k: (v[0], v[1]) for k, v in self._s.counters.items() if v[0] or v[1]}
 
-    # reservations
-    def reservation(self, request_id: str) -> Reservation | None:
-        row = self._s.reservations.get(request_id)
-        return None if row is None else self._s.reservation(row)
+    # reservations: request id -> tenant -> reservation (a request id belongs to its tenant)
+    def reservations(self, request_id: str) -> list[Reservation]:
+        by_tenant = self._s.reservations.get(request_id)
+        return [] if by_tenant is None else [self._s.reservation(r) for r in by_tenant.values()]
 
     def insert_reservation(self, reservation: Reservation) -> None:
-        request_id = reservation.request_id
-        self._s.reservations[request_id] = self._s.reservation_row(reservation)
+        request_id, tenant = reservation.request_id, reservation.subject.tenant
+        by_tenant = self._s.reservations.setdefault(request_id, {})
+        by_tenant[tenant] = self._s.reservation_row(reservation)
         if reservation.state is ReservationState.HELD:  # records are born committed
-            heapq.heappush(self._s.expiry, (reservation.expires_at, request_id))
-        self._log(lambda: self._restore_reservation(request_id, None))
+            heapq.heappush(self._s.expiry, (reservation.expires_at, request_id, tenant))
+        self._log(lambda: self._restore_reservation(request_id, tenant, None))
 
     def update_reservation(self, reservation: Reservation) -> None:
-        request_id = reservation.request_id
-        previous = self._s.reservations[request_id]
-        self._s.reservations[request_id] = self._s.reservation_row(reservation)
-        self._log(lambda: self._restore_reservation(request_id, previous))
+        request_id, tenant = reservation.request_id, reservation.subject.tenant
+        by_tenant = self._s.reservations[request_id]
+        previous = by_tenant[tenant]
+        by_tenant[tenant] = self._s.reservation_row(reservation)
+        self._log(lambda: self._restore_reservation(request_id, tenant, previous))
 
     def _restore_reservation(
-        self, request_id: str, previous: Reservation | _ReservationRow | None
+        self, request_id: str, tenant: str, previous: Reservation | _ReservationRow | None
     ) -> None:
-        if previous is None:
-            self._s.reservations.pop(request_id, None)
-        else:
-            self._s.reservations[request_id] = previous
+        by_tenant = self._s.reservations[request_id]
+        if previous is not None:
+            by_tenant[tenant] = previous
+            return
+        del by_tenant[tenant]
+        if not by_tenant:
+            del self._s.reservations[request_id]
 
     def expired(self, now: datetime, limit: int) -> list[Reservation]:
         out: list[Reservation] = []
         while self._s.expiry and self._s.expiry[0][0] <= now and len(out) < limit:
             entry = heapq.heappop(self._s.expiry)
             self._log(partial(heapq.heappush, self._s.expiry, entry))
-            row = self._s.reservations.get(entry[1])
+            _, request_id, tenant = entry
+            row = self._s.reservations.get(request_id, {}).get(tenant)
             if isinstance(row, Reservation) and row.state is ReservationState.HELD:
                 out.append(row)
         return out
 
     def held(self) -> Iterable[Reservation]:
-        return [r for r in self._s.reservations.values() if isinstance(r, Reservation)]
+        return [
+            r
+            for by_tenant in self._s.reservations.values()
+            for r in by_tenant.values()
+            if isinstance(r, Reservation)
+        ]
 
     # ledger
     def append(self, event: Event) -> Event:

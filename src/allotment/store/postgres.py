@@ -83,7 +83,7 @@ _LOCK_COUNTERS = (
     "RETURNING budget_id, member, bucket, used, reserved"
 )
 _LOCK_RESERVATIONS = (
-    "SELECT * FROM reservations WHERE request_id = ANY(?) ORDER BY request_id FOR UPDATE"
+    "SELECT * FROM reservations WHERE request_id = ANY(?) ORDER BY request_id, tenant FOR UPDATE"
 )
 _NEXT_EVENT_IDS = (
     "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?)"
@@ -159,7 +159,7 @@ _RESERVATION_KINDS = "tttttitttttii"
 _INSERT_RESERVATIONS = f"INSERT INTO reservations SELECT * FROM {_unnest(_RESERVATION_KINDS)}"
 _UPDATE_RESERVATIONS = (
     "UPDATE reservations AS r SET state = t.s, commit_hash = t.h, event_id = t.e "
-    f"FROM {_unnest('ttit')} AS t(s, h, e, id) WHERE r.request_id = t.id"
+    f"FROM {_unnest('ttitt')} AS t(s, h, e, id, tn) WHERE r.request_id = t.id AND r.tenant = t.tn"
 )
 #: the key (tenant, hour, then seven texts), calls and the totals
 _ROLLUP_KINDS = "ti" + "t" * 7 + "i" * (1 + len(ROLLUP_TOTALS))
@@ -397,9 +397,9 @@ class _PostgresTx(SqlTx):
 
     def open_batch(
         self, request_ids: Sequence[str], events: int
-    ) -> tuple[dict[str, Reservation], list[int]]:
-        """Begin, read the config version, lock ``request_ids``' reservations and take
-        ``events`` event ids: one pipeline, so one round trip instead of four."""
+    ) -> tuple[dict[str, list[Reservation]], list[int]]:
+        """Begin, read the config version, lock ``request_ids``' reservations (every
+        tenant's) and take ``events`` event ids: one pipeline, one round trip."""
         with self._conn.pipeline():
             self._conn.execute("BEGIN")
             version = self._conn.execute(CONFIG_VERSION)
@@ -408,7 +408,10 @@ class _PostgresTx(SqlTx):
             ((number,),) = version.fetchall()
             rows, taken = locked.fetchall(), ids.fetchall()
         self.configure(number)
-        return {row[0]: reservation_from_row(row) for row in rows}, [row[0] for row in taken]
+        found: dict[str, list[Reservation]] = {}
+        for row in rows:
+            found.setdefault(row[0], []).append(reservation_from_row(row))
+        return found, [row[0] for row in taken]
 
     def insert_events(self, events: Sequence[Event]) -> None:
         if events:
@@ -423,7 +426,7 @@ class _PostgresTx(SqlTx):
             self._run(_INSERT_RESERVATIONS, _arrays(rows, _RESERVATION_KINDS))
         if updates:
             changes = [reservation_update(r) for r in updates]
-            self._run(_UPDATE_RESERVATIONS, _arrays(changes, "ttit"))
+            self._run(_UPDATE_RESERVATIONS, _arrays(changes, "ttitt"))
 
     def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None:
         if rows:

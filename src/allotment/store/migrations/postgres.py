@@ -157,4 +157,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             WHERE state != 'held';
         """,
     ),
+    (
+        4,
+        "request ids belong to their tenant: reservations keyed by (request_id, tenant)",
+        """
+        -- Two tenants may use the same request id; neither may see or block the
+        -- other's. Lookups by request id alone still use the key's first column.
+        ALTER TABLE reservations DROP CONSTRAINT reservations_pkey;
+        ALTER TABLE reservations ADD PRIMARY KEY (request_id, tenant);
+        """,
+    ),
 ]

@@ -156,4 +156,35 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             WHERE state != 'held';
         """,
     ),
+    (
+        4,
+        "request ids belong to their tenant: reservations keyed by (request_id, tenant)",
+        """
+        -- Two tenants may use the same request id; neither may see or block the
+        -- other's. SQLite cannot change a primary key in place: copy the table.
+        CREATE TABLE reservations_by_tenant (
+            request_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            state TEXT NOT NULL,
+            payload_hash TEXT NOT NULL,
+            commit_hash TEXT,
+            event_id INTEGER,
+            subject TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            estimate TEXT NOT NULL,
+            charges TEXT NOT NULL,
+            authorized_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (request_id, tenant)
+        ) WITHOUT ROWID;
+        INSERT INTO reservations_by_tenant SELECT * FROM reservations;
+        DROP TABLE reservations;
+        ALTER TABLE reservations_by_tenant RENAME TO reservations;
+        CREATE INDEX reservations_held_expiry ON reservations (expires_at)
+            WHERE state = 'held';
+        CREATE INDEX reservations_done_time ON reservations (authorized_at)
+            WHERE state != 'held';
+        """,
+    ),
 ]
