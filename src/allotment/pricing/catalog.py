@@ -24,11 +24,11 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, localcontext
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
 from genai_prices import Usage as GenaiUsage
 from genai_prices import data_snapshot
@@ -219,6 +219,8 @@ class CatalogPricer:
     def _override(
         self, provider: str, model: str, tenant: str | None, at: datetime
     ) -> PriceOverride | None:
+        if not self._overrides:
+            return None
         candidates = [o for o in self._overrides if o.matches(provider, model, tenant, at)]
         own = [o for o in candidates if o.tenant is not None]
         chosen = own or candidates
@@ -255,7 +257,7 @@ def _catalog_price(
 ) -> Price:
     provider, model = found
     model_price = model.get_prices(at)
-    total, units = _calc(model_price, usage)
+    micros, units = _calc_micros(model_price, usage)
     detail: dict[str, Any] = {
         "provider_id": provider.id,
         "model_id": model.id,
@@ -265,7 +267,7 @@ def _catalog_price(
     uncovered = _uncovered(usage, model_price)
     if uncovered:
         detail["uncovered"] = uncovered
-    return Price(_micros(total), "USD", "fallback" if uncovered else source, detail)
+    return Price(micros, "USD", "fallback" if uncovered else source, detail)
 
 
 _M = 1_000_000
@@ -284,6 +286,75 @@ _Linear = tuple[Decimal, tuple[Decimal, ...]]
 #: per price: tier thresholds on input tokens, and one linear piece per input range
 _Pieces = tuple[list[int], list[_Linear]]
 _LINEAR: dict[int, tuple[ModelPrice, _Pieces | None, dict[str, str]]] = {}
+#: the unit of integer prices: every catalog rate is a whole number of zepto-dollars
+_ZEPTO = 10**21
+_ZEPTO_PER_MICRO = _ZEPTO // MICROS
+#: the pieces again, in zepto-dollars per unit (audio: per millisecond), or None
+_IntPieces = tuple[list[int], list[tuple[int, tuple[int, ...]]]]
+_INTEGER: dict[int, tuple[ModelPrice, _IntPieces | None]] = {}
+
+
+def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, str]]:
+    """``_calc`` rounded up to whole micro-dollars, in integer arithmetic where exact.
+
+    Each piece's fee and coefficients are converted once to whole
+    zepto-dollars (per millisecond for audio); the price of a call is then a
+    sum of integer products, and the one rounding up happens in integers too.
+    A rate finer than a zepto-dollar (none in the catalog) keeps the Decimal path.
+    """
+    cached = _INTEGER.get(id(model_price))
+    if cached is None or cached[0] is not model_price:
+        _, exact, _ = _linearized(model_price)
+        cached = (model_price, None if exact is None else _in_zepto(exact))
+        _INTEGER[id(model_price)] = cached
+    integral = cached[1]
+    if integral is None:
+        total, units = _calc(model_price, usage)
+        return _micros(total), units
+    thresholds, linears = integral
+    fee, coefficients = linears[bisect_left(thresholds, usage.input_tokens)]
+    cached_in, written, audio_in, reasoning, audio_out, audio_ms = _parts(usage)
+    zepto = (
+        fee * usage.requests
+        + coefficients[0] * (usage.input_tokens - cached_in - written - audio_in)
+        + coefficients[1] * cached_in
+        + coefficients[2] * written
+        + coefficients[3] * audio_in
+        + coefficients[4] * (usage.output_tokens - reasoning - audio_out)
+        + coefficients[5] * reasoning
+        + coefficients[6] * audio_out
+        + coefficients[7] * audio_ms
+    )
+    return -(-zepto // _ZEPTO_PER_MICRO), _linearized(model_price)[2]
+
+
+def _in_zepto(pieces: _Pieces) -> _IntPieces | None:
+    thresholds, linears = pieces
+    out = []
+    scales = (_ZEPTO,) * (len(_PROBES) - 1) + (_ZEPTO // 1000,)  # audio: seconds -> ms
+    for fee, coefficients in linears:
+        whole = [_whole(fee, _ZEPTO)]
+        whole += [_whole(c, scale) for c, scale in zip(coefficients, scales, strict=True)]
+        if None in whole:
+            return None
+        out.append((cast(int, whole[0]), tuple(cast(list[int], whole[1:]))))
+    return thresholds, out
+
+
+def _whole(amount: Decimal, scale: int) -> int | None:
+    """``amount * scale`` if that is a whole number, else None."""
+    with localcontext() as ctx:
+        ctx.prec = 80
+        scaled = amount * scale
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def _linearized(model_price: ModelPrice) -> tuple[ModelPrice, _Pieces | None, dict[str, str]]:
+    cached = _LINEAR.get(id(model_price))
+    if cached is None or cached[0] is not model_price:
+        cached = (model_price, _pieces(model_price), _unit_prices(model_price))
+        _LINEAR[id(model_price)] = cached
+    return cached
 
 
 def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str]]:
@@ -297,11 +368,7 @@ def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str
     genai-prices itself, and the sum is taken exactly in Decimal. Also
     returns the unit prices, described once per price.
     """
-    cached = _LINEAR.get(id(model_price))
-    if cached is None or cached[0] is not model_price:
-        cached = (model_price, _pieces(model_price), _unit_prices(model_price))
-        _LINEAR[id(model_price)] = cached
-    _, pieces, units = cached
+    _, pieces, units = _linearized(model_price)
     if pieces is None:
         total: Decimal = model_price.calc_price(_genai_usage(usage))["total_price"]
         return total, units

@@ -14,7 +14,7 @@ from genai_prices import data_snapshot
 
 from allotment.core.usage import Usage
 from allotment.pricing import CATALOG_VERSION, CatalogPricer, ModelRate, PriceOverride
-from allotment.pricing.catalog import _calc, _genai_usage, resolve_model
+from allotment.pricing.catalog import _calc, _calc_micros, _genai_usage, _micros, resolve_model
 
 NOON = datetime(2026, 11, 23, 12, tzinfo=UTC)
 pricer = CatalogPricer()
@@ -192,6 +192,7 @@ def test_fast_path_equals_genai_prices_exactly() -> None:
             )  # fmt: skip
             expected = model_price.calc_price(_genai_usage(usage))["total_price"]
             assert _calc(model_price, usage)[0] == expected, (provider, model, usage)
+            assert _calc_micros(model_price, usage)[0] == _micros(expected), (model, usage)
 
 
 @pytest.mark.parametrize("tokens", [0, 1, 127_999, 128_000, 128_001, 10**9])
@@ -202,9 +203,36 @@ def test_fast_path_at_tier_boundaries(tokens: int) -> None:
     )
     model_price = info.get_prices(NOON)
     usage = Usage(input_tokens=tokens, output_tokens=1_000, cached_input_tokens=tokens // 2)
-    assert (
-        _calc(model_price, usage)[0] == model_price.calc_price(_genai_usage(usage))["total_price"]
-    )
+    expected = model_price.calc_price(_genai_usage(usage))["total_price"]
+    assert _calc(model_price, usage)[0] == expected
+    assert _calc_micros(model_price, usage)[0] == _micros(expected)
+
+
+def test_integer_path_equals_genai_prices_for_every_catalog_price() -> None:
+    """Every price of every model, conditional ones included, in whole zepto-dollars."""
+    rng = random.Random(11)
+    usages = [Usage(), Usage(input_tokens=1), Usage(output_tokens=1, requests=3)]
+    usages += [
+        Usage(input_tokens=(n := rng.randrange(0, 2_000_000)), output_tokens=rng.randrange(99_999),
+              cached_input_tokens=n // 3, reasoning_tokens=rng.randrange(50))
+        for _ in range(4)
+    ]  # fmt: skip
+    checked = 0
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            prices = model.prices if isinstance(model.prices, list) else [model]
+            for conditional in prices:
+                model_price = conditional.prices
+                for usage in usages:
+                    try:
+                        exact = model_price.calc_price(_genai_usage(usage))["total_price"]
+                    except ValueError:
+                        continue  # a usage this price cannot take
+                    if usage.requests != 1:  # genai-prices charges a request fee once
+                        exact = _calc(model_price, usage)[0]
+                    assert _calc_micros(model_price, usage)[0] == _micros(exact), model.id
+                    checked += 1
+    assert checked > 5_000
 
 
 def test_estimate_a_request_and_price_it() -> None:
