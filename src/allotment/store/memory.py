@@ -5,7 +5,7 @@ halfway through leaves nothing behind, as a database rollback would.
 
 Events and finished reservations are kept as rows, as a database would keep
 them: exact tuples of plain values (subjects interned to an index, the price
-as JSON bytes), turned back into ``Event`` and ``Reservation`` when read.
+as JSON text), turned back into ``Event`` and ``Reservation`` when read.
 CPython's collector stops tracking a tuple that holds only such values, so
 the ledger stays out of every garbage collection. Kept as dataclasses, each
 authorize+commit pair left nine tracked objects behind, and the full
@@ -78,7 +78,7 @@ class _State:
             event.id, event.request_id, event.status.value, self.intern(event.subject),
             event.provider, event.model, event.usage.as_tuple(), event.occurred_at,
             event.recorded_at, event.currency, event.reason, event.budget_id,
-            orjson.dumps(event.price), event.payload_hash,
+            _json(event.price), event.payload_hash,
         )  # fmt: skip
 
     def event(self, row: _EventRow) -> Event:
@@ -115,6 +115,12 @@ _EventRow = tuple[Any, ...]
 #: expires_at, payload_hash, state, commit_hash, event_id
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
+
+
+def _json(value: Any) -> str:
+    # As text: orjson's bytes are cut down from a 1 KB buffer, and kept by the
+    # thousand, such blocks cost 2 µs each to allocate; a short str is 0.3 µs.
+    return orjson.dumps(value).decode()
 _RESERVATION_STATE = {s.value: s for s in ReservationState}
 
 
