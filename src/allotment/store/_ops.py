@@ -575,7 +575,7 @@ def _reprice(
     tx: Tx, event: Event, request: RepriceRequest, now: datetime, stats: RepriceStats
 ) -> None:
     call = Call(event.subject, event.provider, event.model)
-    unpriced = replace(event.usage, cost_micros=None)
+    unpriced = event.usage._replace(cost_micros=None)
     usage, price = request.price(call, unpriced, event.occurred_at)
     old, new = event.usage.cost_micros or 0, usage.cost_micros or 0
     if new == old and price.get("source") == event.price.get("source"):

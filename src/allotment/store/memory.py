@@ -121,6 +121,8 @@ def _json(value: Any) -> str:
     # As text: orjson's bytes are cut down from a 1 KB buffer, and kept by the
     # thousand, such blocks cost 2 µs each to allocate; a short str is 0.3 µs.
     return orjson.dumps(value).decode()
+
+
 _RESERVATION_STATE = {s.value: s for s in ReservationState}
 
 

@@ -1,12 +1,51 @@
-"""Usage values: what pricing adds keeps everything else."""
+"""Usage values: what pricing adds keeps everything else; made only from checked figures."""
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+import pytest
 
-from allotment.core.usage import Usage
+from allotment.core.usage import USAGE_FIELDS, Usage, parse_usage
+from allotment.errors import ValidationError
 
 
 def test_with_cost_keeps_every_other_field() -> None:
-    distinct = Usage(**{f.name: i + 1 for i, f in enumerate(fields(Usage))})
-    assert distinct.with_cost(999) == replace(distinct, cost_micros=999)
+    distinct = Usage(**{name: i + 1 for i, name in enumerate(USAGE_FIELDS)})
+    priced = distinct.with_cost(999)
+    assert priced == distinct._replace(cost_micros=999)
+    assert type(priced) is Usage and priced.cost_micros == 999
+
+
+def test_fields_defaults_and_plain_forms() -> None:
+    usage = Usage(input_tokens=3, output_tokens=4)
+    assert (usage.tokens, usage.requests, usage.cost_micros) == (7, 1, None)
+    assert usage.as_tuple() == (3, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0, None)
+    assert type(usage.as_tuple()) is tuple  # fingerprints hash its repr: no class name
+    assert usage.to_dict()["output_tokens"] == 4 and list(usage.to_dict()) == list(USAGE_FIELDS)
+    assert repr(usage).startswith("Usage(input_tokens=3, output_tokens=4,")
+    assert parse_usage(usage.to_dict()) == usage
+    with pytest.raises(AttributeError):
+        usage.input_tokens = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("figures", "field"),
+    [
+        ({"input_tokens": -1}, "usage.input_tokens"),
+        ({"output_tokens": True}, "usage.output_tokens"),
+        ({"images": 1.0}, "usage.images"),
+        ({"credits": 10**19}, "usage.credits"),
+        ({"cost_micros": -5}, "usage.cost_micros"),
+    ],
+)
+def test_bad_figures_name_their_field(figures: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as direct:
+        Usage(**figures)  # type: ignore[arg-type]
+    assert direct.value.field == field
+    with pytest.raises(ValidationError) as parsed:
+        parse_usage(figures, "estimate")
+    assert parsed.value.field == field.replace("usage", "estimate")
+
+
+def test_a_bad_cost_is_refused_when_pricing() -> None:
+    with pytest.raises(ValidationError):
+        Usage().with_cost(-1)
