@@ -80,10 +80,12 @@ def pairs(gov: Governor, total: int, threads: int) -> tuple[float, float, float]
         gov.authorize(rid, SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 200})
         gov.commit(rid, {"input_tokens": 120, "output_tokens": 80})
 
+    # The caller's request ids are made before the clock starts: not allotment's work.
+    ids = [[uuid.uuid4().hex for _ in range(total // threads)] for _ in range(threads)]
+
     def run(worker: int) -> None:
         out = samples[worker]
-        for _ in range(total // threads):
-            rid = uuid.uuid4().hex
+        for rid in ids[worker]:
             t0 = time.perf_counter_ns()
             gov.authorize(rid, SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 200})
             gov.commit(rid, {"input_tokens": 120, "output_tokens": 80})
