@@ -25,6 +25,7 @@ from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import Usage, parse_usage
+from allotment.devices import SECRET_NAME, DeviceIds
 from allotment.errors import (
     BudgetExceeded,
     ConflictError,
@@ -104,6 +105,7 @@ class Governor(KeysAndRates):
             raise ValidationError("unknown_model", "must be 'deny' or 'fallback'")
         self.unknown_model = unknown_model
         self.estimates = estimates or EstimateSettings()
+        self.devices = DeviceIds(lambda: self.store.shared_secret(SECRET_NAME))
         self._keys: dict[str, tuple[ApiKey, datetime]] = {}
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self._clock = clock
@@ -186,7 +188,7 @@ class Governor(KeysAndRates):
     ) -> tuple[AuthorizeRequest, datetime]:
         """Validate, estimate and price an authorization: everything before the store."""
         now = self.now()
-        call = _call(subject, provider, model)
+        call = self._call(subject, provider, model)
         if estimate is None and request is not None:
             usage = estimate_request(
                 request, provider=provider, model=model, settings=self.estimates
@@ -281,7 +283,7 @@ class Governor(KeysAndRates):
     ) -> CommitRequest:
         actual = parse_usage(usage)
         outcome = _commit_status(status)
-        parsed = None if subject is None else parse_subject(subject)
+        parsed = None if subject is None else self.devices.subject(parse_subject(subject))
         digest = payload_hash("commit", actual.as_tuple(), outcome.value, provider, model)
         return CommitRequest(
             _check_id(request_id),
@@ -356,7 +358,7 @@ class Governor(KeysAndRates):
         occurred_at: datetime | None = None,
         reason: str | None = None,
     ) -> RecordRequest:
-        call = _call(subject, provider, model)
+        call = self._call(subject, provider, model)
         actual = parse_usage(usage)
         outcome = _commit_status(status)
         at = _aware(occurred_at, "occurred_at")
@@ -400,7 +402,9 @@ class Governor(KeysAndRates):
     ) -> list[BudgetView]:
         """Every budget that applies to ``subject``, as it stands now."""
         call = Call(
-            parse_subject(subject), _opt_name(provider, "provider"), _opt_name(model, "model")
+            self.devices.subject(parse_subject(subject)),
+            _opt_name(provider, "provider"),
+            _opt_name(model, "model"),
         )
         return self.store.status(call, self.now())
 
@@ -545,7 +549,16 @@ class Governor(KeysAndRates):
             return None
         return Decision(request.request_id, True, (), degraded=True)
 
+    def _call(self, subject: SubjectLike, provider: str, model: str) -> Call:
+        return Call(
+            self.devices.subject(parse_subject(subject)),
+            _name(provider, "provider"),
+            _name(model, "model"),
+        )
+
     def _convertible(self, budget: Budget) -> Budget:
+        """``budget`` as stored: device ids hidden, its currency convertible."""
+        budget = self.devices.budget(budget)
         currency = budget.currency
         if currency is not None and currency != self.currency:
             known = {(r.source, r.target) for r in self.store.rates()}
@@ -604,10 +617,6 @@ class Hold:
     ) -> None:
         if self.result is None:
             self.release("exception" if exc_type is not None else "not_committed")
-
-
-def _call(subject: SubjectLike, provider: str, model: str) -> Call:
-    return Call(parse_subject(subject), _name(provider, "provider"), _name(model, "model"))
 
 
 def _name(value: object, field: str) -> str:

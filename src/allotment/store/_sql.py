@@ -365,3 +365,11 @@ class SqlTx:
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    def meta_default(self, key: str, value: str) -> str:
+        # Insert-if-absent, then read: of two processes racing, the second's insert
+        # waits for the first's commit and does nothing, so both read the first's.
+        self._run("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+        stored = self.meta(key)
+        assert stored is not None
+        return stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -130,6 +131,10 @@ class TransactionalStore:
             return True
 
         return self._write(create)
+
+    def shared_secret(self, name: str) -> str:
+        """The secret ``name`` every process on this store shares (made on first use)."""
+        return self._write(lambda tx: tx.meta_default(name, secrets.token_hex(32)))
 
     def find_key(self, key_id: str) -> tuple[ApiKey, str] | None:
         return self._read(lambda tx: tx.key(key_id))

@@ -412,6 +412,11 @@ class _MemoryTx:
         self._s.meta[key] = value
         self._log(lambda: setattr(self._s, "meta", before))
 
+    def meta_default(self, key: str, value: str) -> str:
+        if key not in self._s.meta:
+            self.set_meta(key, value)
+        return self._s.meta[key]
+
     def rollups(
         self, tenant: str, since: int | None, until: int | None
     ) -> Iterable[tuple[RollupKey, Sequence[int]]]:
