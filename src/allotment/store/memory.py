@@ -54,8 +54,11 @@ class _State:
         self.keys: dict[str, tuple[ApiKey, str]] = {}
         self.by_tenant: dict[str | None, list[Budget]] = {}
         self.counters: dict[tuple[str, str, int], list[int]] = {}
-        #: held reservations as objects, finished ones as rows
-        self.reservations: dict[str, dict[str, Reservation | _ReservationRow]] = {}
+        #: by (request id, tenant): held reservations as objects, finished ones as rows
+        self.reservations: dict[tuple[str, str], Reservation | _ReservationRow] = {}
+        #: the tenant using each request id (a tuple of them when several do), so
+        #: that no container per request id is left for the collector to walk
+        self.tenants_of: dict[str, str | tuple[str, ...]] = {}
         #: (expires_at, request_id, tenant) of held reservations
         self.expiry: list[tuple[datetime, str, str]] = []
         self.events: list[_EventRow] = []
@@ -279,36 +282,43 @@ class _MemoryTx:
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
         return {k: (v[0], v[1]) for k, v in self._s.counters.items() if v[0] or v[1]}
 
-    # reservations: request id -> tenant -> reservation (a request id belongs to its tenant)
+    # reservations, keyed by (request id, tenant): a request id belongs to its tenant
     def reservations(self, request_id: str) -> list[Reservation]:
-        by_tenant = self._s.reservations.get(request_id)
-        return [] if by_tenant is None else [self._s.reservation(r) for r in by_tenant.values()]
+        tenants = self._s.tenants_of.get(request_id)
+        if tenants is None:
+            return []
+        rows = self._s.reservations
+        if type(tenants) is str:
+            return [self._s.reservation(rows[request_id, tenants])]
+        return [self._s.reservation(rows[request_id, tenant]) for tenant in tenants]
 
     def insert_reservation(self, reservation: Reservation) -> None:
         request_id, tenant = reservation.request_id, reservation.subject.tenant
-        by_tenant = self._s.reservations.setdefault(request_id, {})
-        by_tenant[tenant] = self._s.reservation_row(reservation)
+        self._s.reservations[request_id, tenant] = self._s.reservation_row(reservation)
+        before = self._s.tenants_of.get(request_id)
+        if before is None:
+            self._s.tenants_of[request_id] = tenant
+        else:  # another tenant's id too: rare, so a tuple of them
+            others = (before,) if type(before) is str else before
+            self._s.tenants_of[request_id] = (*others, tenant)
         if reservation.state is ReservationState.HELD:  # records are born committed
             heapq.heappush(self._s.expiry, (reservation.expires_at, request_id, tenant))
-        self._log(lambda: self._restore_reservation(request_id, tenant, None))
+        self._log(lambda: self._forget_reservation(request_id, tenant, before))
 
     def update_reservation(self, reservation: Reservation) -> None:
-        request_id, tenant = reservation.request_id, reservation.subject.tenant
-        by_tenant = self._s.reservations[request_id]
-        previous = by_tenant[tenant]
-        by_tenant[tenant] = self._s.reservation_row(reservation)
-        self._log(lambda: self._restore_reservation(request_id, tenant, previous))
+        key = (reservation.request_id, reservation.subject.tenant)
+        previous = self._s.reservations[key]
+        self._s.reservations[key] = self._s.reservation_row(reservation)
+        self._log(lambda: self._s.reservations.__setitem__(key, previous))
 
-    def _restore_reservation(
-        self, request_id: str, tenant: str, previous: Reservation | _ReservationRow | None
+    def _forget_reservation(
+        self, request_id: str, tenant: str, tenants: str | tuple[str, ...] | None
     ) -> None:
-        by_tenant = self._s.reservations[request_id]
-        if previous is not None:
-            by_tenant[tenant] = previous
-            return
-        del by_tenant[tenant]
-        if not by_tenant:
-            del self._s.reservations[request_id]
+        del self._s.reservations[request_id, tenant]
+        if tenants is None:
+            del self._s.tenants_of[request_id]
+        else:
+            self._s.tenants_of[request_id] = tenants
 
     def expired(self, now: datetime, limit: int) -> list[Reservation]:
         out: list[Reservation] = []
@@ -316,18 +326,13 @@ class _MemoryTx:
             entry = heapq.heappop(self._s.expiry)
             self._log(partial(heapq.heappush, self._s.expiry, entry))
             _, request_id, tenant = entry
-            row = self._s.reservations.get(request_id, {}).get(tenant)
+            row = self._s.reservations.get((request_id, tenant))
             if isinstance(row, Reservation) and row.state is ReservationState.HELD:
                 out.append(row)
         return out
 
     def held(self) -> Iterable[Reservation]:
-        return [
-            r
-            for by_tenant in self._s.reservations.values()
-            for r in by_tenant.values()
-            if isinstance(r, Reservation)
-        ]
+        return [r for r in self._s.reservations.values() if isinstance(r, Reservation)]
 
     # ledger
     def append(self, event: Event) -> Event:
