@@ -91,14 +91,19 @@ class EstimateSettings:
             Matched against the bare model id and the id as written.
         safety_factor: multiplier (at least 1) on the ``o200k_base`` count of
             models whose tokenizer is unknown; the product is rounded up.
+        file_reference_tokens: input tokens for a file the request names but
+            does not carry (``file_id``, ``file_url``, a URL or file document
+            source), whose size it cannot show: by default ten PDF pages.
     """
 
     default_output_tokens: int = 1024
     output_tokens_by_model: Mapping[str, int] = field(default_factory=dict)
     safety_factor: Decimal = Decimal("1.25")
+    file_reference_tokens: int = 10 * PDF_PAGE_TOKENS
 
     def __post_init__(self) -> None:
         check_amount(self.default_output_tokens, "settings.default_output_tokens")
+        check_amount(self.file_reference_tokens, "settings.file_reference_tokens")
         globs = _freeze_globs(self.output_tokens_by_model)
         object.__setattr__(self, "output_tokens_by_model", globs)
         object.__setattr__(self, "safety_factor", _check_factor(self.safety_factor))
@@ -188,13 +193,15 @@ class _Tokenizer:
 
 
 class _Tally:
-    """One request's count: its tokenizer, and how many of the tokens are audio."""
+    """One request's count: its tokenizer, how many of the tokens are audio, and
+    what a file given by reference counts."""
 
-    __slots__ = ("audio", "count")
+    __slots__ = ("audio", "count", "file_reference")
 
-    def __init__(self, tokenizer: _Tokenizer) -> None:
+    def __init__(self, tokenizer: _Tokenizer, file_reference: int) -> None:
         self.count = tokenizer.count
         self.audio = 0
+        self.file_reference = file_reference
 
 
 def _chunks(text: str) -> list[str]:
@@ -295,7 +302,7 @@ def count_chat_tokens(
             e.g. ``messages[2].content``.
     """
     resolved = _resolve(model, None, "model")
-    tokenizer = _Tally(_tokenizer(resolved.encoding))
+    tokenizer = _Tally(_tokenizer(resolved.encoding), settings.file_reference_tokens)
     tokens = _messages_tokens(messages, tokenizer, "messages") + REPLY_PRIMING_TOKENS
     return _scale(tokens, resolved, settings)
 
@@ -345,21 +352,36 @@ def _part_tokens(part: object, tokenizer: _Tally, where: str) -> int:
         audio = _audio_tokens(part.get("input_audio"), f"{where}.input_audio")
         tokenizer.audio += audio
         return audio
-    if kind in ("file", "input_file"):  # OpenAI chat, Responses
-        holder = part.get("file") if kind == "file" else part
-        data = holder.get("file_data") if isinstance(holder, Mapping) else None
-        if data is not None:
-            return _file_tokens(data, f"{where}.file_data")
-    if kind == "document":  # Anthropic
-        source = part.get("source")
-        if isinstance(source, Mapping) and source.get("type") == "base64":
-            return _file_tokens(source.get("data"), f"{where}.source.data")
-        if isinstance(source, Mapping) and source.get("type") == "text":
-            return _json_tokens(source.get("data"), tokenizer, f"{where}.source.data")
+    if kind in ("file", "input_file", "document"):
+        counted = _file_part_tokens(kind, part, tokenizer, where)
+        if counted is not None:
+            return counted
     if kind == "tool_result" and isinstance(part.get("content"), list | tuple):
         return _content_tokens(part["content"], tokenizer, f"{where}.content")
-    # Tool calls, references to uploaded files: their JSON text, a rough estimate.
+    # Tool calls and the like: their JSON text, a rough estimate.
     return _json_tokens(part, tokenizer, where)
+
+
+def _file_part_tokens(
+    kind: str, part: Mapping[str, Any], tokenizer: _Tally, where: str
+) -> int | None:
+    """A file part: sized from its bytes, counted as text, or, given by reference
+    (its size unknown here), ``file_reference`` tokens. None: not a file after all."""
+    if kind != "document":  # OpenAI chat ("file": {...}), Responses ("input_file")
+        holder = part.get("file") if kind == "file" else part
+        if not isinstance(holder, Mapping):
+            return None
+        if holder.get("file_data") is not None:
+            return _file_tokens(holder["file_data"], f"{where}.file_data")
+        return tokenizer.file_reference if "file_id" in holder or "file_url" in holder else None
+    source = part.get("source")  # Anthropic
+    if not isinstance(source, Mapping):
+        return None
+    if source.get("type") == "base64":
+        return _file_tokens(source.get("data"), f"{where}.source.data")
+    if source.get("type") == "text":
+        return _json_tokens(source.get("data"), tokenizer, f"{where}.source.data")
+    return tokenizer.file_reference if source.get("type") in ("url", "file") else None
 
 
 def _audio_tokens(spec: object, where: str) -> int:
@@ -458,7 +480,7 @@ def estimate_request(
     if not isinstance(request, Mapping):
         raise ValidationError("request", f"must be an object, got {type(request).__name__}")
     resolved = _request_model(request, model, provider)
-    tokenizer = _Tally(_tokenizer(resolved.encoding))
+    tokenizer = _Tally(_tokenizer(resolved.encoding), settings.file_reference_tokens)
     try:
         input_tokens = _input_tokens(request, tokenizer) + _tools_tokens(request, tokenizer)
         output_tokens = _output_tokens(request, resolved, settings)

@@ -386,6 +386,24 @@ def test_other_files_count_their_bytes_and_text_documents_their_text() -> None:
     assert extra(text).input_tokens == tokens("Hello there")
 
 
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "file", "file": {"file_id": "file-abc123"}},
+        {"type": "input_file", "file_id": "file-abc123"},
+        {"type": "input_file", "file_url": "https://example.com/report.pdf"},
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/r.pdf"}},
+        {"type": "document", "source": {"type": "file", "file_id": "file_011C"}},
+    ],
+)  # fmt: skip
+def test_a_file_by_reference_counts_as_a_document_of_unknown_size(part: dict[str, Any]) -> None:
+    """Its few characters of JSON once counted a hundred-page PDF as a dozen tokens."""
+    assert extra(part).input_tokens == EstimateSettings().file_reference_tokens == 30_000
+    settings = EstimateSettings(file_reference_tokens=3_000)
+    with_part = estimate_request(user(ASK, part), settings=settings)
+    assert with_part.input_tokens - estimate_request(user(ASK)).input_tokens == 3_000
+
+
 def test_tool_results_count_their_parts() -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                         "data": b64(bytes(300_000))}}  # fmt: skip
