@@ -432,8 +432,8 @@ def rollup_of(event: Event) -> tuple[RollupKey, tuple[int, ...]]:
         event.model,
         event.status.value,
     )
-    totals = tuple((getattr(usage, name) or 0) for name in ROLLUP_TOTALS)
-    return key, (1, *totals)
+    # ROLLUP_TOTALS is the Usage field order, cost last (None: not priced, adds 0)
+    return key, (1, *usage[:-1], usage.cost_micros or 0)
 
 
 def usage(tx: Tx, query: UsageQuery) -> list[UsageRow]:
