@@ -16,8 +16,9 @@ statement, sorted by request id and tenant), then every counter its calls
 will read or charge (one statement, sorted by key). The calls then run one
 after another, exactly as they would alone, against a ``BatchTx`` that
 serves those rows from memory and buffers every write; the writes go out at
-the end, counters before rollups, each in sorted order. Inside a batch, later calls see earlier ones,
-so the answers are the same as if the calls had run in sequence.
+the end, counters before rollups, each in sorted order. Inside a batch,
+later calls see earlier ones, so the answers are the same as if the calls
+had run in sequence.
 
 If any call fails, nothing of the batch is kept and every call runs again on
 its own transaction, so one bad request never fails its neighbours.
