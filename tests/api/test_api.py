@@ -197,6 +197,12 @@ def test_tenants_may_use_the_same_request_id(api: Api) -> None:
     # an admin, acting for every tenant, must say whose id it means
     ambiguous = api.call("POST", "/v1/release", "admin", json={"request_id": "job-1"})
     assert ambiguous.status_code == 422 and "tenant" in ambiguous.text
+    named = {"request_id": "job-1", "tenant": "acme"}
+    assert api.call("POST", "/v1/release", "globex-service", json=named).status_code == 403
+    released = api.call("POST", "/v1/release", "admin", json=named)
+    assert released.json()["state"] == "released"
+    status = api.call("GET", "/v1/status", "acme-viewer").json()["budgets"][0]
+    assert (status["used"], status["reserved"]) == (0, 0)
     event = {"request_id": "job-2", "subject": globex, "provider": "o", "model": "m",
              "usage": {"input_tokens": 1}}  # fmt: skip
     assert authorize(api, "job-2", 1).status_code == 200

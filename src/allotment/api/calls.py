@@ -65,6 +65,11 @@ class CommitBody(_Body):
     provider: str | None = None
     model: str | None = None
     subject: dict[str, Any] | None = None
+    tenant: str | None = Field(
+        None,
+        description="Whose request id: for an admin key when several tenants use it "
+        "(a tenant's key always acts on its own tenant).",
+    )
 
 
 class ReleaseBody(_Body):
@@ -72,6 +77,11 @@ class ReleaseBody(_Body):
 
     request_id: str
     reason: str = "released"
+    tenant: str | None = Field(
+        None,
+        description="Whose request id: for an admin key when several tenants use it "
+        "(a tenant's key always acts on its own tenant).",
+    )
 
 
 class EventBody(_Body):
@@ -136,7 +146,8 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
     call = gov.commit_async if _batching(gov) else _now(gov.commit)
     result = await call(
         body.request_id, body.usage, status=body.status, reason=body.reason,
-        provider=body.provider, model=body.model, subject=body.subject, tenant=caller.scope(),
+        provider=body.provider, model=body.model, subject=body.subject,
+        tenant=_scope(caller, body.tenant),
     )  # fmt: skip
     # A ready response: FastAPI's generic encoder would walk the dict again, slowly.
     return Json(_committed(result))
@@ -144,7 +155,7 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
 
 async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
-    release = partial(gov.release, body.request_id, body.reason, tenant=caller.scope())
+    release = partial(gov.release, body.request_id, body.reason, tenant=_scope(caller, body.tenant))
     state = await run_in_threadpool(release) if _blocking(gov) else release()
     return Json({"request_id": body.request_id, "state": state.value})
 
@@ -177,6 +188,12 @@ def _now(method: Callable[P, T]) -> Callable[P, Awaitable[T]]:
         return method(*args, **kwargs)
 
     return run
+
+
+def _scope(caller: Caller, named: str | None) -> str | None:
+    """Whose request id a commit or release means: a tenant key's own tenant (403 if
+    it names another); for an admin key the tenant it names, if any."""
+    return caller.scope() if named is None else caller.tenant(named)
 
 
 def _tenant_of(subject: dict[str, Any]) -> str | None:
