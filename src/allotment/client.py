@@ -148,9 +148,11 @@ class Client(_Base):
         body = {"request_id": request_id, "usage": usage, **fields}
         return self._parse(self._http.post("/v1/commit", json=body))
 
-    def release(self, request_id: str, reason: str = "released") -> Any:
+    def release(
+        self, request_id: str, reason: str = "released", *, tenant: str | None = None
+    ) -> Any:
         """See ``Governor.release``; returns the state name."""
-        body = {"request_id": request_id, "reason": reason}
+        body = _clean({"request_id": request_id, "reason": reason, "tenant": tenant})
         return self._parse(self._http.post("/v1/release", json=body)).state
 
     def record(self, request_id: str, subject: Any, provider: str, model: str, usage: Any,
@@ -240,9 +242,11 @@ class AsyncClient(_Base):
         body = {"request_id": request_id, "usage": usage, **fields}
         return self._parse(await self._http.post("/v1/commit", json=body))
 
-    async def release(self, request_id: str, reason: str = "released") -> Any:
+    async def release(
+        self, request_id: str, reason: str = "released", *, tenant: str | None = None
+    ) -> Any:
         """See ``Governor.release``; returns the state name."""
-        body = {"request_id": request_id, "reason": reason}
+        body = _clean({"request_id": request_id, "reason": reason, "tenant": tenant})
         return self._parse(await self._http.post("/v1/release", json=body)).state
 
     async def status(self, subject: Mapping[str, Any], provider: str | None = None,

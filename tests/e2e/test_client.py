@@ -51,6 +51,13 @@ def test_the_same_code_runs_in_process_and_remote(tmp_path: Path) -> None:
         assert bad.value.field == "estimate.output_tokens"
         with pytest.raises(NotFoundError):
             remote.commit("nope", {})
+        for tenant in ("acme", "globex"):  # two tenants, one request id
+            remote.authorize("job", SUBJECT | {"tenant": tenant}, "openai", "gpt-4o-mini")
+        with pytest.raises(ValidationError) as ambiguous:
+            remote.release("job")
+        assert ambiguous.value.field == "tenant"
+        assert remote.release("job", tenant="globex") == "released"
+        assert remote.commit("job", {"output_tokens": 1}, tenant="acme").event.request_id == "job"
         remote.delete_budget("acme-day")
         with Client(base, "ak_000000000000_not-a-real-key-at-all") as stranger:
             with pytest.raises(AccessDenied):
