@@ -174,7 +174,7 @@ class Client(_Base):
         decision = self.authorize(request_id, subject, provider, model, estimate, **options)
         if not decision.allowed:
             raise BudgetExceeded(decision)
-        return Hold(self, decision)
+        return Hold(self, decision, subject.get("tenant") if isinstance(subject, Mapping) else None)
 
     def status(self, subject: Mapping[str, Any], provider: str | None = None,
                model: str | None = None, *, view: str = "operator") -> Any:  # fmt: skip

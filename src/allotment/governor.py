@@ -390,7 +390,7 @@ class Governor(KeysAndRates):
         decision = self.authorize(request_id, subject, provider, model, estimate, ttl=ttl)
         if not decision.allowed:
             raise BudgetExceeded(decision)
-        return Hold(self, decision)
+        return Hold(self, decision, parse_subject(subject).tenant)
 
     def sweep(self) -> int:
         """Release expired reservations now (authorize also does this as it goes)."""
@@ -591,20 +591,24 @@ class Hold:
     the Governor itself, or ``allotment.client.Client``.
     """
 
-    def __init__(self, governor: Any, decision: Any) -> None:
+    def __init__(self, governor: Any, decision: Any, tenant: str | None = None) -> None:
         self.governor = governor
         self.decision: Decision = decision
         self.request_id: str = decision.request_id
+        #: whose request id it is: another tenant may use the same one
+        self.tenant = tenant
         self.result: Any = None
 
     def commit(self, usage: UsageLike, **kwargs: Any) -> Any:
         """Commit the call's actual usage."""
+        if self.tenant is not None and "subject" not in kwargs:
+            kwargs.setdefault("tenant", self.tenant)
         self.result = self.governor.commit(self.request_id, usage, **kwargs)
         return self.result
 
     def release(self, reason: str = "released") -> None:
         """Give the reservation back without using it."""
-        self.governor.release(self.request_id, reason)
+        self.governor.release(self.request_id, reason, tenant=self.tenant)
 
     def __enter__(self) -> Self:
         return self

@@ -290,6 +290,20 @@ class TestRequestIdsBelongToTheirTenant:
         gov.record("job-2", ACME, "openai", "gpt-4o", tokens(5))  # not globex's authorization
         assert used(gov) == (10, 0)
 
+    def test_a_hold_commits_and_releases_its_own_tenants_id(self, gov: Governor) -> None:
+        gov.create_budget(day_budget())
+        gov.authorize("job-1", GLOBEX, "openai", "gpt-4o", tokens(100))
+        with gov.hold(ACME, "openai", "gpt-4o", tokens(100), request_id="job-1") as hold:
+            hold.commit(tokens(30))
+        assert used(gov) == (30, 0)
+        with (
+            pytest.raises(RuntimeError),
+            gov.hold(ACME, "openai", "gpt-4o", tokens(100), request_id="job-2"),
+        ):
+            gov.authorize("job-2", GLOBEX, "openai", "gpt-4o", tokens(1))
+            raise RuntimeError("the provider failed")
+        assert used(gov) == (30, 0)  # released, though globex uses job-2 too
+
     def test_batched_calls_keep_tenants_apart(self, gov: Governor) -> None:
         gov.create_budget(day_budget())
         gov.create_budget(day_budget(id="globex-day", tenant="globex"))
