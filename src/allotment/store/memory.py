@@ -150,6 +150,8 @@ class MemoryStore(TransactionalStore):
             except BaseException:
                 tx.undo()
                 raise
+            finally:
+                tx.done()
 
     def _write(self, operation: Callable[[Tx], T]) -> T:
         # ``_transaction`` without the generator context manager (2 µs a call)
@@ -160,6 +162,8 @@ class MemoryStore(TransactionalStore):
             except BaseException:
                 tx.undo()
                 raise
+            finally:
+                tx.done()
 
     _read = _write
 
@@ -178,6 +182,12 @@ class _MemoryTx:
         """Reverse every write of this transaction, last first."""
         for undo in reversed(self._undo):
             undo()
+
+    def done(self) -> None:
+        """Drop the undo log. Its closures refer back to this transaction: left as
+        a reference cycle, some 45 objects a pair waited for the garbage collector,
+        which then ran every 22 pairs."""
+        self._undo.clear()
 
     # budgets
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
