@@ -7,8 +7,9 @@ Events and finished reservations are kept as rows, as a database would keep
 them: exact tuples of plain values (subjects interned to an index, the price
 as JSON text), turned back into ``Event`` and ``Reservation`` when read.
 CPython's collector stops tracking a tuple that holds only such values, so
-the ledger stays out of every garbage collection. Kept as dataclasses, each
-authorize+commit pair left nine tracked objects behind, and the full
+the rows stay out of garbage collections (the lists and dicts holding them
+are still walked by full collections, which are rare). Kept as dataclasses,
+each authorize+commit pair left nine tracked objects behind, and the full
 collections their growth brought about took 15 % of a single thread's time.
 A held reservation stays an object: it lives only until its commit, which
 reads it.
