@@ -41,7 +41,8 @@ class TransactionalStore:
     """The compound store operations, over a backend's transaction primitives.
 
     Subclasses provide ``_transaction()`` (a context manager yielding a
-    ``Tx`` that commits on success and rolls back on error). Every operation
+    ``Tx`` that commits on success and rolls back on error), or override
+    ``_write`` and ``_read`` themselves (the memory store). Every operation
     is a function of one ``Tx`` run by ``_write`` or ``_read``, so a backend
     whose transactions can fail for reasons of concurrency (PostgreSQL's
     deadlocks and serialization failures) can run it again from the start.
