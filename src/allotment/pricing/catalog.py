@@ -28,7 +28,7 @@ from decimal import ROUND_CEILING, Decimal, localcontext
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from importlib.metadata import version
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from genai_prices import Usage as GenaiUsage
 from genai_prices import data_snapshot
@@ -285,13 +285,23 @@ _PROBES: tuple[dict[str, int], ...] = (
 _Linear = tuple[Decimal, tuple[Decimal, ...]]
 #: per price: tier thresholds on input tokens, and one linear piece per input range
 _Pieces = tuple[list[int], list[_Linear]]
-_LINEAR: dict[int, tuple[ModelPrice, _Pieces | None, dict[str, str]]] = {}
 #: the unit of integer prices: every catalog rate is a whole number of zepto-dollars
 _ZEPTO = 10**21
 _ZEPTO_PER_MICRO = _ZEPTO // MICROS
 #: the pieces again, in zepto-dollars per unit (audio: per millisecond), or None
 _IntPieces = tuple[list[int], list[tuple[int, tuple[int, ...]]]]
-_INTEGER: dict[int, tuple[ModelPrice, _IntPieces | None]] = {}
+
+
+class _Linearized(NamedTuple):
+    """What is worked out once per catalog price (see ``_calc``)."""
+
+    model_price: ModelPrice
+    pieces: _Pieces | None
+    units: dict[str, str]
+    zepto: _IntPieces | None
+
+
+_LINEAR: dict[int, _Linearized] = {}
 
 
 def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, str]]:
@@ -302,16 +312,11 @@ def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, 
     sum of integer products, and the one rounding up happens in integers too.
     A rate finer than a zepto-dollar (none in the catalog) keeps the Decimal path.
     """
-    cached = _INTEGER.get(id(model_price))
-    if cached is None or cached[0] is not model_price:
-        _, exact, _ = _linearized(model_price)
-        cached = (model_price, None if exact is None else _in_zepto(exact))
-        _INTEGER[id(model_price)] = cached
-    integral = cached[1]
-    if integral is None:
+    linearized = _linearized(model_price)
+    if linearized.zepto is None:
         total, units = _calc(model_price, usage)
         return _micros(total), units
-    thresholds, linears = integral
+    thresholds, linears = linearized.zepto
     fee, coefficients = linears[bisect_left(thresholds, usage.input_tokens)]
     cached_in, written, audio_in, reasoning, audio_out, audio_ms = _parts(usage)
     zepto = (
@@ -325,7 +330,7 @@ def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, 
         + coefficients[6] * audio_out
         + coefficients[7] * audio_ms
     )
-    return -(-zepto // _ZEPTO_PER_MICRO), _linearized(model_price)[2]
+    return -(-zepto // _ZEPTO_PER_MICRO), linearized.units
 
 
 def _in_zepto(pieces: _Pieces) -> _IntPieces | None:
@@ -349,10 +354,12 @@ def _whole(amount: Decimal, scale: int) -> int | None:
     return int(scaled) if scaled == scaled.to_integral_value() else None
 
 
-def _linearized(model_price: ModelPrice) -> tuple[ModelPrice, _Pieces | None, dict[str, str]]:
+def _linearized(model_price: ModelPrice) -> _Linearized:
     cached = _LINEAR.get(id(model_price))
-    if cached is None or cached[0] is not model_price:
-        cached = (model_price, _pieces(model_price), _unit_prices(model_price))
+    if cached is None or cached.model_price is not model_price:
+        pieces = _pieces(model_price)
+        zepto = None if pieces is None else _in_zepto(pieces)
+        cached = _Linearized(model_price, pieces, _unit_prices(model_price), zepto)
         _LINEAR[id(model_price)] = cached
     return cached
 
@@ -368,7 +375,7 @@ def _calc(model_price: ModelPrice, usage: Usage) -> tuple[Decimal, dict[str, str
     genai-prices itself, and the sum is taken exactly in Decimal. Also
     returns the unit prices, described once per price.
     """
-    _, pieces, units = _linearized(model_price)
+    _, pieces, units, _ = _linearized(model_price)
     if pieces is None:
         total: Decimal = model_price.calc_price(_genai_usage(usage))["total_price"]
         return total, units
