@@ -283,7 +283,11 @@ class Governor(KeysAndRates):
     ) -> CommitRequest:
         actual = parse_usage(usage)
         outcome = _commit_status(status)
-        parsed = None if subject is None else self.devices.subject(parse_subject(subject))
+        parsed = None if subject is None else self._subject(subject)
+        if parsed is not None:
+            if tenant is not None and parsed.tenant != tenant:
+                raise ValidationError("subject.tenant", f"must be {tenant!r}, the caller's tenant")
+            tenant = parsed.tenant
         digest = payload_hash("commit", actual.as_tuple(), outcome.value, provider, model)
         return CommitRequest(
             _check_id(request_id),
@@ -402,9 +406,7 @@ class Governor(KeysAndRates):
     ) -> list[BudgetView]:
         """Every budget that applies to ``subject``, as it stands now."""
         call = Call(
-            self.devices.subject(parse_subject(subject)),
-            _opt_name(provider, "provider"),
-            _opt_name(model, "model"),
+            self._subject(subject), _opt_name(provider, "provider"), _opt_name(model, "model")
         )
         return self.store.status(call, self.now())
 
@@ -549,12 +551,12 @@ class Governor(KeysAndRates):
             return None
         return Decision(request.request_id, True, (), degraded=True)
 
+    def _subject(self, subject: SubjectLike) -> Subject:
+        """``subject`` parsed, its device id hidden (see ``allotment.devices``)."""
+        return self.devices.subject(parse_subject(subject))
+
     def _call(self, subject: SubjectLike, provider: str, model: str) -> Call:
-        return Call(
-            self.devices.subject(parse_subject(subject)),
-            _name(provider, "provider"),
-            _name(model, "model"),
-        )
+        return Call(self._subject(subject), _name(provider, "provider"), _name(model, "model"))
 
     def _convertible(self, budget: Budget) -> Budget:
         """``budget`` as stored: device ids hidden, its currency convertible."""

@@ -264,6 +264,9 @@ class TestRequestIdsBelongToTheirTenant:
             gov.release("job-1")
         assert gov.commit("job-1", tokens(10), subject=GLOBEX).event.subject.tenant == "globex"
         assert gov.release("job-1", tenant="acme") is ReservationState.RELEASED
+        with pytest.raises(ValidationError) as mismatch:
+            gov.commit("job-1", tokens(10), subject=GLOBEX, tenant="acme")
+        assert mismatch.value.field == "subject.tenant"
 
     def test_a_unique_id_needs_no_tenant(self, gov: Governor) -> None:
         gov.authorize("job-1", ACME, "openai", "gpt-4o", tokens(100))

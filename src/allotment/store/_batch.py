@@ -224,9 +224,11 @@ def lock_plan(
         if isinstance(request, AuthorizeRequest):
             call, at, currency = request.call, item.now, request.currency
         else:
-            tenant = request.tenant if request.subject is None else request.subject.tenant
             found = _ops.pick(
-                reservations.get(request.request_id, []), request.request_id, tenant, strict=False
+                reservations.get(request.request_id, []),
+                request.request_id,
+                request.tenant,
+                strict=False,
             )
             if found is None:
                 # A commit of a call never authorized is metered post hoc, at now.

@@ -174,12 +174,7 @@ def _replay(tx: Tx, reservation: Reservation) -> Decision:
 
 def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     """Swap a reservation for the actual usage, in the authorization's windows."""
-    tenant = request.tenant
-    if request.subject is not None:
-        if tenant is not None and request.subject.tenant != tenant:
-            raise ValidationError("subject.tenant", f"must be {tenant!r}, the caller's tenant")
-        tenant = request.subject.tenant
-    reservation = pick(tx.reservations(request.request_id), request.request_id, tenant)
+    reservation = pick(tx.reservations(request.request_id), request.request_id, request.tenant)
     if reservation is None:
         return _post_hoc_commit(tx, request, now)
     if reservation.state is ReservationState.COMMITTED:

@@ -79,7 +79,8 @@ class CommitRequest:
     provider: str | None = None
     model: str | None = None
     subject: Subject | None = None
-    #: only a reservation of this tenant may be committed (None: any, for admins)
+    #: whose request id: the caller's tenant, else the subject's (None: any, for
+    #: admins and the library, when one tenant uses the id)
     tenant: str | None = None
 
 
