@@ -196,9 +196,8 @@ class Governor(KeysAndRates):
         else:
             usage = parse_usage(estimate, "estimate")
         ttl_seconds = self.default_ttl if ttl is None else _check_ttl(ttl, "ttl")
-        digest = payload_hash(
-            "authorize", call.subject.as_tuple(), provider, model, usage.as_tuple()
-        )
+        parts = ("authorize", call.subject.as_tuple(), provider, model, usage.as_tuple())
+        digest = payload_hash(*parts)
         priced, price = self._price(call, usage, now)
         refusal = None
         if self.unknown_model == "deny" and price.get("unknown_model"):
@@ -212,6 +211,7 @@ class Governor(KeysAndRates):
             price,
             refusal,
             self.currency,
+            parts,
         )
         return prepared, now
 
@@ -288,7 +288,8 @@ class Governor(KeysAndRates):
             if tenant is not None and parsed.tenant != tenant:
                 raise ValidationError("subject.tenant", f"must be {tenant!r}, the caller's tenant")
             tenant = parsed.tenant
-        digest = payload_hash("commit", actual.as_tuple(), outcome.value, provider, model)
+        parts = ("commit", actual.as_tuple(), outcome.value, provider, model)
+        digest = payload_hash(*parts)
         return CommitRequest(
             _check_id(request_id),
             actual,
@@ -301,6 +302,7 @@ class Governor(KeysAndRates):
             _opt_name(model, "model"),
             parsed,
             tenant,
+            parts,
         )
 
     def release(
@@ -366,12 +368,12 @@ class Governor(KeysAndRates):
         actual = parse_usage(usage)
         outcome = _commit_status(status)
         at = _aware(occurred_at, "occurred_at")
-        digest = payload_hash(
+        parts = (
             "record", call.subject.as_tuple(), provider, model, actual.as_tuple(), outcome.value
-        )
+        )  # fmt: skip
         return RecordRequest(
-            _check_id(request_id), call, actual, outcome, at, digest, self.currency, self._price,
-            reason,
+            _check_id(request_id), call, actual, outcome, at, payload_hash(*parts), self.currency,
+            self._price, reason, parts,
         )  # fmt: skip
 
     def hold(

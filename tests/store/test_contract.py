@@ -6,6 +6,7 @@ Runs through the Governor so the public semantics are what is pinned.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -233,6 +234,37 @@ class TestRecord:
         gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(5))
         with pytest.raises(ConflictError):
             gov.record("r1", ACME, "openai", "gpt-4o", tokens(5))
+
+
+class TestFingerprintsOfEarlierVersions:
+    """Fingerprints kept before 0.2 hashed ``repr`` of the payload, not its JSON:
+    a retry after an upgrade is still recognised, and a changed payload still refused."""
+
+    @pytest.fixture
+    def legacy(self, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+        def old(*parts: object) -> str:
+            return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+        monkeypatch.setattr("allotment.governor.payload_hash", old)
+        return monkeypatch.undo
+
+    def test_authorize_commit_and_record(self, gov: Governor, legacy: Callable[[], None]) -> None:
+        gov.create_budget(day_budget())
+        gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(100))
+        gov.authorize("r2", ACME, "openai", "gpt-4o", tokens(100))
+        gov.commit("r2", tokens(90))
+        gov.record("p1", ACME, "openai", "gpt-4o", tokens(5))
+        legacy()  # the upgrade
+        assert gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(100)).replayed
+        assert gov.commit("r2", tokens(90)).replayed
+        assert gov.record("p1", ACME, "openai", "gpt-4o", tokens(5)).replayed
+        assert used(gov) == (95, 100)
+        with pytest.raises(ConflictError):
+            gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(101))
+        with pytest.raises(ConflictError):
+            gov.commit("r2", tokens(91))
+        with pytest.raises(ConflictError):
+            gov.record("p1", ACME, "openai", "gpt-4o", tokens(6))
 
 
 GLOBEX = {"tenant": "globex", "user": "u1", "feature": "chat"}

@@ -20,6 +20,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+import orjson
+
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
 
@@ -32,6 +34,7 @@ __all__ = [
     "Reservation",
     "ReservationState",
     "payload_hash",
+    "same_payload",
 ]
 
 
@@ -181,7 +184,25 @@ class CommitResult:
 def payload_hash(*parts: object) -> str:
     """A stable fingerprint of a request payload, for idempotency checks.
 
-    ``parts`` are strings, numbers, None and tuples of those, whose
-    ``repr`` is deterministic across processes (unlike ``hash()``).
+    ``parts`` are strings, integers, None and tuples of those, written as
+    JSON (deterministic across processes, unlike ``hash()``) and hashed. A
+    string JSON cannot hold (a lone surrogate) falls back to ``repr``.
     """
-    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+    try:
+        text = orjson.dumps(parts)
+    except TypeError:  # orjson.JSONEncodeError
+        text = repr(parts).encode()
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def same_payload(stored: str | None, digest: str, parts: tuple[object, ...]) -> bool:
+    """Whether ``stored``, a kept fingerprint, is that of the payload ``parts``.
+
+    ``digest`` is ``payload_hash(*parts)``. Fingerprints kept before version
+    0.2 hashed ``repr(parts)`` (five times slower to write than JSON); one of
+    those still matches, so a retry across an upgrade is still recognised.
+    """
+    if stored == digest:
+        return True
+    legacy = hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+    return stored is not None and bool(parts) and stored == legacy

@@ -29,6 +29,7 @@ from allotment.core.ledger import (
     EventStatus,
     Reservation,
     ReservationState,
+    same_payload,
 )
 from allotment.core.usage import USAGE_FIELDS, Meter
 from allotment.errors import ConflictError, NotFoundError, ValidationError
@@ -102,7 +103,7 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
     call = request.call
     existing = pick(tx.reservations(request.request_id), request.request_id, call.subject.tenant)
     if existing is not None:
-        if existing.payload_hash != request.payload_hash:
+        if not same_payload(existing.payload_hash, request.payload_hash, request.payload):
             raise ConflictError(request.request_id, "reused with a different authorize payload")
         return _replay(tx, existing)
     applied = engine.resolve(
@@ -178,7 +179,9 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     if reservation is None:
         return _post_hoc_commit(tx, request, now)
     if reservation.state is ReservationState.COMMITTED:
-        if reservation.commit_hash != request.payload_hash or reservation.event_id is None:
+        if reservation.event_id is None or not same_payload(
+            reservation.commit_hash, request.payload_hash, request.payload
+        ):
             raise ConflictError(request.request_id, "already committed with different usage")
         return CommitResult(tx.event(reservation.event_id), replayed=True)
     late = reservation.state is ReservationState.RELEASED
@@ -263,6 +266,7 @@ def _post_hoc_commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitRes
             request.currency,
             request.price,
             request.reason,
+            request.payload,
         ),
         now,
     )
@@ -275,7 +279,9 @@ def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
     if existing is not None:
         if existing.state is ReservationState.HELD:
             raise ConflictError(request.request_id, "is an authorization; commit it instead")
-        if existing.commit_hash != request.payload_hash or existing.event_id is None:
+        if existing.event_id is None or not same_payload(
+            existing.commit_hash, request.payload_hash, request.payload
+        ):
             raise ConflictError(request.request_id, "already used with a different payload")
         return CommitResult(tx.event(existing.event_id), replayed=True)
     call, at = request.call, request.occurred_at

@@ -59,6 +59,8 @@ class AuthorizeRequest:
     refusal: Refusal | None = None
     #: the currency of the estimate's cost
     currency: str | None = None
+    #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
+    payload: tuple[object, ...] = ()
 
 
 @dataclass(slots=True)
@@ -82,6 +84,8 @@ class CommitRequest:
     #: whose request id: the caller's tenant, else the subject's (None: any, for
     #: admins and the library, when one tenant uses the id)
     tenant: str | None = None
+    #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
+    payload: tuple[object, ...] = ()
 
 
 @dataclass(slots=True)
@@ -97,6 +101,8 @@ class RecordRequest:
     currency: str
     price: PriceFn = _no_price
     reason: str | None = None
+    #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
+    payload: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
