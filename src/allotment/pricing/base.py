@@ -32,13 +32,15 @@ class Price:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, as stored on the ledger event."""
-        return {
+        out: dict[str, Any] = {
             "amount_micros": self.amount_micros,
             "currency": self.currency,
             "source": self.source,
-            **({} if self.known_model else {"unknown_model": True}),
-            **self.detail,
         }
+        if not self.known_model:
+            out["unknown_model"] = True
+        out.update(self.detail)
+        return out
 
 
 class Pricer(Protocol):

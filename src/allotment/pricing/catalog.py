@@ -172,6 +172,7 @@ class CatalogPricer:
     ) -> None:
         self._overrides = sorted(overrides, key=lambda o: o.effective_from, reverse=True)
         self._fallback = fallback
+        self._quotes: dict[tuple[str, str], _Quote] = {}
 
     def add_override(self, override: PriceOverride) -> None:
         """Add a price override (effective from its ``effective_from``)."""
@@ -183,10 +184,22 @@ class CatalogPricer:
         self, provider: str, model: str, usage: Usage, at: datetime, tenant: str | None = None
     ) -> Price:
         """The price of ``usage`` on ``provider/model`` at ``at``; never None, never silently 0."""
-        override = self._override(provider, model, tenant, at)
-        if override is not None:
-            return _rate_price(override.rate, usage, "override", {"override": override.model})
-        found = resolve_model(provider, model)
+        if self._overrides:
+            override = self._override(provider, model, tenant, at)
+            if override is not None:
+                return _rate_price(override.rate, usage, "override", {"override": override.model})
+        quote = self._quotes.get((provider, model))
+        if quote is None:
+            quote = self._quote(provider, model)
+        fixed = quote.fixed
+        if fixed is not None and usage[2:9] == _PLAIN:
+            # Input and output tokens only, at a price that never changes: two
+            # integer products, what _calc_micros would sum with every other term 0.
+            thresholds, linears = fixed
+            fee, rates = linears[bisect_left(thresholds, usage[0])]
+            zepto = fee * usage[9] + rates[0] * usage[0] + rates[4] * usage[1]
+            return Price(-(-zepto // _ZEPTO_PER_MICRO), "USD", "catalog", quote.detail.copy())
+        found = quote.found
         if found is not None:
             return _catalog_price(found, usage, at, "catalog")
         if self._fallback is not None:
@@ -216,11 +229,22 @@ class CatalogPricer:
         name = model or str(request.get("model", ""))
         return usage, self.price(provider, name, usage, at, tenant)
 
+    def _quote(self, provider: str, model: str) -> _Quote:
+        """What pricing ``provider/model`` needs, worked out once per name."""
+        found = resolve_model(provider, model)
+        fixed, detail = None, {}
+        if found is not None and isinstance(found[1].prices, ModelPrice):
+            linearized = _linearized(found[1].prices)
+            fixed = linearized.zepto
+            detail = _detail(found, linearized.units)
+        if len(self._quotes) >= 4096:  # names come from callers: keep the cache bounded
+            self._quotes.clear()
+        quote = self._quotes[(provider, model)] = _Quote(found, fixed, detail)
+        return quote
+
     def _override(
         self, provider: str, model: str, tenant: str | None, at: datetime
     ) -> PriceOverride | None:
-        if not self._overrides:
-            return None
         candidates = [o for o in self._overrides if o.matches(provider, model, tenant, at)]
         own = [o for o in candidates if o.tenant is not None]
         chosen = own or candidates
@@ -255,19 +279,23 @@ def _peak(price: ModelPrice, key: str) -> Decimal:
 def _catalog_price(
     found: tuple[Provider, ModelInfo], usage: Usage, at: datetime, source: str
 ) -> Price:
-    provider, model = found
+    model = found[1]
     model_price = model.get_prices(at)
     micros, units = _calc_micros(model_price, usage)
-    detail: dict[str, Any] = {
-        "provider_id": provider.id,
-        "model_id": model.id,
-        "unit_prices": units,
-        "catalog_version": CATALOG_VERSION,
-    }
+    detail = _detail(found, units)
     uncovered = _uncovered(usage, model_price)
     if uncovered:
         detail["uncovered"] = uncovered
     return Price(micros, "USD", "fallback" if uncovered else source, detail)
+
+
+def _detail(found: tuple[Provider, ModelInfo], units: dict[str, str]) -> dict[str, Any]:
+    return {
+        "provider_id": found[0].id,
+        "model_id": found[1].id,
+        "unit_prices": units,
+        "catalog_version": CATALOG_VERSION,
+    }
 
 
 _M = 1_000_000
@@ -302,6 +330,20 @@ class _Linearized(NamedTuple):
 
 
 _LINEAR: dict[int, _Linearized] = {}
+
+
+class _Quote(NamedTuple):
+    """A model name as the catalog resolves it (see ``CatalogPricer._quote``)."""
+
+    found: tuple[Provider, ModelInfo] | None
+    #: the price in zepto-dollars when it never changes (no history, no time of day)
+    fixed: _IntPieces | None
+    #: the price's detail when fixed
+    detail: dict[str, Any]
+
+
+#: usage[2:9] of a call with no cached, cache-write, reasoning or audio tokens, no images
+_PLAIN = (0,) * 7
 
 
 def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, str]]:

@@ -14,7 +14,14 @@ from genai_prices import data_snapshot
 
 from allotment.core.usage import Usage
 from allotment.pricing import CATALOG_VERSION, CatalogPricer, ModelRate, PriceOverride
-from allotment.pricing.catalog import _calc, _calc_micros, _genai_usage, _micros, resolve_model
+from allotment.pricing.catalog import (
+    _calc,
+    _calc_micros,
+    _catalog_price,
+    _genai_usage,
+    _micros,
+    resolve_model,
+)
 
 NOON = datetime(2026, 11, 23, 12, tzinfo=UTC)
 pricer = CatalogPricer()
@@ -233,6 +240,35 @@ def test_integer_path_equals_genai_prices_for_every_catalog_price() -> None:
                     assert _calc_micros(model_price, usage)[0] == _micros(exact), model.id
                     checked += 1
     assert checked > 5_000
+
+
+def test_plain_calls_on_fixed_prices_take_the_short_way_to_the_same_price() -> None:
+    """Input and output tokens only, at a price without history: the same Price in full."""
+    rng = random.Random(5)
+    usages = [Usage(), Usage(input_tokens=1), Usage(output_tokens=7, requests=3)]
+    usages += [Usage(input_tokens=rng.randrange(2_000_000), output_tokens=rng.randrange(99_999))
+               for _ in range(6)]  # fmt: skip
+    fresh = CatalogPricer()
+    checked = 0
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            for usage in usages:
+                found = resolve_model(provider.id, model.id)
+                if found is None or found[1] is not model:
+                    continue  # an id the catalog itself resolves elsewhere
+                try:
+                    slow = _catalog_price(found, usage, NOON, "catalog")
+                except ValueError:
+                    continue  # a usage this price cannot take
+                fast = fresh.price(provider.id, model.id, usage, NOON)
+                assert (fast.amount_micros, fast.source, fast.detail) == (
+                    slow.amount_micros,
+                    slow.source,
+                    slow.detail,
+                ), (provider.id, model.id, usage)
+                checked += 1
+    assert checked > 5_000
+    assert sum(q.fixed is not None for q in fresh._quotes.values()) > 500
 
 
 def test_estimate_a_request_and_price_it() -> None:
