@@ -195,10 +195,9 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     applied = engine.resolve(
         tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
     )
-    held = () if late else reservation.charges
     amounts = [a.amount(usage) for a in applied]
-    tx.add(merge_deltas([(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in held]
-                        + _usage_deltas(applied, amounts)))  # fmt: skip
+    deltas, adjustments = _settle(applied, amounts, reservation.charges, late)
+    tx.add(deltas)
     event = _append(
         tx,
         Event(
@@ -219,7 +218,28 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     tx.update_reservation(
         reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )
-    return CommitResult(event, _adjustments(applied, amounts, reservation.charges), late=late)
+    return CommitResult(event, adjustments, late=late)
+
+
+def _settle(
+    applied: Sequence[Applied], amounts: Sequence[int], charges: Sequence[Charge], late: bool
+) -> tuple[list[Delta], tuple[Adjustment, ...]]:
+    """A commit's counter deltas (``amounts`` used, ``charges`` released unless
+    ``late``) and how the amounts compare with the charges."""
+    keys = [(a.budget.id, a.member, a.span.bucket) for a in applied]
+    if [c[:3] for c in charges] == keys:
+        # The authorization's budgets in its order, the usual case: one delta each.
+        held = [0] * len(keys) if late else [-c.amount for c in charges]
+        deltas = [(b, m, k, n, r) for (b, m, k), n, r in zip(keys, amounts, held, strict=True)]
+        adjustments = tuple(
+            Adjustment(c.budget_id, c.member, c.amount, n)
+            for c, n in zip(charges, amounts, strict=True)
+        )
+        return deltas, adjustments
+    # Budgets changed since (created, deleted, a new window): merge what overlaps.
+    released = [] if late else [(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in charges]
+    deltas = merge_deltas(released + _usage_deltas(applied, amounts))
+    return deltas, _adjustments(applied, amounts, charges)
 
 
 def merge_deltas(deltas: Sequence[Delta]) -> list[Delta]:
