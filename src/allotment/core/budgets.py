@@ -137,6 +137,9 @@ class Budget:
     level: int = field(init=False, repr=False, compare=False)
     _soft_bp: int | None = field(init=False, repr=False, compare=False)
     _at_limit_bp: int = field(init=False, repr=False, compare=False)
+    #: consumption (used + reserved) below which this budget has nothing to say:
+    #: under the limit and under the first soft threshold; None without a limit
+    quiet_below: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -158,6 +161,7 @@ class Budget:
         # Thresholds in basis points keep state checks in integer arithmetic.
         object.__setattr__(self, "_soft_bp", int(self.soft[0] * 100) if self.soft else None)
         object.__setattr__(self, "_at_limit_bp", int(self.at_limit * 100))
+        object.__setattr__(self, "quiet_below", _quiet_below(self.limit, self._soft_bp))
 
     @property
     def enforced(self) -> bool:
@@ -271,6 +275,15 @@ _SPEC_KEYS = frozenset(
     "id tenant name meter window limit match exclude per soft at_limit mode overrides "
     "enabled failure currency".split()
 )
+
+
+def _quiet_below(limit: int | None, soft_bp: int | None) -> int | None:
+    if limit is None:
+        return None
+    if soft_bp is None:
+        return limit
+    # consumed * 10_000 < soft_bp * limit  <=>  consumed < ceil(soft_bp * limit / 10_000)
+    return min(limit, -(-soft_bp * limit // 10_000))
 
 
 def _is_tag(dimension: str) -> bool:

@@ -119,13 +119,31 @@ def decide(
     applicable budget, enforced or not, so that commit and status treat every
     budget alike). When refused nothing is to be reserved.
     """
+    amounts = [hit.amount(estimate) for hit in applied]
+    for hit, counter, amount in zip(applied, counters, amounts, strict=True):
+        quiet_below = hit.budget.quiet_below
+        if quiet_below is not None and counter.used + counter.reserved + amount >= quiet_below:
+            return _decide(request_id, applied, counters, amounts, expires_at)
+    # Every budget stays below its limit and first threshold: allowed, nothing to warn of.
+    views = tuple(
+        BudgetView(h.budget, h.member, h.span, c.used, c.reserved + n)
+        for h, c, n in zip(applied, counters, amounts, strict=True)
+    )
+    return Decision(request_id, True, views, expires_at=expires_at), _charges(applied, amounts)
+
+
+def _decide(
+    request_id: str,
+    applied: Sequence[Applied],
+    counters: Sequence[Counter],
+    amounts: list[int],
+    expires_at: datetime | None,
+) -> tuple[Decision, tuple[Charge, ...]]:
+    """``decide`` when some budget nears or passes a threshold: check each one."""
     refusals: list[Refusal] = []
     shadow: list[Refusal] = []
     checks: list[Refusal | None] = []
-    amounts: list[int] = []
-    for hit, counter in zip(applied, counters, strict=True):
-        amount = hit.amount(estimate)
-        amounts.append(amount)
+    for hit, counter, amount in zip(applied, counters, amounts, strict=True):
         refusal = _check(hit, counter, amount) if hit.budget.limit is not None else None
         checks.append(refusal)
         if refusal is not None:
@@ -151,7 +169,11 @@ def decide(
     )  # fmt: skip
     if not allowed:
         return decision, ()
-    return decision, tuple(
+    return decision, _charges(applied, amounts)
+
+
+def _charges(applied: Sequence[Applied], amounts: Sequence[int]) -> tuple[Charge, ...]:
+    return tuple(
         Charge(h.budget.id, h.member, h.span.bucket, n)
         for h, n in zip(applied, amounts, strict=True)
     )

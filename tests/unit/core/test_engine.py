@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -10,7 +11,7 @@ import pytest
 
 from allotment.core.budgets import Budget, Call
 from allotment.core.decisions import Reason, State
-from allotment.core.engine import Counter, decide, resolve
+from allotment.core.engine import Counter, _decide, decide, resolve
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
 
@@ -169,3 +170,26 @@ class TestModes:
         decision, _ = decide_one(budget(), Counter(used=9_000_000), 2_000_000)
         assert decision.budgets[0].reserved == 0
         assert decision.budgets[0].remaining == 1_000_000
+
+
+def test_the_quiet_shortcut_decides_as_the_full_check_does() -> None:
+    """Below every limit and first threshold ``decide`` skips the checks: same answer."""
+    rng = random.Random(3)
+    for i in range(3_000):
+        budgets = [
+            budget(
+                id=f"b{j}", limit=rng.choice([None, "0", "0.000001", "1", "10", "10.000003"]),
+                soft=sorted(rng.sample([1, 50, 79.99, 80, 99, 100], rng.randrange(0, 3))),
+                mode=rng.choice(["enforce", "warn", "shadow", "off"]),
+                enabled=rng.random() > 0.1,
+            )
+            for j in range(rng.randrange(1, 4))
+        ]  # fmt: skip
+        applied = resolve(budgets, call(), NOW)
+        counters = [Counter(rng.randrange(0, 11_000_000), rng.randrange(0, 1_000_000))
+                    for _ in applied]  # fmt: skip
+        amounts = [rng.choice([0, 1, rng.randrange(0, 11_000_000)])] * len(applied)
+        estimate = Usage(cost_micros=amounts[0])
+        assert decide("r", applied, counters, estimate, NOW) == _decide(
+            "r", applied, counters, amounts, NOW
+        ), (i, budgets, counters, amounts)
