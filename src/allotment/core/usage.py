@@ -119,12 +119,13 @@ def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") ->
     Accepts every ``Usage`` field plus two human forms: ``audio_seconds``
     (decimal, millisecond resolution) and ``cost`` (decimal currency units).
     """
-    if data is None:
-        return Usage()
-    if isinstance(data, Usage):
-        return data
-    if not isinstance(data, Mapping):
-        raise ValidationError(field, f"must be an object, got {type(data).__name__}")
+    if type(data) is not dict:  # the usual form, spared the checks below
+        if data is None:
+            return Usage()
+        if isinstance(data, Usage):
+            return data
+        if not isinstance(data, Mapping):
+            raise ValidationError(field, f"must be an object, got {type(data).__name__}")
     values = dict(_DEFAULTS)
     for key, value in data.items():
         if key in _INT_FIELD_SET:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from operator import add, sub
 from typing import Any, TypeVar
 
 from allotment.core.budgets import Budget
@@ -327,10 +328,11 @@ class _MemoryTx:
 
     # ledger
     def append(self, event: Event) -> Event:
-        stored = event.with_id(len(self._s.events) + 1)
-        self._s.events.append(self._s.event_row(stored))
-        self._log(partial(_drop_last, self._s.events))
-        return stored
+        # The event is the one _ops just made for this transaction: numbered in place.
+        event.id = len(self._s.events) + 1
+        self._s.events.append(self._s.event_row(event))
+        self._undo.append(partial(_drop_last, self._s.events))
+        return event
 
     def update_event(self, event: Event) -> None:
         assert event.id is not None
@@ -374,9 +376,8 @@ class _MemoryTx:
         row = rows.get(key)
         if row is None:
             row = rows[key] = [0] * len(values)
-        for i, value in enumerate(values):
-            row[i] += value
-        self._log(lambda: _sub_all(row, values))
+        row[:] = map(add, row, values)
+        self._undo.append(partial(_sub_all, row, values))
 
     def clear_rollups(self, from_hour: int | None) -> None:
         before = self._s.rollups
@@ -439,5 +440,4 @@ def _sub(done: list[tuple[list[int], int, int]]) -> None:
 
 
 def _sub_all(row: list[int], values: Sequence[int]) -> None:
-    for i, value in enumerate(values):
-        row[i] -= value
+    row[:] = map(sub, row, values)
