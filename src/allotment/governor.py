@@ -288,7 +288,7 @@ class Governor(KeysAndRates):
             if tenant is not None and parsed.tenant != tenant:
                 raise ValidationError("subject.tenant", f"must be {tenant!r}, the caller's tenant")
             tenant = parsed.tenant
-        parts = ("commit", actual.as_tuple(), outcome.value, provider, model)
+        parts = ("commit", actual.as_tuple(), str(outcome), provider, model)
         digest = payload_hash(*parts)
         return CommitRequest(
             _check_id(request_id),
@@ -369,7 +369,7 @@ class Governor(KeysAndRates):
         outcome = _commit_status(status)
         at = _aware(occurred_at, "occurred_at")
         parts = (
-            "record", call.subject.as_tuple(), provider, model, actual.as_tuple(), outcome.value
+            "record", call.subject.as_tuple(), provider, model, actual.as_tuple(), str(outcome)
         )  # fmt: skip
         return RecordRequest(
             _check_id(request_id), call, actual, outcome, at, payload_hash(*parts), self.currency,
@@ -656,7 +656,10 @@ def _aware(value: object, field: str) -> datetime:
 def _commit_status(status: object) -> EventStatus:
     if status not in ("success", "error"):
         raise ValidationError("status", "must be 'success' or 'error'")
-    return EventStatus(status)
+    return _COMMIT_STATUS[status]
+
+
+_COMMIT_STATUS = {"success": EventStatus.SUCCESS, "error": EventStatus.ERROR}
 
 
 def _budget(budget: Budget | Mapping[str, Any]) -> Budget:

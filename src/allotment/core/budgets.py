@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from allotment.core.decisions import State
 from allotment.core.money import decimal_to_units, units_to_decimal
@@ -51,9 +51,12 @@ class Failure(StrEnum):
     OPEN = "fail_open"
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A call as budgets see it: who, which provider, which model."""
+class Call(NamedTuple):
+    """A call as budgets see it: who, which provider, which model.
+
+    A named tuple: two are made per authorize+commit pair, and a frozen
+    dataclass took four times as long to make.
+    """
 
     subject: Subject
     provider: str | None

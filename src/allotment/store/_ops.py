@@ -451,7 +451,7 @@ def rollup_of(event: Event) -> tuple[RollupKey, tuple[int, ...]]:
         subject.feature or "",
         event.provider,
         event.model,
-        event.status.value,
+        str(event.status),  # StrEnum: its value, without .value's Python-level descriptor
     )
     # ROLLUP_TOTALS is the Usage field order, cost last (None: not priced, adds 0)
     return key, (1, *usage[:-1], usage.cost_micros or 0)

@@ -80,7 +80,7 @@ class _State:
     def event_row(self, event: Event) -> _EventRow:
         assert event.id is not None
         return (
-            event.id, event.request_id, event.status.value, self.intern(event.subject),
+            event.id, event.request_id, str(event.status), self.intern(event.subject),
             event.provider, event.model, event.usage.as_tuple(), event.occurred_at,
             event.recorded_at, event.currency, event.reason, event.budget_id,
             dumps(event.price), event.payload_hash,
@@ -100,7 +100,7 @@ class _State:
         return (
             r.request_id, self.intern(r.subject), r.provider, r.model, r.estimate.as_tuple(),
             tuple(map(tuple, r.charges)), r.authorized_at, r.expires_at, r.payload_hash,
-            r.state.value, r.commit_hash, r.event_id,
+            str(r.state), r.commit_hash, r.event_id,
         )  # fmt: skip
 
     def reservation(self, row: Reservation | _ReservationRow) -> Reservation:
