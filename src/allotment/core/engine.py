@@ -15,12 +15,14 @@ from allotment.core.budgets import Budget, Call, Mode
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Warning
 from allotment.core.fx import NO_RATES, Rates
 from allotment.core.ledger import Charge
-from allotment.core.usage import Usage
+from allotment.core.usage import METER_AMOUNTS, Usage
 from allotment.core.windows import Span
 
-__all__ = ["Applied", "Counter", "decide", "resolve", "view"]
+__all__ = ["Applied", "Counter", "amounts", "decide", "resolve", "view"]
 
 _HUNDRED = Decimal(100)
+#: makes a named tuple from checked values without its Python-level __new__
+_tuple_new = tuple.__new__
 
 
 class Applied(NamedTuple):
@@ -37,7 +39,7 @@ class Applied(NamedTuple):
 
     def amount(self, usage: Usage) -> int:
         """How much of this budget's meter ``usage`` consumes, in its own units."""
-        amount = self.budget.meter.amount(usage)
+        amount = METER_AMOUNTS[self.budget.meter](usage)
         if self.rate is None:
             return amount
         with localcontext() as ctx:
@@ -84,7 +86,7 @@ def resolve(
             continue
         target = budget.currency
         if target is None or currency is None or target == currency:
-            hits.append(Applied(budget, member, span))
+            hits.append(_tuple_new(Applied, (budget, member, span, None)))
         else:
             hits.append(Applied(budget, member, span, rates.rate(currency, target, at)))
     return _apply_overrides(hits)
@@ -119,17 +121,24 @@ def decide(
     applicable budget, enforced or not, so that commit and status treat every
     budget alike). When refused nothing is to be reserved.
     """
-    amounts = [hit.amount(estimate) for hit in applied]
-    for hit, counter, amount in zip(applied, counters, amounts, strict=True):
-        quiet_below = hit.budget.quiet_below
-        if quiet_below is not None and counter.used + counter.reserved + amount >= quiet_below:
-            return _decide(request_id, applied, counters, amounts, expires_at)
+    views: list[BudgetView] = []
+    charges: list[Charge] = []
+    for hit, (used, reserved) in zip(applied, counters, strict=True):
+        budget = hit.budget
+        n = METER_AMOUNTS[budget.meter](estimate) if hit.rate is None else hit.amount(estimate)
+        quiet_below = budget.quiet_below
+        if quiet_below is not None and used + reserved + n >= quiet_below:
+            return _decide(request_id, applied, counters, amounts(applied, estimate), expires_at)
+        views.append(BudgetView(budget, hit.member, hit.span, used, reserved + n))
+        charges.append(_tuple_new(Charge, (budget.id, hit.member, hit.span.bucket, n)))
     # Every budget stays below its limit and first threshold: allowed, nothing to warn of.
-    views = tuple(
-        BudgetView(h.budget, h.member, h.span, c.used, c.reserved + n)
-        for h, c, n in zip(applied, counters, amounts, strict=True)
-    )
-    return Decision(request_id, True, views, expires_at=expires_at), _charges(applied, amounts)
+    return Decision(request_id, True, tuple(views), expires_at=expires_at), tuple(charges)
+
+
+def amounts(applied: Sequence[Applied], usage: Usage) -> list[int]:
+    """How much of each applied budget's meter ``usage`` consumes, in its own units."""
+    return [METER_AMOUNTS[h.budget.meter](usage) if h.rate is None else h.amount(usage)
+            for h in applied]  # fmt: skip
 
 
 def _decide(

@@ -195,7 +195,7 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     applied = engine.resolve(
         tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
     )
-    amounts = [a.amount(usage) for a in applied]
+    amounts = engine.amounts(applied, usage)
     deltas, adjustments = _settle(applied, amounts, reservation.charges, late)
     tx.add(deltas)
     event = _append(
@@ -309,7 +309,7 @@ def record(tx: Tx, request: RecordRequest, now: datetime) -> CommitResult:
     applied = engine.resolve(
         tx.budgets_for(call.subject.tenant), call, at, request.currency, tx.rates()
     )
-    amounts = [a.amount(usage) for a in applied]
+    amounts = engine.amounts(applied, usage)
     tx.add(_usage_deltas(applied, amounts))
     event = _append(
         tx,

@@ -120,6 +120,9 @@ _EventRow = tuple[Any, ...]
 #: expires_at, payload_hash, state, commit_hash, event_id
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
+_ZERO = Counter()
+#: a counter row ([used, reserved]) as a ``Counter`` without its Python-level __new__
+_tuple_new = tuple.__new__
 _RESERVATION_STATE = {s.value: s for s in ReservationState}
 
 
@@ -237,7 +240,7 @@ class _MemoryTx:
             span, budget_id, member = hit.span, hit.budget.id, hit.member
             if span.first_bucket == span.bucket:
                 row = self._s.counters.get((budget_id, member, span.bucket))
-                out.append(Counter(row[0], row[1]) if row else Counter())
+                out.append(_tuple_new(Counter, row) if row else _ZERO)
                 continue
             used = reserved = 0
             step = hit.budget.window.granularity
