@@ -93,7 +93,9 @@ class Usage(_Fields):
 
     def with_cost(self, cost_micros: int) -> Usage:
         """The same usage, priced (the other figures were checked when it was made)."""
-        return _tuple_new(Usage, (*self[:-1], check_amount(cost_micros, "usage.cost_micros")))
+        if type(cost_micros) is not int or not 0 <= cost_micros <= MAX_AMOUNT:
+            check_amount(cost_micros, "usage.cost_micros")  # raises, naming the field
+        return _tuple_new(Usage, (*self[:-1], cost_micros))
 
 
 _ALL_FIELDS: tuple[str, ...] = Usage._fields
