@@ -191,14 +191,10 @@ class CatalogPricer:
         quote = self._quotes.get((provider, model))
         if quote is None:
             quote = self._quote(provider, model)
-        fixed = quote.fixed
-        if fixed is not None and usage[2:9] == _PLAIN:
-            # Input and output tokens only, at a price that never changes: two
-            # integer products, what _calc_micros would sum with every other term 0.
-            thresholds, linears = fixed
-            fee, rates = linears[bisect_left(thresholds, usage[0])]
-            zepto = fee * usage[9] + rates[0] * usage[0] + rates[4] * usage[1]
-            return Price(-(-zepto // _ZEPTO_PER_MICRO), "USD", "catalog", quote.detail.copy())
+        if quote.fixed is not None and not usage.images and not usage.audio_ms:
+            # A price that never changes, for usage it covers in full (see _uncovered).
+            micros = _zepto_micros(quote.fixed, usage)
+            return Price(micros, "USD", "catalog", quote.detail.copy())
         found = quote.found
         if found is not None:
             return _catalog_price(found, usage, at, "catalog")
@@ -342,8 +338,8 @@ class _Quote(NamedTuple):
     detail: dict[str, Any]
 
 
-#: usage[2:9] of a call with no cached, cache-write, reasoning or audio tokens, no images
-_PLAIN = (0,) * 7
+#: usage[2:8] of a call with no cached, cache-write, reasoning or audio tokens, no audio
+_PLAIN = (0,) * 6
 
 
 def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, str]]:
@@ -358,21 +354,28 @@ def _calc_micros(model_price: ModelPrice, usage: Usage) -> tuple[int, dict[str, 
     if linearized.zepto is None:
         total, units = _calc(model_price, usage)
         return _micros(total), units
-    thresholds, linears = linearized.zepto
+    return _zepto_micros(linearized.zepto, usage), linearized.units
+
+
+def _zepto_micros(pieces: _IntPieces, usage: Usage) -> int:
+    """The price of ``usage`` at integer ``pieces``, rounded up to whole micro-dollars."""
+    thresholds, linears = pieces
     fee, coefficients = linears[bisect_left(thresholds, usage.input_tokens)]
-    cached_in, written, audio_in, reasoning, audio_out, audio_ms = _parts(usage)
-    zepto = (
-        fee * usage.requests
-        + coefficients[0] * (usage.input_tokens - cached_in - written - audio_in)
-        + coefficients[1] * cached_in
-        + coefficients[2] * written
-        + coefficients[3] * audio_in
-        + coefficients[4] * (usage.output_tokens - reasoning - audio_out)
-        + coefficients[5] * reasoning
-        + coefficients[6] * audio_out
-        + coefficients[7] * audio_ms
-    )
-    return -(-zepto // _ZEPTO_PER_MICRO), linearized.units
+    if usage[2:8] == _PLAIN:  # input and output tokens only, the usual call
+        zepto = coefficients[0] * usage.input_tokens + coefficients[4] * usage.output_tokens
+    else:
+        cached_in, written, audio_in, reasoning, audio_out, audio_ms = _parts(usage)
+        zepto = (
+            coefficients[0] * (usage.input_tokens - cached_in - written - audio_in)
+            + coefficients[1] * cached_in
+            + coefficients[2] * written
+            + coefficients[3] * audio_in
+            + coefficients[4] * (usage.output_tokens - reasoning - audio_out)
+            + coefficients[5] * reasoning
+            + coefficients[6] * audio_out
+            + coefficients[7] * audio_ms
+        )
+    return -(-(fee * usage.requests + zepto) // _ZEPTO_PER_MICRO)
 
 
 def _in_zepto(pieces: _Pieces) -> _IntPieces | None:

@@ -242,20 +242,23 @@ def test_integer_path_equals_genai_prices_for_every_catalog_price() -> None:
     assert checked > 5_000
 
 
-def test_plain_calls_on_fixed_prices_take_the_short_way_to_the_same_price() -> None:
-    """Input and output tokens only, at a price without history: the same Price in full."""
+def test_calls_on_fixed_prices_take_the_short_way_to_the_same_price() -> None:
+    """At a price without history, a name resolved once: the same Price in full."""
     rng = random.Random(5)
     usages = [Usage(), Usage(input_tokens=1), Usage(output_tokens=7, requests=3)]
     usages += [Usage(input_tokens=rng.randrange(2_000_000), output_tokens=rng.randrange(99_999))
                for _ in range(6)]  # fmt: skip
+    usages += [Usage(input_tokens=(n := rng.randrange(2_000_000)), cached_input_tokens=n // 3,
+                     output_tokens=(m := rng.randrange(99_999)), reasoning_tokens=m // 2)
+               for _ in range(3)]  # fmt: skip
     fresh = CatalogPricer()
     checked = 0
     for provider in data_snapshot.get_snapshot().providers:
         for model in provider.models:
+            found = resolve_model(provider.id, model.id)
+            if found is None or found[1] is not model:
+                continue  # an id the catalog itself resolves elsewhere
             for usage in usages:
-                found = resolve_model(provider.id, model.id)
-                if found is None or found[1] is not model:
-                    continue  # an id the catalog itself resolves elsewhere
                 try:
                     slow = _catalog_price(found, usage, NOON, "catalog")
                 except ValueError:
