@@ -213,6 +213,20 @@ class TestRelease:
         assert result.late
         assert used(gov) == (70, 0)
 
+    def test_late_commit_compares_with_what_was_reserved(self, gov: Governor, clock: Clock) -> None:
+        gov.create_budget(day_budget())
+        gov.create_budget(day_budget(id="acme-user", per="user"))
+        gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(100), ttl=10)
+        clock.advance(seconds=11)
+        assert gov.sweep() == 1
+        result = gov.commit("r1", tokens(70))
+        assert sorted(
+            (a.budget_id, a.member, a.estimated, a.actual) for a in result.adjustments
+        ) == [
+            ("acme-day", "", 100, 70),
+            ("acme-user", "u1", 100, 70),
+        ]
+
 
 class TestRecord:
     def test_record_is_idempotent(self, gov: Governor) -> None:

@@ -129,7 +129,7 @@ def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") ->
             return data
         if not isinstance(data, Mapping):
             raise ValidationError(field, f"must be an object, got {type(data).__name__}")
-    values = dict(_DEFAULTS)
+    values = _DEFAULTS.copy()
     for key, value in data.items():
         if key in _INT_FIELD_SET:
             if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
@@ -143,7 +143,7 @@ def parse_usage(data: Mapping[str, Any] | Usage | None, field: str = "usage") ->
             values["cost_micros"] = decimal_to_units(value, MICROS, f"{field}.cost")
         else:
             raise ValidationError(f"{field}.{key}", "is not a known usage field")
-    return usage_from_row(tuple(values.values()))
+    return _tuple_new(Usage, tuple(values.values()))  # usage_from_row, one call less
 
 
 class Meter(StrEnum):

@@ -99,7 +99,7 @@ class _State:
             return r
         return (
             r.request_id, self.intern(r.subject), r.provider, r.model, r.estimate.as_tuple(),
-            tuple(map(tuple, r.charges)), r.authorized_at, r.expires_at, r.payload_hash,
+            sum(r.charges, ()), r.authorized_at, r.expires_at, r.payload_hash,
             str(r.state), r.commit_hash, r.event_id,
         )  # fmt: skip
 
@@ -108,7 +108,7 @@ class _State:
             return row
         return Reservation(
             row[0], self.subjects[row[1]], row[2], row[3], usage_from_row(row[4]),
-            tuple(Charge(*c) for c in row[5]), row[6], row[7], row[8],
+            _charges(row[5]), row[6], row[7], row[8],
             _RESERVATION_STATE[row[9]], row[10], row[11],
         )  # fmt: skip
 
@@ -116,14 +116,22 @@ class _State:
 #: id, request_id, status, subject index, provider, model, usage, occurred_at,
 #: recorded_at, currency, reason, budget_id, price (JSON), payload_hash
 _EventRow = tuple[Any, ...]
-#: request_id, subject index, provider, model, estimate, charges, authorized_at,
-#: expires_at, payload_hash, state, commit_hash, event_id
+#: request_id, subject index, provider, model, estimate, charges (their fields in
+#: one flat tuple), authorized_at, expires_at, payload_hash, state, commit_hash, event_id
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
 _ZERO = Counter()
 #: a counter row ([used, reserved]) as a ``Counter`` without its Python-level __new__
 _tuple_new = tuple.__new__
 _RESERVATION_STATE = {s.value: s for s in ReservationState}
+_CHARGE_WIDTH = len(Charge._fields)
+
+
+def _charges(flat: tuple[Any, ...]) -> tuple[Charge, ...]:
+    """The charges a row keeps as one flat tuple (an exact tuple of atoms: the
+    collector untracks it, and ``sum`` makes it in a third of ``map(tuple)``'s time)."""
+    return tuple(_tuple_new(Charge, flat[i : i + _CHARGE_WIDTH])
+                 for i in range(0, len(flat), _CHARGE_WIDTH))  # fmt: skip
 
 
 class MemoryStore(TransactionalStore):
