@@ -9,11 +9,12 @@ five dollars, seconds for audio); ``Budget.from_spec`` converts exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
 from allotment.core.decisions import State
@@ -143,6 +144,8 @@ class Budget:
     #: consumption (used + reserved) below which this budget has nothing to say:
     #: under the limit and under the first soft threshold; None without a limit
     quiet_below: int | None = field(init=False, repr=False, compare=False)
+    #: reads the ``per`` dimension off a call (in C, but for tags)
+    _member_of: Callable[[Call], str | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -165,6 +168,7 @@ class Budget:
         object.__setattr__(self, "_soft_bp", int(self.soft[0] * 100) if self.soft else None)
         object.__setattr__(self, "_at_limit_bp", int(self.at_limit * 100))
         object.__setattr__(self, "quiet_below", _quiet_below(self.limit, self._soft_bp))
+        object.__setattr__(self, "_member_of", _member_getter(self.per))
 
     @property
     def enforced(self) -> bool:
@@ -214,7 +218,7 @@ class Budget:
             return None
         if self.per is None:
             return ""
-        return call.value(self.per)
+        return self._member_of(call)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, tenant: str | None = None) -> Budget:
@@ -287,6 +291,20 @@ def _quiet_below(limit: int | None, soft_bp: int | None) -> int | None:
         return limit
     # consumed * 10_000 < soft_bp * limit  <=>  consumed < ceil(soft_bp * limit / 10_000)
     return min(limit, -(-soft_bp * limit // 10_000))
+
+
+def _member_getter(per: str | None) -> Callable[[Call], str | None]:
+    """``Call.value(per)`` in one call: an ``attrgetter``, made in C, for all but tags."""
+    if per is None:
+        return _pooled
+    if _is_tag(per):
+        return lambda call: call.value(per)
+    return attrgetter(per if per in ("provider", "model") else f"subject.{per}")
+
+
+def _pooled(call: Call) -> str:
+    """The member of a budget without ``per``: one counter for every call."""
+    return ""
 
 
 def _is_tag(dimension: str) -> bool:

@@ -77,6 +77,7 @@ def resolve(
     another currency converts it with ``rates`` as of ``at``.
     """
     hits: list[Applied] = []
+    overriding = False
     for budget in budgets:
         member = budget.member(call)
         if member is None:
@@ -84,12 +85,14 @@ def resolve(
         span = budget.window.span(at)
         if span is None:
             continue
+        if budget.overrides:
+            overriding = True
         target = budget.currency
         if target is None or currency is None or target == currency:
             hits.append(_tuple_new(Applied, (budget, member, span, None)))
         else:
             hits.append(Applied(budget, member, span, rates.rate(currency, target, at)))
-    return _apply_overrides(hits)
+    return _apply_overrides(hits) if overriding else hits
 
 
 def _apply_overrides(hits: list[Applied]) -> list[Applied]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from allotment.core.budgets import Budget, Call
+from allotment.core.budgets import PER_DIMENSIONS, Budget, Call
 from allotment.core.decisions import Reason, State
 from allotment.core.engine import Counter, _decide, decide, resolve
 from allotment.core.subjects import Subject
@@ -76,6 +76,18 @@ class TestPolicyResolution:
     def test_per_budget_skips_calls_without_that_dimension(self) -> None:
         assert applied_ids([budget(per="agent")], call(user="bob")) == []
         assert resolve([budget(per="agent")], call(agent="a1"), NOW)[0].member == "a1"
+
+    @pytest.mark.parametrize("per", [*PER_DIMENSIONS, "tags.team"])
+    def test_per_budget_member_is_the_calls_value(self, per: str) -> None:
+        c = Call(
+            Subject("org", user="u", key="k", agent="a", session="s", feature="f", device="d",
+                    install="i", tags=(("team", "t"),)),
+            "openai",
+            "gpt-4o",
+        )  # fmt: skip
+        assert budget(per=per).member(c) == c.value(per) is not None
+        expected = "org" if per == "tenant" else None  # no such dimension: not counted
+        assert budget(per=per).member(Call(Subject("org"), None, None)) == expected
 
     def test_other_tenants_budgets_never_apply(self) -> None:
         assert applied_ids([budget(tenant="other")], call()) == []
