@@ -141,15 +141,17 @@ class MemoryStore(TransactionalStore):
         self.url = url
         self._lock = threading.Lock()
         self._state = _State()
+        #: the one transaction object, reused: the lock lets one run at a time
+        self._tx = _MemoryTx(self._state)
 
     def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
         with self._lock:
-            return list(_MemoryTx(self._state).budgets_for(tenant))
+            return list(self._tx.budgets_for(tenant))
 
     def _write(self, operation: Callable[[Tx], T]) -> T:
         # A transaction without a generator context manager (2 µs a call).
         with self._lock:
-            tx = _MemoryTx(self._state)
+            tx = self._tx
             try:
                 return operation(tx)
             except BaseException:
@@ -177,9 +179,8 @@ class _MemoryTx:
             undo()
 
     def done(self) -> None:
-        """Drop the undo log. Its closures refer back to this transaction: left as
-        a reference cycle, some 45 objects a pair waited for the garbage collector,
-        which then ran every 22 pairs."""
+        """Drop the undo log: the next transaction reuses this object, and the
+        log's closures hold what they captured (some 45 objects a pair) alive."""
         self._undo.clear()
 
     # budgets
