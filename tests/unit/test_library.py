@@ -166,6 +166,23 @@ def test_naive_clock_is_refused() -> None:
         gov.authorize("r", SUBJECT, "openai", "m")
 
 
+def test_clock_zone_must_give_an_offset() -> None:
+    from datetime import datetime, tzinfo
+    from zoneinfo import ZoneInfo
+
+    from allotment import ValidationError
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> None:
+            return None
+
+    gov = Governor("memory://", clock=lambda: datetime(2026, 1, 1, tzinfo=NoOffset()))
+    with pytest.raises(ValidationError, match="clock"):
+        gov.authorize("r", SUBJECT, "openai", "m")
+    berlin = datetime(2026, 1, 1, 12, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert Governor("memory://", clock=lambda: berlin).now() == berlin
+
+
 def test_config_file_with_rates_and_a_eur_budget(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
