@@ -144,8 +144,8 @@ class Budget:
     #: consumption (used + reserved) below which this budget has nothing to say:
     #: under the limit and under the first soft threshold; None without a limit
     quiet_below: int | None = field(init=False, repr=False, compare=False)
-    #: reads the ``per`` dimension off a call (in C, but for tags)
-    _member_of: Callable[[Call], str | None] = field(init=False, repr=False, compare=False)
+    #: reads the ``per`` dimension off a call (in C, but for tags); None without ``per``
+    _member_of: Callable[[Call], str | None] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -216,9 +216,8 @@ class Budget:
             return None
         if self.exclude and _selector_matches(self.exclude, call, False):
             return None
-        if self.per is None:
-            return ""
-        return self._member_of(call)
+        member_of = self._member_of
+        return "" if member_of is None else member_of(call)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, tenant: str | None = None) -> Budget:
@@ -293,18 +292,13 @@ def _quiet_below(limit: int | None, soft_bp: int | None) -> int | None:
     return min(limit, -(-soft_bp * limit // 10_000))
 
 
-def _member_getter(per: str | None) -> Callable[[Call], str | None]:
+def _member_getter(per: str | None) -> Callable[[Call], str | None] | None:
     """``Call.value(per)`` in one call: an ``attrgetter``, made in C, for all but tags."""
     if per is None:
-        return _pooled
+        return None  # pooled: one counter for every call
     if _is_tag(per):
         return lambda call: call.value(per)
     return attrgetter(per if per in ("provider", "model") else f"subject.{per}")
-
-
-def _pooled(call: Call) -> str:
-    """The member of a budget without ``per``: one counter for every call."""
-    return ""
 
 
 def _is_tag(dimension: str) -> bool:

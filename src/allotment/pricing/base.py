@@ -32,11 +32,15 @@ class Price:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, as stored on the ledger event."""
-        if self.known_model:
-            return {"amount_micros": self.amount_micros, "currency": self.currency,
-                    "source": self.source, **self.detail}  # fmt: skip
-        return {"amount_micros": self.amount_micros, "currency": self.currency,
-                "source": self.source, "unknown_model": True, **self.detail}  # fmt: skip
+        out: dict[str, Any] = {
+            "amount_micros": self.amount_micros,
+            "currency": self.currency,
+            "source": self.source,
+        }
+        if not self.known_model:
+            out["unknown_model"] = True
+        out.update(self.detail)
+        return out
 
 
 class Pricer(Protocol):

@@ -121,7 +121,8 @@ _EventRow = tuple[Any, ...]
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
 _ZERO = Counter()
-#: a counter row ([used, reserved]) as a ``Counter`` without its Python-level __new__
+#: makes a named tuple (a ``Counter``, a ``Charge``) from a stored row's checked
+#: values without its Python-level __new__
 _tuple_new = tuple.__new__
 _RESERVATION_STATE = {s.value: s for s in ReservationState}
 _CHARGE_WIDTH = len(Charge._fields)
