@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey, Role, hash_secret, new_secret, secret_matches, split_secret
-from allotment.core.subjects import parse_subject
+from allotment.core.subjects import check_text, parse_subject
 from allotment.errors import NotFoundError, ValidationError
 from allotment.store import Store
 
@@ -59,6 +59,7 @@ class KeysAndRates:
         self, role: str, tenant: str | None, name: str | None, secret: str | None
     ) -> tuple[ApiKey, str, str]:
         parsed = _role(role)
+        check_text(name, "name", limit=256)
         if parsed is Role.ADMIN and tenant is not None:
             raise ValidationError("tenant", "an admin key belongs to no tenant")
         if parsed is not Role.ADMIN:

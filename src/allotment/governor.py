@@ -23,7 +23,7 @@ from allotment.core.budgets import Budget, Call, Failure
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
-from allotment.core.subjects import Subject, parse_subject
+from allotment.core.subjects import Subject, check_identifier, check_text, parse_subject
 from allotment.core.usage import Usage, parse_usage
 from allotment.devices import SECRET_NAME, DeviceIds
 from allotment.errors import (
@@ -299,7 +299,7 @@ class Governor(KeysAndRates):
             digest,
             self.currency,
             self._price,
-            reason,
+            check_text(reason, "reason"),
             _opt_name(provider, "provider"),
             _opt_name(model, "model"),
             parsed,
@@ -314,7 +314,8 @@ class Governor(KeysAndRates):
 
         ``tenant`` says whose request id it is, as for ``commit``.
         """
-        return self.store.release(_check_id(request_id), reason, self.now(), tenant)
+        request_id = _check_id(request_id)
+        return self.store.release(request_id, _reason(reason), self.now(), tenant)
 
     def record(
         self,
@@ -375,7 +376,7 @@ class Governor(KeysAndRates):
         )  # fmt: skip
         return RecordRequest(
             _check_id(request_id), call, actual, outcome, at, payload_hash(*parts), self.currency,
-            self._price, reason, parts,
+            self._price, check_text(reason, "reason"), parts,
         )  # fmt: skip
 
     def hold(
@@ -630,13 +631,20 @@ class Hold:
 
 
 def _name(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 256:
-        raise ValidationError(field, "must be a non-empty string of at most 256 characters")
-    return value
+    checked = check_identifier(value, field, required=True)
+    assert checked is not None  # required
+    return checked
 
 
 def _opt_name(value: object, field: str) -> str | None:
     return None if value is None else _name(value, field)
+
+
+def _reason(reason: object) -> str:
+    checked = check_text(reason, "reason")
+    if checked is None:
+        raise ValidationError("reason", "must be a string")
+    return checked
 
 
 def _check_id(request_id: object) -> str:

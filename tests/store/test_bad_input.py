@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +131,92 @@ def test_decimal_human_amounts_are_exact(g: Governor) -> None:
     g.record("r", GOOD_SUBJECT, "o", "m", {"cost": Decimal("0.000001"), "audio_seconds": "1.5"})
     event = g.events()[0]
     assert (event.usage.cost_micros, event.usage.audio_ms) == (1, 1500)
+
+
+NUL = "a\x00b"
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda g: g.authorize(NUL, GOOD_SUBJECT, "openai", "m"), "request_id"),
+        (lambda g: g.authorize("r", GOOD_SUBJECT, NUL, "m"), "provider"),
+        (lambda g: g.authorize("r", GOOD_SUBJECT, "openai", NUL), "model"),
+        (lambda g: g.commit(NUL, {"input_tokens": 1}), "request_id"),
+        (lambda g: g.commit("r", {}, reason=NUL), "reason"),
+        (lambda g: g.commit("r", {}, provider=NUL), "provider"),
+        (lambda g: g.record("r", GOOD_SUBJECT, "o", NUL, {}), "model"),
+        (lambda g: g.record("r", GOOD_SUBJECT, "o", "m", {}, reason=NUL), "reason"),
+        (lambda g: g.release(NUL), "request_id"),
+        (lambda g: g.release("r", NUL), "reason"),
+        (lambda g: g.create_key("service", "acme", name=NUL), "name"),
+        (lambda g: g.create_key("service", "acme", name=7), "name"),
+        (lambda g: g.create_key("service", "acme", name="x" * 300), "name"),
+        (lambda g: g.create_budget(BUDGET | {"id": "m", "match": {"user": NUL}}), "match.user"),
+        (lambda g: g.status({"tenant": "acme", "tags": {"t": NUL}}), "subject.tags.t"),
+        (lambda g: g.authorize("r", GOOD_SUBJECT, "o", "m", {"cost": "1e400000"}), "estimate.cost"),
+        (lambda g: g.commit("r", {"cost": "1e5000"}), "usage.cost"),
+        (lambda g: g.commit("r", {"cost": "1e-999999999"}), "usage.cost"),
+        (lambda g: g.record("r", GOOD_SUBJECT, "o", "m", {"audio_seconds": "1e999999"}),
+         "usage.audio_seconds"),
+        (lambda g: g.create_budget(BUDGET | {"id": "m", "limit": "1e400000"}), "limit"),
+        (lambda g: g.set_rate("USD", "EUR", "1e400000"), "rate.rate"),
+    ],
+)  # fmt: skip
+def test_hostile_text_and_amounts(g: Governor, call: Callable[[Governor], Any], field: str) -> None:
+    """The same rule on every store: a ValidationError naming the field, never a store error."""
+    assert g.authorize("r", GOOD_SUBJECT, "openai", "m", {"input_tokens": 1}).allowed
+    g.release("r")
+    before = len(g.events())
+    with pytest.raises(ValidationError) as info:
+        call(g)
+    assert info.value.field == field
+    assert len(g.events()) == before
+
+
+def test_a_nul_byte_is_refused_even_where_budgets_fail_open(g: Governor) -> None:
+    """A data error is bad input, never a store outage that fail-open would wave through."""
+    g.create_budget({"id": "open", "tenant": "acme", "meter": "tokens", "window": "day",
+                     "limit": 10, "failure": "fail_open"})  # fmt: skip
+    with pytest.raises(ValidationError):
+        g.authorize("r\x00", GOOD_SUBJECT, "openai", "m", {"input_tokens": 1})
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"tenant": NUL}, "tenant"), ({"price_source": NUL}, "price_source"),
+     ({"after_id": 10**30}, "after_id"), ({"after_id": -1}, "after_id")],
+)  # fmt: skip
+def test_bad_ledger_queries(g: Governor, query: dict[str, Any], field: str) -> None:
+    from allotment.store.base import EventQuery
+
+    with pytest.raises(ValidationError) as info:
+        g.events(EventQuery(**query))
+    assert info.value.field == field
+
+
+SECRET_TAGS = {"openai_api_key": "sk-live-1", "auth_token": "t0k", "client_secret": "s",
+               "DB_PASSWORD": "p", "byok": "true"}  # fmt: skip
+
+
+def test_secret_tags_never_reach_the_ledger(g: Governor) -> None:
+    """System 3: metadata named like a key, token, secret or password is dropped at the boundary."""
+    subject = {"tenant": "acme", "tags": SECRET_TAGS}
+    assert g.authorize("r1", subject, "openai", "m", {"input_tokens": 1}).allowed
+    g.commit("r1", {"input_tokens": 1})
+    g.record("r2", subject, "openai", "m", {"input_tokens": 1})
+    g.record_many([{"request_id": "r3", "subject": subject, "provider": "o", "model": "m",
+                    "usage": {}}])  # fmt: skip
+    for event in g.events():
+        assert dict(event.subject.tags) == {"byok": "true"}, event
+    g.store.close()
+    if g.store.url.startswith("sqlite"):
+        path = Path(g.store.url.removeprefix("sqlite:///"))
+        raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+        assert b"sk-live-1" not in raw and b"t0k" not in raw
+
+
+def test_a_selector_on_a_secret_tag_is_refused(g: Governor) -> None:
+    with pytest.raises(ValidationError) as info:
+        g.create_budget(BUDGET | {"id": "s", "match": {"tags.api_key": "x"}})
+    assert info.value.field == "match.tags.api_key"

@@ -8,18 +8,24 @@ five dollars, seconds for audio); ``Budget.from_spec`` converts exactly.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
 from allotment.core.decisions import State
-from allotment.core.money import decimal_to_units, units_to_decimal
-from allotment.core.subjects import SCALAR_DIMENSIONS, Subject, check_identifier
+from allotment.core.money import decimal_to_units, parse_decimal, units_to_decimal
+from allotment.core.subjects import (
+    SCALAR_DIMENSIONS,
+    Subject,
+    check_identifier,
+    is_secret_name,
+)
 from allotment.core.usage import Meter
 from allotment.core.windows import Window
 from allotment.errors import ValidationError
@@ -339,9 +345,13 @@ def _parse_selector(raw: object, field_name: str) -> Selector:
         path = f"{field_name}.{dimension}"
         if dimension not in _MATCH_DIMENSIONS and not _is_tag(str(dimension)):
             raise ValidationError(path, "is not a dimension budgets can select on")
+        if _is_tag(str(dimension)) and is_secret_name(dimension[5:]):
+            raise ValidationError(path, "names a secret: such tags are never stored")
         items = _as_list(values, path)
         if not items or not all(isinstance(v, str) and v for v in items):
             raise ValidationError(path, "must be a non-empty string or list of strings")
+        for item in items:
+            check_identifier(item, path, required=True)
         out.append((dimension, tuple(items)))
     return tuple(out)
 
@@ -355,16 +365,10 @@ def _as_list(value: object, field_name: str) -> list[Any]:
 
 
 def _percent(value: object, field_name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
-        raise ValidationError(field_name, f"must be a number, got {value!r}")
-    try:
+    if isinstance(value, float) and math.isfinite(value):
         # Percentages are not money; a float from YAML is taken at its shortest repr.
-        result = Decimal(str(value))
-    except InvalidOperation:
-        raise ValidationError(field_name, f"is not a number: {value!r}") from None
-    if not result.is_finite():
-        raise ValidationError(field_name, "must be finite")
-    return result
+        value = str(value)
+    return parse_decimal(value, field_name)
 
 
 def _opt_str(spec: Mapping[str, Any], key: str) -> str | None:

@@ -17,8 +17,9 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_CEILING, Decimal, localcontext
 
+from allotment.core.money import parse_decimal
 from allotment.errors import ConfigurationError, ValidationError
 
 __all__ = ["NO_RATES", "FxRate", "Rates"]
@@ -55,14 +56,12 @@ class FxRate:
         if unknown:
             raise ValidationError(f"{field}.{sorted(unknown)[0]}", "is not a rate field")
         raw, when = spec.get("rate"), spec.get("effective_from")
-        if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
-            raise ValidationError(f"{field}.rate", "must be a decimal string")
+        rate = parse_decimal(raw, f"{field}.rate")
         try:
-            rate = Decimal(raw)
             since = when if isinstance(when, datetime) else datetime.fromisoformat(str(when))
-        except (InvalidOperation, ValueError):
-            message = "rate must be a decimal, effective_from an ISO 8601 time"
-            raise ValidationError(field, message) from None
+        except ValueError:
+            message = "must be an ISO 8601 time"
+            raise ValidationError(f"{field}.effective_from", message) from None
         try:
             return cls(str(spec.get("source")), str(spec.get("target")), rate, since)
         except ValidationError as exc:

@@ -7,6 +7,7 @@ distinct value of one of them separately.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import attrgetter
@@ -14,7 +15,14 @@ from typing import Any
 
 from allotment.errors import ValidationError
 
-__all__ = ["SCALAR_DIMENSIONS", "Subject", "check_identifier", "parse_subject"]
+__all__ = [
+    "SCALAR_DIMENSIONS",
+    "Subject",
+    "check_identifier",
+    "check_text",
+    "is_secret_name",
+    "parse_subject",
+]
 
 #: Subject dimensions holding one identifier each.
 SCALAR_DIMENSIONS = ("tenant", "user", "key", "agent", "session", "feature", "device", "install")
@@ -40,6 +48,38 @@ def check_identifier(value: object, field: str, *, required: bool = False) -> st
         raise ValidationError(field, "must not be empty")
     if len(value) > _MAX_ID:
         raise ValidationError(field, f"is longer than {_MAX_ID} characters")
+    raise ValidationError(field, "must not contain control or formatting characters")
+
+
+_SECRET_NAME = re.compile("key|token|secret|password", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a tag named ``name`` may hold a credential, so is never stored (system 3).
+
+    Any name containing ``key``, ``token``, ``secret`` or ``password``, in any
+    case: such tags are dropped from a subject before anything sees them.
+    """
+    return _SECRET_NAME.search(name) is not None
+
+
+#: free text (a commit's reason, a key's name) is at most this long
+MAX_TEXT = 1024
+
+
+def check_text(value: object, field: str, *, limit: int = MAX_TEXT) -> str | None:
+    """Return optional free text if it is printable and at most ``limit`` characters.
+
+    Free text may be blank, unlike an identifier, but holds no control
+    characters either: every store keeps exactly what another store keeps
+    (PostgreSQL refuses a NUL byte that SQLite would store).
+    """
+    if value is None or (type(value) is str and len(value) <= limit and value.isprintable()):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise ValidationError(field, f"is longer than {limit} characters")
     raise ValidationError(field, "must not contain control or formatting characters")
 
 
@@ -74,10 +114,13 @@ class Subject:
             check_identifier(group, f"subject.groups[{i}]", required=True)
         tags: Any = self.tags
         if isinstance(tags, Mapping):
-            object.__setattr__(self, "tags", tuple(sorted(tags.items())))
-        for name, value in self.tags:
+            tags = tuple(sorted(tags.items()))
+        for name, value in tags:
             check_identifier(name, "subject.tags", required=True)
             check_identifier(value, f"subject.tags.{name}", required=True)
+        if any(map(is_secret_name, dict(tags))):
+            tags = tuple(item for item in tags if not is_secret_name(item[0]))
+        object.__setattr__(self, "tags", tags)
 
     def tag(self, name: str) -> str | None:
         """The value of tag ``name``, if set."""

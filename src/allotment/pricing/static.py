@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from allotment.core.money import MICROS
+from allotment.core.money import MICROS, parse_decimal
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.pricing.base import Price
@@ -17,13 +17,8 @@ __all__ = ["ModelRate", "StaticPricer"]
 
 
 def _decimal(value: object, field: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-        raise ValidationError(field, f"must be a decimal string or integer, got {value!r}")
-    try:
-        result = Decimal(value)
-    except InvalidOperation:
-        raise ValidationError(field, f"is not a number: {value!r}") from None
-    if not result.is_finite() or result < 0:
+    result = parse_decimal(value, field)
+    if result < 0:
         raise ValidationError(field, "must be a finite, non-negative price")
     return result
 

@@ -20,7 +20,7 @@ from allotment.core.decisions import BudgetView, Decision, Refusal
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
-from allotment.core.subjects import Subject
+from allotment.core.subjects import Subject, check_identifier
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 
@@ -151,6 +151,14 @@ class EventQuery:
             raise ValidationError("limit", "must be between 1 and 10000")
         if isinstance(self.after_id, bool) or not isinstance(self.after_id, int):
             raise ValidationError("after_id", "must be an integer")
+        if not 0 <= self.after_id < 2**63:
+            raise ValidationError("after_id", "must be a non-negative 64-bit integer")
+        check_identifier(self.tenant, "tenant")
+        check_identifier(self.price_source, "price_source")
+        for name in ("since", "until"):
+            at = getattr(self, name)
+            if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
+                raise ValidationError(name, "must be a timezone-aware datetime")
 
 
 @dataclass(slots=True)
