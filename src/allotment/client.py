@@ -57,6 +57,21 @@ class _Base:
 
     def __init__(self, api_key: str) -> None:
         self._headers = {"Authorization": f"Bearer {api_key}"}
+        #: what the commits of degraded grants must send (see ``Governor._degraded``)
+        self._degraded: dict[str, dict[str, Any]] = {}
+
+    def _granted(self, decision: Any) -> Any:
+        """Remember what a degraded grant's commit needs, so a plain commit meters it."""
+        commit_with = decision.get("commit_with") if decision.get("degraded") else None
+        if commit_with:
+            if len(self._degraded) >= 10_000:
+                del self._degraded[next(iter(self._degraded))]
+            self._degraded[decision["request_id"]] = commit_with
+        return decision
+
+    def _commit(self, request_id: str, usage: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        extra = self._degraded.get(request_id, {}) if "subject" not in fields else {}
+        return {"request_id": request_id, "usage": usage, **extra, **fields}
 
     @staticmethod
     def _authorize(
@@ -141,11 +156,11 @@ class Client(_Base):
     ) -> Any:
         """See ``Governor.authorize``."""
         body = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
-        return self._parse(self._http.post("/v1/authorize", json=body))
+        return self._granted(self._parse(self._http.post("/v1/authorize", json=body)))
 
     def commit(self, request_id: str, usage: Any, **fields: Any) -> Any:
         """See ``Governor.commit``."""
-        body = {"request_id": request_id, "usage": usage, **fields}
+        body = self._commit(request_id, usage, fields)
         return self._parse(self._http.post("/v1/commit", json=body))
 
     def release(
@@ -235,11 +250,11 @@ class AsyncClient(_Base):
                         request: Any = None) -> Any:  # fmt: skip
         """See ``Governor.authorize``."""
         body = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
-        return self._parse(await self._http.post("/v1/authorize", json=body))
+        return self._granted(self._parse(await self._http.post("/v1/authorize", json=body)))
 
     async def commit(self, request_id: str, usage: Any, **fields: Any) -> Any:
         """See ``Governor.commit``."""
-        body = {"request_id": request_id, "usage": usage, **fields}
+        body = self._commit(request_id, usage, fields)
         return self._parse(await self._http.post("/v1/commit", json=body))
 
     async def release(

@@ -55,6 +55,8 @@ __all__ = ["Governor", "Hold"]
 SubjectLike = Subject | Mapping[str, Any]
 UsageLike = Usage | Mapping[str, Any]
 _MAX_TTL = 7 * 24 * 3600
+#: degraded grants a Governor remembers for their commits (the oldest go first)
+_DEGRADED_KEPT = 10_000
 
 
 class _Default:
@@ -107,6 +109,8 @@ class Governor(KeysAndRates):
         self.estimates = estimates or EstimateSettings()
         self.devices = DeviceIds(lambda: self.store.shared_secret(SECRET_NAME))
         self._keys: dict[str, tuple[ApiKey, datetime]] = {}
+        #: calls granted while the store was down, by request id (see ``_degraded``)
+        self._degraded_calls: dict[str, Call] = {}
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self._clock = clock
 
@@ -218,10 +222,21 @@ class Governor(KeysAndRates):
         return prepared, now
 
     def _degraded(self, prepared: AuthorizeRequest, now: datetime, error: StoreError) -> Decision:
-        """The fail-open decision while the store is down, or the store's error."""
+        """The fail-open decision while the store is down, or the store's error.
+
+        The store holds no reservation for a degraded grant, so its commit
+        would find nothing to commit: the grant is remembered here (bounded),
+        and its answer carries ``commit_with`` for commits that reach another
+        process. Either way the commit meters the call post hoc.
+        """
         degraded = self._fail_open(prepared, now)
         if degraded is None:
             raise error
+        call = prepared.call
+        remembered = self._degraded_calls
+        if len(remembered) >= _DEGRADED_KEPT:
+            del remembered[next(iter(remembered))]
+        remembered[prepared.request_id] = call
         return degraded
 
     def commit(
@@ -285,6 +300,9 @@ class Governor(KeysAndRates):
     ) -> CommitRequest:
         actual = parse_usage(usage)
         outcome = _commit_status(status)
+        degraded = self._degraded_calls.get(request_id) if subject is None else None
+        if degraded is not None and tenant in (None, degraded.subject.tenant):
+            subject, provider, model = degraded.subject, degraded.provider, degraded.model
         parsed = None if subject is None else self._subject(subject)
         if parsed is not None:
             if tenant is not None and parsed.tenant != tenant:
@@ -554,7 +572,10 @@ class Governor(KeysAndRates):
         applied = engine.resolve(budgets, request.call, now)
         if any(a.budget.enforced and a.budget.failure is Failure.CLOSED for a in applied):
             return None
-        return Decision(request.request_id, True, (), degraded=True)
+        call = request.call
+        commit_with = {"subject": call.subject.to_dict(), "provider": call.provider,
+                       "model": call.model}  # fmt: skip
+        return Decision(request.request_id, True, (), degraded=True, commit_with=commit_with)
 
     def _subject(self, subject: SubjectLike) -> Subject:
         """``subject`` parsed, its device id hidden (see ``allotment.devices``)."""

@@ -227,6 +227,36 @@ class TestRelease:
             ("acme-user", "u1", 100, 70),
         ]
 
+    def test_late_commits_past_a_hard_cap_are_reported(self, gov: Governor, clock: Clock) -> None:
+        """Ten reservations expire, ten more are granted in their room, all twenty commit:
+        the cap is crossed by the late ten, and each late commit says by how much."""
+        gov.create_budget(day_budget(limit=10))
+        for i in range(10):
+            assert gov.authorize(f"a{i}", ACME, "openai", "gpt-4o", tokens(1), ttl=1).allowed
+        clock.advance(seconds=2)
+        for i in range(10):
+            assert gov.authorize(f"b{i}", ACME, "openai", "gpt-4o", tokens(1), ttl=60).allowed
+        late = [gov.commit(f"a{i}", tokens(1)) for i in range(10)]
+        on_time = [gov.commit(f"b{i}", tokens(1)) for i in range(10)]
+        assert all(r.late for r in late) and not any(r.late for r in on_time)
+        reported = [(o.budget_id, o.member, o.amount) for r in late for o in r.late_overshoot]
+        assert reported == [("acme-day", "", 1)] * 10
+        assert not any(r.late_overshoot for r in on_time)
+        (view,) = gov.status(ACME)
+        assert (view.used, view.limit, view.overshoot) == (20, 10, 10)
+        assert view.to_dict()["overshoot"] == 10
+
+    def test_a_late_commit_within_the_cap_reports_no_overshoot(
+        self, gov: Governor, clock: Clock
+    ) -> None:
+        gov.create_budget(day_budget(limit=100))
+        gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(10), ttl=1)
+        clock.advance(seconds=2)
+        assert gov.sweep() == 1
+        result = gov.commit("r1", tokens(10))
+        assert result.late and result.late_overshoot == ()
+        assert gov.status(ACME)[0].overshoot == 0
+
 
 class TestRecord:
     def test_record_is_idempotent(self, gov: Governor) -> None:

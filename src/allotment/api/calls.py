@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.errors import ApiError, refusal_response
-from allotment.api.instruments import STORE_ERRORS, decisions
+from allotment.api.instruments import LATE_COMMITS, LATE_OVERSHOOT, STORE_ERRORS, decisions
 from allotment.api.responses import Json
 from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
 from allotment.core.decisions import Decision
@@ -204,6 +204,10 @@ def _tenant_of(subject: dict[str, Any]) -> str | None:
 
 
 def _committed(result: CommitResult) -> dict[str, Any]:
+    if result.late and not result.replayed:
+        LATE_COMMITS.inc()
+        for over in result.late_overshoot:
+            LATE_OVERSHOOT.labels(over.meter).inc(over.amount)
     return {
         "event": result.event.to_dict(),
         "replayed": result.replayed,
@@ -218,6 +222,7 @@ def _committed(result: CommitResult) -> dict[str, Any]:
             }
             for a in result.adjustments
         ],
+        "late_overshoot": [o.to_dict() for o in result.late_overshoot],
     }
 
 

@@ -11,7 +11,15 @@ from functools import cache
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["DECISIONS", "LATENCY", "STORE_ERRORS", "decisions", "latency"]
+__all__ = [
+    "DECISIONS",
+    "LATENCY",
+    "LATE_COMMITS",
+    "LATE_OVERSHOOT",
+    "STORE_ERRORS",
+    "decisions",
+    "latency",
+]
 
 DECISIONS = Counter(
     "allotment_decisions", "Authorization decisions by outcome and reason", ["outcome", "reason"]
@@ -23,6 +31,14 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 STORE_ERRORS = Counter("allotment_store_errors", "Requests that failed because of the store")
+LATE_COMMITS = Counter(
+    "allotment_late_commits", "Commits that arrived after their reservation expired or was released"
+)
+LATE_OVERSHOOT = Counter(
+    "allotment_late_overshoot",
+    "Base units (tokens, micro-units, ms) late commits took enforced budgets past their limits",
+    ["meter"],
+)
 
 
 @cache

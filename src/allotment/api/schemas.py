@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ERRORS", "documented"]
 
@@ -50,6 +50,9 @@ class BudgetViewOut(_Out):
     reserved: int | None = None
     limit: int | None = None
     remaining: int | None = None
+    overshoot: int | None = Field(
+        None, description="How far use is past the limit (late commits, usage over the estimate)"
+    )
     window_start: str | None = None
     currency: str | None = None
 
@@ -87,6 +90,11 @@ class DecisionOut(_Out):
     expires_at: str | None
     replayed: bool
     degraded: bool
+    commit_with: dict[str, Any] | None = Field(
+        None,
+        description="For a degraded grant (the store was down): send these fields "
+        "(subject, provider, model) with its commit so any worker meters it",
+    )
 
 
 class EventOut(_Out):
@@ -117,6 +125,15 @@ class AdjustmentOut(_Out):
     difference: int
 
 
+class OvershootOut(_Out):
+    """How far a late commit took an enforced budget past its hard limit."""
+
+    budget_id: str
+    member: str
+    meter: str
+    amount: int
+
+
 class CommitOut(_Out):
     """The priced event a commit (or a post-hoc record) wrote."""
 
@@ -124,6 +141,11 @@ class CommitOut(_Out):
     replayed: bool
     late: bool
     adjustments: list[AdjustmentOut]
+    late_overshoot: list[OvershootOut] = Field(
+        default_factory=list,
+        description="For a commit after its reservation expired or was released: "
+        "the hard limits it crossed, and by how much",
+    )
 
 
 class ReleaseOut(_Out):

@@ -95,6 +95,16 @@ class BudgetView:
         return None if limit is None else max(0, limit - self.used - self.reserved)
 
     @property
+    def overshoot(self) -> int:
+        """How far use is past the limit (0 within it, or without a limit).
+
+        Admission keeps used + reserved within an enforced limit; use passes it
+        only when a call uses more than its estimate, or commits late.
+        """
+        limit = self.budget.limit
+        return 0 if limit is None else max(0, self.used - limit)
+
+    @property
     def percent(self) -> Decimal | None:
         """Consumption (used + reserved) in percent of the limit, rounded down to 0.01."""
         return self.budget.percent(self.used + self.reserved)
@@ -142,6 +152,7 @@ class BudgetView:
         base["reserved"] = self.reserved
         base["limit"] = limit
         base["remaining"] = None if limit is None else max(0, limit - consumed)
+        base["overshoot"] = 0 if limit is None else max(0, self.used - limit)
         base["window_start"] = _iso(span.start)
         base["currency"] = budget.currency
         return base
@@ -211,6 +222,9 @@ class Decision:
     replayed: bool = False
     #: allowed without the store, which was unreachable, by fail-open budgets
     degraded: bool = False
+    #: for a degraded grant: what its commit must send along (``subject``,
+    #: ``provider``, ``model``) to be metered by a process that never saw it
+    commit_with: dict[str, Any] | None = None
 
     @property
     def reason(self) -> Reason | None:
@@ -230,6 +244,7 @@ class Decision:
             "expires_at": _iso(self.expires_at),
             "replayed": self.replayed,
             "degraded": self.degraded,
+            "commit_with": self.commit_with,
         }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "CommitResult",
     "Event",
     "EventStatus",
+    "Overshoot",
     "Reservation",
     "ReservationState",
     "payload_hash",
@@ -163,17 +164,40 @@ class Adjustment:
 
 
 @dataclass(slots=True)
+class Overshoot:
+    """How far one late commit took an enforced budget past its hard limit.
+
+    A commit that arrives after its reservation expired or was released still
+    counts (nothing acknowledged is lost), but its room may have been granted
+    to other calls meanwhile: ``amount`` is the part of this commit beyond the
+    limit, in the budget's base units.
+    """
+
+    budget_id: str
+    member: str
+    meter: str
+    amount: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"budget_id": self.budget_id, "member": self.member, "meter": self.meter,
+                "amount": self.amount}  # fmt: skip
+
+
+@dataclass(slots=True)
 class CommitResult:
     """The priced event a commit wrote, and how it compared with the estimate.
 
     ``late`` marks a commit that arrived after its reservation had expired or
-    been released: the usage is still recorded (nothing acknowledged is lost).
+    been released: the usage is still recorded (nothing acknowledged is lost),
+    and ``late_overshoot`` says which hard limits it crossed, and by how much.
     """
 
     event: Event
     adjustments: tuple[Adjustment, ...] = ()
     replayed: bool = False
     late: bool = False
+    late_overshoot: tuple[Overshoot, ...] = ()
 
     @property
     def overshoot(self) -> tuple[Adjustment, ...]:

@@ -27,6 +27,7 @@ from allotment.core.ledger import (
     CommitResult,
     Event,
     EventStatus,
+    Overshoot,
     Reservation,
     ReservationState,
     same_payload,
@@ -197,6 +198,7 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     )
     amounts = engine.amounts(applied, usage)
     deltas, adjustments = _settle(applied, amounts, reservation.charges, late)
+    overshoot = _late_overshoot(applied, tx.read(applied), amounts) if late else ()
     tx.add(deltas)
     event = _append(
         tx,
@@ -218,7 +220,26 @@ def commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
     tx.update_reservation(
         reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )
-    return CommitResult(event, adjustments, late=late)
+    return CommitResult(event, adjustments, late=late, late_overshoot=overshoot)
+
+
+def _late_overshoot(
+    applied: Sequence[Applied], counters: Sequence[Counter], amounts: Sequence[int]
+) -> tuple[Overshoot, ...]:
+    """The part of a late commit's ``amounts`` beyond each enforced hard limit.
+
+    Its reservation's room was given back, so others may hold or have used it:
+    whatever of the amount no longer fits under the limit is overshoot.
+    """
+    out = []
+    for a, (used, reserved), amount in zip(applied, counters, amounts, strict=True):
+        limit = a.budget.limit
+        if limit is None or not a.budget.enforced or not amount:
+            continue
+        over = min(amount, used + reserved + amount - limit)
+        if over > 0:
+            out.append(Overshoot(a.budget.id, a.member, a.budget.meter.value, over))
+    return tuple(out)
 
 
 def _settle(
