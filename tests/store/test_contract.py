@@ -66,6 +66,26 @@ class TestAuthorize:
             ("r1", "estimate_exceeds_remaining", "acme-day")
         ]
 
+    def test_blocked_and_released_events_used_nothing(self, gov: Governor, clock: Clock) -> None:
+        """System 3: a blocked event carries zero usage and zero cost; the refused
+        estimate is kept apart, as is a released reservation's."""
+        gov.create_budget(day_budget(limit=100))
+        assert not gov.authorize("r1", ACME, "openai", "gpt-4o", tokens(200)).allowed
+        assert gov.authorize("r2", ACME, "openai", "gpt-4o", tokens(50), ttl=1).allowed
+        gov.release("r2")
+        assert gov.authorize("r3", ACME, "openai", "gpt-4o", tokens(50), ttl=1).allowed
+        clock.advance(seconds=2)
+        assert gov.sweep() == 1
+        events = {e.request_id: e for e in gov.events()}
+        for request_id, estimated in (("r1", 200), ("r2", 50), ("r3", 50)):
+            event = events[request_id]
+            assert event.usage.tokens == 0 and event.usage.requests == 0
+            assert event.usage.cost_micros == 0
+            assert event.estimate is not None and event.estimate.tokens == estimated
+            assert event.estimate.cost_micros  # the estimate was priced
+            assert event.to_dict()["estimate"]["input_tokens"] == estimated
+        assert gov.usage("acme")[0].totals["cost_micros"] == 0
+
     def test_hard_cap_once_the_limit_is_reached(self, gov: Governor) -> None:
         gov.create_budget(day_budget(limit=100))
         gov.record("r0", ACME, "openai", "gpt-4o", tokens(100))

@@ -111,6 +111,14 @@ def test_sqlite_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
         assert again.status(SUBJECT)[0].used == 5
 
 
+#: what migrations 5 (ledger page indexes) and 6 (events.estimate) did, undone
+UNDO_5_AND_6 = """
+    DROP INDEX events_tenant_id; DROP INDEX events_tenant_status; DROP INDEX events_tenant_flagged;
+    CREATE INDEX events_tenant_time ON events (tenant, occurred_at);
+    ALTER TABLE events DROP COLUMN estimate;
+"""
+
+
 def test_sqlite_upgrades_an_older_schema(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     with Governor(url) as gov:
@@ -119,6 +127,7 @@ def test_sqlite_upgrades_an_older_schema(tmp_path: Path) -> None:
     conn.execute("DROP TABLE api_keys")
     conn.execute("DROP TABLE counter_baseline")
     conn.execute("DROP INDEX reservations_done_time")
+    conn.executescript(UNDO_5_AND_6)
     conn.execute("DELETE FROM schema_migrations WHERE version > 1")
     conn.commit()
     conn.close()
@@ -144,7 +153,7 @@ def test_sqlite_upgrade_keys_reservations_by_tenant_and_keeps_them(tmp_path: Pat
         f"ALTER TABLE reservations RENAME TO r4; {v1_table};"
         "INSERT INTO reservations SELECT * FROM r4; DROP TABLE r4;"
         "CREATE INDEX reservations_done_time ON reservations (authorized_at) WHERE state != 'held';"
-        "DELETE FROM schema_migrations WHERE version > 3;"
+        "DELETE FROM schema_migrations WHERE version > 3;" + UNDO_5_AND_6
     )
     conn.close()
     with Governor(url) as gov:

@@ -107,6 +107,9 @@ class EventOut(_Out):
     provider: str
     model: str
     usage: dict[str, int | None]
+    estimate: dict[str, int | None] | None = Field(
+        None, description="What a blocked or released call asked for (its usage is zero)"
+    )
     currency: str
     price: dict[str, Any]
     reason: str | None

@@ -26,6 +26,7 @@ from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
 
 __all__ = [
+    "NOTHING_USED",
     "Adjustment",
     "Charge",
     "CommitResult",
@@ -51,6 +52,10 @@ class EventStatus(StrEnum):
     def counts(self) -> bool:
         """Whether usage of events with this status counts toward budgets."""
         return self in (EventStatus.SUCCESS, EventStatus.ERROR)
+
+
+#: the usage of an event whose call never ran (blocked, released): no request, no cost
+NOTHING_USED = Usage(requests=0, cost_micros=0)
 
 
 class ReservationState(StrEnum):
@@ -102,8 +107,9 @@ class Event:
     """One ledger entry.
 
     ``occurred_at`` decides the window (the authorization time for an
-    authorized call); ``recorded_at`` is when the ledger learned of it. For
-    ``blocked`` and ``released`` events ``usage`` is the estimate.
+    authorized call); ``recorded_at`` is when the ledger learned of it.
+    ``usage`` is what the call used: nothing for ``blocked`` and ``released``
+    events (``NOTHING_USED``), whose ``estimate`` keeps what was asked for.
     """
 
     request_id: str
@@ -120,13 +126,15 @@ class Event:
     price: dict[str, Any] = field(default_factory=dict)
     payload_hash: str | None = None
     id: int | None = None
+    #: what a refused or released call had reserved (or asked to), priced
+    estimate: Usage | None = None
 
     def with_id(self, event_id: int) -> Event:
         """The event as stored, with the id the ledger gave it."""
         return Event(
             self.request_id, self.status, self.subject, self.provider, self.model, self.usage,
             self.occurred_at, self.recorded_at, self.currency, self.reason, self.budget_id,
-            self.price, self.payload_hash, event_id,
+            self.price, self.payload_hash, event_id, self.estimate,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +147,7 @@ class Event:
             "provider": self.provider,
             "model": self.model,
             "usage": self.usage.to_dict(),
+            "estimate": None if self.estimate is None else self.estimate.to_dict(),
             "currency": self.currency,
             "price": self.price,
             "reason": self.reason,

@@ -22,6 +22,7 @@ from allotment.core.engine import Applied, Counter
 from allotment.core.fx import FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import (
+    NOTHING_USED,
     Adjustment,
     Charge,
     CommitResult,
@@ -150,13 +151,14 @@ def _blocked(tx: Tx, request: AuthorizeRequest, refusal: Refusal, now: datetime)
             call.subject,
             call.provider or "",
             call.model or "",
-            request.estimate,
+            NOTHING_USED,
             now,
             now,
             currency=str(request.price.get("currency", "")),
             reason=refusal.reason.value,
             budget_id=refusal.budget_id,
             price=request.price,
+            estimate=request.estimate,
         ),
     )
 
@@ -418,11 +420,12 @@ def _released(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> N
             reservation.subject,
             reservation.provider,
             reservation.model,
-            reservation.estimate,
+            NOTHING_USED,
             reservation.authorized_at,
             now,
             currency="",
             reason=reason,
+            estimate=reservation.estimate,
         ),
     )
     tx.update_reservation(reservation.moved(ReservationState.RELEASED))

@@ -27,6 +27,7 @@ EVENT_COLUMNS = (
     "id request_id status tenant user key agent feature subject provider model "
     + " ".join(USAGE_FIELDS)
     + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
+    + " estimate"
 ).split()
 
 
@@ -129,6 +130,7 @@ def event_values(e: Event) -> tuple[Any, ...]:
         e.currency, dumps(e.price), e.price.get("source"), e.reason, e.budget_id,
         e.payload_hash,
         to_us(e.occurred_at), to_us(e.recorded_at),
+        None if e.estimate is None else dumps(e.estimate.to_dict()),
     )  # fmt: skip
 
 
@@ -149,4 +151,5 @@ def event_from_row(row: Sequence[Any]) -> Event:
         budget_id=values["budget_id"],
         price=loads(values["price"]),
         payload_hash=values["payload_hash"],
+        estimate=None if values["estimate"] is None else parse_usage(loads(values["estimate"])),
     )

@@ -84,13 +84,14 @@ class _State:
             event.provider, event.model, event.usage.as_tuple(), event.occurred_at,
             event.recorded_at, event.currency, event.reason, event.budget_id,
             dumps(event.price), event.payload_hash,
+            None if event.estimate is None else event.estimate.as_tuple(),
         )  # fmt: skip
 
     def event(self, row: _EventRow) -> Event:
         return Event(
             row[1], _EVENT_STATUS[row[2]], self.subjects[row[3]], row[4], row[5],
             usage_from_row(row[6]), row[7], row[8], row[9], row[10], row[11], loads(row[12]),
-            row[13], row[0],
+            row[13], row[0], None if row[14] is None else usage_from_row(row[14]),
         )  # fmt: skip
 
     def reservation_row(self, reservation: Reservation) -> Reservation | _ReservationRow:
@@ -114,7 +115,7 @@ class _State:
 
 
 #: id, request_id, status, subject index, provider, model, usage, occurred_at,
-#: recorded_at, currency, reason, budget_id, price (JSON), payload_hash
+#: recorded_at, currency, reason, budget_id, price (JSON), payload_hash, estimate
 _EventRow = tuple[Any, ...]
 #: request_id, subject index, provider, model, estimate, charges (their fields in
 #: one flat tuple), authorized_at, expires_at, payload_hash, state, commit_hash, event_id

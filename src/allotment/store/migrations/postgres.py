@@ -167,4 +167,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE reservations ADD PRIMARY KEY (request_id, tenant);
         """,
     ),
+    (
+        5,
+        "ledger pages: events indexed in id order within a tenant (and a status)",
+        """
+        -- GET /v1/events reads a page of one tenant's ledger after a cursor, in id
+        -- order: each index below ends in id after its equality columns, so every
+        -- filter combination reads in index order and stops after a page, where
+        -- (tenant, occurred_at) made it sort the tenant's whole ledger per page.
+        -- occurred_at rides along so since/until are checked in the index.
+        CREATE INDEX events_tenant_id ON events (tenant, id, occurred_at);
+        CREATE INDEX events_tenant_status ON events (tenant, status, id, occurred_at);
+        CREATE INDEX events_tenant_flagged ON events (tenant, price_source, id)
+            WHERE price_source IN ('fallback', 'missing');
+        -- Ordered by time, not id, it served no page without a sort: a planner
+        -- that saw a narrow since/until chose it and sorted.
+        DROP INDEX events_tenant_time;
+        """,
+    ),
+    (
+        6,
+        "events keep a refused or released call's estimate apart from its usage",
+        """
+        -- A blocked or released event used nothing (system 3): its usage is zero and
+        -- the estimate it asked for or held is kept here, as JSON.
+        ALTER TABLE events ADD COLUMN estimate TEXT;
+        """,
+    ),
 ]
