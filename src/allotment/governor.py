@@ -20,7 +20,7 @@ from allotment.archive import ArchiveWriter
 from allotment.config import load_budget_specs, load_rates
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call, Failure
-from allotment.core.decisions import BudgetView, Decision, Reason, Refusal
+from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Uncovered, Warning
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.subjects import Subject, check_identifier, check_text, parse_subject
@@ -55,6 +55,9 @@ __all__ = ["Governor", "Hold"]
 SubjectLike = Subject | Mapping[str, Any]
 UsageLike = Usage | Mapping[str, Any]
 _MAX_TTL = 7 * 24 * 3600
+#: the decision's flag for a model priced at the fallback (``unknown_model="fallback"``)
+_UNKNOWN_MODEL = (Warning(None, Reason.UNKNOWN_MODEL.value, None),)
+_NO_WARNINGS: tuple[Warning, ...] = ()
 #: degraded grants a Governor remembers for their commits (the oldest go first)
 _DEGRADED_KEPT = 10_000
 
@@ -80,8 +83,12 @@ class Governor(KeysAndRates):
             pass ``None`` for no pricing.
         currency: the deployment currency of every cost figure.
         unknown_model: ``"fallback"`` prices a model the pricer does not know
-            conservatively and flags the event; ``"deny"`` refuses such
-            authorizations with reason ``unknown_model``.
+            conservatively and flags the event and the decision (an
+            ``unknown_model`` warning); ``"deny"`` refuses such authorizations
+            with reason ``unknown_model``.
+        uncovered: what authorize does with a call no budget applies to:
+            ``"warn"`` allows it with a ``no_budget`` warning, ``"allow"``
+            allows it quietly, ``"deny"`` refuses it with reason ``no_budget``.
         estimates: how ``authorize(request=...)`` turns a request into an estimate.
         clock: returns the current aware time; tests pass a fake one.
         default_ttl: seconds a reservation lives unless authorize says otherwise.
@@ -94,6 +101,7 @@ class Governor(KeysAndRates):
         pricer: Pricer | _Default | None = _DEFAULT,
         currency: str = "USD",
         unknown_model: str = "fallback",
+        uncovered: str = "warn",
         estimates: EstimateSettings | None = None,
         clock: Callable[[], datetime] = _utcnow,
         default_ttl: int = 300,
@@ -106,6 +114,10 @@ class Governor(KeysAndRates):
         if unknown_model not in ("deny", "fallback"):
             raise ValidationError("unknown_model", "must be 'deny' or 'fallback'")
         self.unknown_model = unknown_model
+        try:
+            self.uncovered = Uncovered(uncovered)
+        except ValueError:
+            raise ValidationError("uncovered", "must be 'allow', 'warn' or 'deny'") from None
         self.estimates = estimates or EstimateSettings()
         self.devices = DeviceIds(lambda: self.store.shared_secret(SECRET_NAME))
         self._keys: dict[str, tuple[ApiKey, datetime]] = {}
@@ -205,9 +217,12 @@ class Governor(KeysAndRates):
         parts = ("authorize", call.subject.as_tuple(), provider, model, usage.as_tuple())
         digest = payload_hash(*parts)
         priced, price = self._price(call, usage, now)
-        refusal = None
-        if self.unknown_model == "deny" and price.get("unknown_model"):
-            refusal = Refusal(None, Reason.UNKNOWN_MODEL, 0, 0, 0, None)
+        refusal, warnings = None, _NO_WARNINGS
+        if price.get("unknown_model"):
+            if self.unknown_model == "deny":
+                refusal = Refusal(None, Reason.UNKNOWN_MODEL, 0, 0, 0, None)
+            else:
+                warnings = _UNKNOWN_MODEL
         prepared = AuthorizeRequest(
             _check_id(request_id),
             call,
@@ -218,6 +233,8 @@ class Governor(KeysAndRates):
             refusal,
             self.currency,
             parts,
+            warnings,
+            self.uncovered,
         )
         return prepared, now
 
@@ -406,15 +423,19 @@ class Governor(KeysAndRates):
         *,
         request_id: str | None = None,
         ttl: int | None = None,
+        request: Mapping[str, Any] | None = None,
     ) -> Hold:
         """Authorize, or raise ``BudgetExceeded``; use as a context manager.
 
         ``with gov.hold(...) as h: ... h.commit(usage)``. Leaving the block
         without committing (by an exception or otherwise) releases the
-        reservation.
+        reservation. ``request`` is the provider request to estimate, as for
+        ``authorize``.
         """
         request_id = request_id or uuid.uuid4().hex
-        decision = self.authorize(request_id, subject, provider, model, estimate, ttl=ttl)
+        decision = self.authorize(
+            request_id, subject, provider, model, estimate, ttl=ttl, request=request
+        )
         if not decision.allowed:
             raise BudgetExceeded(decision)
         return Hold(self, decision, parse_subject(subject).tenant)
@@ -570,6 +591,8 @@ class Governor(KeysAndRates):
         if budgets is None or request.refusal is not None:
             return None
         applied = engine.resolve(budgets, request.call, now)
+        if not applied and self.uncovered is Uncovered.DENY:
+            return None
         if any(a.budget.enforced and a.budget.failure is Failure.CLOSED for a in applied):
             return None
         call = request.call

@@ -187,7 +187,9 @@ class TestSystem5AgentOrchestrator:
 
     def run(self, gov: Governor, rid: str, agent: str, n: int) -> Any:
         subject = {"tenant": "orch", "agent": agent}
-        decision = gov.authorize(rid, subject, "anthropic", "claude", tok(n // 2, n - n // 2))
+        decision = gov.authorize(
+            rid, subject, "anthropic", "claude-sonnet-4", tok(n // 2, n - n // 2)
+        )
         if decision.allowed:
             gov.commit(rid, tok(n // 2, n - n // 2))
         return decision

@@ -45,6 +45,15 @@ def test_hold_commits_or_releases() -> None:
     assert gov.status(SUBJECT)[0].used == 30
 
 
+def test_hold_estimates_a_provider_request() -> None:
+    gov = Governor("memory://")
+    gov.create_budget(SPEC)
+    request = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 40}
+    with gov.hold(SUBJECT, "openai", "gpt-4o-mini", request=request) as h:
+        assert gov.status(SUBJECT)[0].reserved > 40  # max_tokens plus the prompt
+        h.commit({"output_tokens": 3})
+
+
 def test_async_governor_matches_the_sync_one() -> None:
     async def main() -> None:
         gov = AsyncGovernor("memory://")

@@ -48,6 +48,9 @@ def refusal_response(decision: Decision) -> Json:
     if refusal.reason is Reason.UNKNOWN_MODEL:
         return error(402, "unknown_model", "This model has no price and is not allowed.",
                      reason=refusal.reason.value, decision=decision.to_dict())  # fmt: skip
+    if refusal.reason is Reason.NO_BUDGET:
+        return error(402, "no_budget", "No budget covers this call; such calls are denied.",
+                     reason=refusal.reason.value, decision=decision.to_dict())  # fmt: skip
     resets = refusal.resets_at.isoformat() if refusal.resets_at else None
     message = "This request would exceed the budget." + (
         f" It resets at {resets}." if resets else ""

@@ -69,11 +69,12 @@ class RefusalOut(_Out):
 
 
 class WarningOut(_Out):
-    """A soft threshold crossed, or a warn-mode budget over its limit."""
+    """A soft threshold crossed, a warn-mode budget over its limit, or a flag no budget
+    raised (``no_budget``, ``unknown_model``: no budget id, no percent)."""
 
-    budget_id: str
+    budget_id: str | None
     code: str
-    percent: str
+    percent: str | None
     threshold: str | None
 
 

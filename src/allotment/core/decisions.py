@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from allotment.core.budgets import Budget
     from allotment.core.windows import Span
 
-__all__ = ["BudgetView", "Decision", "Reason", "Refusal", "State", "Warning"]
+__all__ = ["BudgetView", "Decision", "Reason", "Refusal", "State", "Uncovered", "Warning"]
 
 
 class State(StrEnum):
@@ -35,6 +35,19 @@ class Reason(StrEnum):
     HARD_CAP_EXCEEDED = "hard_cap_exceeded"
     ESTIMATE_EXCEEDS_REMAINING = "estimate_exceeds_remaining"
     UNKNOWN_MODEL = "unknown_model"
+    NO_BUDGET = "no_budget"
+
+
+class Uncovered(StrEnum):
+    """What authorize does with a call that no budget applies to (a deployment setting).
+
+    ``warn`` (the default) allows it with a ``no_budget`` warning, so a typo in
+    a tenant name is not silently unlimited; ``deny`` refuses it.
+    """
+
+    ALLOW = "allow"
+    WARN = "warn"
+    DENY = "deny"
 
 
 @dataclass(slots=True)
@@ -186,11 +199,16 @@ class Refusal:
 
 @dataclass(slots=True)
 class Warning:
-    """A soft threshold crossed, or a warn-mode budget over its limit."""
+    """A soft threshold crossed, or a warn-mode budget over its limit.
 
-    budget_id: str
+    Warnings no budget raised have no ``budget_id`` nor ``percent``:
+    ``no_budget`` (no budget applies to the call) and ``unknown_model`` (the
+    model has no price; it was priced at the conservative fallback).
+    """
+
+    budget_id: str | None
     code: str
-    percent: Decimal
+    percent: Decimal | None
     threshold: Decimal | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,7 +216,7 @@ class Warning:
         return {
             "budget_id": self.budget_id,
             "code": self.code,
-            "percent": str(self.percent),
+            "percent": None if self.percent is None else str(self.percent),
             "threshold": None if self.threshold is None else str(self.threshold),
         }
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call
-from allotment.core.decisions import BudgetView, Decision, Refusal
+from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Uncovered, Warning
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import FxRate, Rates
 from allotment.core.keys import ApiKey
@@ -112,15 +112,20 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
         tx.budgets_for(call.subject.tenant), call, now, request.currency, tx.rates()
     )
     counters = tx.read(applied)
-    if request.refusal is not None:
+    refusal = request.refusal
+    if refusal is None and not applied and request.uncovered is Uncovered.DENY:
+        refusal = Refusal(None, Reason.NO_BUDGET, 0, 0, 0, None)
+    if refusal is not None:
         views = tuple(engine.view(a, c) for a, c in zip(applied, counters, strict=True))
-        decision = Decision(request.request_id, False, views, (request.refusal,))
-        _blocked(tx, request, request.refusal, now)
+        decision = Decision(request.request_id, False, views, (refusal,))
+        _blocked(tx, request, refusal, now)
         return decision
     expires_at = now + timedelta(seconds=request.ttl_seconds)
     decision, charges = engine.decide(
         request.request_id, applied, counters, request.estimate, expires_at
     )
+    if request.warnings or (not applied and request.uncovered is Uncovered.WARN):
+        decision = _flagged(decision, request, bool(applied))
     if decision.allowed:
         tx.add([(c.budget_id, c.member, c.bucket, 0, c.amount) for c in charges])
         tx.insert_reservation(
@@ -139,6 +144,15 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
     else:
         _blocked(tx, request, decision.refusals[0], now)
     return decision
+
+
+def _flagged(decision: Decision, request: AuthorizeRequest, covered: bool) -> Decision:
+    """``decision`` with the warnings no budget raised: an unknown model, no budget."""
+    flags = request.warnings if covered else (*request.warnings, NO_BUDGET)
+    return replace(decision, warnings=(*decision.warnings, *flags))
+
+
+NO_BUDGET = Warning(None, Reason.NO_BUDGET.value, None)
 
 
 def _blocked(tx: Tx, request: AuthorizeRequest, refusal: Refusal, now: datetime) -> None:

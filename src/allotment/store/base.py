@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from allotment.core.budgets import Budget, Call
-from allotment.core.decisions import BudgetView, Decision, Refusal
+from allotment.core.decisions import BudgetView, Decision, Refusal, Uncovered, Warning
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
@@ -61,6 +61,10 @@ class AuthorizeRequest:
     currency: str | None = None
     #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
     payload: tuple[object, ...] = ()
+    #: warnings known before the store was asked (an unknown model priced at the fallback)
+    warnings: tuple[Warning, ...] = ()
+    #: what to do when no budget applies
+    uncovered: Uncovered = Uncovered.WARN
 
 
 @dataclass(slots=True)
