@@ -513,7 +513,15 @@ class Governor(KeysAndRates):
         return self.store.list_budgets(tenant)
 
     def delete_budget(self, budget_id: str) -> None:
-        """Remove a budget and its counters; the ledger keeps every event."""
+        """Remove a budget and its counters; the ledger keeps every event.
+
+        A ``protected`` budget is refused (ValidationError naming ``protected``)
+        until an update sets ``protected`` false.
+        """
+        if self.store.get_budget(budget_id).protected:
+            raise ValidationError(
+                "protected", f"budget {budget_id!r} is protected: unprotect it first"
+            )
         self.store.delete_budget(budget_id)
 
     def load_budgets(self, path: str | Path) -> list[Budget]:

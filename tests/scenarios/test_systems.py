@@ -173,6 +173,41 @@ class TestSystem2GatewayCostPolicies:
         by_key = {r.group["key"]: r.totals["cost_micros"] for r in gw.usage("globex", by="key")}
         assert by_key == {"sk-…a1b2": 4 * 400_800}
 
+    def test_policies_warn_together_against_the_binding_limit(self, gov: Governor) -> None:
+        """System 2: the smallest warn threshold of the applicable policies, measured
+        against the most restrictive limit. Org 10 at 50 %, group 5 at 90 %, a user
+        at 3: 3/5 = 60 % >= 50 %, so a warning, on the group's budget."""
+        common = {"tenant": "globex", "meter": "cost", "per": "user", "window": "day",
+                  "policy": "spend"}  # fmt: skip
+        gov.create_budget(common | {"id": "org", "limit": "10", "soft": [50]})
+        gov.create_budget(common | {"id": "eng", "limit": "5", "soft": [90],
+                                    "match": {"group": "eng"}})  # fmt: skip
+        dana = {"tenant": "globex", "user": "dana", "groups": ["eng"]}
+        gov.record("r0", dana, "openai", "m", {"cost": "2.00"})
+        quiet = gov.authorize("r1", dana, "openai", "m", {"cost": "0.40"})
+        assert quiet.warnings == ()  # 2.40 / 5 = 48 %
+        decision = gov.authorize("r2", dana, "openai", "m", {"cost": "0.60"})
+        assert [(w.budget_id, w.code, w.percent, w.threshold) for w in decision.warnings] == [
+            ("eng", "soft_threshold", Decimal("60.00"), Decimal("50"))
+        ]
+        # Budgets outside the policy keep their own thresholds.
+        gov.update_budget("eng", policy=None)
+        again = gov.authorize("r3", dana, "openai", "m", {"cost": "0.01"})
+        assert again.warnings == ()  # 60.2 % of eng < 90 %, 30.1 % of org < 50 %
+
+    def test_the_org_policy_is_protected(self, gov: Governor) -> None:
+        """System 2's org policy cannot be deleted until it is explicitly unprotected."""
+        from allotment.errors import ValidationError
+
+        gov.create_budget({"id": "org", "tenant": "globex", "meter": "cost", "window": "day",
+                           "limit": "10", "protected": True})  # fmt: skip
+        with pytest.raises(ValidationError) as info:
+            gov.delete_budget("org")
+        assert info.value.field == "protected"
+        gov.update_budget("org", protected=False)
+        gov.delete_budget("org")
+        assert gov.list_budgets("globex") == []
+
 
 class TestSystem5AgentOrchestrator:
     """Daily tokens across agents, per agent; summary with states and breakdown."""

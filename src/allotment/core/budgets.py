@@ -126,6 +126,11 @@ class Budget:
         overrides: replace less specific budgets of the same meter, window
             and ``per`` for the calls this one matches.
         enabled: a disabled budget still records usage, never refuses or warns.
+        policy: budgets naming the same policy (with the same meter and window)
+            warn as one, as system 2's policies do: at the lowest first soft
+            threshold among those that apply to a call, measured against the
+            one with the least room left.
+        protected: deleting the budget is refused until this is set false.
     """
 
     id: str
@@ -144,6 +149,8 @@ class Budget:
     enabled: bool = True
     failure: Failure = Failure.CLOSED
     currency: str | None = None
+    policy: str | None = None
+    protected: bool = False
     level: int = field(init=False, repr=False, compare=False)
     _soft_bp: int | None = field(init=False, repr=False, compare=False)
     _at_limit_bp: int = field(init=False, repr=False, compare=False)
@@ -158,6 +165,7 @@ class Budget:
             raise ValidationError("id", "must be 1-128 letters, digits or _.:@/- characters")
         check_identifier(self.tenant, "tenant")
         check_identifier(self.name, "name")
+        check_identifier(self.policy, "policy")
         if self.limit is not None and (
             isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0
         ):
@@ -173,7 +181,10 @@ class Budget:
         # Thresholds in basis points keep state checks in integer arithmetic.
         object.__setattr__(self, "_soft_bp", int(self.soft[0] * 100) if self.soft else None)
         object.__setattr__(self, "_at_limit_bp", int(self.at_limit * 100))
-        object.__setattr__(self, "quiet_below", _quiet_below(self.limit, self._soft_bp))
+        quiet = _quiet_below(self.limit, self._soft_bp)
+        if self.policy is not None and quiet is not None:
+            quiet = 0  # a policy's threshold depends on which budgets apply: always look closely
+        object.__setattr__(self, "quiet_below", quiet)
         object.__setattr__(self, "_member_of", _member_getter(self.per))
 
     @property
@@ -255,6 +266,8 @@ class Budget:
             enabled=_flag(spec, "enabled", True),
             failure=_enum(Failure, spec.get("failure", "fail_closed"), "failure"),
             currency=_opt_str(spec, "currency"),
+            policy=_opt_str(spec, "policy"),
+            protected=_flag(spec, "protected", False),
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -276,6 +289,8 @@ class Budget:
             "enabled": self.enabled,
             "failure": self.failure.value,
             "currency": self.currency,
+            "policy": self.policy,
+            "protected": self.protected,
         }
 
     def human(self, units: int) -> Decimal:
@@ -285,7 +300,7 @@ class Budget:
 
 _SPEC_KEYS = frozenset(
     "id tenant name meter window limit match exclude per soft at_limit mode overrides "
-    "enabled failure currency".split()
+    "enabled failure currency policy protected".split()
 )
 
 

@@ -175,6 +175,8 @@ def _decide(
             warning = _warning(current, refusal)
             if warning is not None:
                 warnings.append(warning)
+    if any(v.budget.policy is not None for v in views):
+        warnings = _policy_warnings(views, warnings)
     decision = Decision(
         request_id, allowed, tuple(views), tuple(refusals), tuple(warnings), tuple(shadow),
         expires_at if allowed else None,
@@ -217,6 +219,40 @@ def _warning(view: BudgetView, refusal: Refusal | None) -> Warning | None:
     if threshold is None:
         return None
     return Warning(budget.id, "soft_threshold", budget.percent(consumed) or _HUNDRED, threshold)
+
+
+def _policy_warnings(views: Sequence[BudgetView], warnings: list[Warning]) -> list[Warning]:
+    """Soft-threshold warnings with policies warning as one (system 2).
+
+    The budgets of one policy (same name, meter and window) that apply to the
+    call warn at the lowest first soft threshold among them, measured against
+    the one with the least room left (the binding limit), instead of each at
+    its own threshold.
+    """
+    policies: dict[tuple[object, ...], list[BudgetView]] = {}
+    for v in views:
+        b = v.budget
+        if b.policy is not None and b.limit is not None and b.enabled and b.mode is not Mode.OFF:
+            policies.setdefault((b.policy, b.meter, b.window), []).append(v)
+    members = {v.budget.id for group in policies.values() for v in group}
+    kept = [w for w in warnings if w.code != "soft_threshold" or w.budget_id not in members]
+    for group in policies.values():
+        warning = _policy_warning(group)
+        if warning is not None:
+            kept.append(warning)
+    return kept
+
+
+def _policy_warning(group: Sequence[BudgetView]) -> Warning | None:
+    thresholds = [v.budget.soft[0] for v in group if v.budget.soft]
+    if not thresholds:
+        return None
+    binding = min(group, key=lambda v: (v.budget.limit or 0) - v.used - v.reserved)
+    limit, consumed = binding.budget.limit or 0, binding.used + binding.reserved
+    threshold = min(thresholds)
+    if consumed * 10_000 < int(threshold * 100) * limit:
+        return None
+    return Warning(binding.budget.id, "soft_threshold", binding.percent or _HUNDRED, threshold)
 
 
 def view(hit: Applied, counter: Counter) -> BudgetView:
