@@ -37,6 +37,7 @@ from allotment.pricing.base import Pricer
 from allotment.pricing.catalog import CatalogPricer
 from allotment.pricing.estimate import EstimateSettings, estimate_request
 from allotment.store import Store, open_store
+from allotment.store._ops import USAGE_ORDER
 from allotment.store.base import (
     ArchiveStats,
     AuthorizeRequest,
@@ -460,17 +461,33 @@ class Governor(KeysAndRates):
         by: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        order: str | None = None,
+        limit: int | None = None,
     ) -> list[UsageRow]:
-        """Usage totals of ``tenant`` grouped ``by`` dimensions, over whole UTC hours."""
+        """Usage totals of ``tenant`` grouped ``by`` dimensions, over whole UTC hours.
+
+        ``order`` sorts biggest first by ``calls``, ``errors``, ``blocked``,
+        ``cost``, ``tokens`` or a usage field; ``limit`` keeps the first rows
+        (system 2: the top 20 provider keys by cost).
+        """
         parse_subject({"tenant": tenant})
         if isinstance(by, str):
             by = (by,)
+        if order is not None and order not in USAGE_ORDER:
+            raise ValidationError(
+                "order", f"cannot order by {order!r} (one of {', '.join(USAGE_ORDER)})"
+            )
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= 10_000):
+            raise ValidationError("limit", "must be an integer from 1 to 10000")
         return self.store.usage(
             UsageQuery(
                 tenant,
                 tuple(by),
                 None if since is None else _aware(since, "since"),
                 None if until is None else _aware(until, "until"),
+                order,
+                limit,
             )
         )
 

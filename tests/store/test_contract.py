@@ -495,6 +495,23 @@ class TestQueries:
         today = gov.usage("acme", since=clock.now.replace(hour=0))
         assert today[0].totals["input_tokens"] == 2
 
+    def test_usage_top_n_by_cost(self, gov: Governor) -> None:
+        """System 2 shows the top provider keys by cost: order and limit."""
+        for i, cost in enumerate(["0.5", "3", "1", "2"]):
+            gov.record(f"r{i}", ACME | {"key": f"k{i}"}, "o", "m", {"cost": cost})
+        top = gov.usage("acme", by=["key"], order="cost", limit=2)
+        assert [(r.group["key"], r.totals["cost_micros"]) for r in top] == [
+            ("k1", 3_000_000), ("k3", 2_000_000),
+        ]  # fmt: skip
+        by_calls = gov.usage("acme", by=["key"], order="calls")
+        assert by_calls[0].group["key"] == "k0"  # all tie: group order
+        with pytest.raises(ValidationError) as info:
+            gov.usage("acme", by=["key"], order="colour")
+        assert info.value.field == "order"
+        with pytest.raises(ValidationError) as info:
+            gov.usage("acme", by=["key"], limit=0)
+        assert info.value.field == "limit"
+
     def test_usage_rejects_unknown_grouping(self, gov: Governor) -> None:
         with pytest.raises(ValidationError) as info:
             gov.usage("acme", by=["colour"])

@@ -9,7 +9,7 @@ writer can interleave between the read and the write.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -515,7 +515,7 @@ def usage(tx: Tx, query: UsageQuery) -> list[UsageRow]:
         if counted:
             for i, value in enumerate(values[1:]):
                 row[3 + i] += value
-    return [
+    rows = [
         UsageRow(
             dict(zip(query.by, group, strict=True)),
             calls=row[0],
@@ -525,6 +525,24 @@ def usage(tx: Tx, query: UsageQuery) -> list[UsageRow]:
         )
         for group, row in sorted(groups.items())
     ]
+    if query.order is not None:
+        rows.sort(key=USAGE_ORDER[query.order], reverse=True)  # stable: ties in group order
+    return rows if query.limit is None else rows[: query.limit]
+
+
+def _total(name: str) -> Callable[[UsageRow], int]:
+    return lambda row: row.totals[name]
+
+
+#: what usage rows can be ordered by (biggest first)
+USAGE_ORDER: dict[str, Callable[[UsageRow], int]] = {
+    "calls": lambda r: r.calls,
+    "errors": lambda r: r.errors,
+    "blocked": lambda r: r.blocked,
+    "cost": lambda r: r.totals["cost_micros"],
+    "tokens": lambda r: r.totals["input_tokens"] + r.totals["output_tokens"],
+    **{name: _total(name) for name in ROLLUP_TOTALS},
+}
 
 
 def _group_value(key: RollupKey, dimension: str) -> str:

@@ -117,6 +117,11 @@ class UsageQuery:
     by: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    #: biggest first by ``calls``, ``errors``, ``blocked``, ``cost``, ``tokens`` or a
+    #: usage field (None: in group order)
+    order: str | None = None
+    #: at most this many rows (after ordering)
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
