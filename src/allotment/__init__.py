@@ -32,6 +32,7 @@ from allotment.errors import (
 )
 from allotment.governor import Governor, Hold
 from allotment.pricing import ModelRate, Price, Pricer, StaticPricer
+from allotment.providers import StreamUsage, usage_from
 from allotment.store import MemoryStore, SQLiteStore, Store, open_store
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "StaticPricer",
     "Store",
     "StoreError",
+    "StreamUsage",
     "Subject",
     "Usage",
     "ValidationError",
@@ -74,4 +76,5 @@ __all__ = [
     "Window",
     "__version__",
     "open_store",
+    "usage_from",
 ]
