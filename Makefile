@@ -1,9 +1,13 @@
 # The two commands of the README's quickstart. Each creates (or reuses) .venv,
 # installs what it needs when pyproject.toml changed, and runs.
+# `make serve` keeps the demo (allotment.db) and its admin key between runs;
+# `make serve ARGS=--reset` simulates it afresh. The CLI is .venv/bin/allotment
+# (or `source .venv/bin/activate`, then `allotment`).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ARGS ?=
 
 .PHONY: serve test test-fast lint bench clean
 
@@ -14,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/allotment serve --demo
+	$(BIN)/allotment serve --demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -17,6 +18,10 @@ from allotment.store import Store
 __all__ = ["KeysAndRates"]
 
 _KEY_CACHE = timedelta(seconds=30)
+#: the shortest secret adopted from outside (``ALLOTMENT_ADMIN_KEY``): 16 characters
+#: of printable text, at least 16 x 6 bits from a password generator
+_MIN_SECRET = 16
+_MAX_SECRET = 256
 
 
 class KeysAndRates:
@@ -40,7 +45,9 @@ class KeysAndRates:
         """Create a key; returns it and its secret, which is shown only this once.
 
         Every role but ``admin`` belongs to one tenant. ``secret`` adopts a
-        given ``ak_…`` secret (``ALLOTMENT_ADMIN_KEY``) instead of a new one.
+        given secret (``ALLOTMENT_ADMIN_KEY``) instead of a new one: an
+        ``ak_<12 hex>_<16+ characters>`` key, or any 16 to 256 printable
+        characters without spaces (its key id is then derived from a hash).
         """
         key, secret, digest = self._new_key(role, tenant, name, secret)
         self.store.create_key(key, digest)
@@ -67,10 +74,7 @@ class KeysAndRates:
         if secret is None:
             key_id, secret, digest = new_secret()
         else:
-            found = split_secret(secret)
-            if found is None or len(secret) < 32:
-                raise ValidationError("secret", "must look like ak_<12 hex>_<at least 16 chars>")
-            key_id, digest = found, hash_secret(secret)
+            key_id, digest = _adopted_id(secret), hash_secret(secret)
         return ApiKey(key_id, parsed, tenant, self.now(), name), secret, digest
 
     def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
@@ -101,8 +105,7 @@ class KeysAndRates:
         cached = self._keys.get(digest)
         if cached is not None and now - cached[1] < _KEY_CACHE:
             return cached[0]
-        key_id = split_secret(secret)
-        found = None if key_id is None else self.store.find_key(key_id)
+        found = self.store.find_key(key_id_of(secret))
         if found is None or not secret_matches(secret, found[1]) or found[0].revoked_at:
             self._keys.pop(digest, None)
             return None
@@ -135,6 +138,35 @@ class KeysAndRates:
     def rates(self) -> list[FxRate]:
         """Every exchange rate, by pair and effective time."""
         return self.store.rates()
+
+
+def key_id_of(secret: str) -> str:
+    """The id of the key ``secret`` would be: the one inside ``ak_<id>_…``, else derived.
+
+    Keys are stored hashed, so a secret chosen outside (``ALLOTMENT_ADMIN_KEY=…``
+    without the ``ak_`` form) needs an id that can be found again from the
+    secret alone: 12 hex digits of a SHA-256 of it, which say no more about the
+    secret than the stored hash does.
+    """
+    return split_secret(secret) or hashlib.sha256(b"key-id:" + secret.encode()).hexdigest()[:12]
+
+
+def _adopted_id(secret: object) -> str:
+    """The key id of a secret adopted from outside, once it is long and plain enough."""
+    if not isinstance(secret, str):
+        raise ValidationError("secret", "must be a string")
+    if not _MIN_SECRET <= len(secret) <= _MAX_SECRET:
+        raise ValidationError(
+            "secret",
+            f"must be {_MIN_SECRET} to {_MAX_SECRET} characters (got {len(secret)}); "
+            "use a generated one, e.g. `openssl rand -hex 16`",
+        )
+    if not secret.isprintable() or any(c.isspace() for c in secret):
+        raise ValidationError("secret", "must be printable characters without spaces")
+    key_id = split_secret(secret)
+    if key_id is not None and len(secret) - len(f"ak_{key_id}_") < _MIN_SECRET:
+        raise ValidationError("secret", f"needs at least {_MIN_SECRET} characters after ak_<id>_")
+    return key_id or key_id_of(secret)
 
 
 def _role(role: object) -> Role:

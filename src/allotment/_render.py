@@ -1,24 +1,28 @@
-"""Rendering shared by the CLI and the demo: Rich tables and human amounts."""
+"""Rendering shared by the CLI and the demo: Rich tables and human amounts.
+
+The tables take what the Governor answers and what ``allotment.client``
+answers alike (the protocols below), so each CLI command prints the same
+whether it ran on the store or through the service.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from allotment.core.budgets import Budget
-from allotment.core.decisions import BudgetView, State
+from allotment.core.decisions import State
 from allotment.core.money import MICROS, units_to_decimal
 from allotment.core.usage import Meter
-from allotment.store.base import UsageRow
 
 __all__ = [
     "budgets_table",
@@ -28,11 +32,62 @@ __all__ = [
     "make_console",
     "print_json",
     "status_table",
+    "to_budget",
     "usage_json",
     "usage_table",
 ]
 
-_STATE_STYLES = {
+
+class StatusRow(Protocol):
+    """One budget as it stands: ``BudgetView``, or the client's ``RemoteBudgetView``."""
+
+    @property
+    def budget_id(self) -> str: ...
+    @property
+    def member(self) -> str | None: ...
+    @property
+    def meter(self) -> str: ...
+    @property
+    def used(self) -> int | None: ...
+    @property
+    def reserved(self) -> int | None: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def remaining(self) -> int | None: ...
+    @property
+    def percent(self) -> Decimal | str | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def resets_at(self) -> datetime | str | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class UsageLine(Protocol):
+    """One group of a usage breakdown: ``UsageRow``, or the client's ``RemoteUsageRow``."""
+
+    @property
+    def group(self) -> Mapping[str, str | None]: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def blocked(self) -> int: ...
+    @property
+    def totals(self) -> Mapping[str, int]: ...
+
+
+class SpecLike(Protocol):
+    """A budget that can say its spec: ``Budget``, or the client's ``RemoteBudget``."""
+
+    def to_spec(self) -> dict[str, Any]: ...
+
+
+_STATE_STYLES: dict[str, str] = {
     State.WITHIN_BUDGET: "green",
     State.APPROACHING_LIMIT: "yellow",
     State.AT_LIMIT: "dark_orange",
@@ -78,12 +133,17 @@ def _selector_text(budget: Budget) -> str:
     return "; ".join(parts)
 
 
-def budgets_table(budgets: Iterable[Budget]) -> Table:
+def to_budget(budget: Budget | SpecLike) -> Budget:
+    """A ``Budget`` (the service answers budgets in spec form)."""
+    return budget if isinstance(budget, Budget) else Budget.from_spec(budget.to_spec())
+
+
+def budgets_table(budgets: Iterable[Budget | SpecLike]) -> Table:
     """Budgets with their window and limit in human units."""
     table = Table("id", "tenant", "meter", "window", "limit", "per", "selector", "mode")
     table.add_column("enabled")
     table.add_column("overrides")
-    for b in budgets:
+    for b in map(to_budget, budgets):
         table.add_row(
             b.id, b.tenant or "*", b.meter.value, b.window.describe(),
             format_amount(b.meter.value, b.limit, b.currency), b.per or "", _selector_text(b),
@@ -92,18 +152,27 @@ def budgets_table(budgets: Iterable[Budget]) -> Table:
     return table
 
 
-def _when(value: datetime | None) -> str:
+def _when(value: datetime | str | None) -> str:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _table(*columns: str, title: str | None, brief: bool) -> Table:
+    """A table; ``brief`` ones (the demo's) have no outer border, to stay short."""
+    if brief:
+        return Table(*columns, title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    return Table(*columns, title=title)
+
+
 def status_table(
-    views: Iterable[BudgetView], currency: str, *, title: str | None = None, brief: bool = False
+    views: Iterable[StatusRow], currency: str, *, title: str | None = None, brief: bool = False
 ) -> Table:
     """Where each budget stands; ``brief`` keeps budget, member, used, limit, percent, state."""
     columns = ["budget", "member", "used", "reserved", "limit", "remaining", "percent", "state"]
     if brief:
         columns = ["budget", "member", "used", "limit", "percent", "state"]
-    table = Table(*columns, title=title)
+    table = _table(*columns, title=title, brief=brief)
     if not brief:
         table.add_column("resets_at")
     for v in views:
@@ -116,7 +185,7 @@ def status_table(
             "limit": format_amount(v.meter, v.limit, money),
             "remaining": format_amount(v.meter, v.remaining, money),
             "percent": "-" if v.percent is None else f"{v.percent}%",
-            "state": Text(v.state.value, style=_STATE_STYLES[v.state]),
+            "state": Text(str(v.state), style=_STATE_STYLES.get(v.state, "")),
         }
         row = [cells[c] for c in columns]
         table.add_row(*row, *([] if brief else [_when(v.resets_at)]))
@@ -124,10 +193,15 @@ def status_table(
 
 
 def usage_table(
-    rows: Iterable[UsageRow], by: Sequence[str], currency: str, *, title: str | None = None
+    rows: Iterable[UsageLine],
+    by: Sequence[str],
+    currency: str,
+    *,
+    title: str | None = None,
+    brief: bool = False,
 ) -> Table:
     """A usage breakdown: one column per grouping dimension, then the totals."""
-    table = Table(*by, title=title)
+    table = _table(*by, title=title, brief=brief)
     for name in ("calls", "errors", "blocked", "input", "output", "tokens", "cost"):
         table.add_column(name, justify="right")
     for row in rows:
@@ -142,10 +216,16 @@ def usage_table(
     return table
 
 
-def usage_json(row: UsageRow, currency: str) -> dict[str, Any]:
+def usage_json(row: UsageLine, currency: str) -> dict[str, Any]:
+    """A usage row as the CLI's ``--json`` prints it."""
     cost = units_to_decimal(row.totals["cost_micros"], MICROS)
-    return asdict(row) | {"cost": str(cost), "currency": currency}
+    return {
+        "group": dict(row.group), "calls": row.calls, "errors": row.errors,
+        "blocked": row.blocked, "totals": dict(row.totals), "cost": str(cost),
+        "currency": currency,
+    }  # fmt: skip
 
 
 def print_json(data: object) -> None:
+    """``data`` as indented JSON on stdout."""
     typer.echo(json.dumps(data, indent=2, default=str))

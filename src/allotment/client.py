@@ -5,127 +5,92 @@ Switching between in-process and remote is one setting::
     gov = Governor("sqlite:///allotment.db")            # in-process
     gov = Client("http://127.0.0.1:8080", api_key=KEY)  # the service
 
-Answers are ``Record`` objects: the service's JSON with attribute access, so
-``decision.allowed``, ``decision.refusals[0].reason`` or
-``view.remaining`` read the same as on the Governor's objects (times stay ISO
-strings). HTTP errors become allotment's own exceptions; a refused
+The two faces share one base (``allotment._client_base``), as httpx's do: it
+builds every request and reads every answer, so ``Client`` and
+``AsyncClient`` (``allotment._async_client``) differ only in how they send.
+Answers are typed (``allotment._answers``) with the Governor's attribute
+names: ``decision.allowed``, ``decision.refusals[0].reason``,
+``view.remaining``. HTTP errors become allotment's own exceptions; a refused
 authorization is returned (``allowed=False``), as the Governor does.
+
+**Retries.** A 503 or a connection failure is retried with jittered backoff
+(``retries`` times, 0.1 / 0.3 / 1 s by default) for the calls that are safe
+to repeat: authorize, commit, release and record (their request ids make a
+retry count once) and every read. Budget and key changes are sent once.
+When the service stays unreachable the error is ``StoreError``, never an
+``httpx`` exception.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any, Self
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self, cast
 
 import httpx
 
-from allotment.errors import (
-    AccessDenied,
-    AllotmentError,
-    BudgetExceeded,
-    ConflictError,
-    NotFoundError,
-    StoreError,
-    ValidationError,
+from allotment._answers import (
+    RemoteBudget,
+    RemoteBudgetView,
+    RemoteCommitResult,
+    RemoteDecision,
+    RemoteEvent,
+    RemoteKey,
+    RemoteUsageRow,
+    budget_from,
+    commit_from,
+    decision_from,
+    event_from,
+    key_from,
+    usage_row_from,
+    view_from,
 )
-from allotment.governor import Hold
+from allotment._async_client import AsyncClient
+from allotment._client_base import (
+    BACKOFF,
+    Base,
+    Call,
+    answer,
+    file_budgets,
+    spec_of,
+    tenant_of,
+    whole,
+)
+from allotment.core.budgets import Budget
+from allotment.core.decisions import Decision
+from allotment.core.ledger import ReservationState
+from allotment.errors import BudgetExceeded, ConflictError
+from allotment.governor import Hold, SubjectLike, UsageLike
+from allotment.store.base import EventQuery
 
-__all__ = ["AsyncClient", "Client", "Record"]
-
-
-class Record(dict[str, Any]):
-    """A JSON object whose keys read as attributes, recursively."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return _wrap(self[name])
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _wrap(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Record(value)
-    if isinstance(value, list):
-        return [_wrap(v) for v in value]
-    return value
-
-
-class _Base:
-    """Request building and response parsing shared by both clients."""
-
-    def __init__(self, api_key: str) -> None:
-        self._headers = {"Authorization": f"Bearer {api_key}"}
-        #: what the commits of degraded grants must send (see ``Governor._degraded``)
-        self._degraded: dict[str, dict[str, Any]] = {}
-
-    def _granted(self, decision: Any) -> Any:
-        """Remember what a degraded grant's commit needs, so a plain commit meters it."""
-        commit_with = decision.get("commit_with") if decision.get("degraded") else None
-        if commit_with:
-            if len(self._degraded) >= 10_000:
-                del self._degraded[next(iter(self._degraded))]
-            self._degraded[decision["request_id"]] = commit_with
-        return decision
-
-    def _commit(self, request_id: str, usage: Any, fields: dict[str, Any]) -> dict[str, Any]:
-        extra = self._degraded.get(request_id, {}) if "subject" not in fields else {}
-        return {"request_id": request_id, "usage": usage, **extra, **fields}
-
-    @staticmethod
-    def _authorize(
-        request_id: str,
-        subject: Any,
-        provider: str,
-        model: str,
-        estimate: Any,
-        ttl: int | None,
-        request: Any,
-    ) -> dict[str, Any]:
-        body = {
-            "request_id": request_id,
-            "subject": subject,
-            "provider": provider,
-            "model": model,
-            "estimate": estimate,
-            "ttl_seconds": ttl,
-            "request": request,
-        }
-        return {k: v for k, v in body.items() if v is not None}
-
-    @staticmethod
-    def _parse(response: httpx.Response) -> Any:
-        if response.status_code == 402:
-            return Record(response.json()["error"]["decision"])
-        if response.status_code >= 400:
-            raise _error(response)
-        return None if response.status_code == 204 else _wrap(response.json())
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "RemoteBudget",
+    "RemoteBudgetView",
+    "RemoteCommitResult",
+    "RemoteDecision",
+    "RemoteEvent",
+    "RemoteKey",
+    "RemoteUsageRow",
+]
 
 
-def _error(response: httpx.Response) -> AllotmentError:
-    try:
-        error = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        return StoreError(f"HTTP {response.status_code}: {response.text[:200]}")
-    message = str(error.get("message", ""))
-    status = response.status_code
-    if status == 422:
-        return ValidationError(str(error.get("field", "body")), message)
-    if status == 404:
-        return NotFoundError(message)
-    if status == 409:
-        return ConflictError("request", message)
-    if status in (401, 403):
-        return AccessDenied(message)
-    return StoreError(message)
+class Client(Base):
+    """The service, with the Governor's method names and arguments (sync).
 
-
-class Client(_Base):
-    """The service, with the Governor's method names (sync).
-
-    ``http`` lends an existing ``httpx.Client`` (a test client over the app,
-    a client with your proxies); ``base_url`` is then taken from it.
+    Args:
+        base_url: the service, e.g. ``http://127.0.0.1:8080``.
+        api_key: the key sent as ``Authorization: Bearer …``.
+        timeout: seconds per request.
+        retries: how often a 503 or a failed connection is retried (idempotent calls).
+        backoff: seconds before each retry (jittered); the last one repeats.
+        transport: an httpx transport (``httpx.MockTransport`` in tests).
+        http: an ``httpx.Client`` to lend (proxies, a test client over the app);
+            ``base_url``, ``timeout`` and ``transport`` are then its own.
     """
 
     def __init__(
@@ -134,94 +99,193 @@ class Client(_Base):
         api_key: str,
         *,
         timeout: float = 10,
+        retries: int = 3,
+        backoff: Sequence[float] = BACKOFF,
+        transport: httpx.BaseTransport | None = None,
         http: httpx.Client | None = None,
-        **httpx_options: Any,
     ) -> None:
-        super().__init__(api_key)
+        super().__init__(api_key, retries, backoff)
         if http is None:
-            http = httpx.Client(base_url=base_url, timeout=timeout, **httpx_options)
+            http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
         http.headers.update(self._headers)
         self._http = http
 
+    def _send(self, call: Call) -> Any:
+        """Send ``call`` (again, while ``_again`` says so) and read its JSON answer."""
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
+            except httpx.TransportError as exc:
+                if not self._again(call, attempt, None):
+                    raise self._unreachable(self._http.base_url, call, exc) from exc
+            else:
+                if not self._again(call, attempt, response):
+                    return answer(response)
+            time.sleep(self._delay(attempt))
+            attempt += 1
+
+    # the call lifecycle
     def authorize(
         self,
         request_id: str,
-        subject: Any,
+        subject: SubjectLike,
         provider: str,
         model: str,
-        estimate: Any = None,
+        estimate: UsageLike | None = None,
         *,
         ttl: int | None = None,
-        request: Any = None,
-    ) -> Any:
-        """See ``Governor.authorize``."""
-        body = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
-        return self._granted(self._parse(self._http.post("/v1/authorize", json=body)))
+        request: Mapping[str, Any] | None = None,
+    ) -> RemoteDecision:
+        """See ``Governor.authorize``; a refusal is returned with ``allowed`` False."""
+        call = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
+        return self._granted(decision_from(self._send(call)))
 
-    def commit(self, request_id: str, usage: Any, **fields: Any) -> Any:
+    def commit(
+        self,
+        request_id: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        reason: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        subject: SubjectLike | None = None,
+        tenant: str | None = None,
+    ) -> RemoteCommitResult:
         """See ``Governor.commit``."""
-        body = self._commit(request_id, usage, fields)
-        return self._parse(self._http.post("/v1/commit", json=body))
+        fields = {"reason": reason, "provider": provider, "model": model, "subject": subject,
+                  "tenant": tenant}  # fmt: skip
+        return commit_from(self._send(self._commit(request_id, usage, status, fields)))
 
     def release(
         self, request_id: str, reason: str = "released", *, tenant: str | None = None
-    ) -> Any:
-        """See ``Governor.release``; returns the state name."""
-        body = _clean({"request_id": request_id, "reason": reason, "tenant": tenant})
-        return self._parse(self._http.post("/v1/release", json=body)).state
+    ) -> ReservationState:
+        """See ``Governor.release``."""
+        return ReservationState(self._send(self._release(request_id, reason, tenant))["state"])
 
-    def record(self, request_id: str, subject: Any, provider: str, model: str, usage: Any,
-               **fields: Any) -> Any:  # fmt: skip
+    def record(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        occurred_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> RemoteCommitResult:
         """See ``Governor.record``."""
         event = {"request_id": request_id, "subject": subject, "provider": provider,
-                 "model": model, "usage": usage, **fields}  # fmt: skip
+                 "model": model, "usage": usage, "status": status, "occurred_at": occurred_at,
+                 "reason": reason}  # fmt: skip
         return self.record_many([event])[0]
 
-    def record_many(self, events: Iterable[Mapping[str, Any]]) -> Any:
-        """See ``Governor.record_many``."""
-        body = {"events": [_jsonable(e) for e in events]}
-        return self._parse(self._http.post("/v1/events", json=body)).events
+    def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RemoteCommitResult]:
+        """See ``Governor.record_many``: all are recorded or none."""
+        return [commit_from(e) for e in self._send(self._record_many(events))["events"]]
 
-    def hold(self, subject: Any, provider: str, model: str, estimate: Any = None,
-             **options: Any) -> Hold:  # fmt: skip
+    def hold(
+        self,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None = None,
+        *,
+        request_id: str | None = None,
+        ttl: int | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> Hold:
         """See ``Governor.hold``: raises ``BudgetExceeded`` when refused."""
-        request_id = options.pop("request_id", None) or uuid.uuid4().hex
-        decision = self.authorize(request_id, subject, provider, model, estimate, **options)
+        request_id = request_id or uuid.uuid4().hex
+        decision = self.authorize(
+            request_id, subject, provider, model, estimate, ttl=ttl, request=request
+        )
         if not decision.allowed:
-            raise BudgetExceeded(decision)
-        return Hold(self, decision, subject.get("tenant") if isinstance(subject, Mapping) else None)
+            raise BudgetExceeded(cast(Decision, decision))
+        return Hold(self, decision, tenant_of(subject))
 
-    def status(self, subject: Mapping[str, Any], provider: str | None = None,
-               model: str | None = None, *, view: str = "operator") -> Any:  # fmt: skip
-        """See ``Governor.status``."""
-        params = _subject_params(subject) | {"provider": provider, "model": model, "view": view}
-        return self._parse(self._http.get("/v1/status", params=_clean(params))).budgets
+    # reading
+    def status(
+        self,
+        subject: SubjectLike,
+        provider: str | None = None,
+        model: str | None = None,
+        *,
+        view: str = "operator",
+    ) -> list[RemoteBudgetView]:
+        """See ``Governor.status``; ``view="client"`` leaves out the amounts."""
+        answer = self._send(self._status(subject, provider, model, view))
+        return [view_from(v) for v in answer["budgets"]]
 
-    def usage(self, tenant: str, by: Iterable[str] = (), since: Any = None,
-              until: Any = None) -> Any:  # fmt: skip
+    def usage(
+        self,
+        tenant: str,
+        by: Iterable[str] = (),
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        *,
+        order: str | None = None,
+        limit: int | None = None,
+    ) -> list[RemoteUsageRow]:
         """See ``Governor.usage``."""
-        params = {"tenant": tenant, "by": list(by), "from": since, "to": until}
-        return self._parse(self._http.get("/v1/usage", params=_clean(params))).rows
+        answer = self._send(self._usage(tenant, by, since, until, order, limit))
+        return [usage_row_from(r) for r in answer["rows"]]
 
-    def create_budget(self, spec: Mapping[str, Any]) -> Any:
+    def events(self, query: EventQuery | None = None) -> list[RemoteEvent]:
+        """See ``Governor.events``: one page, oldest first, after ``query.after_id``."""
+        return [event_from(e) for e in self._send(self._events(query))["events"]]
+
+    # budgets
+    def create_budget(self, budget: Budget | Mapping[str, Any]) -> RemoteBudget:
         """See ``Governor.create_budget``."""
-        return self._parse(self._http.post("/v1/budgets", json=dict(spec)))
+        return budget_from(self._send(self._budget("POST", spec=spec_of(budget))))
 
-    def update_budget(self, budget_id: str, **changes: Any) -> Any:
-        """See ``Governor.update_budget``."""
-        return self._parse(self._http.patch(f"/v1/budgets/{budget_id}", json=changes))
+    def set_budget(self, budget: Budget | Mapping[str, Any]) -> RemoteBudget:
+        """See ``Governor.set_budget``: create, or replace wholesale."""
+        spec = spec_of(budget)
+        try:
+            return self.create_budget(spec)
+        except ConflictError:
+            return budget_from(self._send(self._budget("PATCH", spec["id"], whole(spec))))
 
-    def get_budget(self, budget_id: str) -> Any:
+    def update_budget(self, budget_id: str, **changes: Any) -> RemoteBudget:
+        """See ``Governor.update_budget`` (spec fields, human units)."""
+        return budget_from(self._send(self._budget("PATCH", budget_id, changes)))
+
+    def get_budget(self, budget_id: str) -> RemoteBudget:
         """See ``Governor.get_budget``."""
-        return self._parse(self._http.get(f"/v1/budgets/{budget_id}"))
+        return budget_from(self._send(self._budget("GET", budget_id)))
 
-    def list_budgets(self, tenant: str | None = None) -> Any:
+    def list_budgets(self, tenant: str | None = None) -> list[RemoteBudget]:
         """See ``Governor.list_budgets``."""
-        return self._parse(self._http.get("/v1/budgets", params=_clean({"tenant": tenant}))).budgets
+        return [budget_from(b) for b in self._send(self._list("/v1/budgets", tenant))["budgets"]]
 
     def delete_budget(self, budget_id: str) -> None:
         """See ``Governor.delete_budget``."""
-        self._parse(self._http.delete(f"/v1/budgets/{budget_id}"))
+        self._send(self._budget("DELETE", budget_id))
+
+    def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
+        """See ``Governor.load_budgets``: every budget of the file, checked before any is sent."""
+        return [self.set_budget(spec) for spec in file_budgets(path)]
+
+    # keys
+    def create_key(
+        self, role: str, tenant: str | None = None, name: str | None = None
+    ) -> tuple[RemoteKey, str]:
+        """See ``Governor.create_key``: the key and its secret, shown this once."""
+        return self._new_key(self._send(self._create_key(role, tenant, name)))
+
+    def list_keys(self, tenant: str | None = None) -> list[RemoteKey]:
+        """See ``Governor.list_keys``."""
+        return [key_from(k) for k in self._send(self._list("/v1/keys", tenant))["keys"]]
+
+    def revoke_key(self, key_id: str) -> None:
+        """See ``Governor.revoke_key``."""
+        self._send(self._revoke_key(key_id))
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -232,108 +296,3 @@ class Client(_Base):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncClient(_Base):
-    """The service, with the Governor's method names (async)."""
-
-    def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 10, **httpx_options: Any
-    ) -> None:
-        super().__init__(api_key)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=self._headers, timeout=timeout, **httpx_options
-        )
-
-    async def authorize(self, request_id: str, subject: Any, provider: str, model: str,
-                        estimate: Any = None, *, ttl: int | None = None,
-                        request: Any = None) -> Any:  # fmt: skip
-        """See ``Governor.authorize``."""
-        body = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
-        return self._granted(self._parse(await self._http.post("/v1/authorize", json=body)))
-
-    async def commit(self, request_id: str, usage: Any, **fields: Any) -> Any:
-        """See ``Governor.commit``."""
-        body = self._commit(request_id, usage, fields)
-        return self._parse(await self._http.post("/v1/commit", json=body))
-
-    async def release(
-        self, request_id: str, reason: str = "released", *, tenant: str | None = None
-    ) -> Any:
-        """See ``Governor.release``; returns the state name."""
-        body = _clean({"request_id": request_id, "reason": reason, "tenant": tenant})
-        return self._parse(await self._http.post("/v1/release", json=body)).state
-
-    async def status(self, subject: Mapping[str, Any], provider: str | None = None,
-                     model: str | None = None, *, view: str = "operator") -> Any:  # fmt: skip
-        """See ``Governor.status``."""
-        params = _subject_params(subject) | {"provider": provider, "model": model, "view": view}
-        return self._parse(await self._http.get("/v1/status", params=_clean(params))).budgets
-
-    async def record(self, request_id: str, subject: Any, provider: str, model: str,
-                     usage: Any, **fields: Any) -> Any:  # fmt: skip
-        """See ``Governor.record``."""
-        event = {"request_id": request_id, "subject": subject, "provider": provider,
-                 "model": model, "usage": usage, **fields}  # fmt: skip
-        return (await self.record_many([event]))[0]
-
-    async def record_many(self, events: Iterable[Mapping[str, Any]]) -> Any:
-        """See ``Governor.record_many``."""
-        body = {"events": [_jsonable(e) for e in events]}
-        return self._parse(await self._http.post("/v1/events", json=body)).events
-
-    async def usage(self, tenant: str, by: Iterable[str] = (), since: Any = None,
-                    until: Any = None) -> Any:  # fmt: skip
-        """See ``Governor.usage``."""
-        params = {"tenant": tenant, "by": list(by), "from": since, "to": until}
-        return self._parse(await self._http.get("/v1/usage", params=_clean(params))).rows
-
-    async def create_budget(self, spec: Mapping[str, Any]) -> Any:
-        """See ``Governor.create_budget``."""
-        return self._parse(await self._http.post("/v1/budgets", json=dict(spec)))
-
-    async def update_budget(self, budget_id: str, **changes: Any) -> Any:
-        """See ``Governor.update_budget``."""
-        return self._parse(await self._http.patch(f"/v1/budgets/{budget_id}", json=changes))
-
-    async def get_budget(self, budget_id: str) -> Any:
-        """See ``Governor.get_budget``."""
-        return self._parse(await self._http.get(f"/v1/budgets/{budget_id}"))
-
-    async def list_budgets(self, tenant: str | None = None) -> Any:
-        """See ``Governor.list_budgets``."""
-        params = _clean({"tenant": tenant})
-        return self._parse(await self._http.get("/v1/budgets", params=params)).budgets
-
-    async def delete_budget(self, budget_id: str) -> None:
-        """See ``Governor.delete_budget``."""
-        self._parse(await self._http.delete(f"/v1/budgets/{budget_id}"))
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-def _subject_params(subject: Mapping[str, Any]) -> dict[str, Any]:
-    params = {k: v for k, v in subject.items() if k not in ("groups", "tags")}
-    if subject.get("groups"):
-        params["group"] = list(subject["groups"])
-    return params
-
-
-def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if v is not None and v != []}
-
-
-def _jsonable(event: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(event)
-    when = out.get("occurred_at")
-    if when is not None and not isinstance(when, str):
-        out["occurred_at"] = when.isoformat()
-    return out

@@ -16,8 +16,13 @@ and ``rates:``, exchange rates for budgets kept in other currencies::
     rates:
       - {source: USD, target: EUR, rate: "0.92", effective_from: "2026-01-01T00:00:00Z"}
 
+Both sections are optional: a file with only ``pricing:`` (or only
+``rates:``) holds no budgets, and that is fine.
+
 The store URL comes from ``ALLOTMENT_DB`` or ``--db``, defaulting to
-``sqlite:///allotment.db``.
+``sqlite:///allotment.db``: the service, ``serve --demo`` and every CLI command
+share that one default. The CLI talks to a running service instead when given
+``--url`` or ``ALLOTMENT_URL`` (with ``--api-key`` or ``ALLOTMENT_API_KEY``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ __all__ = [
     "load_pricing",
     "load_rates",
     "parse_pricing",
+    "redact_url",
+    "service_key",
+    "service_url",
 ]
 
 DEFAULT_DB = "sqlite:///allotment.db"
@@ -53,6 +61,16 @@ DEFAULT_DB = "sqlite:///allotment.db"
 def db_url(explicit: str | None = None) -> str:
     """The store URL: an explicit one, else ``$ALLOTMENT_DB``, else the default."""
     return explicit or os.environ.get("ALLOTMENT_DB") or DEFAULT_DB
+
+
+def service_url() -> str | None:
+    """``$ALLOTMENT_URL``: the service the CLI talks to instead of a store (None: unset)."""
+    return os.environ.get("ALLOTMENT_URL") or None
+
+
+def service_key() -> str | None:
+    """``$ALLOTMENT_API_KEY``: the key the CLI sends to the service (None: unset)."""
+    return os.environ.get("ALLOTMENT_API_KEY") or None
 
 
 def redact_url(url: str) -> str:
@@ -64,9 +82,15 @@ def redact_url(url: str) -> str:
 
 
 def load_budget_specs(path: str | Path) -> list[Mapping[str, Any]]:
-    """Read the budget specs of a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file."""
+    """Read the budget specs of a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
+
+    A file without ``budgets:`` (only ``pricing:`` or ``rates:``, or empty)
+    has none; a top-level list is taken as the budgets themselves.
+    """
     data = _read(Path(path))
     budgets = data.get("budgets") if isinstance(data, Mapping) else data
+    if budgets is None:
+        return []
     if not isinstance(budgets, list) or not all(isinstance(b, Mapping) for b in budgets):
         raise ConfigurationError(f"{path}: expected 'budgets:' with a list of budget objects")
     return budgets
@@ -75,7 +99,7 @@ def load_budget_specs(path: str | Path) -> list[Mapping[str, Any]]:
 def load_rates(path: str | Path) -> list[FxRate]:
     """Read ``rates: [{source, target, rate, effective_from}, ...]`` (empty if absent)."""
     data = _read(Path(path))
-    rates = data.get("rates", []) if isinstance(data, Mapping) else []
+    rates = (data.get("rates") or []) if isinstance(data, Mapping) else []
     if not isinstance(rates, list):
         raise ValidationError("rates", "must be a list of exchange rates")
     return [FxRate.from_spec(r, f"rates[{i}]") for i, r in enumerate(rates)]

@@ -4,36 +4,41 @@ Why a demo: it shows, on real storage and in a few seconds, that systems 1, 2
 and 5 of DESIGN.md are configuration, not code — per-tenant token budgets with
 soft and hard caps (a CRM), org/group/user cost policies with a user override
 and bring-your-own-key calls left out (a gateway, in EUR), and pooled plus
-per-agent token limits (an agent orchestrator). A fake clock walks through
-08:00-20:00 UTC of one day (today, from the CLI) and a seeded ``random.Random``
-plans every call, so the same seed prints the same report on every run.
+per-agent token limits (an agent orchestrator). A seeded ``random.Random``
+plans a working day of calls, and a fake clock walks through them over the
+twelve hours up to now (from midnight UTC when it is not yet noon), so no
+event lies in the future and every call counts in today's windows. The same
+seed and the same time print the same report.
+
+The demo lives in the CLI's own database (``sqlite:///allotment.db`` unless
+told otherwise), so ``allotment status --tenant port-a`` reads it. A database
+that already holds the demo is kept, with its keys; ``reset=True`` simulates
+afresh. A database holding anything else is never touched.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from allotment import _demo_db
+from allotment._demo_db import DemoState, demo_file, not_a_demo, reset_database
 from allotment._render import status_table, usage_table
 from allotment.core.decisions import BudgetView
-from allotment.errors import ConfigurationError
 from allotment.governor import Governor
 from allotment.pricing.static import ModelRate, StaticPricer
 
-__all__ = ["DEMO_DB", "run_demo"]
+__all__ = ["demo_file", "demo_state", "run_demo", "simulated_span"]
 
-DEMO_DB = "sqlite:///allotment-demo.db"
+#: the planned working day; the calls are then spread over the span up to now
 START = datetime(2026, 11, 23, 8, tzinfo=UTC)
 DAY_SECONDS = 12 * 3600
 ERROR_RATE = 0.04
@@ -184,6 +189,20 @@ def plan_day(rng: random.Random) -> list[PlannedCall]:
     return sorted(calls, key=lambda c: c.at)
 
 
+def simulated_span(now: datetime) -> tuple[datetime, datetime]:
+    """The stretch the demo's day is played over: the 12 hours up to ``now``, from
+    midnight UTC at the earliest, so every call lies in the past and in today's windows."""
+    now = now.astimezone(UTC)
+    midnight = datetime.combine(now.date(), time(0), UTC)
+    return max(midnight, now - timedelta(seconds=DAY_SECONDS)), now
+
+
+def spread(calls: Iterable[PlannedCall], start: datetime, end: datetime) -> list[PlannedCall]:
+    """The planned day's calls moved onto ``[start, end)``, in the same order and proportions."""
+    scale = (end - start) / timedelta(seconds=DAY_SECONDS)
+    return [replace(c, at=start + (c.at - START) * scale) for c in calls]
+
+
 # --- running ------------------------------------------------------------------------
 
 
@@ -218,45 +237,12 @@ def simulate(
     return tally
 
 
-# --- the database -------------------------------------------------------------------
+# --- the database and its governors ---------------------------------------------------
 
 
-def _demo_file(url: str) -> Path | None:
-    """The SQLite file behind ``url`` (None for in-memory stores)."""
-    parts = urlsplit(url)
-    if parts.scheme == "memory":
-        return None
-    if parts.scheme != "sqlite":
-        raise ConfigurationError(f"the demo runs on sqlite:///FILE or memory://, not {url!r}")
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    return None if path in ("", ":memory:") else Path(path)
-
-
-def _check_disposable(path: Path) -> None:
-    """Refuse to wipe a database holding anything but the demo's own budgets.
-
-    The demo deletes its database to be repeatable; a mistyped ``--db`` must
-    not cost an operator their real ledger.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-            ids = {row[0] for row in conn.execute("SELECT id FROM budgets")}
-    except sqlite3.Error:
-        ids = None
-    if ids is None or not ids <= DEMO_BUDGET_IDS:
-        raise ConfigurationError(f"{path} is not a demo database; refusing to delete it")
-
-
-def reset_database(url: str) -> None:
-    """Delete the demo database file and its WAL companions, if they exist."""
-    path = _demo_file(url)
-    if path is None:
-        return
-    _check_disposable(path)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+def demo_state(url: str) -> DemoState:
+    """``fresh`` (nothing to keep), ``demo`` (an earlier demo) or ``foreign`` (other data)."""
+    return _demo_db.demo_state(url, DEMO_BUDGET_IDS)
 
 
 @contextmanager
@@ -270,11 +256,14 @@ def _governors(url: str, clock: FakeClock) -> Iterator[tuple[Governor, Governor]
         Governor(url, pricer=dollars, clock=clock) as usd,
         Governor(url, pricer=euros, currency="EUR", clock=clock) as eur,
     ):
-        for spec in (*CRM_BUDGETS, *AGENT_BUDGETS):
-            usd.set_budget(spec)
-        for spec in GATEWAY_BUDGETS:
-            eur.set_budget(spec)
         yield usd, eur
+
+
+def _create_budgets(usd: Governor, eur: Governor) -> None:
+    for spec in (*CRM_BUDGETS, *AGENT_BUDGETS):
+        usd.set_budget(spec)
+    for spec in GATEWAY_BUDGETS:
+        eur.set_budget(spec)
 
 
 # --- reporting ----------------------------------------------------------------------
@@ -289,24 +278,25 @@ def _views(gov: Governor, subjects: Iterable[dict[str, Any]]) -> list[BudgetView
     return list(seen.values())
 
 
-def _summary(tally: Tally, start: datetime) -> str:
+def _summary(tally: Tally, start: datetime, end: datetime) -> str:
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.refused.items()))
     refused = sum(tally.refused.values())
     total = tally.allowed + refused
     return (
-        f"{total} calls on {start:%Y-%m-%d} 08:00-20:00 UTC: {tally.allowed} allowed, "
-        f"{refused} refused ({reasons or 'none'}), {tally.errors} errors"
+        f"{total} calls on {start:%Y-%m-%d} {start:%H:%M}-{end:%H:%M} UTC: "
+        f"{tally.allowed} allowed, {refused} refused ({reasons or 'none'}), {tally.errors} errors"
     )
 
 
 def report_crm(gov: Governor, console: Console) -> None:
-    """System 1: each port's budgets and port-a's usage per feature."""
+    """System 1: both ports' budgets and port-a's usage per feature."""
     console.rule("System 1 - CRM with per-tenant token budgets")
-    for tenant in ("port-a", "port-b"):
-        views = gov.status({"tenant": tenant})
-        console.print(status_table(views, gov.currency, title=tenant, brief=True))
+    views = _views(gov, ({"tenant": t} for t in ("port-a", "port-b")))
+    console.print(status_table(views, gov.currency, title="port-a, port-b", brief=True))
     rows = gov.usage("port-a", ["feature"])
-    console.print(usage_table(rows, ["feature"], gov.currency, title="port-a usage by feature"))
+    console.print(
+        usage_table(rows, ["feature"], gov.currency, title="port-a usage by feature", brief=True)
+    )
 
 
 def report_gateway(gov: Governor, console: Console) -> None:
@@ -319,7 +309,9 @@ def report_gateway(gov: Governor, console: Console) -> None:
     views = _views(gov, subjects)
     console.print(status_table(views, gov.currency, title="globex policies", brief=True))
     rows = gov.usage("globex", ["user"])
-    console.print(usage_table(rows, ["user"], gov.currency, title="globex spend per user"))
+    console.print(
+        usage_table(rows, ["user"], gov.currency, title="globex spend per user", brief=True)
+    )
 
 
 def report_agents(gov: Governor, console: Console) -> None:
@@ -328,26 +320,51 @@ def report_agents(gov: Governor, console: Console) -> None:
     views = _views(gov, ({"tenant": "orchestrator", "agent": a} for a in AGENTS))
     console.print(status_table(views, gov.currency, title="orchestrator", brief=True))
     rows = gov.usage("orchestrator", ["agent"])
-    console.print(usage_table(rows, ["agent"], gov.currency, title="orchestrator usage by agent"))
+    title = "orchestrator usage by agent"
+    console.print(usage_table(rows, ["agent"], gov.currency, title=title, brief=True))
 
 
-def run_demo(db_url: str, seed: int, console: Console, day: date | None = None) -> None:
-    """Recreate ``db_url``, simulate ``day`` (default 2026-11-23) with ``seed``, and report.
+def run_demo(
+    db_url: str,
+    seed: int,
+    console: Console,
+    now: datetime | None = None,
+    *,
+    reset: bool = False,
+) -> bool:
+    """Simulate the day up to ``now`` on ``db_url`` with ``seed`` and report; True if it did.
 
-    The CLI passes today, so a served demo shows budgets in their current windows.
+    A database that already holds the demo is kept and only reported on
+    (``reset=True`` deletes and simulates it afresh). ``now`` defaults to
+    2026-11-23 20:00 UTC, a whole working day; the CLI passes the current time.
 
     Raises:
         ConfigurationError: ``db_url`` is not SQLite/memory, or holds data
-            other than an earlier demo's.
+            other than the demo's.
     """
-    reset_database(db_url)
-    start = START if day is None else datetime.combine(day, time(8), UTC)
-    clock = FakeClock(start)
-    rng = random.Random(seed)
-    calls = [replace(c, at=c.at + (start - START)) for c in plan_day(rng)]
+    end = START + timedelta(seconds=DAY_SECONDS) if now is None else now.astimezone(UTC)
+    state = demo_state(db_url)
+    if state == "foreign":
+        raise not_a_demo(demo_file(db_url), "it holds data of its own")
+    if reset:
+        reset_database(db_url, DEMO_BUDGET_IDS)
+    simulate_now = reset or state == "fresh"
+    clock = FakeClock(end)
     with _governors(db_url, clock) as (usd, eur):
-        tally = simulate(calls, usd, eur, clock, rng)
-        console.print(_summary(tally, start), markup=False)
+        if simulate_now:
+            start, end = simulated_span(end)
+            rng = random.Random(seed)
+            calls = spread(plan_day(rng), start, end)
+            _create_budgets(usd, eur)
+            tally = simulate(calls, usd, eur, clock, rng)
+            clock.now = end
+            console.print(_summary(tally, start, end), markup=False)
+        else:
+            console.print(
+                f"kept the demo already in {demo_file(db_url)} (--reset simulates it afresh)",
+                markup=False,
+            )
         report_crm(usd, console)
         report_gateway(eur, console)
         report_agents(usd, console)
+    return simulate_now

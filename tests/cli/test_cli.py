@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+import allotment
 from allotment.cli import app
+from allotment.config import load_budget_specs
 
 runner = CliRunner()
 
@@ -303,74 +304,160 @@ def test_default_db_comes_from_the_environment(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "line"),
     [
-        ["budgets", "set", "--id", "b", "--meter", "tokens", "--window", "day", "--match", "x"],
-        ["usage", "--tenant", "t", "--since", "yesterday"],
-        ["record", "--tenant", "t", "--provider", "p", "--model", "m", "--input", "-1"],
-        ["status"],
+        ([*SET_TOKENS_DAY, "--match", "x"], "error: --match: expected name=value, got 'x'"),
+        (["usage", "--tenant", "t", "--since", "yesterday"], "error: --since: not an ISO 8601"),
+        ([*RECORD_T, "--input", "-1"], "error: --input: "),
+        (["status"], "error: --tenant: is required"),
+        (["budgets", "list", "--limit", "3"], "error: --limit: no such option"),
+        (["budgets", "set", "--id"], "error: --id: requires an argument"),
+        (["budgets", "delete"], "error: ID: is required"),
+        (["budgets", "frobnicate"], "error: No such command 'frobnicate'"),
     ],
 )
-def test_bad_option_usage_is_typers_job(db: str, args: list[str]) -> None:
-    result = run(db, *args)
-    assert result.exit_code == 2 and "Usage:" in result.output
-    assert "Traceback" not in result.output
+def test_bad_option_usage_is_one_line_too(args: list[str], line: str) -> None:
+    result = runner.invoke(app, args)  # refused before any store is opened
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(line) and len(result.stderr.strip().splitlines()) == 1
+    assert "Usage:" not in result.output and "Traceback" not in result.output
 
 
-# --- demo --------------------------------------------------------------------------
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"allotment {allotment.__version__}\n"
 
 
-@pytest.fixture(scope="module")
-def demo_output(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
-    result = runner.invoke(app, ["demo", "--db", url])
-    assert result.exit_code == 0, result.output
-    again = runner.invoke(app, ["demo", "--db", url])
-    assert again.stdout == result.stdout  # the database is recreated: same seed, same day
-    return result.stdout
+@pytest.mark.parametrize("group", [[], ["budgets"], ["ledger"], ["rates"], ["prices"], ["keys"],
+                                   ["db"]])  # fmt: skip
+def test_a_group_without_a_command_prints_its_help_and_exits_2(group: list[str]) -> None:
+    result = runner.invoke(app, group)
+    assert result.exit_code == 2
+    assert "Usage:" in result.stdout and "Commands" in result.stdout and result.stderr == ""
 
 
-def test_demo_reports_calls_and_refusals(demo_output: str) -> None:
-    summary = re.search(r"(\d+) allowed, (\d+) refused .*, (\d+) errors", demo_output)
-    assert summary is not None, demo_output
-    allowed, refused, errors = map(int, summary.groups())
-    assert allowed > 0 and refused > 0 and errors > 0
+@pytest.mark.parametrize(
+    "command", [["--help"], ["budgets", "set", "--help"], ["record", "--help"], ["keys", "list",
+                "--help"], ["status", "--help"], ["serve", "--help"]],
+)  # fmt: skip
+def test_flags_do_not_look_like_they_take_a_value(command: list[str]) -> None:
+    result = runner.invoke(app, command, env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "bool" not in result.stdout.lower()
+    flags = [
+        line for line in result.stdout.splitlines() if re.search(r"--(json|help|demo)\b", line)
+    ]
+    assert flags and all("<" not in line for line in flags)
 
 
-def test_demo_prints_tables_for_the_three_systems(demo_output: str) -> None:
-    for text in (
-        "System 1", "port-a-daily", "port-b-daily", "port-a usage by feature", "summarize",
-        "System 2", "globex-interns-daily", "globex spend per user", "EUR",
-        "System 5", "orchestrator-per-agent", "orchestrator usage by agent", "coder",
-    ):  # fmt: skip
-        assert text in demo_output, text
+def test_group_and_groups_both_name_the_subject_groups(db: str) -> None:
+    set_budget(db, "--id", "interns", "--tenant", "t", "--meter", "tokens", "--window",
+               "lifetime", "--limit", "100", "--match", "group=interns")  # fmt: skip
+    ok(db, *RECORD_T, "--group", "interns", "--input", "10")
+    ok(db, *RECORD_T, "--groups", "interns", "--groups", "other", "--input", "5")
+    for option in ("--group", "--groups"):
+        [view] = as_json(db, "status", "--tenant", "t", option, "interns")
+        assert view["used"] == 15
+    assert as_json(db, "status", "--tenant", "t", "--group", "other") == []
 
 
-def test_demo_agent_hits_its_limit_and_alice_override_applies(demo_output: str) -> None:
-    coder = [line for line in demo_output.splitlines() if "per-agent" in line and "coder" in line]
-    assert coder and ("at_limit" in coder[0] or "exceeded" in coder[0])
-    alice = [line for line in demo_output.splitlines() if "│ alice " in line and "daily" in line]
-    assert [line.split()[1] for line in alice] == ["globex-alice-daily"]
+def test_budgets_get_shows_one_budget(db: str) -> None:
+    set_budget(db, "--id", "b", "--tenant", "t", "--meter", "tokens", "--window", "day",
+               "--limit", "10")  # fmt: skip
+    assert as_json(db, "budgets", "get", "b")["limit"] == "10"
+    assert "day (UTC)" in ok(db, "budgets", "get", "b")
+    missing = run(db, "budgets", "get", "nope")
+    assert missing.exit_code == 2 and "nope" in missing.stderr
 
 
-def test_demo_with_another_seed_and_memory_store() -> None:
-    result = runner.invoke(app, ["demo", "--db", "memory://", "--seed", "11"])
-    assert result.exit_code == 0, result.output
-    assert "refused" in result.stdout
+def test_a_config_without_budgets_is_fine(db: str, tmp_path: Path) -> None:
+    pricing_only = tmp_path / "pricing.yaml"
+    pricing_only.write_text("pricing:\n  unknown_model: deny\n", encoding="utf-8")
+    assert "saved 0 budget(s)" in set_budget(db, "--file", str(pricing_only))
+    assert load_budget_specs(pricing_only) == []
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    assert load_budget_specs(empty) == []
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("budgets: {id: x}\n", encoding="utf-8")
+    assert run(db, "budgets", "set", "--file", str(wrong)).exit_code == 2
 
 
-def test_demo_refuses_to_wipe_a_real_database(db: str, tmp_path: Path) -> None:
-    set_budget(db, "--id", "production", "--meter", "tokens", "--window", "day")
-    result = runner.invoke(app, ["demo", "--db", db])
-    assert result.exit_code == 2 and "not a demo database" in result.stderr
-    assert [s["id"] for s in as_json(db, "budgets", "list")] == ["production"]
+# --- where a command works ----------------------------------------------------------
 
 
-def test_demo_console_script_runs(tmp_path: Path) -> None:
-    script = Path(sys.executable).with_name("allotment")
-    url = f"sqlite:///{tmp_path / 'd.db'}"
-    done = subprocess.run(
-        [str(script), "demo", "--db", url], capture_output=True, text=True, timeout=60, check=False
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ledger", "rebuild"],
+        ["ledger", "archive", "--before", "2000-01-01", "--to", "x.jsonl.gz"],
+        ["ledger", "reprice", "--since", "2000-01-01", "--until", "2001-01-01"],
+        ["db", "upgrade"],
+        ["rates", "list"],
+        ["rates", "set", "--source", "USD", "--target", "EUR", "--rate", "0.9"],
+    ],
+)
+def test_commands_without_an_endpoint_need_the_database(args: list[str]) -> None:
+    for given in (["--url", "http://127.0.0.1:9", "--api-key", "k"], []):
+        env = {} if given else {"ALLOTMENT_URL": "http://127.0.0.1:9", "ALLOTMENT_API_KEY": "k"}
+        result = runner.invoke(app, [*args, *given], env=env)
+        assert result.exit_code == 2
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: --db: ") and "no HTTP endpoint" in line
+
+
+def test_remote_mode_needs_a_key_and_excludes_db(db: str) -> None:
+    no_key = runner.invoke(app, ["status", "--tenant", "t", "--url", "http://127.0.0.1:9"],
+                           env={"ALLOTMENT_API_KEY": ""})  # fmt: skip
+    assert no_key.exit_code == 2 and no_key.stderr.startswith("error: --api-key: ")
+    both = run(db, "status", "--tenant", "t", "--url", "http://127.0.0.1:9")
+    assert both.exit_code == 2 and both.stderr.startswith("error: --db: give --db or --url")
+    stray = runner.invoke(app, ["status", "--tenant", "t", "--api-key", "k"])
+    assert stray.exit_code == 2 and stray.stderr.startswith("error: --api-key: only with --url")
+
+
+def test_a_db_flag_beats_allotment_url(db: str) -> None:
+    env = {"ALLOTMENT_URL": "http://127.0.0.1:9", "ALLOTMENT_API_KEY": "k"}
+    assert runner.invoke(app, ["status", "--tenant", "t", "--db", db], env=env).exit_code == 0
+
+
+def test_an_unreachable_service_is_one_line_and_exit_1() -> None:
+    result = runner.invoke(app, ["budgets", "list", "--url", "http://127.0.0.1:9",
+                                 "--api-key", "k"])  # fmt: skip
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach the service at http://127.0.0.1:9")
+
+
+def test_an_unreachable_postgres_is_one_line_fast_and_exit_1() -> None:
+    pytest.importorskip("psycopg")
+    started = time.monotonic()
+    result = runner.invoke(app, ["budgets", "list", "--db", "postgresql://u:secret@127.0.0.1:9/x"])
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:9/x"
     )
-    assert done.returncode == 0, done.stderr
-    assert "System 5" in done.stdout and (tmp_path / "d.db").exists()
+    assert "secret" not in result.output
+
+
+def test_usage_top_rows_by_cost(db: str) -> None:
+    for user, cost in (("a", "0.01"), ("b", "0.30"), ("c", "0.20")):
+        record(db, "--user", user, "--cost", cost)
+    rows = as_json(db, "usage", "--tenant", "port-a", "--by", "user", "--order", "cost",
+                   "--limit", "2")  # fmt: skip
+    assert [r["group"]["user"] for r in rows] == ["b", "c"]
+    bad = run(db, "usage", "--tenant", "port-a", "--order", "colour")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: order: ")
+
+
+def test_a_protected_budget_is_not_deleted(db: str) -> None:
+    set_budget(db, "--id", "p", "--meter", "tokens", "--window", "day", "--protected",
+               "--policy", "org")  # fmt: skip
+    [spec] = as_json(db, "budgets", "list")
+    assert spec["protected"] is True and spec["policy"] == "org"
+    refused = run(db, "budgets", "delete", "p")
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: protected: ")
+    set_budget(db, "--id", "p", "--meter", "tokens", "--window", "day")  # replaced: unprotected
+    assert "deleted budget p" in ok(db, "budgets", "delete", "p")

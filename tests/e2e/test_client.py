@@ -8,10 +8,26 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from allotment import AccessDenied, BudgetExceeded, Governor, NotFoundError, ValidationError
+from allotment import (
+    AccessDenied,
+    BudgetExceeded,
+    EventStatus,
+    Governor,
+    NotFoundError,
+    ValidationError,
+)
 from allotment.api import create_app
-from allotment.client import AsyncClient, Client
+from allotment.client import (
+    AsyncClient,
+    Client,
+    RemoteBudget,
+    RemoteCommitResult,
+    RemoteDecision,
+    RemoteKey,
+)
+from allotment.store.base import EventQuery
 from tests.e2e.server import ADMIN, serve
 
 SUBJECT = {"tenant": "acme", "user": "u1", "feature": "chat"}
@@ -92,4 +108,61 @@ def test_async_client_in_process(tmp_path: Path) -> None:
             assert (await reader.list_budgets())[0].id == "acme-day"
 
     asyncio.run(main())
+    gov.close()
+
+
+def test_the_clients_cover_the_governors_budget_and_key_methods(tmp_path: Path) -> None:
+    gov = Governor(f"sqlite:///{tmp_path / 'b.db'}")
+    _, admin = gov.create_key("admin")
+    with Client("http://allotment", admin, http=TestClient(create_app(gov))) as remote:
+        made = remote.set_budget(BUDGET | {"soft": [50], "name": "first"})
+        assert isinstance(made, RemoteBudget) and made.soft == ["50"]
+        replaced = remote.set_budget(BUDGET)  # wholesale, as Governor.set_budget
+        assert (replaced.soft, replaced.name) == (["80"], None)
+        assert gov.get_budget("acme-day").name is None
+        file = tmp_path / "b.yaml"
+        file.write_text("budgets:\n  - {id: acme-week, tenant: acme, meter: tokens, "
+                        "window: week, limit: 5000}\npricing: {unknown_model: deny}\n")  # fmt: skip
+        assert [b.id for b in remote.load_budgets(file)] == ["acme-week"]
+        assert {b.id for b in remote.list_budgets("acme")} == {"acme-day", "acme-week"}
+        key, secret = remote.create_key("viewer", "acme", "dash")
+        assert isinstance(key, RemoteKey) and secret.startswith(f"ak_{key.id}_")
+        assert [k.name for k in remote.list_keys("acme")] == ["dash"]
+        remote.revoke_key(key.id)
+        assert remote.list_keys("acme")[0].revoked_at is not None
+        granted = remote.authorize("o1", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 100})
+        result = remote.commit("o1", {"input_tokens": 50, "output_tokens": 100})
+        assert isinstance(granted, RemoteDecision) and isinstance(result, RemoteCommitResult)
+        overshoot = {o.budget_id: o.difference for o in result.overshoot}
+        assert overshoot == {"acme-day": -50, "acme-week": -50}  # used 150, reserved 100
+        [event] = remote.events(EventQuery(tenant="acme", status=EventStatus.SUCCESS))
+        assert event.request_id == "o1" and event.usage.tokens == 150
+        assert [r.group["feature"] for r in remote.usage("acme", ["feature"], order="tokens")] == [
+            "chat"
+        ]
+    gov.close()
+
+
+def test_async_client_holds(tmp_path: Path) -> None:
+    gov = Governor(f"sqlite:///{tmp_path / 'h.db'}")
+    gov.create_budget(BUDGET)
+    _, secret = gov.create_key("service", "acme")
+    transport = httpx.ASGITransport(app=create_app(gov))
+
+    async def main() -> None:
+        async with AsyncClient("http://allotment", secret, transport=transport) as client:
+            async with client.hold(SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 300}) as h:
+                assert h.decision.budgets[0].reserved == 300
+                await h.commit({"output_tokens": 200})
+            with pytest.raises(RuntimeError):
+                async with client.hold(SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 9}):
+                    raise RuntimeError("provider failed")
+            with pytest.raises(BudgetExceeded):
+                async with client.hold(SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 801}):
+                    pass
+            assert (await client.status(SUBJECT))[0].used == 200
+
+    asyncio.run(main())
+    released = gov.events(EventQuery(status=EventStatus.RELEASED))
+    assert [e.reason for e in released] == ["exception"]
     gov.close()

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
 
-from tests.e2e.server import ADMIN, serve, service_key
+from allotment.governor import Governor
+from allotment.store.base import EventQuery
+from tests.e2e.server import ADMIN, free_port, serve, service_key
 
 N = 150
 CLIENTS = 64
@@ -78,3 +88,112 @@ def test_64_concurrent_clients_exactly_n_through_http(tmp_path: Path) -> None:
                                                       "limit": 1000}).json()["events"]  # fmt: skip
         assert len(ledger) == N
         assert sum(e["usage"]["output_tokens"] for e in ledger) == N * 100
+
+
+# --- the first hour: the demo is kept, its key shown last ------------------------------------
+
+
+@contextmanager
+def _serving(db: str, *flags: str, env: dict[str, str] | None = None) -> Iterator[Started]:
+    """``allotment serve`` until it answers (or exits): its base URL and what it printed."""
+    port = free_port()
+    script = Path(sys.executable).parent / "allotment"
+    environ = {k: v for k, v in os.environ.items() if k != "ALLOTMENT_ADMIN_KEY"} | (env or {})
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [str(script), "serve", "--port", str(port), "--db", db, *flags],
+            env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            log.seek(0)
+            lines = [line for line in log.read().decode().splitlines() if line.strip()]
+            yield Started(base, lines)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=15)
+
+
+class Started(NamedTuple):
+    base: str
+    lines: list[str]
+
+
+def _status(base: str, key: str) -> int:
+    headers = {"Authorization": f"Bearer {key}"}
+    response = httpx.get(f"{base}/v1/status", params={"tenant": "port-a"}, headers=headers)
+    return response.status_code
+
+
+def _events(db: str) -> int:
+    with Governor(db) as gov:
+        return len(gov.events(EventQuery(limit=10_000)))
+
+
+def test_the_demo_and_its_key_survive_a_restart(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'allotment.db'}"
+    key_file = tmp_path / "allotment.db.admin-key"
+    with _serving(db, "--demo") as (base, lines):
+        serving, shown, curl, cli = lines[-4:]  # the last lines before serving
+        key = shown.split()[2]
+        assert _status(base, key) == 200
+    assert serving.startswith(f"allotment: serving {db} on {base}")
+    assert shown == f"admin key: {key}  (saved in {key_file})" and key.startswith("ak_")
+    assert curl == (f'try: curl -H "Authorization: Bearer {key}" '
+                    f'"{base}/v1/status?tenant=port-a"')  # fmt: skip
+    assert cli.endswith(f"status --tenant port-a --db {db}")
+    assert key_file.read_text().strip() == key and key_file.stat().st_mode & 0o777 == 0o600
+
+    events = _events(db)
+    with _serving(db, "--demo") as (base, again):  # a restart keeps the data and the key
+        assert again[0].startswith("kept the demo already in") and again[-3].split()[2] == key
+        assert _status(base, key) == 200
+    assert _events(db) == events
+
+    with _serving(db, "--demo", "--reset") as (base, fresh):
+        new_key = fresh[-3].split()[2]
+        assert new_key != key and key_file.read_text().strip() == new_key
+        assert (_status(base, key), _status(base, new_key)) == (401, 200)
+
+
+def test_a_first_start_prints_its_new_key_last(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'plain.db'}"
+    with _serving(db) as (base, lines):
+        key = lines[-2].split()[2]
+        assert lines[-2].startswith(f"admin key: {key}  (shown once, not saved")
+        assert lines[-1] == f'try: curl -H "Authorization: Bearer {key}" "{base}/v1/budgets"'
+    with _serving(db) as (_, again):
+        assert "admin key" not in " ".join(again)  # shown once
+
+
+def test_a_weak_admin_key_is_refused_in_one_line(tmp_path: Path) -> None:
+    weak = {"ALLOTMENT_ADMIN_KEY": "changeme"}
+    with _serving(f"sqlite:///{tmp_path / 'weak.db'}", env=weak) as (_, lines):
+        pass
+    assert lines == [
+        "error: ALLOTMENT_ADMIN_KEY: must be 16 to 256 characters (got 8); use a generated one, "
+        "e.g. `openssl rand -hex 16`"
+    ]
+
+
+def test_any_long_enough_admin_key_is_adopted(tmp_path: Path) -> None:
+    secret = "correct-horse-battery-staple"
+    db = f"sqlite:///{tmp_path / 'own.db'}"
+    with _serving(db, env={"ALLOTMENT_ADMIN_KEY": secret}) as (base, lines):
+        assert lines[-2] == "admin key: $ALLOTMENT_ADMIN_KEY  (from the environment)"
+        assert lines[-1] == (f'try: curl -H "Authorization: Bearer $ALLOTMENT_ADMIN_KEY" '
+                             f'"{base}/v1/budgets"')  # fmt: skip
+        assert secret not in "\n".join(lines)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}) as admin:
+            [key] = admin.get("/v1/keys").json()["keys"]
+            assert key["role"] == "admin" and len(key["id"]) == 12
+    with Governor(db) as gov:
+        assert gov.authenticate(secret + "x") is None

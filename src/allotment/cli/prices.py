@@ -11,22 +11,20 @@ import typer
 from rich.table import Table
 
 from allotment._render import format_money, make_console, print_json
-from allotment.config import db_url
+from allotment.cli._group import Group
+from allotment.cli._options import ApiKey, AsJson, Db, Url
+from allotment.cli._target import backend, target
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
-from allotment.governor import Governor
 from allotment.pricing import CATALOG_VERSION, CatalogPricer
 from allotment.store.base import EventQuery
 
 __all__ = ["prices_app"]
 
-prices_app = typer.Typer(help="Look up prices, estimate requests, list guessed prices.")
+prices_app = typer.Typer(
+    cls=Group, help="Look up prices, estimate requests, list guessed prices.", no_args_is_help=True
+)
 
-Db = Annotated[
-    str | None,
-    typer.Option("--db", help="Store URL (default: $ALLOTMENT_DB or sqlite:///allotment.db)."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ProviderOpt = Annotated[
     str | None, typer.Option("--provider", help="Provider, if not given as provider/model.")
 ]
@@ -111,10 +109,13 @@ def unknown(
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 100,
     as_json: AsJson = False,
     db: Db = None,
+    url: Url = None,
+    api_key: ApiKey = None,
 ) -> None:
     """List calls priced by a fallback: unknown models and usage no price covers."""
-    with Governor(db_url(db), pricer=None) as gov:
-        events = gov.events(EventQuery(tenant=tenant, price_source="fallback", limit=limit))
+    query = EventQuery(tenant=tenant, price_source="fallback", limit=limit)
+    with backend(target(db, url, api_key), priced=False) as gov:
+        events = gov.events(query)
     rows = [_flagged(e.to_dict()) for e in events]
     if as_json:
         print_json(rows)

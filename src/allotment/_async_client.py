@@ -1,0 +1,247 @@
+"""``AsyncClient``: the Governor's methods as coroutines, over HTTP (see ``allotment.client``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from allotment._answers import (
+    RemoteBudget,
+    RemoteBudgetView,
+    RemoteCommitResult,
+    RemoteDecision,
+    RemoteEvent,
+    RemoteKey,
+    RemoteUsageRow,
+    budget_from,
+    commit_from,
+    decision_from,
+    event_from,
+    key_from,
+    usage_row_from,
+    view_from,
+)
+from allotment._client_base import BACKOFF, Base, Call, answer, file_budgets, spec_of, whole
+from allotment.async_governor import AsyncHold
+from allotment.core.budgets import Budget
+from allotment.core.ledger import ReservationState
+from allotment.errors import ConflictError
+from allotment.governor import SubjectLike, UsageLike
+from allotment.store.base import EventQuery
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(Base):
+    """The service, with the Governor's method names and arguments (async).
+
+    The arguments are ``Client``'s; ``http`` lends an ``httpx.AsyncClient``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10,
+        retries: int = 3,
+        backoff: Sequence[float] = BACKOFF,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(api_key, retries, backoff)
+        if http is None:
+            http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        http.headers.update(self._headers)
+        self._http = http
+
+    async def _send(self, call: Call) -> Any:
+        """Send ``call`` (again, while ``_again`` says so) and read its JSON answer."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
+            except httpx.TransportError as exc:
+                if not self._again(call, attempt, None):
+                    raise self._unreachable(self._http.base_url, call, exc) from exc
+            else:
+                if not self._again(call, attempt, response):
+                    return answer(response)
+            await asyncio.sleep(self._delay(attempt))
+            attempt += 1
+
+    # the call lifecycle
+    async def authorize(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None = None,
+        *,
+        ttl: int | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> RemoteDecision:
+        """See ``Governor.authorize``; a refusal is returned with ``allowed`` False."""
+        call = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
+        return self._granted(decision_from(await self._send(call)))
+
+    async def commit(
+        self,
+        request_id: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        reason: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        subject: SubjectLike | None = None,
+        tenant: str | None = None,
+    ) -> RemoteCommitResult:
+        """See ``Governor.commit``."""
+        fields = {"reason": reason, "provider": provider, "model": model, "subject": subject,
+                  "tenant": tenant}  # fmt: skip
+        return commit_from(await self._send(self._commit(request_id, usage, status, fields)))
+
+    async def release(
+        self, request_id: str, reason: str = "released", *, tenant: str | None = None
+    ) -> ReservationState:
+        """See ``Governor.release``."""
+        answer = await self._send(self._release(request_id, reason, tenant))
+        return ReservationState(answer["state"])
+
+    async def record(
+        self,
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        usage: UsageLike,
+        *,
+        status: str = "success",
+        occurred_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> RemoteCommitResult:
+        """See ``Governor.record``."""
+        event = {"request_id": request_id, "subject": subject, "provider": provider,
+                 "model": model, "usage": usage, "status": status, "occurred_at": occurred_at,
+                 "reason": reason}  # fmt: skip
+        return (await self.record_many([event]))[0]
+
+    async def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[RemoteCommitResult]:
+        """See ``Governor.record_many``: all are recorded or none."""
+        return [commit_from(e) for e in (await self._send(self._record_many(events)))["events"]]
+
+    def hold(
+        self,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None = None,
+        *,
+        request_id: str | None = None,
+        ttl: int | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> AsyncHold[RemoteDecision, RemoteCommitResult]:
+        """``async with client.hold(...) as h: await h.commit(usage)``; see ``Governor.hold``."""
+        return AsyncHold(
+            self, subject, provider, model, estimate, request_id=request_id, ttl=ttl,
+            request=request,
+        )  # fmt: skip
+
+    # reading
+    async def status(
+        self,
+        subject: SubjectLike,
+        provider: str | None = None,
+        model: str | None = None,
+        *,
+        view: str = "operator",
+    ) -> list[RemoteBudgetView]:
+        """See ``Governor.status``; ``view="client"`` leaves out the amounts."""
+        answer = await self._send(self._status(subject, provider, model, view))
+        return [view_from(v) for v in answer["budgets"]]
+
+    async def usage(
+        self,
+        tenant: str,
+        by: Iterable[str] = (),
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        *,
+        order: str | None = None,
+        limit: int | None = None,
+    ) -> list[RemoteUsageRow]:
+        """See ``Governor.usage``."""
+        answer = await self._send(self._usage(tenant, by, since, until, order, limit))
+        return [usage_row_from(r) for r in answer["rows"]]
+
+    async def events(self, query: EventQuery | None = None) -> list[RemoteEvent]:
+        """See ``Governor.events``: one page, oldest first, after ``query.after_id``."""
+        return [event_from(e) for e in (await self._send(self._events(query)))["events"]]
+
+    # budgets
+    async def create_budget(self, budget: Budget | Mapping[str, Any]) -> RemoteBudget:
+        """See ``Governor.create_budget``."""
+        return budget_from(await self._send(self._budget("POST", spec=spec_of(budget))))
+
+    async def set_budget(self, budget: Budget | Mapping[str, Any]) -> RemoteBudget:
+        """See ``Governor.set_budget``: create, or replace wholesale."""
+        spec = spec_of(budget)
+        try:
+            return await self.create_budget(spec)
+        except ConflictError:
+            return budget_from(await self._send(self._budget("PATCH", spec["id"], whole(spec))))
+
+    async def update_budget(self, budget_id: str, **changes: Any) -> RemoteBudget:
+        """See ``Governor.update_budget`` (spec fields, human units)."""
+        return budget_from(await self._send(self._budget("PATCH", budget_id, changes)))
+
+    async def get_budget(self, budget_id: str) -> RemoteBudget:
+        """See ``Governor.get_budget``."""
+        return budget_from(await self._send(self._budget("GET", budget_id)))
+
+    async def list_budgets(self, tenant: str | None = None) -> list[RemoteBudget]:
+        """See ``Governor.list_budgets``."""
+        answer = await self._send(self._list("/v1/budgets", tenant))
+        return [budget_from(b) for b in answer["budgets"]]
+
+    async def delete_budget(self, budget_id: str) -> None:
+        """See ``Governor.delete_budget``."""
+        await self._send(self._budget("DELETE", budget_id))
+
+    async def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
+        """See ``Governor.load_budgets``: every budget of the file, checked before any is sent."""
+        return [await self.set_budget(spec) for spec in file_budgets(path)]
+
+    # keys
+    async def create_key(
+        self, role: str, tenant: str | None = None, name: str | None = None
+    ) -> tuple[RemoteKey, str]:
+        """See ``Governor.create_key``: the key and its secret, shown this once."""
+        return self._new_key(await self._send(self._create_key(role, tenant, name)))
+
+    async def list_keys(self, tenant: str | None = None) -> list[RemoteKey]:
+        """See ``Governor.list_keys``."""
+        return [key_from(k) for k in (await self._send(self._list("/v1/keys", tenant)))["keys"]]
+
+    async def revoke_key(self, key_id: str) -> None:
+        """See ``Governor.revoke_key``."""
+        await self._send(self._revoke_key(key_id))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

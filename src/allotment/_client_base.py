@@ -1,0 +1,290 @@
+"""What ``Client`` and ``AsyncClient`` share: request building, retries, reading answers.
+
+The two faces differ only in how they send a ``Call`` (httpx's own clients
+are built the same way); everything a request carries, and every rule about
+retrying it or reading its answer, is written here once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from allotment._answers import RemoteDecision, RemoteKey, key_from
+from allotment.config import load_budget_specs, load_rates
+from allotment.core.budgets import Budget
+from allotment.core.subjects import Subject
+from allotment.core.usage import Usage
+from allotment.errors import (
+    AccessDenied,
+    AllotmentError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+from allotment.governor import SubjectLike, UsageLike
+from allotment.store.base import EventQuery
+
+__all__ = ["BACKOFF", "Base", "Call", "answer", "file_budgets", "spec_of", "tenant_of", "whole"]
+
+#: seconds before the 1st, 2nd, 3rd… retry (the last repeats), each times 0.5-1.5
+BACKOFF = (0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request to send: built by the base, sent by either face."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, Any] | None = None
+    #: safe to send again after a 503 or a lost connection
+    retry: bool = True
+
+
+class Base:
+    """Request building, retry policy and answer reading shared by both clients."""
+
+    def __init__(self, api_key: str, retries: int, backoff: Sequence[float]) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValidationError("retries", "must be a whole number >= 0")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self.retries = retries
+        self._backoff = tuple(backoff) or (0.0,)
+        #: what the commits of degraded grants must send (see ``Governor._degraded``)
+        self._degraded: dict[str, dict[str, Any]] = {}
+
+    # retries
+    def _again(self, call: Call, attempt: int, response: httpx.Response | None) -> bool:
+        """Whether to send ``call`` again after ``attempt`` (0-based) got ``response``.
+
+        ``response`` None means the connection failed or timed out.
+        """
+        if not call.retry or attempt >= self.retries:
+            return False
+        return response is None or response.status_code == 503
+
+    def _delay(self, attempt: int) -> float:
+        base = self._backoff[min(attempt, len(self._backoff) - 1)]
+        return base * (0.5 + random.random())
+
+    @staticmethod
+    def _unreachable(base: httpx.URL, call: Call, exc: httpx.HTTPError) -> StoreError:
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        reason = str(exc) or type(exc).__name__
+        return StoreError(
+            f"cannot reach the service at {base}: {call.method} {call.path} {what}: {reason}"
+        )
+
+    # the call lifecycle
+    def _granted(self, decision: RemoteDecision) -> RemoteDecision:
+        """Remember what a degraded grant's commit needs, so a plain commit meters it."""
+        if decision.degraded and decision.commit_with:
+            if len(self._degraded) >= 10_000:
+                del self._degraded[next(iter(self._degraded))]
+            self._degraded[decision.request_id] = decision.commit_with
+        return decision
+
+    @staticmethod
+    def _authorize(
+        request_id: str,
+        subject: SubjectLike,
+        provider: str,
+        model: str,
+        estimate: UsageLike | None,
+        ttl: int | None,
+        request: Mapping[str, Any] | None,
+    ) -> Call:
+        body = {"request_id": request_id, "subject": subject, "provider": provider, "model": model,
+                "estimate": estimate, "ttl_seconds": ttl, "request": request}  # fmt: skip
+        return Call("POST", "/v1/authorize", _body(body))
+
+    def _commit(
+        self, request_id: str, usage: UsageLike, status: str, fields: dict[str, Any]
+    ) -> Call:
+        extra = self._degraded.get(request_id, {}) if fields.get("subject") is None else {}
+        body = {"request_id": request_id, "usage": usage, "status": status, **extra}
+        return Call("POST", "/v1/commit", _body(body | _clean(fields)))
+
+    @staticmethod
+    def _release(request_id: str, reason: str, tenant: str | None) -> Call:
+        body = {"request_id": request_id, "reason": reason, "tenant": tenant}
+        return Call("POST", "/v1/release", _body(body))
+
+    @staticmethod
+    def _record_many(events: Iterable[Mapping[str, Any]]) -> Call:
+        return Call("POST", "/v1/events", {"events": [_body(e) for e in events]})
+
+    @staticmethod
+    def _status(subject: SubjectLike, provider: str | None, model: str | None, view: str) -> Call:
+        params = _subject_params(subject) | {"provider": provider, "model": model, "view": view}
+        return Call("GET", "/v1/status", params=_clean(params))
+
+    @staticmethod
+    def _usage(
+        tenant: str,
+        by: Iterable[str],
+        since: datetime | str | None,
+        until: datetime | str | None,
+        order: str | None,
+        limit: int | None,
+    ) -> Call:
+        by = [by] if isinstance(by, str) else list(by)
+        params = {"tenant": tenant, "by": by, "from": _json(since), "to": _json(until),
+                  "order": order, "limit": limit}  # fmt: skip
+        return Call("GET", "/v1/usage", params=_clean(params))
+
+    @staticmethod
+    def _events(query: EventQuery | None) -> Call:
+        q = query or EventQuery()
+        params = {"tenant": q.tenant, "status": None if q.status is None else q.status.value,
+                  "price_source": q.price_source, "since": _json(q.since),
+                  "until": _json(q.until), "cursor": q.after_id, "limit": q.limit}  # fmt: skip
+        return Call("GET", "/v1/events", params=_clean(params))
+
+    # budgets and keys: changes are sent once (a repeated create would find its own 409)
+    @staticmethod
+    def _budget(method: str, budget_id: str = "", spec: Any = None) -> Call:
+        path = "/v1/budgets" + (f"/{quote(budget_id, safe='')}" if budget_id else "")
+        # None stays: in a PATCH it clears the field (a replacement sends every field)
+        return Call(method, path, None if spec is None else _json(spec), retry=method == "GET")
+
+    @staticmethod
+    def _list(path: str, tenant: str | None) -> Call:
+        return Call("GET", path, params=_clean({"tenant": tenant}))
+
+    @staticmethod
+    def _create_key(role: str, tenant: str | None, name: str | None) -> Call:
+        body = _clean({"role": role, "tenant": tenant, "name": name})
+        return Call("POST", "/v1/keys", body, retry=False)
+
+    @staticmethod
+    def _revoke_key(key_id: str) -> Call:
+        return Call("DELETE", f"/v1/keys/{quote(key_id, safe='')}", retry=False)
+
+    @staticmethod
+    def _new_key(data: Any) -> tuple[RemoteKey, str]:
+        return key_from(data), str(data["secret"])
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def answer(response: httpx.Response) -> Any:
+    """The JSON of a successful answer (None for 204); an error as allotment's exception.
+
+    A 402 is a refused authorization: its decision is the answer.
+    """
+    status = response.status_code
+    if status == 402:
+        return _read(response)["error"]["decision"]
+    if status >= 400:
+        raise _error(response)
+    return None if status == 204 else _read(response)
+
+
+def _read(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise StoreError(f"HTTP {response.status_code}: not JSON: {response.text[:200]}") from exc
+
+
+def _error(response: httpx.Response) -> AllotmentError:
+    try:
+        error = response.json()["error"]
+        message = str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return StoreError(f"HTTP {response.status_code}: {response.text[:200]}")
+    status = response.status_code
+    if status in (400, 422):
+        return ValidationError(str(error.get("field", "body")), message)
+    if status == 404:
+        return NotFoundError(message)
+    if status == 409:
+        return ConflictError(str(error.get("field", "request")), message)
+    if status in (401, 403):
+        return AccessDenied(message)
+    return StoreError(message or f"HTTP {status}")
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def tenant_of(subject: SubjectLike) -> str | None:
+    if isinstance(subject, Subject):
+        return subject.tenant
+    tenant = subject.get("tenant")
+    return tenant if isinstance(tenant, str) else None
+
+
+def _subject_params(subject: SubjectLike) -> dict[str, Any]:
+    """A subject as ``/v1/status`` query parameters (``groups`` as repeated ``group``)."""
+    data = subject.to_dict() if isinstance(subject, Subject) else dict(subject)
+    params = {k: v for k, v in data.items() if k not in ("groups", "tags")}
+    if data.get("groups"):
+        params["group"] = list(data["groups"])
+    return params
+
+
+def spec_of(budget: Budget | Mapping[str, Any]) -> dict[str, Any]:
+    return budget.to_spec() if isinstance(budget, Budget) else dict(budget)
+
+
+def whole(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field of ``spec``, defaults included, so a PATCH replaces the budget wholesale.
+
+    Parsing here also refuses a bad spec before anything is sent.
+    """
+    return Budget.from_spec(spec).to_spec()
+
+
+def file_budgets(path: str | Path) -> list[dict[str, Any]]:
+    """The budgets of a config file, each checked; its ``rates:`` cannot go over HTTP."""
+    if load_rates(path):
+        raise ValidationError(
+            "rates", "exchange rates have no HTTP endpoint: apply this file with --db"
+        )
+    specs = load_budget_specs(path)
+    for i, spec in enumerate(specs):
+        try:
+            Budget.from_spec(spec)
+        except ValidationError as exc:
+            raise exc.within(f"budgets[{i}]") from None
+    return [dict(s) for s in specs]
+
+
+def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None and v != []}
+
+
+def _body(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON body: None fields left out, allotment's values in their JSON form."""
+    return {k: _json(v) for k, v in data.items() if v is not None}
+
+
+def _json(value: Any) -> Any:
+    """``value`` as JSON can carry it: Subject and Usage as dicts, Decimal as text, ISO times."""
+    if isinstance(value, Subject):
+        return value.to_dict()
+    if isinstance(value, Usage):
+        return {k: v for k, v in value.to_dict().items() if v is not None}
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json(v) for v in value]
+    return value

@@ -1,0 +1,116 @@
+"""The CLI's remote mode: the same commands through a real ``allotment serve``.
+
+Each command runs twice on the same database, once on the file (``--db``) and
+once through the service (``--url``/``--api-key``, or their environment
+variables), and must answer the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from allotment.cli import app
+from tests.e2e.server import ADMIN, serve
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('remote') / 'remote.db'}"
+    with serve(url, workers=1) as base:
+        yield url, base
+
+
+def local(served: tuple[str, str], *args: str) -> Result:
+    return runner.invoke(app, [*args, "--db", served[0]])
+
+
+def remote(served: tuple[str, str], *args: str) -> Result:
+    return runner.invoke(app, [*args, "--url", served[1], "--api-key", ADMIN])
+
+
+def both(served: tuple[str, str], *args: str) -> tuple[Any, Any]:
+    """The JSON answers of ``args`` on the file and through the service."""
+    answers = []
+    for result in (local(served, *args, "--json"), remote(served, *args, "--json")):
+        assert result.exit_code == 0, result.output
+        answers.append(json.loads(result.stdout))
+    return answers[0], answers[1]
+
+
+def test_budgets_through_the_service(served: tuple[str, str], tmp_path: Path) -> None:
+    set_args = ["budgets", "set", "--id", "r-day", "--tenant", "acme", "--meter", "tokens",
+                "--window", "day", "--limit", "1000", "--soft", "50"]  # fmt: skip
+    made = remote(served, *set_args)
+    assert made.exit_code == 0 and "saved 1 budget(s)" in made.stdout
+    again = remote(served, *set_args[:-4], "--limit", "2000")  # a replacement: wholesale
+    assert again.exit_code == 0, again.output
+    on_file, through = both(served, "budgets", "get", "r-day")
+    assert on_file == through and through["limit"] == "2000" and through["soft"] == ["80"]
+    on_file, through = both(served, "budgets", "list", "--tenant", "acme")
+    assert on_file == through and [b["id"] for b in through] == ["r-day"]
+    table = remote(served, "budgets", "list").stdout
+    assert "r-day" in table and "2,000" in table
+    file = tmp_path / "b.yaml"
+    file.write_text("budgets:\n  - {id: r-week, tenant: acme, meter: tokens, window: week}\n"
+                    "pricing: {unknown_model: deny}\n")  # fmt: skip
+    assert "saved 1 budget(s)" in remote(served, "budgets", "set", "--file", str(file)).stdout
+    with_rates = tmp_path / "rates.yaml"
+    with_rates.write_text(
+        "rates: [{source: USD, target: EUR, rate: '0.9', effective_from: '2026-01-01T00:00:00Z'}]\n"
+    )
+    refused = remote(served, "budgets", "set", "--file", str(with_rates))
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: rates: ")
+    assert "deleted budget r-week" in remote(served, "budgets", "delete", "r-week").stdout
+    gone = remote(served, "budgets", "get", "r-week")
+    assert gone.exit_code == 2 and "r-week" in gone.stderr
+
+
+def test_record_status_and_usage_through_the_service(served: tuple[str, str]) -> None:
+    remote(served, "budgets", "set", "--id", "g-life", "--tenant", "globex", "--meter",
+           "tokens", "--window", "lifetime", "--limit", "100", "--match", "group=eng")  # fmt: skip
+    call = ["record", "--tenant", "globex", "--user", "u1", "--group", "eng", "--provider",
+            "openai", "--model", "gpt-4o-mini", "--input", "60", "--request-id", "r1"]  # fmt: skip
+    recorded = remote(served, *call)
+    assert recorded.exit_code == 0 and "recorded event" in recorded.stdout
+    assert "already recorded as" in remote(served, *call).stdout
+    event = json.loads(remote(served, *call, "--json").stdout)
+    assert event["request_id"] == "r1" and event["usage"]["input_tokens"] == 60
+    on_file, through = both(served, "status", "--tenant", "globex", "--groups", "eng")
+    assert (
+        on_file == through and through[0]["used"] == 60 and through[0]["state"] == "within_budget"
+    )
+    assert "60.00%" in remote(served, "status", "--tenant", "globex", "--group", "eng").stdout
+    on_file, through = both(served, "usage", "--tenant", "globex", "--by", "user")
+    assert on_file == through and through[0]["group"] == {"user": "u1"}
+    assert "u1" in remote(served, "usage", "--tenant", "globex", "--by", "user").stdout
+    currency = remote(served, *call, "--currency", "EUR")
+    assert currency.exit_code == 2 and currency.stderr.startswith("error: --currency: ")
+
+
+def test_keys_through_the_service(served: tuple[str, str]) -> None:
+    made = remote(served, "keys", "create", "--role", "viewer", "--tenant", "acme")
+    assert made.exit_code == 0, made.output
+    key_id, secret = made.stdout.split()[0], made.stdout.split()[-1]
+    assert secret.startswith(f"ak_{key_id}_")
+    on_file, through = both(served, "keys", "list", "--tenant", "acme")
+    assert on_file == through and [k["id"] for k in through] == [key_id]
+    assert f"revoked {key_id}" in remote(served, "keys", "revoke", key_id).stdout
+    viewer = runner.invoke(app, ["status", "--tenant", "acme", "--url", served[1]],
+                           env={"ALLOTMENT_API_KEY": secret})  # fmt: skip
+    assert viewer.exit_code == 2 and viewer.stderr.startswith("error: ")  # revoked: 401
+
+
+def test_the_environment_selects_remote_mode(served: tuple[str, str]) -> None:
+    env = {"ALLOTMENT_URL": served[1], "ALLOTMENT_API_KEY": ADMIN}
+    result = runner.invoke(app, ["prices", "unknown", "--json"], env=env)
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    bad = runner.invoke(app, ["status", "--tenant", "acme"], env=env | {"ALLOTMENT_API_KEY": "x"})
+    assert bad.exit_code == 2 and "unknown or revoked API key" in bad.stderr
