@@ -18,10 +18,10 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from allotment._render import make_console
@@ -58,6 +58,7 @@ def serve(
     """Run the HTTP service (uvicorn with uvloop and httptools)."""
     if reset and not demo:
         raise typer.BadParameter("only with --demo", param_hint="--reset")
+    uvicorn = _server()
     url = db_url(db)
     console = make_console()
     if demo:
@@ -88,6 +89,20 @@ def serve(
         http="httptools",
         log_level="warning",
     )
+
+
+def _server() -> ModuleType:
+    """uvicorn, which comes with the ``server`` extra (the library does without it)."""
+    try:
+        import uvicorn
+
+        import allotment.api.app  # noqa: F401  (FastAPI and Prometheus, in the same extra)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the service needs the server extra ({exc.name} is missing): "
+            "pip install 'allotment[server]'"
+        ) from None
+    return uvicorn
 
 
 def demo(
