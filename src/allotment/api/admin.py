@@ -5,17 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
+from allotment.api.bodies import JsonRoute
 from allotment.api.errors import ApiError
 from allotment.api.schemas import ERRORS, BudgetsOut, KeyOut, KeysOut, documented
 from allotment.core.budgets import Budget
-from allotment.errors import NotFoundError
+from allotment.errors import NotFoundError, ValidationError
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=JsonRoute)
 Spec = Annotated[dict[str, Any], Body()]
+
+
+class KeyBody(BaseModel):
+    """A key to create: its role, its tenant (every role but admin has one), a name."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(description="admin, tenant_admin, service or viewer")
+    tenant: str | None = None
+    name: str | None = None
 
 
 @router.get("/budgets", response_model=None, responses=documented(BudgetsOut))
@@ -49,7 +60,11 @@ def update_budget(
 ) -> dict[str, Any]:
     """Change fields of a budget (spec form, human units)."""
     caller.may_manage()
-    _changeable(caller, gov.get_budget(budget_id))
+    budget = gov.get_budget(budget_id)
+    _changeable(caller, budget)
+    unknown = sorted(set(changes) - set(budget.to_spec()))
+    if unknown:  # the fields are keyword arguments: another name would be a TypeError
+        raise ValidationError(unknown[0], "is not a budget field")
     if "tenant" in changes:
         _owned(caller, {"tenant": changes["tenant"]})
     return gov.update_budget(budget_id, **changes).to_spec()
@@ -64,15 +79,15 @@ def delete_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> None:
 
 
 @router.post("/keys", status_code=201, response_model=None, responses=documented(KeyOut, 201))
-def create_key(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+def create_key(body: KeyBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Create a key; its secret is in this response and never again."""
     caller.may_manage()
-    role, tenant = spec.get("role"), spec.get("tenant")
+    tenant = body.tenant
     if not caller.admin:
-        if role == "admin":
+        if body.role == "admin":
             raise ApiError(403, "forbidden", "only an admin key may create admin keys")
         tenant = caller.tenant(tenant)
-    key, secret = gov.create_key(str(role), tenant, spec.get("name"))
+    key, secret = gov.create_key(body.role, tenant, body.name)
     return key.to_dict() | {"secret": secret}
 
 

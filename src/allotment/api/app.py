@@ -3,8 +3,9 @@
 ``build_app()`` is the uvicorn factory: it reads the settings from the
 environment (``ALLOTMENT_DB``, ``ALLOTMENT_CONFIG``, ``ALLOTMENT_ADMIN_KEY``,
 ``ALLOTMENT_SWEEP_SECONDS``: how often each worker releases expired
-reservations, default 1, 0 for never) so every worker process builds the same
-app.
+reservations, default 1, 0 for never; ``ALLOTMENT_READ_THREADS``: the threads
+each worker reads the store on, default 8) so every worker process builds the
+same app.
 """
 
 from __future__ import annotations
@@ -13,61 +14,44 @@ import asyncio
 import gc
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+import anyio.to_thread
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allotment.api import admin, calls, errors, metrics, reads
-from allotment.api.fast import Service, new_request_id
-from allotment.api.instruments import STORE_ERRORS, latency
+from allotment.api.fast import Service
+from allotment.api.instruments import STORE_ERRORS
 from allotment.config import db_url, load_pricing
-from allotment.errors import AllotmentError
+from allotment.errors import AllotmentError, ConfigurationError
 from allotment.governor import Governor
 
-__all__ = ["bootstrap_admin_key", "build_app", "create_app"]
+__all__ = ["READ_THREADS", "bootstrap_admin_key", "build_app", "create_app"]
 
-
-class RequestIdMiddleware:
-    """Every response carries ``X-Request-Id``: the caller's, or a new one."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"")
-        request_id = incoming[:128] or new_request_id()
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            latency(scope["method"], path).observe(time.perf_counter() - started)
+#: threads a worker runs its reading routes on (``ALLOTMENT_READ_THREADS``)
+READ_THREADS = 8
 
 
 def create_app(
-    governor: Governor, sweep_every: float | None = None, *, lean: bool = True
+    governor: Governor,
+    sweep_every: float | None = None,
+    *,
+    lean: bool = True,
+    read_threads: int = READ_THREADS,
 ) -> FastAPI:
     """The v1 API over ``governor``; with ``sweep_every``, a background sweeper too.
 
     ``lean`` answers authorize, commit and release before FastAPI's request
     machinery (``allotment.api.fast``); without it, the FastAPI routes do.
+    ``read_threads`` bounds the threads the reading routes run on.
     """
+    if isinstance(read_threads, bool) or not isinstance(read_threads, int) or read_threads < 1:
+        raise ConfigurationError(f"read_threads must be a positive integer, got {read_threads!r}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _bound_threads(read_threads)
         task = None if not sweep_every else asyncio.create_task(_sweeper(governor, sweep_every))
         try:
             yield
@@ -82,6 +66,9 @@ def create_app(
         version="1",
         description="A budget in front of every AI call.",
         lifespan=lifespan,
+        # A body is JSON whatever its Content-Type says, or without one (see
+        # allotment.api.middleware): there are no cookies to forge requests with.
+        strict_content_type=False,
     )
     app.state.governor = governor
     errors.install(app)
@@ -91,10 +78,17 @@ def create_app(
     app.include_router(metrics.router)
     if lean:
         app.governor = governor
-    # Outermost: ids and latency for every route FastAPI answers (Service adds both itself
-    # to the three it answers first).
-    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _bound_threads(limit: int) -> None:
+    """Run the sync routes (every read) on at most ``limit`` threads of this loop.
+
+    FastAPI runs them on anyio's default thread pool, 40 threads unless told
+    otherwise, and each thread keeps its own SQLite connection and page cache:
+    an idle worker's memory grew with every burst of reads.
+    """
+    anyio.to_thread.current_default_thread_limiter().total_tokens = limit
 
 
 async def _sweeper(governor: Governor, every: float) -> None:
@@ -112,6 +106,7 @@ async def _sweeper(governor: Governor, every: float) -> None:
 
 def build_app() -> FastAPI:
     """The app as configured by the environment (uvicorn's factory)."""
+    read_threads = _read_threads()  # a bad setting fails before the store is opened
     config = os.environ.get("ALLOTMENT_CONFIG")
     if config:
         pricing = load_pricing(config)
@@ -121,12 +116,24 @@ def build_app() -> FastAPI:
         governor = Governor(db_url())
     bootstrap_admin_key(governor)
     sweep_every = float(os.environ.get("ALLOTMENT_SWEEP_SECONDS", "1"))
-    app = create_app(governor, sweep_every=sweep_every)
+    app = create_app(governor, sweep_every=sweep_every, read_threads=read_threads)
     # What start-up built (the price catalog, FastAPI's routes and models) lives
     # as long as the process: keep the cycle collector from scanning it again
     # and again under load (every full collection would walk all of it).
     gc.freeze()
     return app
+
+
+def _read_threads() -> int:
+    """``$ALLOTMENT_READ_THREADS``, else ``READ_THREADS``."""
+    given = os.environ.get("ALLOTMENT_READ_THREADS", "").strip()
+    if not given:
+        return READ_THREADS
+    if not given.isdigit() or int(given) < 1:
+        raise ConfigurationError(
+            f"ALLOTMENT_READ_THREADS must be a positive integer, got {given!r}"
+        )
+    return int(given)
 
 
 def bootstrap_admin_key(governor: Governor) -> None:

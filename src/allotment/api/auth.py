@@ -54,7 +54,8 @@ class Caller:
         """The tenant a request acts on: its own, or for admins the one named."""
         if self.admin:
             if wanted is None:
-                raise ApiError(422, "invalid_request", "tenant: an admin key must name the tenant")
+                message = "tenant: an admin key must name the tenant"
+                raise ApiError(422, "invalid_request", message, "tenant")
             return wanted
         assert self.key.tenant is not None
         if wanted is not None and wanted != self.key.tenant:

@@ -6,11 +6,14 @@ awaited: one worker has many calls in flight, queued without a thread each,
 and the store runs what is queued as one transaction while the event loop
 goes on reading requests. On the memory store they run at once, on the loop.
 Release runs in the thread pool on a store that waits on the network
-(``store.blocking``), else on the loop.
+(``store.blocking``), else on the loop. A provider ``request`` given instead
+of an estimate is tokenized in a thread: a long prompt takes up to a few tenths
+of a second of pure Python, which would stall every other request of the worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
@@ -18,23 +21,29 @@ from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
+from allotment.api.bodies import JsonRoute
 from allotment.api.errors import ApiError, refusal_response
 from allotment.api.instruments import LATE_COMMITS, LATE_OVERSHOOT, STORE_ERRORS, decisions
 from allotment.api.responses import Json
 from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
+from allotment.core.usage import Usage
+from allotment.errors import ValidationError
 from allotment.governor import Governor
+from allotment.pricing.estimate import estimate_request
 
 __all__ = ["router"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
-router = APIRouter(prefix="/v1", tags=["calls"])
+router = APIRouter(prefix="/v1", tags=["calls"], route_class=JsonRoute)
+#: the Governor's argument names that differ from the fields on the wire
+_WIRE_NAMES = {"ttl": "ttl_seconds"}
 
 
 class _Body(BaseModel):
@@ -52,7 +61,7 @@ class AuthorizeBody(_Body):
     request: dict[str, Any] | None = Field(
         None, description="The provider request itself; estimated offline when no estimate."
     )
-    ttl_seconds: int | None = None
+    ttl_seconds: StrictInt | None = Field(None, description="1 to 604800 (a week).")
 
 
 class CommitBody(_Body):
@@ -125,11 +134,20 @@ async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> Res
 async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
     caller.tenant(_tenant_of(body.subject))
+    estimate: dict[str, Any] | Usage | None = body.estimate
+    if estimate is None and body.request is not None:  # as the Governor would, off the loop
+        estimate = await asyncio.to_thread(
+            estimate_request, body.request, provider=body.provider, model=body.model,
+            settings=gov.estimates,
+        )  # fmt: skip
     call = gov.authorize_async if _batching(gov) else _now(gov.authorize)
-    decision = await call(
-        body.request_id, body.subject, body.provider, body.model, body.estimate,
-        ttl=body.ttl_seconds, request=body.request,
-    )  # fmt: skip
+    try:
+        decision = await call(
+            body.request_id, body.subject, body.provider, body.model, estimate,
+            ttl=body.ttl_seconds, request=body.request,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise _on_the_wire(exc) from None
     if not decision.allowed:
         decisions("refused", decision.refusals[0].reason.value).inc()
         return refusal_response(decision)
@@ -164,11 +182,17 @@ async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Respon
 def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> Json:
     """Record a batch of post-hoc calls, idempotent per request id."""
     caller.may_write_usage()
-    for event in body.events:
-        caller.tenant(_tenant_of(event.subject))
+    for i, event in enumerate(body.events):
+        caller.tenant(_tenant_of(event.subject, f"events[{i}].subject"))
     items = [e.model_dump(exclude_none=True) for e in body.events]
     results = gov.record_many(items)
     return Json({"events": [_committed(r) for r in results]})
+
+
+def _on_the_wire(exc: ValidationError) -> ValidationError:
+    """``exc`` naming the field as the caller sent it."""
+    name = _WIRE_NAMES.get(exc.field)
+    return exc if name is None else ValidationError(name, exc.message)
 
 
 def _batching(gov: Governor) -> bool:
@@ -196,10 +220,11 @@ def _scope(caller: Caller, named: str | None) -> str | None:
     return caller.scope() if named is None else caller.tenant(named)
 
 
-def _tenant_of(subject: dict[str, Any]) -> str | None:
+def _tenant_of(subject: dict[str, Any], where: str = "subject") -> str | None:
     tenant = subject.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
-        raise ApiError(422, "invalid_request", "subject.tenant: must be a string")
+        field = f"{where}.tenant"
+        raise ApiError(422, "invalid_request", f"{field}: must be a string", field)
     return tenant
 
 

@@ -5,7 +5,7 @@ Every error body is ``{"error": {"code": ..., "message": ..., ...details}}``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,22 +24,39 @@ from allotment.errors import (
     ValidationError,
 )
 
-__all__ = ["ApiError", "error_response", "install", "invalid_shape", "refusal_response"]
+__all__ = ["ApiError", "PayloadTooLarge", "error", "error_response", "install", "internal_error",
+           "invalid_shape", "refusal_response"]  # fmt: skip
 
 
 class ApiError(Exception):
-    """An error the API raises itself (authentication, permissions)."""
+    """An error the API raises itself (authentication, permissions, a field it checks)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.field = field
 
 
-def error(status: int, code: str, message: str, **details: Any) -> Json:
+class PayloadTooLarge(HTTPException):
+    """A body over the limit. An ``HTTPException`` so that FastAPI, reading a body,
+    lets it through as it is (any other error there becomes its own 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body exceeds {limit} bytes")
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **details: Any,
+) -> Json:
     """A JSON error response in the contract's shape."""
-    return Json({"error": {"code": code, "message": message, **details}}, status)
+    return Json({"error": {"code": code, "message": message, **details}}, status, headers)
 
 
 def refusal_response(decision: Decision) -> Json:
@@ -67,19 +84,47 @@ def refusal_response(decision: Decision) -> Json:
     )
 
 
+def internal_error() -> Json:
+    """500 for a failure nobody foresaw: the caller learns nothing of the internals."""
+    return error(500, "internal_error", "the service failed to answer this request")
+
+
 def invalid_shape(errors: Sequence[Any]) -> Json:
-    """422 for a body that does not fit its model, naming the first bad field."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
-    field = ".".join(loc) or "body"
-    return error(422, "invalid_request", f"{field}: {first.get('msg')}", field=field)
+    """422 for a body that does not fit its model, naming the first bad field
+    (``events[0].occurred_at``, as the Governor names fields).
+
+    Bad JSON and a body that is no object are worded here, alike for the lean
+    path (pydantic's JSON mode, no location) and the FastAPI routes (python
+    mode; for bad JSON the location is an offset).
+    """
+    first: Mapping[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    kind, message = first.get("type"), first.get("msg")
+    field = _field(first.get("loc", ())) or "body"
+    if kind == "json_invalid":
+        field, message = "body", f"Invalid JSON: {first.get('ctx', {}).get('error')}"
+    elif field == "body" and kind in ("model_type", "model_attributes_type"):
+        message = "Input should be an object"
+    return error(422, "invalid_request", f"{field}: {message}", field=field)
+
+
+def _field(loc: Sequence[str | int]) -> str:
+    """A pydantic location as the Governor names fields: ``events[0].usage``."""
+    field = ""
+    for part in loc:
+        if isinstance(part, int):
+            field += f"[{part}]"
+        elif part not in ("body", "query"):
+            field += f".{part}" if field else part
+    return field
 
 
 def error_response(exc: Exception) -> Json | None:
     """The response for an error allotment raises (None: not one of ours)."""
     match exc:
-        case ApiError():
+        case ApiError(field=None):
             return error(exc.status, exc.code, exc.message)
+        case ApiError():
+            return error(exc.status, exc.code, exc.message, field=exc.field)
         case ValidationError():
             return error(422, "invalid_request", str(exc), field=exc.field)
         case RequestValidationError():
@@ -95,9 +140,11 @@ def error_response(exc: Exception) -> Json | None:
             return error(503, "store_unavailable", "the store cannot be reached")
         case ConfigurationError():
             return error(422, "configuration", str(exc))
-        case HTTPException():
+        case PayloadTooLarge():
+            return error(413, "payload_too_large", str(exc.detail))
+        case HTTPException():  # FastAPI's own: 404, 405 (with its Allow header)
             code = "not_found" if exc.status_code == 404 else "http_error"
-            return error(exc.status_code, code, str(exc.detail))
+            return error(exc.status_code, code, str(exc.detail), headers=exc.headers)
     return None
 
 

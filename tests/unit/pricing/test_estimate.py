@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import time
 import wave
 from decimal import Decimal
 from typing import Any
@@ -197,6 +198,25 @@ def test_counts_survive_cache_clears_and_bounds(monkeypatch: pytest.MonkeyPatch)
     counts = estimate._TOKENIZERS[O200K]._counts
     assert len(counts) <= 64
     assert all(len(chunk) <= estimate._MAX_CACHED_CHUNK for chunk in counts)
+
+
+def test_past_the_work_bounds_text_is_sized_the_same_every_time() -> None:
+    """A 10 MB prompt, or CJK text without a space (quadratic to merge: minutes to count
+    exactly), is estimated at once: its head counted, the rest sized at three bytes a
+    token, whatever the caches hold (a retry must get the same estimate)."""
+    prose = ("The budget is checked before every call. " * 260_000)[: 10 * 2**20]
+    cjk = "预算" * 20_000  # one chunk of 120,000 bytes
+    head = estimate.MAX_TOKENIZED_BYTES
+    expected = {
+        prose: tokens(prose[:head]) + math.ceil((len(prose) - head) / 3),
+        cjk: math.ceil(len(cjk.encode()) / 3),
+    }
+    for text, count in expected.items():
+        clear_caches()
+        started = time.perf_counter()
+        assert count_text_tokens(text, "gpt-4o") == count
+        assert time.perf_counter() - started < 2
+        assert count_text_tokens(text, "gpt-4o") == count  # warm caches: the same
 
 
 # --- model ids -------------------------------------------------------------------------------
