@@ -196,6 +196,8 @@ class RemoteUsageRow(_Answer):
     errors: int = 0
     blocked: int = 0
     totals: dict[str, int] = field(default_factory=dict)
+    #: the currency of ``totals["cost_micros"]`` (the ledger's)
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +314,7 @@ def commit_from(data: Mapping[str, Any]) -> RemoteCommitResult:
     )
 
 
-_ROW_KEYS = frozenset(("group", "calls", "errors", "blocked"))
+_ROW_KEYS = frozenset(("group", "calls", "errors", "blocked", "currency"))
 
 
 def usage_row_from(data: Mapping[str, Any]) -> RemoteUsageRow:

@@ -207,7 +207,7 @@ def _error(response: httpx.Response) -> AllotmentError:
     except (ValueError, KeyError, TypeError, AttributeError):
         return StoreError(f"HTTP {response.status_code}: {response.text[:200]}")
     status = response.status_code
-    if status in (400, 422):
+    if status in (400, 413, 422):
         return ValidationError(str(error.get("field", "body")), message)
     if status == 404:
         return NotFoundError(message)
@@ -215,7 +215,10 @@ def _error(response: httpx.Response) -> AllotmentError:
         return ConflictError(str(error.get("field", "request")), message)
     if status in (401, 403):
         return AccessDenied(message)
-    return StoreError(message or f"HTTP {status}")
+    if status == 503:
+        return StoreError(message or "the store is unavailable")
+    # 405, 500 internal_error: the service failed, not the store
+    return AllotmentError(f"HTTP {status} {error.get('code', '')}: {message}")
 
 
 # --- requests -----------------------------------------------------------------------------

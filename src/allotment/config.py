@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from allotment.core.decisions import Uncovered
 from allotment.core.fx import FxRate
 from allotment.errors import ConfigurationError, ValidationError
 from allotment.pricing.catalog import CatalogPricer, PriceOverride
@@ -49,6 +50,7 @@ __all__ = [
     "load_budget_specs",
     "load_pricing",
     "load_rates",
+    "load_uncovered",
     "parse_pricing",
     "redact_url",
     "service_key",
@@ -103,6 +105,19 @@ def load_rates(path: str | Path) -> list[FxRate]:
     if not isinstance(rates, list):
         raise ValidationError("rates", "must be a list of exchange rates")
     return [FxRate.from_spec(r, f"rates[{i}]") for i, r in enumerate(rates)]
+
+
+def load_uncovered(path: str | Path) -> Uncovered | None:
+    """Read ``uncovered: allow | warn | deny`` (what authorize does with calls no
+    budget covers) from a config file; None if absent."""
+    data = _read(Path(path))
+    value = data.get("uncovered") if isinstance(data, Mapping) else None
+    if value is None:
+        return None
+    try:
+        return Uncovered(value)
+    except ValueError:
+        raise ValidationError("uncovered", "must be 'allow', 'warn' or 'deny'") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,8 @@
-"""The HTTP service: one composition root, ``create_app(governor)``.
+"""The HTTP service: ``create_app(governor)``, and ``build_app()``, uvicorn's factory.
 
-``build_app()`` is the uvicorn factory: it reads the settings from the
-environment (``ALLOTMENT_DB``, ``ALLOTMENT_CONFIG``, ``ALLOTMENT_ADMIN_KEY``,
-``ALLOTMENT_SWEEP_SECONDS``: how often each worker releases expired
-reservations, default 1, 0 for never; ``ALLOTMENT_READ_THREADS``: the threads
-each worker reads the store on, default 8) so every worker process builds the
-same app.
+``build_app`` builds the Governor from the environment through the one
+composition root (``allotment.settings``), so every worker process builds the
+same app and the service prices and decides as the CLI does.
 """
 
 from __future__ import annotations
@@ -23,14 +20,11 @@ from fastapi import FastAPI
 from allotment.api import admin, calls, errors, metrics, reads
 from allotment.api.fast import Service
 from allotment.api.instruments import STORE_ERRORS
-from allotment.config import db_url, load_pricing
 from allotment.errors import AllotmentError, ConfigurationError
 from allotment.governor import Governor
+from allotment.settings import READ_THREADS, Settings, build_governor
 
-__all__ = ["READ_THREADS", "bootstrap_admin_key", "build_app", "create_app"]
-
-#: threads a worker runs its reading routes on (``ALLOTMENT_READ_THREADS``)
-READ_THREADS = 8
+__all__ = ["bootstrap_admin_key", "build_app", "create_app"]
 
 
 def create_app(
@@ -105,35 +99,18 @@ async def _sweeper(governor: Governor, every: float) -> None:
 
 
 def build_app() -> FastAPI:
-    """The app as configured by the environment (uvicorn's factory)."""
-    read_threads = _read_threads()  # a bad setting fails before the store is opened
-    config = os.environ.get("ALLOTMENT_CONFIG")
-    if config:
-        pricing = load_pricing(config)
-        governor = Governor(db_url(), pricer=pricing.pricer, unknown_model=pricing.unknown_model)
-        governor.load_budgets(config)
-    else:
-        governor = Governor(db_url())
+    """The app as configured by the environment (uvicorn's factory; see ``allotment.settings``)."""
+    settings = Settings.from_env()  # a bad setting fails before the store is opened
+    governor = build_governor(settings, load_budgets=True)
     bootstrap_admin_key(governor)
-    sweep_every = float(os.environ.get("ALLOTMENT_SWEEP_SECONDS", "1"))
-    app = create_app(governor, sweep_every=sweep_every, read_threads=read_threads)
+    app = create_app(
+        governor, sweep_every=settings.sweep_seconds, read_threads=settings.read_threads
+    )
     # What start-up built (the price catalog, FastAPI's routes and models) lives
     # as long as the process: keep the cycle collector from scanning it again
     # and again under load (every full collection would walk all of it).
     gc.freeze()
     return app
-
-
-def _read_threads() -> int:
-    """``$ALLOTMENT_READ_THREADS``, else ``READ_THREADS``."""
-    given = os.environ.get("ALLOTMENT_READ_THREADS", "").strip()
-    if not given:
-        return READ_THREADS
-    if not given.isdigit() or int(given) < 1:
-        raise ConfigurationError(
-            f"ALLOTMENT_READ_THREADS must be a positive integer, got {given!r}"
-        )
-    return int(given)
 
 
 def bootstrap_admin_key(governor: Governor) -> None:

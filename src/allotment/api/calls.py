@@ -36,6 +36,7 @@ from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.governor import Governor
 from allotment.pricing.estimate import estimate_request
+from allotment.providers import usage_from
 
 __all__ = ["router"]
 
@@ -69,6 +70,11 @@ class CommitBody(_Body):
 
     request_id: str
     usage: dict[str, Any]
+    usage_from: str | None = Field(
+        None,
+        description="The provider whose usage object ``usage`` is, sent as the provider "
+        "returned it (openai, anthropic, ...): read with allotment.usage_from",
+    )
     status: str = "success"
     reason: str | None = None
     provider: str | None = None
@@ -101,6 +107,11 @@ class EventBody(_Body):
     provider: str
     model: str
     usage: dict[str, Any]
+    usage_from: str | None = Field(
+        None,
+        description="The provider whose usage object ``usage`` is, sent as the provider "
+        "returned it (openai, anthropic, ...): read with allotment.usage_from",
+    )
     status: str = "success"
     occurred_at: datetime | None = None
     reason: str | None = None
@@ -162,8 +173,9 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
     if body.subject is not None:
         caller.tenant(_tenant_of(body.subject))
     call = gov.commit_async if _batching(gov) else _now(gov.commit)
+    usage = _usage(body.usage, body.usage_from, "usage")
     result = await call(
-        body.request_id, body.usage, status=body.status, reason=body.reason,
+        body.request_id, usage, status=body.status, reason=body.reason,
         provider=body.provider, model=body.model, subject=body.subject,
         tenant=_scope(caller, body.tenant),
     )  # fmt: skip
@@ -184,9 +196,22 @@ def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> Json:
     caller.may_write_usage()
     for i, event in enumerate(body.events):
         caller.tenant(_tenant_of(event.subject, f"events[{i}].subject"))
-    items = [e.model_dump(exclude_none=True) for e in body.events]
+    items = [e.model_dump(exclude_none=True, exclude={"usage_from"}) for e in body.events]
+    for i, (item, event) in enumerate(zip(items, body.events, strict=True)):
+        item["usage"] = _usage(event.usage, event.usage_from, f"events[{i}].usage")
     results = gov.record_many(items)
     return Json({"events": [_committed(r) for r in results]})
+
+
+def _usage(usage: dict[str, Any], provider: str | None, field: str) -> dict[str, Any] | Usage:
+    """``usage`` as sent: allotment's fields, or (``usage_from``) a provider's usage object."""
+    if provider is None:
+        return usage
+    try:
+        return usage_from(provider, usage)
+    except ValidationError as exc:
+        path = exc.field.removeprefix("usage").lstrip(".")
+        raise ValidationError(f"{field}.{path}" if path else field, exc.message) from None
 
 
 def _on_the_wire(exc: ValidationError) -> ValidationError:
@@ -233,19 +258,23 @@ def _committed(result: CommitResult) -> dict[str, Any]:
         LATE_COMMITS.inc()
         for over in result.late_overshoot:
             LATE_OVERSHOOT.labels(over.meter).inc(over.amount)
+    adjustments = [
+        {
+            "budget_id": a.budget_id,
+            "member": a.member,
+            "estimated": a.estimated,
+            "actual": a.actual,
+            "difference": a.difference,
+        }
+        for a in result.adjustments
+    ]
     return {
         "event": result.event.to_dict(),
         "replayed": result.replayed,
         "late": result.late,
-        "adjustments": [
-            {
-                "budget_id": a.budget_id,
-                "member": a.member,
-                "estimated": a.estimated,
-                "actual": a.actual,
-                "difference": a.difference,
-            }
-            for a in result.adjustments
+        "adjustments": adjustments,
+        "overshoot": [
+            a for a, o in zip(adjustments, result.adjustments, strict=True) if o.difference < 0
         ],
         "late_overshoot": [o.to_dict() for o in result.late_overshoot],
     }

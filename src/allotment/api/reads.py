@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -32,17 +32,34 @@ def status(
     tenant: str | None = None,
     user: str | None = None,
     group: Dims = None,
+    groups: Dims = None,
     key: str | None = None,
     agent: str | None = None,
+    session: str | None = None,
     feature: str | None = None,
+    device: str | None = None,
+    install: str | None = None,
+    tag: Annotated[
+        list[str] | None, Query(description="NAME:VALUE, repeatable (e.g. byok:true)")
+    ] = None,
     provider: str | None = None,
     model: str | None = None,
     view: str = Query("operator", pattern="^(operator|client)$"),
 ) -> dict[str, Any]:
-    """Every budget that applies to the subject; ``view=client`` shows percentages only."""
+    """Every budget that applies to the subject; ``view=client`` shows percentages only.
+
+    The subject is given dimension by dimension (``group`` and ``groups`` are one
+    list), tags as ``tag=NAME:VALUE``: a call on a user's own key
+    (``tag=byok:true``) sees the budgets that count such calls.
+    """
     caller.may_read(status=True)
-    subject: dict[str, Any] = {"tenant": caller.tenant(tenant), "groups": group or []}
-    dims = {"user": user, "key": key, "agent": agent, "feature": feature}
+    subject: dict[str, Any] = {
+        "tenant": caller.tenant(tenant),
+        "groups": [*(group or ()), *(groups or ())],
+        "tags": _tags(tag or ()),
+    }
+    dims = {"user": user, "key": key, "agent": agent, "session": session, "feature": feature,
+            "device": device, "install": install}  # fmt: skip
     subject |= {k: v for k, v in dims.items() if v is not None}
     views = gov.status(subject, provider, model)
     return {"budgets": [v.to_dict(client=view == "client") for v in views]}
@@ -56,14 +73,24 @@ def usage(
     by: Dims = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
+    order: Annotated[
+        str | None, Query(description="biggest first: cost, tokens, calls, errors, blocked, ...")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> dict[str, Any]:
-    """Usage totals grouped by dimensions (user, key, agent, feature, model, day, ...)."""
+    """Usage totals grouped by dimensions (user, key, agent, feature, model, day, ...).
+
+    ``order=cost&limit=20`` gives the top 20 groups by cost. ``cost_micros`` is
+    in micro-units of ``currency``, the ledger's currency.
+    """
     caller.may_read()
-    rows = gov.usage(caller.tenant(tenant), by or [], _aware(since), _aware(until))
+    rows = gov.usage(
+        caller.tenant(tenant), by or [], _aware(since), _aware(until), order=order, limit=limit
+    )
     return {
         "rows": [
             {"group": r.group, "calls": r.calls, "errors": r.errors, "blocked": r.blocked,
-             **r.totals}
+             **r.totals, "currency": gov.currency}
             for r in rows
         ]
     }  # fmt: skip
@@ -130,6 +157,16 @@ def readyz(request: Request) -> Any:
     except Exception:
         return JSONResponse({"status": "store_unavailable"}, 503)
     return {"status": "ok"}
+
+
+def _tags(pairs: Iterable[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        name, colon, value = pair.partition(":")
+        if not colon:
+            raise ValidationError("tag", f"must be NAME:VALUE, got {pair[:60]!r}")
+        tags[name] = value
+    return tags
 
 
 def _event_status(value: str) -> EventStatus:

@@ -145,6 +145,9 @@ class CommitOut(_Out):
     replayed: bool
     late: bool
     adjustments: list[AdjustmentOut]
+    overshoot: list[AdjustmentOut] = Field(
+        default_factory=list, description="The adjustments where the call used more than reserved"
+    )
     late_overshoot: list[OvershootOut] = Field(
         default_factory=list,
         description="For a commit after its reservation expired or was released: "

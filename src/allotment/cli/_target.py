@@ -32,6 +32,7 @@ from allotment.config import db_url, redact_url, service_key, service_url
 from allotment.core.ledger import Adjustment
 from allotment.errors import StoreError
 from allotment.governor import Governor
+from allotment.settings import Settings, build_governor
 from allotment.store.base import EventQuery
 
 __all__ = ["Backend", "Target", "backend", "local", "target"]
@@ -184,7 +185,8 @@ def _governor(url: str, **options: Any) -> Iterator[Governor]:
     # psycopg_pool logs each failed connection attempt as a warning: the one
     # error line says it all (the service, which opens no store here, keeps them).
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
-    with Governor(_reachable(url), **options) as gov:
+    settings = Settings.from_env(db=_reachable(url))
+    with build_governor(settings, **options) as gov:
         yield gov
 
 

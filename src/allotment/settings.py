@@ -1,0 +1,118 @@
+"""The one composition root: every face builds its Governor here.
+
+The service (``build_app``), every CLI command that opens a store and
+``serve`` read the same settings, so a deployment's price overrides and its
+policy for uncovered calls hold whichever face a call comes through.
+
+Settings come from the environment, and the config file it names:
+
+- ``ALLOTMENT_DB``: the store URL (default ``sqlite:///allotment.db``);
+- ``ALLOTMENT_CONFIG``: a YAML/TOML file with ``budgets:``, ``rates:``,
+  ``pricing:`` and ``uncovered:``;
+- ``ALLOTMENT_UNCOVERED``: what authorize does with calls no budget covers,
+  ``allow``, ``warn`` or ``deny`` (default: the file's, else ``warn``);
+- ``ALLOTMENT_READ_THREADS``: the threads a service worker reads on (8);
+- ``ALLOTMENT_SWEEP_SECONDS``: how often a worker releases expired
+  reservations (1; 0 never).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from allotment.config import db_url, load_pricing, load_uncovered
+from allotment.core.decisions import Uncovered
+from allotment.errors import ConfigurationError
+from allotment.governor import Governor
+
+__all__ = ["READ_THREADS", "Settings", "build_governor"]
+
+#: threads a service worker runs its reading routes on, unless set
+READ_THREADS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a face needs to build its Governor (and the service its app)."""
+
+    db: str
+    config: str | None = None
+    uncovered: Uncovered | None = None
+    read_threads: int = READ_THREADS
+    sweep_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
+        """The settings of ``env`` (default: the process environment); ``db`` wins over it.
+
+        A bad value raises ``ConfigurationError`` naming the variable, before
+        any store is opened.
+        """
+        env = os.environ if env is None else env
+        uncovered = env.get("ALLOTMENT_UNCOVERED", "").strip()
+        return cls(
+            db=db or env.get("ALLOTMENT_DB") or db_url(),
+            config=env.get("ALLOTMENT_CONFIG") or None,
+            uncovered=_choice(uncovered, "ALLOTMENT_UNCOVERED") if uncovered else None,
+            read_threads=_positive(env.get("ALLOTMENT_READ_THREADS"), "ALLOTMENT_READ_THREADS"),
+            sweep_seconds=_seconds(env.get("ALLOTMENT_SWEEP_SECONDS"), "ALLOTMENT_SWEEP_SECONDS"),
+        )
+
+
+def build_governor(settings: Settings, *, load_budgets: bool = False, **options: Any) -> Governor:
+    """The Governor ``settings`` describe: its store, the config file's pricing and policy.
+
+    ``load_budgets`` also applies the config file's rates and budgets (the
+    service does, on start). ``options`` are Governor arguments that win over
+    the settings (a command that needs no pricer passes ``pricer=None``).
+    """
+    kwargs: dict[str, Any] = {}
+    uncovered = settings.uncovered
+    if settings.config:
+        pricing = load_pricing(settings.config)
+        kwargs |= {"pricer": pricing.pricer, "unknown_model": pricing.unknown_model}
+        uncovered = uncovered or load_uncovered(settings.config)
+    if uncovered is not None:
+        kwargs["uncovered"] = uncovered.value
+    governor = Governor(settings.db, **(kwargs | options))
+    if load_budgets and settings.config:
+        try:
+            governor.load_budgets(settings.config)
+        except BaseException:
+            governor.close()
+            raise
+    return governor
+
+
+def _choice(value: str, name: str) -> Uncovered:
+    try:
+        return Uncovered(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be allow, warn or deny, got {value!r}") from None
+
+
+def _positive(value: str | None, name: str) -> int:
+    given = (value or "").strip()
+    if not given:
+        return READ_THREADS
+    if not given.isdigit() or int(given) < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {given!r}")
+    return int(given)
+
+
+def _seconds(value: str | None, name: str) -> float:
+    given = (value or "").strip()
+    if not given:
+        return 1.0
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds from 0 to 3600, got {given!r}"
+        )
+    return seconds

@@ -1,0 +1,69 @@
+"""One composition root: the service and every CLI command build the same Governor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from allotment.cli import app
+from allotment.core.decisions import Uncovered
+from allotment.errors import ConfigurationError
+from allotment.settings import Settings, build_governor
+
+CONFIG = """
+uncovered: deny
+pricing:
+  overrides:
+    - {model: "house-model", provider: self, input: "2.00", output: "8.00"}
+budgets:
+  - {id: acme-day, tenant: acme, meter: tokens, window: day, limit: 10000000}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "allotment.yaml"
+    path.write_text(CONFIG)
+    return str(path)
+
+
+def test_the_config_file_prices_and_decides(tmp_path: Path, config: str) -> None:
+    settings = Settings.from_env({"ALLOTMENT_CONFIG": config}, db=f"sqlite:///{tmp_path}/a.db")
+    with build_governor(settings, load_budgets=True) as gov:
+        assert [b.id for b in gov.list_budgets()] == ["acme-day"]
+        granted = gov.authorize("r1", {"tenant": "acme"}, "self", "house-model",
+                                {"input_tokens": 1_000_000})  # fmt: skip
+        assert granted.allowed
+        assert not gov.authorize("r2", {"tenant": "other"}, "self", "house-model").allowed
+        event = gov.commit("r1", {"input_tokens": 1_000_000}).event
+        assert (event.price["source"], event.usage.cost_micros) == ("override", 2_000_000)
+
+
+def test_the_environment_wins_over_the_file(config: str) -> None:
+    env = {"ALLOTMENT_CONFIG": config, "ALLOTMENT_UNCOVERED": "allow"}
+    settings = Settings.from_env(env, db="memory://")
+    assert settings.uncovered is Uncovered.ALLOW
+    with build_governor(settings) as gov:
+        assert gov.authorize("r", {"tenant": "other"}, "self", "house-model").allowed
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ALLOTMENT_UNCOVERED", "maybe"), ("ALLOTMENT_READ_THREADS", "0"),
+     ("ALLOTMENT_SWEEP_SECONDS", "soon")],
+)  # fmt: skip
+def test_bad_settings_name_their_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_cli_commands_price_with_the_deployments_overrides(tmp_path: Path, config: str) -> None:
+    """`allotment record` used to ignore the config file's price overrides."""
+    db = f"sqlite:///{tmp_path}/cli.db"
+    args = ["record", "--tenant", "acme", "--provider", "self", "--model", "house-model",
+            "--input", "1000000", "--db", db, "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"ALLOTMENT_CONFIG": config})
+    assert result.exit_code == 0, result.output
+    assert '"source": "override"' in result.output
