@@ -4,6 +4,7 @@
 
     AllotmentError
     ├── ValidationError        bad input; names the offending field
+    │   └── InvalidData        a value the database refused (not an outage)
     ├── ConfigurationError     bad settings (unknown store scheme, bad config file)
     ├── NotFoundError          an unknown budget or request id
     ├── ConflictError          a request id reused with a different payload, a taken id
@@ -27,6 +28,7 @@ __all__ = [
     "BudgetExceeded",
     "ConfigurationError",
     "ConflictError",
+    "InvalidData",
     "NotFoundError",
     "StoreError",
     "ValidationError",
@@ -52,6 +54,17 @@ class ValidationError(AllotmentError, ValueError):
     def within(self, prefix: str) -> ValidationError:
         """Return the same error with ``prefix.`` put in front of its field."""
         return ValidationError(f"{prefix}.{self.field}", self.message)
+
+
+class InvalidData(ValidationError):
+    """The database refused a value that got past validation: a NUL byte
+    PostgreSQL cannot keep in text, a number beyond its range, a broken constraint.
+
+    Nothing was written. It is bad input, not an outage, so never a
+    ``StoreError``: the same call fails the same way every time, and a
+    ``fail_open`` budget must not let it through as a degraded allow.
+    ``field`` is the column when the database names it, else ``request``.
+    """
 
 
 class ConfigurationError(AllotmentError):

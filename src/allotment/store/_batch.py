@@ -21,7 +21,9 @@ later calls see earlier ones, so the answers are the same as if the calls
 had run in sequence.
 
 If any call fails, nothing of the batch is kept and every call runs again on
-its own transaction, so one bad request never fails its neighbours.
+its own transaction, so one bad request never fails its neighbours. A failure
+of the store itself (``StoreError``: the database unreachable, the disk
+full) is every call's answer at once: run alone, each would only meet it again.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.usage import Meter
+from allotment.errors import StoreError
 from allotment.store import _ops
 from allotment.store._batch import Batcher, Item
 from allotment.store._ops import Tx
@@ -258,7 +259,8 @@ class GroupCommitStore(TransactionalStore):
     transaction (taking the write lock, the commit and its WAL or network
     round trip) is paid once a batch, and a hot counter row is written once
     a batch. If any call of a batch fails, nothing of the batch is kept and
-    each call runs again alone, so one bad request fails only itself.
+    each call runs again alone, so one bad request fails only itself; if the
+    store fails (``StoreError``), every call of the batch gets that at once.
     """
 
     def __init__(self) -> None:
@@ -293,12 +295,20 @@ class GroupCommitStore(TransactionalStore):
         return result
 
     def _run_batch(self, items: list[Item]) -> None:
-        """Run ``items`` as one transaction; if that fails in any way, each on its own."""
+        """Run ``items`` as one transaction; if that fails, each on its own.
+
+        Unless the store itself failed: each call alone would only meet the
+        same failure (and, with the database down, wait for it once more).
+        """
         if len(items) > 1:
             self.batches += 1
             try:
                 results = self._once(items)
-            except Exception:  # whatever it was, each call run on its own will say
+            except StoreError as exc:
+                for item in items:
+                    item.error = _own_copy(exc)
+                return
+            except Exception:  # a bad call or a conflict: each call run on its own will say
                 self.batch_fallbacks += 1
             else:
                 for item, result in zip(items, results, strict=True):
@@ -316,3 +326,10 @@ class GroupCommitStore(TransactionalStore):
 
     def close(self) -> None:
         self._batcher.close()
+
+
+def _own_copy(error: StoreError) -> StoreError:
+    """``error`` for one caller of a failed batch: each raises its own, in its own thread."""
+    copy = StoreError(*error.args)
+    copy.__cause__ = error.__cause__
+    return copy

@@ -14,17 +14,29 @@ Reservations are locked when read for writing (``FOR UPDATE``), and the
 sweeper takes expired ones with ``SKIP LOCKED``: any number of instances may
 sweep at once and each reservation is released exactly once.
 
+When the server cannot be reached, no call waits long for it: a call waits
+at most ``pool_timeout`` for a connection, and once a probe has found the
+server down every call fails at once with ``StoreError`` (a ``fail_open``
+budget then allows, degraded) while a thread of the store's own tries to
+connect every ``_PROBE_EVERY`` seconds. When it gets through, the pool drops
+the connections the outage broke and calls go through again. Errors about
+the data (a NUL byte in text, a number out of range) are ``InvalidData``,
+never ``StoreError``: they are not outages and must not fail open.
+
 URL: ``postgresql://user@host:port/db`` plus, optionally, ``schema=NAME`` (all
-tables live there; created if missing) and ``pool=N`` (connections per process,
-default 10). Other query parameters go to libpq unchanged.
+tables live there; created if missing), ``pool=N`` (connections per process,
+default 10) and ``pool_timeout=SECONDS`` (the longest a call waits for a
+connection, default 1). Other query parameters go to libpq unchanged;
+``connect_timeout`` defaults to 2 seconds, libpq's shortest.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,7 +46,7 @@ from allotment.core.engine import Applied, Counter
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.usage import USAGE_FIELDS
-from allotment.errors import ConfigurationError, StoreError
+from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
 from allotment.store._batch import BatchTx, Item
 from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx, merge_deltas
 from allotment.store._rows import (
@@ -60,6 +72,7 @@ try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg.adapt import Dumper
+    from psycopg.conninfo import conninfo_to_dict
     from psycopg.pq import TransactionStatus
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -73,6 +86,14 @@ T = TypeVar("T")
 #: Errors after which the whole transaction is simply run again.
 _RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 20
+#: Errors about the values sent (a row too large for an index is class 54, "operational").
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, pg_errors.ProgramLimitExceeded)
+#: Errors in allotment's own SQL: raised as they are, neither bad input nor an outage.
+_BUGS = (psycopg.ProgrammingError, psycopg.NotSupportedError)
+#: The server refuses work while it shuts down or starts up: as good as unreachable.
+_SERVER_GOING = frozenset({"57P01", "57P02", "57P03"})
+#: While the server is unreachable, how often to try a connection.
+_PROBE_EVERY = 0.2
 #: Serializes schema migrations of concurrently starting instances.
 _MIGRATION_LOCK = 0x616C6C6F746D6E74  # "allotmnt"
 #: Lock (creating if missing) and read counter rows, in one sorted statement.
@@ -175,16 +196,29 @@ class PostgresStore(SqlConfig, GroupCommitStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.conninfo, self.schema, size = _parse_url(url)
+        self.pool_timeout = _pool_timeout(url)
         super().__init__()
+        #: why calls fail at once, while the server is found unreachable (None: it is not)
+        self._outage: str | None = None
+        self._prober: threading.Thread | None = None
+        self._probed_at = -_PROBE_EVERY
+        self._probe_lock = threading.Lock()
+        self._closing = threading.Event()
         # UTF8: the array dumpers encode as UTF-8.
         options: dict[str, Any] = {
             "autocommit": True, "prepare_threshold": 2, "client_encoding": "UTF8",
         }  # fmt: skip
+        if "connect_timeout" not in conninfo_to_dict(self.conninfo):
+            options["connect_timeout"] = 2
         if self.schema is not None:
             options["options"] = f"-c search_path={self.schema}"
+        self._connect_options = options
+        # A connection that fails to reconnect is given up at once, not retried on a
+        # doubling schedule: the store's probe finds when the server is back, and a
+        # pool slot waiting out a backoff then would keep calls waiting (5-7 s).
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self.conninfo, min_size=1, max_size=size, kwargs=options, open=False, timeout=10,
-            configure=_configure,
+            self.conninfo, min_size=1, max_size=size, kwargs=options, open=False,
+            timeout=self.pool_timeout, reconnect_timeout=_PROBE_EVERY, configure=_configure,
         )  # fmt: skip
         try:
             self._pool.open(wait=True, timeout=10)
@@ -202,7 +236,7 @@ class PostgresStore(SqlConfig, GroupCommitStore):
         The buffered writes and the COMMIT go out as one pipeline: one round
         trip, so the batch holds its locks for as short a time as it can.
         """
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 batch = BatchTx(_PostgresTx(self, conn, locking=True), items)
                 results = [item.run(batch) for item in items]
@@ -211,22 +245,82 @@ class PostgresStore(SqlConfig, GroupCommitStore):
                     conn.execute("COMMIT")
                 return results
             except BaseException:
-                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
+                _roll_back(conn)
                 raise
 
     # transactions
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; database errors raised as allotment's (but conflicts to retry)."""
+        if self._outage is not None:
+            raise StoreError(f"PostgreSQL is unreachable: {self._outage}")
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except PoolTimeout as exc:
-            raise StoreError(f"PostgreSQL: no connection available: {exc}") from exc
         except psycopg.Error as exc:
-            if _retryable(exc):
+            error = self._translate(exc)
+            if error is None:
                 raise
-            raise StoreError(f"PostgreSQL: {exc}") from exc
+            raise error from exc
+
+    def _translate(self, exc: psycopg.Error) -> AllotmentError | None:
+        """allotment's error for ``exc``, or None to raise it as it is: a conflict
+        that running again resolves, or a bug in allotment's SQL."""
+        if _retryable(exc) or isinstance(exc, _BUGS):
+            return None
+        if isinstance(exc, _DATA_ERRORS):
+            field = exc.diag.column_name or "request"
+            return InvalidData(
+                field, f"PostgreSQL refused a value: {exc.diag.message_primary or exc}"
+            )
+        if _unreachable(exc):
+            self._probe_soon()
+        return StoreError(f"PostgreSQL: {exc}")
+
+    # outages
+    def _probe_soon(self) -> None:
+        """Have a thread find out whether the server is reachable, unless one does already.
+
+        A lost connection may be just that connection (a backend terminated):
+        calls go on as usual until the probe finds the server itself unreachable.
+        """
+        with self._probe_lock:
+            if self._prober is not None or self._closing.is_set():
+                return
+            if self._outage is None and time.monotonic() < self._probed_at + _PROBE_EVERY:
+                return  # it answered a moment ago: the pool is replacing what broke
+            self._prober = threading.Thread(
+                target=self._probe, name="allotment-pg-probe", daemon=True
+            )
+            self._prober.start()
+
+    def _probe(self) -> None:
+        """Try a connection every ``_PROBE_EVERY`` seconds until one succeeds.
+
+        While none does, calls fail at once. Once one does, the pool first drops
+        the idle connections the outage broke, so the calls let through then do
+        not each find one of them dead.
+        """
+        try:
+            while (failure := self._try_connect()) is not None:
+                self._outage = failure
+                if self._closing.wait(_PROBE_EVERY):
+                    return
+            with suppress(psycopg.Error):
+                self._pool.check()
+            self._outage = None
+        finally:
+            with self._probe_lock:
+                self._prober = None
+                self._probed_at = time.monotonic()
+
+    def _try_connect(self) -> str | None:
+        """None if a new connection to the server succeeds, else why not."""
+        try:
+            psycopg.connect(self.conninfo, **self._connect_options).close()
+        except psycopg.Error as exc:
+            return str(exc) or type(exc).__name__
+        return None
 
     def _write(self, operation: Callable[[Tx], T]) -> T:
         for attempt in range(_ATTEMPTS):
@@ -254,8 +348,7 @@ class PostgresStore(SqlConfig, GroupCommitStore):
             conn.execute("COMMIT")
             return result
         except BaseException:
-            if not conn.closed:
-                conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
 
     # schema
@@ -272,7 +365,33 @@ class PostgresStore(SqlConfig, GroupCommitStore):
 
     def close(self) -> None:
         super().close()
+        self._closing.set()
+        prober = self._prober
+        if prober is not None:
+            prober.join()
         self._pool.close()
+
+
+def _roll_back(conn: psycopg.Connection[Any]) -> None:
+    """Roll back a failed transaction if the connection still can, without raising.
+
+    The error that failed the transaction is the one to report; a connection
+    that cannot roll back is broken, and the pool discards it.
+    """
+    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the server is gone rather than answering with an error.
+
+    Errors psycopg raises itself (no SQLSTATE: a lost or refused connection,
+    no connection free in time) and the server's own "shutting down",
+    "starting up" and connection errors.
+    """
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SERVER_GOING
 
 
 def _parse_url(url: str) -> tuple[str, str | None, int]:
@@ -292,10 +411,24 @@ def _parse_url(url: str) -> tuple[str, str | None, int]:
             if not value.isdigit() or not 1 <= int(value) <= 1000:
                 raise ConfigurationError(f"pool must be a whole number 1-1000, got {value!r}")
             size = int(value)
-        else:
+        elif name != "pool_timeout":  # read by _pool_timeout
             rest.append((name, value))
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
     return conninfo, schema, size
+
+
+def _pool_timeout(url: str) -> float:
+    """The URL's ``pool_timeout``: seconds a call may wait for a connection (default 1)."""
+    values = [v for name, v in parse_qsl(urlsplit(url).query) if name == "pool_timeout"]
+    if not values:
+        return 1.0
+    try:
+        seconds = float(values[-1])
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 600:
+        raise ConfigurationError(f"pool_timeout must be seconds in (0, 600], got {values[-1]!r}")
+    return seconds
 
 
 def _retryable(exc: psycopg.Error) -> bool:

@@ -11,26 +11,37 @@ Durability: ``synchronous=NORMAL`` (default) survives a crash of the
 process; ``?synchronous=full`` in the URL also survives power loss, at the
 price of an fsync per transaction.
 
+Connections: one writer (writes are serialized anyway) and a few readers
+shared by every thread, so a service's thread pool of dozens of threads
+keeps a handful of page caches, not one per thread.
+
 Checkpoints (copying the WAL back into the database file, with an fsync) run
 in a background thread on a connection of their own, so no authorization
 waits for one; the inline auto-checkpoint stays only as a far-off safety net.
+Readers that never stop keep a passive checkpoint from ever finishing, so
+when the WAL passes ``_WAL_LIMIT`` the checkpointer truncates it instead.
+
+Every SQLite failure reaches the caller as ``StoreError`` (the database
+cannot be written: a full disk, an I/O error), or as ``InvalidData`` for a
+value SQLite will not keep; a transaction that fails leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from allotment.core.engine import Applied, Counter
 from allotment.core.ledger import Event
-from allotment.errors import ConfigurationError, StoreError
+from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
 from allotment.store._ops import Delta
 from allotment.store._rows import (
     event_values,
@@ -44,7 +55,14 @@ __all__ = ["SQLiteStore"]
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 #: Inline checkpoints only if the background checkpointer fell this far behind.
 _SAFETY_CHECKPOINT_PAGES = 50_000
+#: The WAL is truncated back to this after a checkpoint, and forced back past it.
+_WAL_LIMIT = 32 * 1024 * 1024
+#: Read connections shared by all threads; more readers wait for one to be free.
+_READERS = 4
 _FILE_LOCKS_GUARD = threading.Lock()
+#: What SQLite (or the binding of a parameter) raises for a value, not for the store.
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
+_ERRORS = (sqlite3.Error, OverflowError)
 
 
 class SQLiteStore(SqlConfig, GroupCommitStore):
@@ -57,26 +75,28 @@ class SQLiteStore(SqlConfig, GroupCommitStore):
         with _FILE_LOCKS_GUARD:
             self._write_lock = _FILE_LOCKS.setdefault(key, threading.Lock())
         self._file_lock = _FileLock(f"{self.path}-writer.lock")
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: the one write connection, used only under the write lock (None: open on next use)
+        self._writer: sqlite3.Connection | None = None
+        self._readers = _Readers(self._open, _READERS)
         super().__init__()
         self._migrate()
-        self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer = _Checkpointer(self.path, self._write_lock, self._file_lock)
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=60
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self._synchronous}")
-                conn.execute(f"PRAGMA wal_autocheckpoint={_SAFETY_CHECKPOINT_PAGES}")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-            self._local.conn = conn
-            self._connections.append(conn)
+    def _open(self) -> sqlite3.Connection:
+        """A new connection, or StoreError when the database cannot be opened."""
+        conn = None
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={_SAFETY_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         return conn
 
     def _batch_on_loop(self) -> Callable[[], bool]:
@@ -87,35 +107,51 @@ class SQLiteStore(SqlConfig, GroupCommitStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[_SQLiteTx]:
-        conn = self._connection()
         with self._write_lock, self._file_lock:
+            conn = self._writer or self._open_writer()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite: {exc}") from exc
-            try:
                 yield _SQLiteTx(self, conn)
                 conn.execute("COMMIT")
-            except BaseException as exc:
-                conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"SQLite: {exc}") from exc
+            except _ERRORS as exc:
+                self._roll_back(conn)
+                raise _error(exc) from exc
+            except BaseException:
+                self._roll_back(conn)
                 raise
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self._writer = self._open()
+        return self._writer
+
+    def _roll_back(self, conn: sqlite3.Connection) -> None:
+        """Undo what is left of a failed transaction, without raising.
+
+        The error that failed the transaction is the one to report. SQLite has
+        already rolled back after some (a full disk, an I/O error), and a
+        ROLLBACK then would fail; a connection that cannot roll back is closed,
+        and the next transaction opens a fresh one.
+        """
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._writer = None
+            with suppress(sqlite3.Error):
+                conn.close()
 
     @contextmanager
     def _reading(self) -> Iterator[_SQLiteTx]:
         """A snapshot read beside the writer: no write lock, no wait behind authorizations."""
-        conn = self._connection()
+        conn = self._readers.take()
         try:
             conn.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite: {exc}") from exc
-        try:
             yield _SQLiteTx(self, conn)
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite: {exc}") from exc
+        except _ERRORS as exc:
+            raise _error(exc) from exc
         finally:
-            conn.execute("ROLLBACK")
+            self._readers.give_back(conn)
 
     def _migrate(self) -> None:
         with self._transaction() as tx:
@@ -130,10 +166,68 @@ class SQLiteStore(SqlConfig, GroupCommitStore):
         super().close()
         self._checkpointer.stop()
         self._file_lock.close()
-        for conn in self._connections:
-            conn.close()
-        self._connections.clear()
-        self._local = threading.local()
+        with self._write_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        self._readers.close()
+
+
+def _error(exc: sqlite3.Error | OverflowError) -> AllotmentError:
+    """allotment's error for what SQLite raised: bad data, or a store that failed."""
+    if isinstance(exc, _DATA_ERRORS):
+        return InvalidData("request", f"SQLite refused a value: {exc}")
+    return StoreError(f"SQLite: {exc}")
+
+
+class _Readers:
+    """At most ``size`` read connections, shared by every thread.
+
+    A connection per thread cost a page cache per thread: a service worker's
+    40 read threads grew it from 65 to 150 MB. Readers wait only for each
+    other, never for the writer. Each slot holds its connection, or None
+    until a read needs one (a C queue: a read pays well under a microsecond).
+    """
+
+    def __init__(self, open_connection: Callable[[], sqlite3.Connection], size: int) -> None:
+        self._open = open_connection
+        self._size = size
+        self._slots: queue.SimpleQueue[sqlite3.Connection | None] = queue.SimpleQueue()
+        for _ in range(size):
+            self._slots.put(None)
+
+    def take(self) -> sqlite3.Connection:
+        """A connection of a free slot; waits while every slot is in use."""
+        conn = self._slots.get()
+        if conn is None:
+            try:
+                conn = self._open()
+            except BaseException:
+                self._slots.put(None)
+                raise
+        return conn
+
+    def give_back(self, conn: sqlite3.Connection) -> None:
+        """End the read on ``conn`` and free its slot; a read that cannot end closes it."""
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                conn.close()
+                self._slots.put(None)
+                return
+        self._slots.put(conn)
+
+    def close(self) -> None:
+        """Close the idle connections; their slots open new ones if reads follow."""
+        for _ in range(self._size):
+            try:
+                conn = self._slots.get_nowait()
+            except queue.Empty:
+                return
+            if conn is not None:
+                conn.close()
+            self._slots.put(None)
 
 
 class _FileLock:
@@ -177,30 +271,64 @@ class _FileLock:
 
 
 class _Checkpointer:
-    """Runs passive WAL checkpoints every ``interval`` seconds in a daemon thread.
+    """Runs WAL checkpoints every ``interval`` seconds in a daemon thread.
 
     Passive checkpoints never block writers; with several processes each runs
-    one, and a checkpoint that finds another in progress simply skips.
+    one, and a checkpoint that finds another in progress simply skips. But
+    while any reader holds an old snapshot a passive checkpoint cannot reach
+    the end of the WAL, so under steady reads and writes the WAL is never
+    restarted and grew past 100 MB. Past ``limit`` bytes the checkpointer
+    therefore takes the write lock (writers wait for it in the kernel, as for
+    each other), waits for the readers of old snapshots, copies everything
+    back and truncates the WAL to zero.
     """
 
-    def __init__(self, path: str, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str,
+        write_lock: threading.Lock,
+        file_lock: _FileLock,
+        interval: float = 0.5,
+        limit: int = _WAL_LIMIT,
+    ) -> None:
         self._path = path
+        self._locks = (write_lock, file_lock)
         self._interval = interval
+        self.limit = limit
         self._stop = threading.Event()
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="allotment-checkpoint", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # A truncation waits for readers of old snapshots at most this long (writers
+        # wait meanwhile); one that finds them still busy copies what it can and
+        # tries again next time.
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=0.1
+        )
         try:
             while not self._stop.wait(self._interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self._checkpoint(conn)
                 except sqlite3.Error:
                     self.failures += 1
         finally:
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        if self._wal_size() <= self.limit:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return
+        write_lock, file_lock = self._locks
+        with write_lock, file_lock:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    def _wal_size(self) -> int:
+        try:
+            return os.stat(f"{self._path}-wal").st_size
+        except FileNotFoundError:
+            return 0
 
     def stop(self) -> None:
         self._stop.set()
