@@ -211,3 +211,27 @@ def test_sqlite_batches_wait_for_a_held_lock_off_the_event_loop(
     assert allowed
     assert ticks >= 10  # the loop ran on while the call waited
     gov.close()
+
+
+def test_a_late_commit_is_in_the_lock_plan(tmp_path: Path, clock: Clock) -> None:
+    """A late commit reads its budgets' counters (to report late overshoot): the batch
+    locks them in the global order with the rest, not on demand."""
+    from allotment.store._batch import lock_plan
+    from allotment.store.base import CommitRequest
+
+    gov = Governor(f"sqlite:///{tmp_path / 'p.db'}", clock=clock)
+    gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
+                       "limit": 100})  # fmt: skip
+    gov.authorize("late", SUBJECT, "openai", "gpt-4o", {"output_tokens": 10}, ttl=1)
+    clock.advance(seconds=2)
+    assert gov.sweep() == 1
+    store = gov.store
+    assert isinstance(store, GroupCommitStore)
+    request: CommitRequest = gov._commit_request(
+        "late", {"output_tokens": 5}, "success", None, None, None, None, None
+    )
+    item = Item(request, clock.now)
+    with store._transaction() as tx:
+        reservations = {"late": tx.reservations("late")}
+        planned = lock_plan(tx, [item], reservations)
+    assert {key[0] for key in planned} == {"cap"}

@@ -8,7 +8,7 @@ EXPECTED = {
     "Failure", "Governor", "Hold", "MemoryStore", "Meter", "Mode", "ModelRate", "NotFoundError",
     "Price", "Pricer", "Reason", "Refusal", "ReservationState", "SQLiteStore", "State",
     "StaticPricer", "Store", "StoreError", "Subject", "Usage", "ValidationError", "Warning",
-    "Window", "__version__", "open_store", "StreamUsage", "usage_from",
+    "Window", "__version__", "open_store", "StreamUsage", "usage_from", "InvalidData",
 }  # fmt: skip
 
 

@@ -34,3 +34,21 @@ def test_the_package_is_typed_and_licensed() -> None:
 def test_the_library_and_cli_work_without_the_server_extra() -> None:
     done = subprocess.run([sys.executable, "-c", WITHOUT_SERVER], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+WITHOUT_FCNTL = """
+import sys
+sys.modules["fcntl"] = None  # as on Windows
+import allotment
+gov = allotment.Governor("sqlite:///" + sys.argv[1])
+assert gov.authorize("r", {"tenant": "t"}, "openai", "gpt-4o", {"input_tokens": 1}).allowed
+print("ok")
+"""
+
+
+def test_import_allotment_works_without_fcntl(tmp_path: Path) -> None:
+    """`import allotment` failed on Windows: fcntl was imported unconditionally."""
+    db = str(tmp_path / "w.db")
+    done = subprocess.run([sys.executable, "-c", WITHOUT_FCNTL, db], capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.stdout.strip() == "ok", done.stderr

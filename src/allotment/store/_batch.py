@@ -238,10 +238,11 @@ def lock_plan(
                     continue
                 call = Call(request.subject, request.provider, request.model)
                 at, currency = item.now, request.currency
-            elif found.state is not ReservationState.HELD:
-                continue
+            elif found.state is ReservationState.COMMITTED:
+                continue  # a replay reads nothing
             else:
-                keys.update((c.budget_id, c.member, c.bucket) for c in found.charges)
+                if found.state is ReservationState.HELD:  # a late commit's charges are gone
+                    keys.update((c.budget_id, c.member, c.bucket) for c in found.charges)
                 call = Call(
                     found.subject, request.provider or found.provider, request.model or found.model
                 )

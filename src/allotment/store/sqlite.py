@@ -28,7 +28,6 @@ value SQLite will not keep; a transaction that fails leaves nothing behind.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import sqlite3
@@ -51,6 +50,13 @@ from allotment.store._transactional import GroupCommitStore
 from allotment.store.migrations.sqlite import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
+
+try:
+    from fcntl import LOCK_EX, LOCK_NB, LOCK_UN, flock
+
+    _HAS_FLOCK = True
+except ImportError:  # Windows has no flock; SQLite's own locking still holds
+    _HAS_FLOCK = False
 
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 #: Inline checkpoints only if the background checkpointer fell this far behind.
@@ -240,28 +246,31 @@ class _FileLock:
     """
 
     def __init__(self, path: str) -> None:
+        self._fd: int | None = None  # without it, SQLite's own locking still holds
+        if not _HAS_FLOCK:
+            return
         try:
-            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
-            self._fd = None  # a read-only directory: SQLite's own locking still holds
+            pass  # a read-only directory
 
     def __enter__(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            flock(self._fd, LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            flock(self._fd, LOCK_UN)
 
     def free(self) -> bool:
         """Whether no other process holds the lock right now."""
         if self._fd is None:
             return True
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(self._fd, LOCK_EX | LOCK_NB)
         except BlockingIOError:
             return False
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        flock(self._fd, LOCK_UN)
         return True
 
     def close(self) -> None:
