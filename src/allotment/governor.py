@@ -28,8 +28,6 @@ from allotment.core.usage import Usage, parse_usage
 from allotment.devices import SECRET_NAME, DeviceIds
 from allotment.errors import (
     BudgetExceeded,
-    ConflictError,
-    NotFoundError,
     StoreError,
     ValidationError,
 )
@@ -499,12 +497,8 @@ class Governor(KeysAndRates):
     def create_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
         """Add a budget; its counters are backfilled from the ledger."""
         parsed = self._convertible(_budget(budget))
-        try:
-            self.store.get_budget(parsed.id)
-        except NotFoundError:
-            self.store.put_budget(parsed)
-            return parsed
-        raise ConflictError(parsed.id, "a budget with this id already exists")
+        self.store.create_budget(parsed)
+        return parsed
 
     def set_budget(self, budget: Budget | Mapping[str, Any]) -> Budget:
         """Create or replace a budget."""
@@ -542,15 +536,27 @@ class Governor(KeysAndRates):
         self.store.delete_budget(budget_id)
 
     def load_budgets(self, path: str | Path) -> list[Budget]:
-        """Apply a YAML or TOML file: its ``rates:`` first, then its ``budgets:``.
+        """Apply a YAML or TOML file: its ``rates:``, then its ``budgets:``, all or nothing.
 
-        Every entry is validated before anything is written.
+        The whole file is validated first (each budget, its currency against the
+        stored rates and the file's own, duplicate ids), then written in one
+        transaction. An error names the entry: ``budgets[1].currency``.
         """
         rates = load_rates(path)
-        budgets = [Budget.from_spec(spec) for spec in load_budget_specs(path)]
-        for rate in rates:
-            self.store.put_rate(rate)
-        return [self.set_budget(b) for b in budgets]
+        known = {(r.source, r.target) for r in [*self.store.rates(), *rates]}
+        budgets: list[Budget] = []
+        seen: set[str] = set()
+        for i, spec in enumerate(load_budget_specs(path)):
+            try:
+                budget = self._convertible(Budget.from_spec(spec), known)
+                if budget.id in seen:
+                    raise ValidationError("id", f"{budget.id!r} appears twice in the file")
+            except ValidationError as exc:
+                raise exc.within(f"budgets[{i}]") from None
+            seen.add(budget.id)
+            budgets.append(budget)
+        self.store.put_config(rates, budgets)
+        return budgets
 
     def reprice(
         self,
@@ -632,16 +638,23 @@ class Governor(KeysAndRates):
     def _call(self, subject: SubjectLike, provider: str, model: str) -> Call:
         return Call(self._subject(subject), _name(provider, "provider"), _name(model, "model"))
 
-    def _convertible(self, budget: Budget) -> Budget:
-        """``budget`` as stored: device ids hidden, its currency convertible."""
+    def _convertible(self, budget: Budget, known: set[tuple[str, str]] | None = None) -> Budget:
+        """``budget`` as stored: device ids hidden, its currency convertible.
+
+        ``known`` are the currency pairs with a rate (default: the stored ones).
+        """
         budget = self.devices.budget(budget)
-        currency = budget.currency
-        if currency is not None and currency != self.currency:
-            known = {(r.source, r.target) for r in self.store.rates()}
-            if (self.currency, currency) not in known and (currency, self.currency) not in known:
+        currency, ours = budget.currency, self.currency
+        if currency is not None and currency != ours:
+            if known is None:
+                known = {(r.source, r.target) for r in self.store.rates()}
+            if (ours, currency) not in known and (currency, ours) not in known:
                 raise ValidationError(
                     "currency",
-                    f"no exchange rate between {self.currency} and {currency}: set one first",
+                    f"no exchange rate between {ours} and {currency}: add one under rates: "
+                    f'in the file ({{source: {ours}, target: {currency}, rate: "0.92", '
+                    'effective_from: "2026-01-01T00:00:00Z"}), with gov.set_rate(...) or '
+                    "with allotment rates set",
                 )
         return budget
 

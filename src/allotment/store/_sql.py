@@ -203,6 +203,15 @@ class SqlTx:
         )
         self._bump_config_version()
 
+    def insert_budget(self, budget: Budget) -> bool:
+        inserted = self._run(
+            "INSERT INTO budgets (id, tenant, spec) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (budget.id, budget.tenant, json.dumps(budget.to_spec())),
+        )
+        if inserted:
+            self._bump_config_version()
+        return inserted == 1
+
     def delete_budget(self, budget_id: str) -> None:
         self._run("DELETE FROM budgets WHERE id = ?", (budget_id,))
         self._run("DELETE FROM counter_baseline WHERE budget_id = ?", (budget_id,))
@@ -287,7 +296,9 @@ class SqlTx:
         where: list[str] = ["id > ?"]
         params: list[object] = [query.after_id]
         if query.price_source in ("fallback", "missing"):
-            # A literal lets the planner prove the partial index events_flagged applies.
+            # The partial indexes of flagged events apply: PostgreSQL proves it from
+            # the literal, SQLite only from their own WHERE term, repeated verbatim.
+            where.append("price_source IN ('fallback', 'missing')")
             where.append(f"price_source = '{query.price_source}'")
             query = replace(query, price_source=None)
         for clause, value in (

@@ -16,7 +16,7 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.usage import Meter
-from allotment.errors import StoreError
+from allotment.errors import ConflictError, StoreError
 from allotment.store import _ops
 from allotment.store._batch import Batcher, Item
 from allotment.store._ops import Tx
@@ -115,6 +115,29 @@ class TransactionalStore:
 
     def put_rate(self, rate: FxRate) -> None:
         self._write(lambda tx: _put_rate(tx, rate))
+
+    def create_budget(self, budget: Budget) -> None:
+        """Add ``budget``, or raise ConflictError if its id is taken: one transaction."""
+
+        def create(tx: Tx) -> None:
+            # Insert-if-absent, not read-then-write: two transactions that both see
+            # no budget cannot both create it (PostgreSQL reads committed data).
+            if not tx.insert_budget(budget):
+                raise ConflictError(budget.id, "a budget with this id already exists")
+            _ops.rebuild_counters(tx, [budget])
+
+        self._write(create)
+
+    def put_config(self, rates: Sequence[FxRate], budgets: Sequence[Budget]) -> None:
+        """Set ``rates``, then create or replace ``budgets``, in one transaction."""
+
+        def put(tx: Tx) -> None:
+            for rate in rates:
+                _put_rate(tx, rate)
+            for budget in budgets:
+                _put_budget(tx, budget)
+
+        self._write(put)
 
     def rates(self) -> list[FxRate]:
         rates = self._read(lambda tx: list(tx.rates()))

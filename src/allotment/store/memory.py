@@ -231,6 +231,12 @@ class _MemoryTx:
         self._s.by_tenant.clear()
         self._log(lambda: self._restore_budget(budget.id, previous))
 
+    def insert_budget(self, budget: Budget) -> bool:
+        if budget.id in self._s.budgets:
+            return False
+        self.put_budget(budget)
+        return True
+
     def delete_budget(self, budget_id: str) -> None:
         previous = self._s.budgets.pop(budget_id, None)
         self._s.by_tenant.clear()
