@@ -3,7 +3,7 @@
 Why a demo: it shows, on real storage and in a few seconds, that systems 1, 2
 and 5 of DESIGN.md are configuration, not code — per-tenant token budgets with
 soft and hard caps (a CRM), org/group/user cost policies with a user override
-and bring-your-own-key calls left out (a gateway, in EUR), and pooled plus
+and bring-your-own-key calls left out (a gateway, budgets in EUR), and pooled plus
 per-agent token limits (an agent orchestrator). A seeded ``random.Random``
 plans a working day of calls, and a fake clock walks through them over the
 twelve hours up to now (from midnight UTC when it is not yet noon), so no
@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -77,17 +76,16 @@ for _spec in GATEWAY_BUDGETS:
 #: Budget ids the demo creates: the only ones a database may hold for the demo to wipe it.
 DEMO_BUDGET_IDS = frozenset(b["id"] for b in (*CRM_BUDGETS, *GATEWAY_BUDGETS, *AGENT_BUDGETS))
 
-#: Made-up EUR prices per million tokens: the gateway tenant is billed in EUR.
-EUR_RATES = {
-    "gpt-4o": ModelRate(Decimal("2.30"), Decimal("9.20")),
-    "gpt-4o-mini": ModelRate(Decimal("0.14"), Decimal("0.55")),
-    "claude-3-5-haiku": ModelRate(Decimal("0.75"), Decimal("3.70")),
-}
-#: Made-up USD prices for the CRM and the orchestrator (their budgets count tokens).
+#: Made-up USD prices per million tokens. The ledger is in USD, like every
+#: deployment's, one currency; the gateway's budgets are kept in EUR through a rate.
 USD_RATES = {
+    "gpt-4o": ModelRate(Decimal("2.50"), Decimal("10.00")),
     "gpt-4o-mini": ModelRate(Decimal("0.15"), Decimal("0.60")),
+    "claude-3-5-haiku": ModelRate(Decimal("0.80"), Decimal("4.00")),
     "claude-3-5-sonnet": ModelRate(Decimal("3.00"), Decimal("15.00")),
 }
+#: 1 USD in EUR, from before any demo day
+EUR_PER_USD = ("0.92", datetime(2026, 1, 1, tzinfo=UTC))
 _PROVIDERS = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-3-5-haiku": "anthropic"}
 #: feature -> (prompt tokens low, high, max_tokens)
 CRM_FEATURES = {"summarize": (1500, 4000, 512), "draft-reply": (800, 2000, 1024),
@@ -216,13 +214,12 @@ def _actual(rng: random.Random, call: PlannedCall, failed: bool) -> dict[str, in
 
 
 def simulate(
-    calls: Iterable[PlannedCall], usd: Governor, eur: Governor, clock: FakeClock, rng: random.Random
+    calls: Iterable[PlannedCall], gov: Governor, clock: FakeClock, rng: random.Random
 ) -> Tally:
     """Authorize each call with its estimate, then commit what it used (or count the refusal)."""
     tally = Tally()
     for n, call in enumerate(calls):
         clock.now = call.at
-        gov = eur if call.subject["tenant"] == "globex" else usd
         request_id = f"demo-{n:05d}"
         estimate = {"input_tokens": call.prompt_tokens, "output_tokens": call.max_tokens}
         decision = gov.authorize(request_id, call.subject, call.provider, call.model, estimate)
@@ -245,25 +242,11 @@ def demo_state(url: str) -> DemoState:
     return _demo_db.demo_state(url, DEMO_BUDGET_IDS)
 
 
-@contextmanager
-def _governors(url: str, clock: FakeClock) -> Iterator[tuple[Governor, Governor]]:
-    """A USD governor and, on the same store URL, an EUR one for the gateway tenant.
-
-    A governor has one currency; two on one file share the ledger safely.
-    """
-    dollars, euros = StaticPricer(USD_RATES), StaticPricer(EUR_RATES, currency="EUR")
-    with (
-        Governor(url, pricer=dollars, clock=clock) as usd,
-        Governor(url, pricer=euros, currency="EUR", clock=clock) as eur,
-    ):
-        yield usd, eur
-
-
-def _create_budgets(usd: Governor, eur: Governor) -> None:
-    for spec in (*CRM_BUDGETS, *AGENT_BUDGETS):
-        usd.set_budget(spec)
-    for spec in GATEWAY_BUDGETS:
-        eur.set_budget(spec)
+def _create_budgets(gov: Governor) -> None:
+    rate, since = EUR_PER_USD
+    gov.set_rate("USD", "EUR", rate, effective_from=since)  # the gateway's budgets are in EUR
+    for spec in (*CRM_BUDGETS, *AGENT_BUDGETS, *GATEWAY_BUDGETS):
+        gov.set_budget(spec)
 
 
 # --- reporting ----------------------------------------------------------------------
@@ -301,7 +284,7 @@ def report_crm(gov: Governor, console: Console) -> None:
 
 def report_gateway(gov: Governor, console: Console) -> None:
     """System 2: every user's policies (alice's override in force) and spend per user."""
-    console.rule("System 2 - gateway with cost policies (EUR)")
+    console.rule("System 2 - gateway with cost policies (budgets in EUR, ledger in USD)")
     subjects = [
         {"tenant": "globex", "user": user, "groups": list(groups)}
         for user, (groups, *_) in GATEWAY_USERS.items()
@@ -350,13 +333,13 @@ def run_demo(
         reset_database(db_url, DEMO_BUDGET_IDS)
     simulate_now = reset or state == "fresh"
     clock = FakeClock(end)
-    with _governors(db_url, clock) as (usd, eur):
+    with Governor(db_url, pricer=StaticPricer(USD_RATES), clock=clock) as gov:
         if simulate_now:
             start, end = simulated_span(end)
             rng = random.Random(seed)
             calls = spread(plan_day(rng), start, end)
-            _create_budgets(usd, eur)
-            tally = simulate(calls, usd, eur, clock, rng)
+            _create_budgets(gov)
+            tally = simulate(calls, gov, clock, rng)
             clock.now = end
             console.print(_summary(tally, start, end), markup=False)
         else:
@@ -364,7 +347,7 @@ def run_demo(
                 f"kept the demo already in {demo_file(db_url)} (--reset simulates it afresh)",
                 markup=False,
             )
-        report_crm(usd, console)
-        report_gateway(eur, console)
-        report_agents(usd, console)
+        report_crm(gov, console)
+        report_gateway(gov, console)
+        report_agents(gov, console)
     return simulate_now
