@@ -5,9 +5,12 @@ attribute names, so code written against the Governor reads a remote answer
 unchanged (``decision.allowed``, ``decision.refusals[0].reason``,
 ``view.remaining``, ``result.event.usage.input_tokens``). Values keep their
 JSON form where JSON has no type for them: times are ISO 8601 strings,
-percentages decimal strings, budget limits human units (spec form). Usage
-figures and subjects are the Governor's own ``Usage`` and ``Subject``;
-adjustments and overshoots its ``Adjustment`` and ``Overshoot``.
+percentages decimal strings, budget limits human units (spec form). Amounts
+are integers in the base unit the answer names in ``unit`` (``micros`` of
+``currency`` for cost), with the same amounts for people in ``display``
+(decimal strings in human units; see ``allotment.core.units``). Usage figures
+and subjects are the Governor's own ``Usage`` and ``Subject``; adjustments
+and overshoots its ``Adjustment`` and ``Overshoot``.
 
 Fields a newer service adds are ignored; fields an older one lacks take their
 defaults.
@@ -21,16 +24,19 @@ from typing import Any, TypeVar, cast
 
 from allotment.core.ledger import Adjustment, Overshoot
 from allotment.core.subjects import Subject, parse_subject
+from allotment.core.units import usage_row_json
 from allotment.core.usage import USAGE_FIELDS, Usage
 
 __all__ = [
     "Group",
+    "RemoteAdjustment",
     "RemoteBudget",
     "RemoteBudgetView",
     "RemoteCommitResult",
     "RemoteDecision",
     "RemoteEvent",
     "RemoteKey",
+    "RemoteOvershoot",
     "RemoteRefusal",
     "RemoteUsageRow",
     "RemoteWarning",
@@ -62,7 +68,7 @@ class _Answer:
     __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
+        """JSON-safe form (``display`` only where the service sent it)."""
         data: dict[str, Any] = _json(asdict(cast(Any, self)))
         return data
 
@@ -71,7 +77,9 @@ class _Answer:
 class RemoteBudgetView(_Answer):
     """One budget as it stands (``Governor.status``'s ``BudgetView``).
 
-    With ``view="client"`` the amounts (``used`` … ``currency``) are None.
+    Amounts are integers in ``unit``; ``display`` has them in human units (a
+    granted authorization's views leave it out: None). With ``view="client"``
+    the amounts (``used`` … ``display``) are None.
     """
 
     budget_id: str
@@ -89,20 +97,25 @@ class RemoteBudgetView(_Answer):
     limit: int | None = None
     remaining: int | None = None
     overshoot: int | None = None
-    window_start: str | None = None
+    unit: str | None = None
     currency: str | None = None
+    window_start: str | None = None
+    display: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteRefusal(_Answer):
-    """Why a budget refused (``Refusal``)."""
+    """Why a budget refused (``Refusal``): amounts in ``unit``, for people in ``display``."""
 
     budget_id: str | None
     reason: str
     requested: int = 0
     remaining: int = 0
     limit: int = 0
+    unit: str | None = None
+    currency: str | None = None
     resets_at: str | None = None
+    display: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +148,10 @@ class RemoteDecision(_Answer):
 
 @dataclass(frozen=True, slots=True)
 class RemoteEvent(_Answer):
-    """One ledger entry (``Event``): ``subject`` and ``usage`` are the Governor's types."""
+    """One ledger entry (``Event``): ``subject`` and ``usage`` are the Governor's types.
+
+    ``display`` (from ``events()``) holds ``usage`` and ``estimate`` in human units.
+    """
 
     id: int | None
     request_id: str
@@ -151,6 +167,7 @@ class RemoteEvent(_Answer):
     reason: str | None = None
     budget_id: str | None = None
     estimate: Usage | None = None
+    display: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (the ledger's)."""
@@ -158,12 +175,34 @@ class RemoteEvent(_Answer):
         out["subject"] = self.subject.to_dict()
         out["usage"] = self.usage.to_dict()
         out["estimate"] = None if self.estimate is None else self.estimate.to_dict()
+        if self.display is None:
+            del out["display"]
         return out
+
+
+@dataclass(slots=True)
+class RemoteAdjustment(Adjustment):
+    """``Adjustment``, with the ``unit`` (and ``currency``) of its budget's amounts."""
+
+    unit: str | None = None
+    currency: str | None = None
+
+
+@dataclass(slots=True)
+class RemoteOvershoot(Overshoot):
+    """``Overshoot``, with the ``currency`` of a cost budget's amount."""
+
+    currency: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return Overshoot.to_dict(self) | {"currency": self.currency}
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteCommitResult(_Answer):
-    """The event a commit or record wrote (``CommitResult``)."""
+    """The event a commit or record wrote (``CommitResult``); its adjustments and late
+    overshoots are ``RemoteAdjustment`` and ``RemoteOvershoot``, which name their units."""
 
     event: RemoteEvent
     replayed: bool = False
@@ -198,11 +237,21 @@ class RemoteUsageRow(_Answer):
     totals: dict[str, int] = field(default_factory=dict)
     #: the currency of ``totals["cost_micros"]`` (the ledger's)
     currency: str | None = None
+    #: the totals in human units (``audio_seconds``, ``cost``): decimal strings
+    display: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form: the service's row (totals beside the group, not nested)."""
+        return usage_row_json(self, self.currency)
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteBudget(_Answer):
-    """A budget in spec form: human units, as ``Budget.to_spec()`` writes it."""
+    """A budget in spec form: human units, as ``Budget.to_spec()`` writes it.
+
+    The service adds ``unit``, ``limit_units`` (the limit as an integer in that
+    unit) and ``display`` (the limit for people); ``to_spec`` leaves them out.
+    """
 
     id: str
     meter: str
@@ -222,10 +271,15 @@ class RemoteBudget(_Answer):
     currency: str | None = None
     policy: str | None = None
     protected: bool = False
+    unit: str | None = None
+    limit_units: int | None = None
+    display: dict[str, str | None] | None = None
 
     def to_spec(self) -> dict[str, Any]:
         """The spec, for ``Budget.from_spec`` or another ``set_budget``."""
         spec = self.to_dict()
+        for derived in ("unit", "limit_units", "display"):
+            del spec[derived]
         if self.at_limit is None:
             del spec["at_limit"]
         return spec
@@ -298,11 +352,12 @@ def event_from(data: Mapping[str, Any]) -> RemoteEvent:
 def commit_from(data: Mapping[str, Any]) -> RemoteCommitResult:
     """A commit's (or a recorded event's) answer."""
     adjustments = tuple(
-        Adjustment(a["budget_id"], a["member"], a["estimated"], a["actual"])
+        RemoteAdjustment(a["budget_id"], a["member"], a["estimated"], a["actual"],
+                         a.get("unit"), a.get("currency"))
         for a in data.get("adjustments", ())
-    )
+    )  # fmt: skip
     overshoot = tuple(
-        Overshoot(o["budget_id"], o["member"], o["meter"], o["amount"])
+        RemoteOvershoot(o["budget_id"], o["member"], o["meter"], o["amount"], o.get("currency"))
         for o in data.get("late_overshoot", ())
     )
     return _pick(
@@ -314,7 +369,7 @@ def commit_from(data: Mapping[str, Any]) -> RemoteCommitResult:
     )
 
 
-_ROW_KEYS = frozenset(("group", "calls", "errors", "blocked", "currency"))
+_ROW_KEYS = frozenset(("group", "calls", "errors", "blocked", "currency", "display"))
 
 
 def usage_row_from(data: Mapping[str, Any]) -> RemoteUsageRow:
@@ -334,11 +389,12 @@ def key_from(data: Mapping[str, Any]) -> RemoteKey:
 
 
 def _json(value: Any) -> Any:
-    """``asdict`` output made JSON-safe: Subject and Usage values as their dicts."""
+    """``asdict`` output made JSON-safe: Subject and Usage values as their dicts, and no
+    ``display`` where the service sent none (a granted authorization's budgets)."""
     if isinstance(value, Subject | Usage):
         return value.to_dict()
     if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
+        return {k: _json(v) for k, v in value.items() if v is not None or k != "display"}
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
     return value

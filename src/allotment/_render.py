@@ -2,13 +2,16 @@
 
 The tables take what the Governor answers and what ``allotment.client``
 answers alike (the protocols below), so each CLI command prints the same
-whether it ran on the store or through the service.
+whether it ran on the store or through the service. Tables show amounts in
+human units with their currency or unit (``1.20 EUR``, ``12,345 tokens``,
+``3.5 s``); ``--json`` prints what the HTTP API answers (integers in base
+units, named in ``unit``, with ``display``; see ``allotment.core.units``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -20,17 +23,20 @@ from rich.table import Table
 from rich.text import Text
 
 from allotment.core.budgets import Budget
-from allotment.core.decisions import State
+from allotment.core.decisions import BudgetView, State
 from allotment.core.money import MICROS, units_to_decimal
+from allotment.core.units import UNITS, UsageLine, decimals, usage_row_json
 from allotment.core.usage import Meter
 
 __all__ = [
+    "UsageLine",
     "budgets_table",
     "format_amount",
     "format_decimal",
     "format_money",
     "make_console",
     "print_json",
+    "status_json",
     "status_table",
     "to_budget",
     "usage_json",
@@ -66,21 +72,6 @@ class StatusRow(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-class UsageLine(Protocol):
-    """One group of a usage breakdown: ``UsageRow``, or the client's ``RemoteUsageRow``."""
-
-    @property
-    def group(self) -> Mapping[str, str | None]: ...
-    @property
-    def calls(self) -> int: ...
-    @property
-    def errors(self) -> int: ...
-    @property
-    def blocked(self) -> int: ...
-    @property
-    def totals(self) -> Mapping[str, int]: ...
-
-
 class SpecLike(Protocol):
     """A budget that can say its spec: ``Budget``, or the client's ``RemoteBudget``."""
 
@@ -112,19 +103,25 @@ def format_decimal(value: Decimal, min_places: int = 0) -> str:
 
 
 def format_money(micros: int, currency: str | None = None) -> str:
-    """Integer micro-units as a currency amount: ``1234500`` -> ``1.2345 USD``."""
-    text = format_decimal(units_to_decimal(micros, MICROS), 2)
+    """Integer micro-units as a currency amount, with at least the currency's usual
+    decimals: ``1234500`` -> ``1.2345 USD``, ``1200000`` -> ``1.20 EUR``."""
+    text = format_decimal(units_to_decimal(micros, MICROS), decimals(currency))
     return f"{text} {currency}" if currency else text
 
 
+#: how a table labels an amount of each base unit (cost is labelled by its currency)
+_LABELS = {"tokens": "tokens", "ms": "s", "requests": "requests", "credits": "credits"}
+
+
 def format_amount(meter: str, units: int | None, currency: str | None = None) -> str:
-    """Base units of ``meter`` in human units (money for cost, seconds for audio)."""
+    """Base units of ``meter`` in human units with their unit: ``1.20 EUR``,
+    ``12,345 tokens``, ``3.5 s``."""
     if units is None:
         return "-"
     kind = Meter(meter)
     if kind is Meter.COST:
         return format_money(units, currency)
-    return format_decimal(units_to_decimal(units, kind.scale))
+    return f"{format_decimal(units_to_decimal(units, kind.scale))} {_LABELS[UNITS[kind]]}"
 
 
 def _selector_text(budget: Budget) -> str:
@@ -163,6 +160,13 @@ def _table(*columns: str, title: str | None, brief: bool) -> Table:
     if brief:
         return Table(*columns, title=title, box=box.SIMPLE_HEAD, show_edge=False)
     return Table(*columns, title=title)
+
+
+def status_json(views: Iterable[StatusRow], currency: str) -> list[dict[str, Any]]:
+    """Budget views as ``/v1/status`` answers them; ``currency`` is the ledger's, named
+    by the store's cost budgets that have none of their own (the service's name it)."""
+    return [v.to_dict(currency=currency) if isinstance(v, BudgetView) else v.to_dict()
+            for v in views]  # fmt: skip
 
 
 def status_table(
@@ -211,19 +215,24 @@ def usage_table(
             *(row.group[d] or "-" for d in by),
             *(f"{n:,}" for n in numbers),
             f"{t['input_tokens'] + t['output_tokens']:,}",
-            format_money(t["cost_micros"], currency),
+            format_money(t["cost_micros"], _currency_of(row, currency)),
         )
     return table
 
 
 def usage_json(row: UsageLine, currency: str) -> dict[str, Any]:
-    """A usage row as the CLI's ``--json`` prints it."""
-    cost = units_to_decimal(row.totals["cost_micros"], MICROS)
-    return {
-        "group": dict(row.group), "calls": row.calls, "errors": row.errors,
-        "blocked": row.blocked, "totals": dict(row.totals), "cost": str(cost),
-        "currency": currency,
-    }  # fmt: skip
+    """A usage row as the CLI's ``--json`` prints it: as ``/v1/usage`` answers it.
+
+    ``currency`` is the ledger's (a row from the service names its own).
+    """
+    return usage_row_json(row, _currency_of(row, currency))
+
+
+def _currency_of(row: UsageLine, currency: str) -> str:
+    """The currency of a row's costs: the service's rows name it (so an EUR ledger
+    is never labelled with the CLI's default, USD); the store's rows are the ledger's."""
+    named: str | None = getattr(row, "currency", None)
+    return named or currency
 
 
 def print_json(data: object) -> None:

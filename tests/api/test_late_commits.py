@@ -33,7 +33,14 @@ def test_late_commits_past_the_cap_are_reported(clock: Clock) -> None:
     late = post("/v1/commit", request_id="old", usage=estimate)
     schemas.CommitOut.model_validate(late)
     assert late["late"] and late["late_overshoot"] == [
-        {"budget_id": "cap", "member": "", "meter": "tokens", "amount": 3}
+        {
+            "budget_id": "cap",
+            "member": "",
+            "meter": "tokens",
+            "amount": 3,
+            "unit": "tokens",
+            "currency": None,
+        }
     ]
     post("/v1/commit", request_id="new", usage={"input_tokens": 8})
     status = client.get("/v1/status", params={"tenant": "acme"}, headers=headers).json()

@@ -214,8 +214,9 @@ def test_usage_by_feature_after_records(db: str) -> None:
     rows = {r["group"]["feature"]: r for r in as_json(db, "usage", "--tenant", "port-a",
                                                       "--by", "feature")}  # fmt: skip
     assert rows["summarize"]["calls"] == 2 and rows["summarize"]["errors"] == 1
-    assert Decimal(rows["summarize"]["cost"]) == Decimal("0.012375")
-    assert rows["classify"]["totals"]["output_tokens"] == 5
+    assert rows["summarize"]["cost_micros"] == 12_375 and rows["summarize"]["currency"] == "USD"
+    assert Decimal(rows["summarize"]["display"]["cost"]) == Decimal("0.012375")
+    assert rows["classify"]["output_tokens"] == 5
 
 
 def test_usage_by_two_dimensions_and_time_range(db: str) -> None:

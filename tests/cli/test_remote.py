@@ -95,6 +95,28 @@ def test_record_status_and_usage_through_the_service(served: tuple[str, str]) ->
     assert currency.exit_code == 2 and currency.stderr.startswith("error: --currency: ")
 
 
+def test_money_and_units_through_the_service(served: tuple[str, str]) -> None:
+    """A EUR budget reads alike on the file and through the service: integers in
+    ``unit``, the budget's ``currency``, and ``display`` for people."""
+    assert local(served, "rates", "set", "--source", "USD", "--target", "EUR", "--rate", "0.5",
+                 "--from", "2020-01-01").exit_code == 0  # fmt: skip
+    made = remote(served, "budgets", "set", "--id", "euro-day", "--tenant", "euro", "--meter",
+                  "cost", "--currency", "EUR", "--window", "day", "--limit", "5")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    spent = remote(served, "record", "--tenant", "euro", "--user", "u1", "--provider", "openai",
+                   "--model", "gpt-4o-mini", "--cost", "2.40", "--request-id", "eu1")  # fmt: skip
+    assert spent.exit_code == 0, spent.output
+    on_file, through = both(served, "status", "--tenant", "euro")
+    assert on_file == through
+    [view] = through
+    assert (view["used"], view["unit"], view["currency"]) == (1_200_000, "micros", "EUR")
+    assert (view["display"]["used"], view["display"]["limit"]) == ("1.20", "5.00")
+    assert "1.20 EUR" in remote(served, "status", "--tenant", "euro").stdout
+    on_file, through = both(served, "usage", "--tenant", "euro", "--by", "user")
+    assert on_file == through
+    assert (through[0]["currency"], through[0]["display"]["cost"]) == ("USD", "2.40")
+
+
 def test_keys_through_the_service(served: tuple[str, str]) -> None:
     made = remote(served, "keys", "create", "--role", "viewer", "--tenant", "acme")
     assert made.exit_code == 0, made.output

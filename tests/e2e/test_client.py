@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,4 +166,46 @@ def test_async_client_holds(tmp_path: Path) -> None:
     asyncio.run(main())
     released = gov.events(EventQuery(status=EventStatus.RELEASED))
     assert [e.reason for e in released] == ["exception"]
+    gov.close()
+
+
+def test_the_clients_answers_name_units_and_show_amounts(tmp_path: Path) -> None:
+    """A EUR cost budget (ledger in USD, 0.5 EUR a dollar) and a token budget, read
+    through the client's typed answers."""
+    gov = Governor(f"sqlite:///{tmp_path / 'u.db'}")
+    gov.set_rate("USD", "EUR", "0.5", effective_from=datetime(2020, 1, 1, tzinfo=UTC))
+    _, admin = gov.create_key("admin")
+    with Client("http://allotment", admin, http=TestClient(create_app(gov))) as remote:
+        remote.create_budget({"id": "eur", "tenant": "acme", "meter": "cost", "currency": "EUR",
+                              "window": "day", "limit": "5"})  # fmt: skip
+        remote.create_budget(BUDGET)
+        remote.record("p1", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 200, "cost": "2.4"})
+        views = {v.budget_id: v for v in remote.status(SUBJECT)}
+        eur, tokens = views["eur"], views["acme-day"]
+        assert (eur.used, eur.limit, eur.unit, eur.currency) == (1_200_000, 5_000_000, "micros",
+                                                                 "EUR")  # fmt: skip
+        assert eur.display == {"used": "1.20", "reserved": "0.00", "limit": "5.00",
+                               "remaining": "3.80", "overshoot": "0.00"}  # fmt: skip
+        assert (tokens.unit, tokens.currency, tokens.display and tokens.display["used"]) == (
+            "tokens", None, "200")  # fmt: skip
+        refused = remote.authorize("r9", SUBJECT, "openai", "gpt-4o-mini", {"cost": "9"})
+        [refusal] = refused.refusals
+        assert (refusal.budget_id, refusal.unit, refusal.currency) == ("eur", "micros", "EUR")
+        assert refusal.display == {"requested": "4.50", "remaining": "3.80", "limit": "5.00"}
+        budget = remote.get_budget("eur")
+        assert (budget.limit, budget.unit, budget.limit_units) == ("5.000000", "micros", 5_000_000)
+        assert budget.display == {"limit": "5.00"} and "unit" not in budget.to_spec()
+        assert remote.set_budget(budget.to_spec()).limit_units == 5_000_000  # round trip
+        [row] = remote.usage("acme", ["user"])
+        assert (row.totals["cost_micros"], row.currency, row.display["cost"]) == (
+            2_400_000, "USD", "2.40")  # fmt: skip
+        [event, _] = remote.events(EventQuery(tenant="acme"))
+        assert event.currency == "USD" and event.display is not None
+        assert event.display["usage"]["cost"] == "2.40"
+        granted = remote.authorize("r1", SUBJECT, "openai", "gpt-4o-mini", {"cost": "1"})
+        assert granted.budgets[0].unit is not None and granted.budgets[0].display is None
+        result = remote.commit("r1", {"cost": "2"})
+        units = {(a.budget_id, getattr(a, "unit", None), getattr(a, "currency", None))
+                 for a in result.adjustments}  # fmt: skip
+        assert units == {("eur", "micros", "EUR"), ("acme-day", "tokens", None)}
     gov.close()

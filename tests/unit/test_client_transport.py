@@ -26,7 +26,8 @@ VIEW = {"budget_id": "d", "name": None, "meter": "tokens", "percent": "40.00",
         "percent_available": "60.00", "state": "within_budget",
         "resets_at": "2026-11-24T00:00:00+00:00", "member": "", "mode": "enforce",
         "enabled": True, "used": 0, "reserved": 400, "limit": 1000, "remaining": 600,
-        "overshoot": 0, "window_start": "2026-11-23T00:00:00+00:00", "currency": None}  # fmt: skip
+        "overshoot": 0, "unit": "tokens", "currency": None,
+        "window_start": "2026-11-23T00:00:00+00:00"}  # fmt: skip
 DECISION = {"request_id": "r1", "allowed": True, "reason": None, "refusals": [], "warnings": [],
             "shadow_refusals": [], "budgets": [VIEW], "expires_at": "2026-11-23T00:05:00+00:00",
             "replayed": False, "degraded": False, "commit_with": None}  # fmt: skip
@@ -38,9 +39,11 @@ EVENT = {"id": 7, "request_id": "r1", "status": "success", "subject": SUBJECT,
          "recorded_at": "2026-11-23T00:00:01+00:00"}  # fmt: skip
 COMMITTED = {"event": EVENT, "replayed": False, "late": False, "late_overshoot": [],
              "adjustments": [{"budget_id": "d", "member": "", "estimated": 400, "actual": 600,
-                              "difference": -200}]}  # fmt: skip
+                              "difference": -200, "unit": "tokens", "currency": None}]}  # fmt: skip
 REFUSAL = {"budget_id": "d", "reason": "estimate_exceeds_remaining", "requested": 700,
-           "remaining": 600, "limit": 1000, "resets_at": "2026-11-24T00:00:00+00:00"}  # fmt: skip
+           "remaining": 600, "limit": 1000, "unit": "tokens", "currency": None,
+           "resets_at": "2026-11-24T00:00:00+00:00",
+           "display": {"requested": "700", "remaining": "600", "limit": "1000"}}  # fmt: skip
 REFUSED = {"error": {"code": "budget_exceeded", "message": "no", "decision": DECISION | {
     "allowed": False, "reason": "estimate_exceeds_remaining", "budgets": [],
     "refusals": [REFUSAL]}}}  # fmt: skip
@@ -94,6 +97,9 @@ def test_answers_are_typed_and_read_like_the_governors() -> None:
         refused = remote.authorize("r2", SUBJECT, "openai", "m", {"output_tokens": 700})
         assert not refused.allowed and refused.refusals[0].reason == "estimate_exceeds_remaining"
         assert refused.refusals[0].remaining == 600 and refused.reason == refused.refusals[0].reason
+        assert (refused.refusals[0].unit, refused.refusals[0].display) == (
+            "tokens", REFUSAL["display"])  # fmt: skip
+    assert (view.unit, view.display, getattr(over, "unit", None)) == ("tokens", None, "tokens")
     assert decision.to_dict() == DECISION and result.to_dict() == COMMITTED
 
 

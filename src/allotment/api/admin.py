@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
+from allotment.api.contract import ERRORS, documented
 from allotment.api.errors import ApiError
-from allotment.api.schemas import ERRORS, BudgetsOut, KeyOut, KeysOut, documented
+from allotment.api.inputs import Changes, Roles, Spec
+from allotment.api.schemas import BudgetOut, BudgetsOut, KeyOut, KeysOut
 from allotment.core.budgets import Budget
+from allotment.core.units import UNITS, shown
 from allotment.errors import NotFoundError, ValidationError
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["admin"], route_class=JsonRoute)
-Spec = Annotated[dict[str, Any], Body()]
 
 
 class KeyBody(BaseModel):
     """A key to create: its role, its tenant (every role but admin has one), a name."""
 
     model_config = ConfigDict(extra="forbid")
-    role: str = Field(description="admin, tenant_admin, service or viewer")
+    role: Roles = Field(description="admin, tenant_admin, service or viewer")
     tenant: str | None = None
     name: str | None = None
 
@@ -34,40 +36,76 @@ def list_budgets(caller: CallerDep, gov: GovernorDep, tenant: str | None = None)
     """Budgets of a tenant (and the deployment-wide ones that apply to it)."""
     caller.may_read()
     if caller.admin and tenant is None:
-        return {"budgets": [b.to_spec() for b in gov.list_budgets()]}
+        return {"budgets": [budget_out(b, gov.currency) for b in gov.list_budgets()]}
     scope = caller.tenant(tenant)
     found = [b for b in gov.list_budgets() if b.tenant in (None, scope)]
-    return {"budgets": [b.to_spec() for b in found]}
+    return {"budgets": [budget_out(b, gov.currency) for b in found]}
 
 
-@router.post("/budgets", status_code=201, response_model=None, responses=ERRORS)
+@router.post("/budgets", status_code=201, response_model=None, responses=documented(BudgetOut, 201))
 def create_budget(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Create a budget (tenant admins: only in their tenant)."""
     caller.may_manage()
-    return gov.create_budget(_owned(caller, spec)).to_spec()
+    spec = _owned(caller, spec)
+    if _DERIVED.intersection(spec):
+        spec = _agreed(spec, Budget.from_spec(_spec_part(spec)), gov.currency)
+    return budget_out(gov.create_budget(spec), gov.currency)
 
 
-@router.get("/budgets/{budget_id}", response_model=None, responses=ERRORS)
+@router.get("/budgets/{budget_id}", response_model=None, responses=documented(BudgetOut))
 def get_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """One budget."""
     caller.may_read()
-    return _visible(caller, gov.get_budget(budget_id)).to_spec()
+    return budget_out(_visible(caller, gov.get_budget(budget_id)), gov.currency)
 
 
-@router.patch("/budgets/{budget_id}", response_model=None, responses=ERRORS)
+@router.patch("/budgets/{budget_id}", response_model=None, responses=documented(BudgetOut))
 def update_budget(
-    budget_id: str, changes: Spec, caller: CallerDep, gov: GovernorDep
+    budget_id: str, changes: Changes, caller: CallerDep, gov: GovernorDep
 ) -> dict[str, Any]:
     """Change fields of a budget (spec form, human units)."""
     caller.may_manage()
     budget = gov.get_budget(budget_id)
     _changeable(caller, budget)
-    unknown = sorted(set(changes) - set(budget.to_spec()))
+    spec = budget.to_spec()
+    unknown = sorted(set(changes) - set(spec) - _DERIVED)
     if unknown:  # the fields are keyword arguments: another name would be a TypeError
         raise ValidationError(unknown[0], "is not a budget field")
     if "tenant" in changes:
         _owned(caller, {"tenant": changes["tenant"]})
-    return gov.update_budget(budget_id, **changes).to_spec()
+    if _DERIVED.intersection(changes):
+        changes = _agreed(changes, Budget.from_spec(spec | _spec_part(changes)), gov.currency)
+    return budget_out(gov.update_budget(budget_id, **changes), gov.currency)
+
+
+def budget_out(budget: Budget, currency: str) -> dict[str, Any]:
+    """A budget as the API answers it: its spec (human units), its ``unit``, its limit
+    in that unit and, for people, the limit with the currency's usual decimals
+    (``currency`` is the ledger's, that of a cost budget naming none)."""
+    return budget.to_spec() | _derived(budget, currency)
+
+
+#: what answers add to the spec form; a body may send them back if they agree
+_DERIVED = frozenset(("unit", "limit_units", "display"))
+
+
+def _derived(budget: Budget, currency: str) -> dict[str, Any]:
+    unit, limit = UNITS[budget.meter], budget.limit
+    human = None if limit is None else shown(limit, unit, budget.currency or currency)
+    return {"unit": unit, "limit_units": limit, "display": {"limit": human}}
+
+
+def _spec_part(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in _DERIVED}
+
+
+def _agreed(body: dict[str, Any], budget: Budget, currency: str) -> dict[str, Any]:
+    """``body`` without the derived fields, once each one sent agrees with ``budget``."""
+    derived = _derived(budget, currency)
+    for name in sorted(_DERIVED.intersection(body)):
+        if body[name] != derived[name]:
+            raise ValidationError(name, f"does not agree with the budget: it is {derived[name]!r}")
+    return _spec_part(body)
 
 
 @router.delete("/budgets/{budget_id}", status_code=204, responses=ERRORS)

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, suppress
 import anyio.to_thread
 from fastapi import FastAPI
 
-from allotment.api import admin, calls, errors, metrics, reads
+from allotment.api import admin, calls, docs, errors, metrics, reads
 from allotment.api.fast import Service
 from allotment.api.instruments import STORE_ERRORS
 from allotment.errors import AllotmentError, ConfigurationError
@@ -63,6 +63,9 @@ def create_app(
         # A body is JSON whatever its Content-Type says, or without one (see
         # allotment.api.middleware): there are no cookies to forge requests with.
         strict_content_type=False,
+        # FastAPI's pages load their scripts from a CDN: allotment.api.docs serves its own
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.governor = governor
     errors.install(app)
@@ -70,6 +73,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(reads.health)
     app.include_router(metrics.router)
+    docs.install(app)
     if lean:
         app.governor = governor
     return app

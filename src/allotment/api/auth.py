@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from allotment.api.errors import ApiError
 from allotment.core.keys import ApiKey, Role
 from allotment.governor import Governor
 
-__all__ = ["Caller", "CallerDep", "GovernorDep", "governor_of"]
+__all__ = ["BEARER", "Caller", "CallerDep", "GovernorDep", "governor_of"]
 
 #: what each role may do
 _WRITE_USAGE = {Role.ADMIN, Role.TENANT_ADMIN, Role.SERVICE}
@@ -83,7 +84,19 @@ class Caller:
             raise ApiError(403, "forbidden", f"a {self.key.role.value} key may not do this")
 
 
-async def authenticate(request: Request) -> Caller:
+#: declares bearer keys in the OpenAPI document (so /docs can send one); it never
+#: refuses: ``caller_from`` reads the header and decides
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="An allotment API key: ``Authorization: Bearer ak_…``",
+    auto_error=False,
+)
+
+
+async def authenticate(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> Caller:
     """The caller behind ``Authorization: Bearer <key>``, or 401.
 
     Async on purpose: keys are cached by the governor, so this is cheap and a

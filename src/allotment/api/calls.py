@@ -26,12 +26,15 @@ from starlette.concurrency import run_in_threadpool
 
 from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
+from allotment.api.contract import BUDGET_HEADERS, REFUSED, documented
 from allotment.api.errors import ApiError, refusal_response
+from allotment.api.inputs import EstimateObject, SubjectObject, UsageObject
 from allotment.api.instruments import LATE_COMMITS, LATE_OVERSHOOT, STORE_ERRORS, decisions
 from allotment.api.responses import Json
-from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut, documented
+from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
+from allotment.core.units import UNITS
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.governor import Governor
@@ -55,10 +58,10 @@ class AuthorizeBody(_Body):
     """Ask before a call: may this subject spend about this much on this model?"""
 
     request_id: str
-    subject: dict[str, Any]
+    subject: SubjectObject
     provider: str
     model: str
-    estimate: dict[str, Any] | None = None
+    estimate: EstimateObject | None = None
     request: dict[str, Any] | None = Field(
         None, description="The provider request itself; estimated offline when no estimate."
     )
@@ -69,7 +72,7 @@ class CommitBody(_Body):
     """Tell after a call what it really used (also post-hoc with subject/provider/model)."""
 
     request_id: str
-    usage: dict[str, Any]
+    usage: UsageObject
     usage_from: str | None = Field(
         None,
         description="The provider whose usage object ``usage`` is, sent as the provider "
@@ -79,7 +82,7 @@ class CommitBody(_Body):
     reason: str | None = None
     provider: str | None = None
     model: str | None = None
-    subject: dict[str, Any] | None = None
+    subject: SubjectObject | None = None
     tenant: str | None = Field(
         None,
         description="Whose request id: for an admin key when several tenants use it "
@@ -103,10 +106,10 @@ class EventBody(_Body):
     """One call that already happened."""
 
     request_id: str
-    subject: dict[str, Any]
+    subject: SubjectObject
     provider: str
     model: str
-    usage: dict[str, Any]
+    usage: UsageObject
     usage_from: str | None = Field(
         None,
         description="The provider whose usage object ``usage`` is, sent as the provider "
@@ -123,7 +126,11 @@ class EventsBody(_Body):
     events: list[EventBody] = Field(max_length=1000)
 
 
-@router.post("/authorize", response_model=None, responses=documented(DecisionOut))
+@router.post(
+    "/authorize",
+    response_model=None,
+    responses=documented(DecisionOut, 200, BUDGET_HEADERS, REFUSED),
+)
 async def authorize(body: AuthorizeBody, caller: CallerDep, gov: GovernorDep) -> Response:
     """Reserve the estimate on every applicable budget, or refuse with 402."""
     return await do_authorize(body, caller, gov)
@@ -161,11 +168,13 @@ async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Re
         raise _on_the_wire(exc) from None
     if not decision.allowed:
         decisions("refused", decision.refusals[0].reason.value).inc()
-        return refusal_response(decision)
+        return refusal_response(decision, gov.currency)
     decisions("allowed", "store_unavailable" if decision.degraded else "").inc()
     if decision.degraded:
         STORE_ERRORS.inc()
-    return Json(decision.to_dict(), headers=_budget_headers(decision))
+    # No ``display``: it takes half as long again to write (9.5 -> 14 µs with two budgets).
+    answer = decision.to_dict(currency=gov.currency, display=False)
+    return Json(answer, headers=_budget_headers(decision, gov.currency))
 
 
 async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response:
@@ -180,7 +189,7 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
         tenant=_scope(caller, body.tenant),
     )  # fmt: skip
     # A ready response: FastAPI's generic encoder would walk the dict again, slowly.
-    return Json(_committed(result))
+    return Json(_committed(result, gov))
 
 
 async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Response:
@@ -200,7 +209,7 @@ def ingest(body: EventsBody, caller: CallerDep, gov: GovernorDep) -> Json:
     for i, (item, event) in enumerate(zip(items, body.events, strict=True)):
         item["usage"] = _usage(event.usage, event.usage_from, f"events[{i}].usage")
     results = gov.record_many(items)
-    return Json({"events": [_committed(r) for r in results]})
+    return Json({"events": [_committed(r, gov) for r in results]})
 
 
 def _usage(usage: dict[str, Any], provider: str | None, field: str) -> dict[str, Any] | Usage:
@@ -253,44 +262,64 @@ def _tenant_of(subject: dict[str, Any], where: str = "subject") -> str | None:
     return tenant
 
 
-def _committed(result: CommitResult) -> dict[str, Any]:
+def _committed(result: CommitResult, gov: Governor) -> dict[str, Any]:
     if result.late and not result.replayed:
         LATE_COMMITS.inc()
         for over in result.late_overshoot:
             LATE_OVERSHOOT.labels(over.meter).inc(over.amount)
-    adjustments = [
-        {
-            "budget_id": a.budget_id,
-            "member": a.member,
-            "estimated": a.estimated,
-            "actual": a.actual,
-            "difference": a.difference,
-        }
-        for a in result.adjustments
-    ]
+    event = result.event
+    late = result.late_overshoot
+    units = _units(gov, event.subject.tenant) if result.adjustments or late else {}
+    adjustments = []
+    for a in result.adjustments:
+        unit, money = units.get(a.budget_id, _UNKNOWN)
+        adjustments.append({
+            "budget_id": a.budget_id, "member": a.member, "estimated": a.estimated,
+            "actual": a.actual, "difference": a.difference, "unit": unit, "currency": money,
+        })  # fmt: skip
     return {
-        "event": result.event.to_dict(),
+        "event": event.to_dict(),
         "replayed": result.replayed,
         "late": result.late,
         "adjustments": adjustments,
         "overshoot": [
             a for a, o in zip(adjustments, result.adjustments, strict=True) if o.difference < 0
         ],
-        "late_overshoot": [o.to_dict() for o in result.late_overshoot],
+        "late_overshoot": [
+            o.to_dict() | {"currency": units.get(o.budget_id, _UNKNOWN)[1]} for o in late
+        ],
     }
 
 
-def _budget_headers(decision: Decision) -> dict[str, str]:
-    """The tightest enforced budget: how much room is left and when it resets."""
+_UNKNOWN = (None, None)
+
+
+def _units(gov: Governor, tenant: str) -> dict[str, tuple[str, str | None]]:
+    """The ``unit`` and ``currency`` of each budget of ``tenant``, from the budgets the
+    store last loaded (the commit has just loaded them): adjustments know only ids."""
+    out = {}
+    for budget in gov.store.cached_budgets(tenant) or ():
+        unit = UNITS[budget.meter]
+        out[budget.id] = (unit, None if unit != "micros" else budget.currency or gov.currency)
+    return out
+
+
+def _budget_headers(decision: Decision, currency: str) -> dict[str, str]:
+    """The tightest enforced budget: how much room is left (in ``X-Budget-Unit``, of
+    ``X-Budget-Currency`` for cost) and when it resets."""
     limited = [v for v in decision.budgets if v.remaining is not None and v.mode == "enforce"]
     if not limited:
         return {}
     tightest = min(limited, key=lambda v: (v.percent or 0) * -1)
+    unit = UNITS[tightest.budget.meter]
     headers = {
         "X-Budget-Id": tightest.budget_id,
         "X-Budget-Remaining": str(tightest.remaining),
-        "X-Budget-Percent-Used": str(tightest.percent),
+        "X-Budget-Unit": unit,
+        "X-Budget-Percent-Used": f"{tightest.percent:.2f}",
     }
+    if unit == "micros":
+        headers["X-Budget-Currency"] = tightest.currency or currency
     if tightest.resets_at is not None:
         headers["X-Budget-Resets-At"] = tightest.resets_at.isoformat()
     return headers

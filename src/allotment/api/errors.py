@@ -59,19 +59,26 @@ def error(
     return Json({"error": {"code": code, "message": message, **details}}, status, headers)
 
 
-def refusal_response(decision: Decision) -> Json:
-    """402 for a refused authorization, with what an end user can be shown."""
+def refusal_response(decision: Decision, currency: str | None = None) -> Json:
+    """402 for a refused authorization, with what an end user can be shown.
+
+    ``currency`` is the ledger's, named by cost budgets that have none of their own.
+    """
     refusal = decision.refusals[0]
+    answer = decision.to_dict(currency=currency)
     if refusal.reason is Reason.UNKNOWN_MODEL:
         return error(402, "unknown_model", "This model has no price and is not allowed.",
-                     reason=refusal.reason.value, decision=decision.to_dict())  # fmt: skip
+                     reason=refusal.reason.value, decision=answer)  # fmt: skip
     if refusal.reason is Reason.NO_BUDGET:
         return error(402, "no_budget", "No budget covers this call; such calls are denied.",
-                     reason=refusal.reason.value, decision=decision.to_dict())  # fmt: skip
+                     reason=refusal.reason.value, decision=answer)  # fmt: skip
     resets = refusal.resets_at.isoformat() if refusal.resets_at else None
     message = "This request would exceed the budget." + (
         f" It resets at {resets}." if resets else ""
     )
+    first = answer["refusals"][0]
+    shown = first["display"] and {"remaining": first["display"]["remaining"],
+                                  "limit": first["display"]["limit"]}  # fmt: skip
     return error(
         402,
         "budget_exceeded",
@@ -79,8 +86,12 @@ def refusal_response(decision: Decision) -> Json:
         budget_id=refusal.budget_id,
         reason=refusal.reason.value,
         remaining=refusal.remaining,
+        limit=refusal.limit,
+        unit=first["unit"],
+        currency=first["currency"],
+        display=shown,
         resets_at=resets,
-        decision=decision.to_dict(),
+        decision=answer,
     )
 
 

@@ -12,8 +12,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from allotment.api.auth import CallerDep, GovernorDep, governor_of
-from allotment.api.schemas import ERRORS, EventPage, HealthOut, StatusOut, UsageOut, documented
+from allotment.api.contract import CSV, documented
+from allotment.api.schemas import EventPage, HealthOut, PricesOut, StatusOut, UsageOut
 from allotment.core.ledger import Event, EventStatus
+from allotment.core.units import usage_row_json
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
 from allotment.store.base import EventQuery
@@ -62,7 +64,8 @@ def status(
             "device": device, "install": install}  # fmt: skip
     subject |= {k: v for k, v in dims.items() if v is not None}
     views = gov.status(subject, provider, model)
-    return {"budgets": [v.to_dict(client=view == "client") for v in views]}
+    client, money = view == "client", gov.currency
+    return {"budgets": [v.to_dict(client=client, currency=money) for v in views]}
 
 
 @router.get("/usage", response_model=None, responses=documented(UsageOut))
@@ -81,22 +84,17 @@ def usage(
     """Usage totals grouped by dimensions (user, key, agent, feature, model, day, ...).
 
     ``order=cost&limit=20`` gives the top 20 groups by cost. ``cost_micros`` is
-    in micro-units of ``currency``, the ledger's currency.
+    in micro-units of ``currency``, the ledger's currency; ``display`` has the
+    totals in human units.
     """
     caller.may_read()
     rows = gov.usage(
         caller.tenant(tenant), by or [], _aware(since), _aware(until), order=order, limit=limit
     )
-    return {
-        "rows": [
-            {"group": r.group, "calls": r.calls, "errors": r.errors, "blocked": r.blocked,
-             **r.totals, "currency": gov.currency}
-            for r in rows
-        ]
-    }  # fmt: skip
+    return {"rows": [usage_row_json(r, gov.currency) for r in rows]}
 
 
-@router.get("/events", response_model=None, responses=documented(EventPage))
+@router.get("/events", response_model=None, responses=documented(EventPage, 200, CSV))
 def events(
     caller: CallerDep,
     gov: GovernorDep,
@@ -125,10 +123,10 @@ def events(
     if format == "csv":
         return StreamingResponse(_csv(page), media_type="text/csv")
     next_cursor = page[-1].id if len(page) == limit else None
-    return {"events": [e.to_dict() for e in page], "next_cursor": next_cursor}
+    return {"events": [e.to_dict(display=True) for e in page], "next_cursor": next_cursor}
 
 
-@router.get("/prices", response_model=None, responses=ERRORS)
+@router.get("/prices", response_model=None, responses=documented(PricesOut))
 def prices(caller: CallerDep, gov: GovernorDep, provider: str, model: str) -> dict[str, Any]:
     """What a model costs per million input and output tokens, and where the price comes from."""
     caller.may_read(status=True)

@@ -8,11 +8,11 @@ a drift between code and contract shows up there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ERRORS", "documented"]
+__all__ = ["ErrorBody", "RefusalBody", "Unit"]
 
 
 class _Out(BaseModel):
@@ -33,14 +33,35 @@ class ErrorBody(_Out):
     error: ErrorDetail
 
 
+#: the base unit an object's amounts are counted in (see allotment.core.units)
+Unit = Literal["tokens", "micros", "ms", "requests", "credits"]
+_UNIT = "The base unit of the amounts beside it: tokens, micros (of ``currency``), ms (audio), "
+_UNIT += "requests or credits"
+_PERCENT = "For people: a decimal string with two decimals, rounded down"
+_DISPLAY = "The same amounts as exact decimal strings in human units, for people"
+
+
+class ViewDisplay(_Out):
+    """A budget view's amounts in human units: currency units, seconds, tokens."""
+
+    used: str
+    reserved: str
+    limit: str | None
+    remaining: str | None
+    overshoot: str
+
+
 class BudgetViewOut(_Out):
-    """One budget as it stands (``view=client`` leaves out the amounts)."""
+    """One budget as it stands (``view=client`` leaves out the amounts).
+
+    Amounts are integers in ``unit``; a cost budget names its ``currency``.
+    """
 
     budget_id: str
     name: str | None
     meter: str
-    percent: str | None
-    percent_available: str | None
+    percent: str | None = Field(description=_PERCENT)
+    percent_available: str | None = Field(description=_PERCENT)
     state: str
     resets_at: str | None
     member: str | None = None
@@ -53,19 +74,34 @@ class BudgetViewOut(_Out):
     overshoot: int | None = Field(
         None, description="How far use is past the limit (late commits, usage over the estimate)"
     )
+    unit: Unit | None = Field(None, description=_UNIT)
+    currency: str | None = Field(None, description="The currency of a cost budget")
     window_start: str | None = None
-    currency: str | None = None
+    display: ViewDisplay | None = Field(
+        None, description=_DISPLAY + " (status and refusals; a granted authorize leaves it out)"
+    )
+
+
+class RefusalDisplay(_Out):
+    """A refusal's amounts in human units."""
+
+    requested: str
+    remaining: str
+    limit: str
 
 
 class RefusalOut(_Out):
-    """Why a budget refused (or would have)."""
+    """Why a budget refused (or would have); amounts in ``unit`` (None: no budget refused)."""
 
     budget_id: str | None
     reason: str
     requested: int
     remaining: int
     limit: int
+    unit: Unit | None = Field(description=_UNIT)
+    currency: str | None
     resets_at: str | None
+    display: RefusalDisplay | None = Field(None, description=_DISPLAY)
 
 
 class WarningOut(_Out):
@@ -74,8 +110,31 @@ class WarningOut(_Out):
 
     budget_id: str | None
     code: str
-    percent: str | None
+    percent: str | None = Field(description=_PERCENT)
     threshold: str | None
+
+
+class SubjectOut(_Out):
+    """Who a call is attributed to; dimensions it does not have are left out."""
+
+    tenant: str
+    user: str | None = None
+    groups: list[str] | None = None
+    key: str | None = None
+    agent: str | None = None
+    session: str | None = None
+    feature: str | None = None
+    device: str | None = None
+    install: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class CommitWithOut(_Out):
+    """What the commit of a degraded grant sends along."""
+
+    subject: SubjectOut
+    provider: str
+    model: str
 
 
 class DecisionOut(_Out):
@@ -91,11 +150,68 @@ class DecisionOut(_Out):
     expires_at: str | None
     replayed: bool
     degraded: bool
-    commit_with: dict[str, Any] | None = Field(
+    commit_with: CommitWithOut | None = Field(
         None,
         description="For a degraded grant (the store was down): send these fields "
         "(subject, provider, model) with its commit so any worker meters it",
     )
+
+
+class UsageFiguresOut(_Out):
+    """A call's usage: integers, each named with its unit (``cost_micros``: micro-units of
+    the ``currency`` beside it, None when unpriced)."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_audio_tokens: int
+    output_audio_tokens: int
+    audio_ms: int
+    images: int
+    requests: int
+    credits: int
+    cost_micros: int | None
+
+
+class HumanUsageOut(_Out):
+    """Usage in human units, named as the input takes them: ``audio_seconds``, ``cost``."""
+
+    input_tokens: str
+    output_tokens: str
+    cached_input_tokens: str
+    cache_write_tokens: str
+    reasoning_tokens: str
+    input_audio_tokens: str
+    output_audio_tokens: str
+    audio_seconds: str
+    images: str
+    requests: str
+    credits: str
+    cost: str | None
+
+
+class EventDisplay(_Out):
+    """An event's usage and estimate in human units."""
+
+    usage: HumanUsageOut
+    estimate: HumanUsageOut | None
+
+
+class PriceOut(BaseModel):
+    """The price an event was charged at, and where it came from.
+
+    ``source`` is ``catalog``, ``override``, ``fallback``, ``caller`` or ``missing``;
+    catalog prices add their unit prices and the catalog version, and a repriced
+    event keeps the prices it had under ``previous``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    amount_micros: int | None = Field(None, description="Micro-units of ``currency``")
+    currency: str | None = None
+    source: str | None = None
+    unknown_model: bool | None = None
 
 
 class EventOut(_Out):
@@ -104,38 +220,44 @@ class EventOut(_Out):
     id: int | None
     request_id: str
     status: str
-    subject: dict[str, Any]
+    subject: SubjectOut
     provider: str
     model: str
-    usage: dict[str, int | None]
-    estimate: dict[str, int | None] | None = Field(
+    usage: UsageFiguresOut
+    estimate: UsageFiguresOut | None = Field(
         None, description="What a blocked or released call asked for (its usage is zero)"
     )
-    currency: str
-    price: dict[str, Any]
+    currency: str = Field(description="The ledger's currency: that of ``cost_micros``")
+    price: PriceOut
     reason: str | None
     budget_id: str | None
     occurred_at: str
     recorded_at: str
+    display: EventDisplay | None = Field(None, description=_DISPLAY + " (GET /v1/events)")
 
 
 class AdjustmentOut(_Out):
-    """Estimate against actual on one budget (negative difference: overshoot)."""
+    """Estimate against actual on one budget, in its ``unit`` (negative difference:
+    overshoot); ``unit`` is None if the budget is gone."""
 
     budget_id: str
     member: str
     estimated: int
     actual: int
     difference: int
+    unit: Unit | None = Field(description=_UNIT)
+    currency: str | None
 
 
 class OvershootOut(_Out):
-    """How far a late commit took an enforced budget past its hard limit."""
+    """How far a late commit took an enforced budget past its hard limit, in ``unit``."""
 
     budget_id: str
     member: str
     meter: str
     amount: int
+    unit: Unit | None = Field(description=_UNIT)
+    currency: str | None
 
 
 class CommitOut(_Out):
@@ -174,10 +296,22 @@ class StatusOut(_Out):
     budgets: list[BudgetViewOut]
 
 
-class UsageOut(_Out):
-    """Grouped totals: ``group``, ``calls``, ``errors``, ``blocked`` and usage sums."""
+class UsageRowOut(UsageFiguresOut):
+    """One group's totals: calls, errors, blocked calls and the usage sums."""
 
-    rows: list[dict[str, Any]]
+    group: dict[str, str | None] = Field(description="The value of each ``by`` dimension")
+    calls: int
+    errors: int
+    blocked: int
+    cost_micros: int = Field(description="Micro-units of ``currency``")
+    currency: str = Field(description="The ledger's currency")
+    display: HumanUsageOut = Field(description=_DISPLAY)
+
+
+class UsageOut(_Out):
+    """Grouped usage totals, one row per group."""
+
+    rows: list[UsageRowOut]
 
 
 class EventPage(_Out):
@@ -187,10 +321,55 @@ class EventPage(_Out):
     next_cursor: int | None
 
 
+class WindowOut(_Out):
+    """A window in its mapping form."""
+
+    kind: str = Field(description="day, week, month, year, rolling, billing or lifetime")
+    tz: str | None = None
+    seconds: int | None = None
+    anchor: str | None = None
+    cycle: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+class BudgetDisplay(_Out):
+    """A budget's limit in human units (currency's usual decimals, seconds, tokens)."""
+
+    limit: str | None
+
+
+class BudgetOut(_Out):
+    """A budget in spec form (human units, as the input takes it), with its ``unit`` and
+    its limit as an integer in that unit (``limit_units``)."""
+
+    id: str
+    tenant: str | None
+    name: str | None
+    meter: str
+    window: WindowOut
+    limit: str | None = Field(description="Human units: currency units, seconds, tokens")
+    match: dict[str, list[str]]
+    exclude: dict[str, list[str]]
+    per: str | None
+    soft: list[str]
+    at_limit: str
+    mode: str
+    overrides: bool
+    enabled: bool
+    failure: str
+    currency: str | None
+    policy: str | None
+    protected: bool
+    unit: Unit = Field(description=_UNIT)
+    limit_units: int | None = Field(description="``limit`` in ``unit``")
+    display: BudgetDisplay = Field(description=_DISPLAY)
+
+
 class BudgetsOut(_Out):
     """Budgets in spec form (human units)."""
 
-    budgets: list[dict[str, Any]]
+    budgets: list[BudgetOut]
 
 
 class KeyOut(_Out):
@@ -212,27 +391,50 @@ class KeysOut(_Out):
     keys: list[KeyOut]
 
 
+class PricesOut(PriceOut):
+    """What 1,000,000 input plus 1,000,000 output tokens of a model cost, and the source.
+
+    ``source`` is ``none`` when the deployment prices nothing."""
+
+    provider: str
+    model: str
+
+
 class HealthOut(_Out):
     """Liveness or readiness."""
 
     status: str
 
 
-def documented(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: its success shape and every error it can return."""
-    return {status: {"model": model}, **ERRORS}
+class RefusalDisplayTop(_Out):
+    """What is left, and the limit, in human units."""
+
+    remaining: str
+    limit: str
 
 
-#: the error statuses any authenticated route may answer with
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in (
-        (401, "no or unknown API key"),
-        (402, "refused: budget_exceeded or unknown_model (authorize)"),
-        (403, "wrong role or tenant"),
-        (404, "not found"),
-        (409, "request id reused with a different payload, or id taken"),
-        (422, "bad input; the error names the field"),
-        (503, "store_unavailable"),
-    )
-}
+class RefusalDetail(_Out):
+    """A refused authorization: what an end user can be shown, and the whole decision.
+
+    ``budget_exceeded`` names the budget, the reason, what is left, the limit (in
+    ``unit``, of ``currency`` for cost) and when the window resets; ``unknown_model``
+    and ``no_budget`` have no budget.
+    """
+
+    code: Literal["budget_exceeded", "unknown_model", "no_budget"]
+    message: str = Field(description="A message an end user can be shown")
+    reason: str
+    budget_id: str | None = None
+    remaining: int | None = None
+    limit: int | None = None
+    unit: Unit | None = Field(None, description=_UNIT)
+    currency: str | None = None
+    display: RefusalDisplayTop | None = Field(None, description=_DISPLAY)
+    resets_at: str | None = None
+    decision: DecisionOut
+
+
+class RefusalBody(_Out):
+    """402: the authorization was refused."""
+
+    error: RefusalDetail

@@ -13,6 +13,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from allotment.core.units import UNITS, shown
+
 if TYPE_CHECKING:
     from allotment.core.budgets import Budget
     from allotment.core.windows import Span
@@ -137,37 +139,56 @@ class BudgetView:
         """When the window rolls over (None for lifetime)."""
         return self.span.resets_at
 
-    def to_dict(self, *, client: bool = False) -> dict[str, Any]:
+    def to_dict(
+        self, *, client: bool = False, currency: str | None = None, display: bool = True
+    ) -> dict[str, Any]:
         """JSON-safe form; ``client=True`` keeps percentages only (no amounts).
 
-        Written out rather than through the properties: it runs for every
-        budget of every authorization the service answers.
+        Amounts are integers in the base ``unit`` of the meter (see
+        ``allotment.core.units``); a cost budget names its ``currency``: its own,
+        else ``currency``, the ledger's. ``display`` adds the amounts as exact
+        decimal strings in human units, for people. Written out rather than
+        through the properties: it runs for every budget of every authorization
+        the service answers (which leaves ``display`` out).
         """
         budget, span = self.budget, self.span
         consumed = self.used + self.reserved
-        percent = budget.percent(consumed)
+        limit = budget.limit
+        percent, available = _percents(budget, consumed)
         base: dict[str, Any] = {
             "budget_id": budget.id,
             "name": budget.name,
             "meter": budget.meter.value,
-            "percent": None if percent is None else str(percent),
-            "percent_available": None if percent is None else str(max(_ZERO, _HUNDRED - percent)),
+            "percent": percent,
+            "percent_available": available,
             "state": budget.state(consumed).value,
             "resets_at": _iso(span.resets_at),
         }
         if client:
             return base
-        limit = budget.limit
+        unit = UNITS[budget.meter]
+        money = None if unit != "micros" else budget.currency or currency
+        remaining = None if limit is None else max(0, limit - consumed)
+        overshoot = 0 if limit is None else max(0, self.used - limit)
         base["member"] = self.member
         base["mode"] = budget.mode.value
         base["enabled"] = budget.enabled
         base["used"] = self.used
         base["reserved"] = self.reserved
         base["limit"] = limit
-        base["remaining"] = None if limit is None else max(0, limit - consumed)
-        base["overshoot"] = 0 if limit is None else max(0, self.used - limit)
+        base["remaining"] = remaining
+        base["overshoot"] = overshoot
+        base["unit"] = unit
+        base["currency"] = money
         base["window_start"] = _iso(span.start)
-        base["currency"] = budget.currency
+        if display:
+            base["display"] = {
+                "used": shown(self.used, unit, money),
+                "reserved": shown(self.reserved, unit, money),
+                "limit": None if limit is None else shown(limit, unit, money),
+                "remaining": None if remaining is None else shown(remaining, unit, money),
+                "overshoot": shown(overshoot, unit, money),
+            }
         return base
 
 
@@ -185,16 +206,29 @@ class Refusal:
     limit: int
     resets_at: datetime | None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
+    def to_dict(
+        self, *, unit: str | None = None, currency: str | None = None, display: bool = False
+    ) -> dict[str, Any]:
+        """JSON-safe form. ``unit`` and ``currency`` are the refusing budget's (a refusal
+        knows only its budget's id: ``Decision.to_dict`` fills them in); ``display``
+        adds the amounts in human units."""
+        out: dict[str, Any] = {
             "budget_id": self.budget_id,
             "reason": self.reason.value,
             "requested": self.requested,
             "remaining": self.remaining,
             "limit": self.limit,
+            "unit": unit,
+            "currency": currency,
             "resets_at": _iso(self.resets_at),
         }
+        if display:
+            out["display"] = None if unit is None else {
+                "requested": shown(self.requested, unit, currency),
+                "remaining": shown(self.remaining, unit, currency),
+                "limit": shown(self.limit, unit, currency),
+            }  # fmt: skip
+        return out
 
 
 @dataclass(slots=True)
@@ -216,8 +250,8 @@ class Warning:
         return {
             "budget_id": self.budget_id,
             "code": self.code,
-            "percent": None if self.percent is None else str(self.percent),
-            "threshold": None if self.threshold is None else str(self.threshold),
+            "percent": _two_places(self.percent),
+            "threshold": _two_places(self.threshold),
         }
 
 
@@ -249,16 +283,19 @@ class Decision:
         """The first refusal's reason, if refused."""
         return self.refusals[0].reason if self.refusals else None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
+    def to_dict(self, *, currency: str | None = None, display: bool = True) -> dict[str, Any]:
+        """JSON-safe form: see ``BudgetView.to_dict`` for ``currency`` (the ledger's) and
+        ``display``. The service's granted authorizations leave ``display`` out."""
+        views = self.budgets
+        refusals, shadow = self.refusals, self.shadow_refusals
         return {
             "request_id": self.request_id,
             "allowed": self.allowed,
             "reason": None if self.reason is None else self.reason.value,
-            "refusals": [r.to_dict() for r in self.refusals],
+            "refusals": _refusals(refusals, views, currency, display) if refusals else [],
             "warnings": [w.to_dict() for w in self.warnings],
-            "shadow_refusals": [r.to_dict() for r in self.shadow_refusals],
-            "budgets": [b.to_dict() for b in self.budgets],
+            "shadow_refusals": _refusals(shadow, views, currency, display) if shadow else [],
+            "budgets": [b.to_dict(currency=currency, display=display) for b in views],
             "expires_at": _iso(self.expires_at),
             "replayed": self.replayed,
             "degraded": self.degraded,
@@ -266,7 +303,38 @@ class Decision:
         }
 
 
-_ZERO = Decimal(0)
+def _refusals(
+    refusals: tuple[Refusal, ...],
+    views: tuple[BudgetView, ...],
+    currency: str | None,
+    display: bool,
+) -> list[dict[str, Any]]:
+    """Refusals in JSON form, each with the unit and currency of the budget that refused."""
+    budgets = {v.budget.id: v.budget for v in views}
+    out = []
+    for refusal in refusals:
+        budget = budgets.get(refusal.budget_id or "")
+        unit = None if budget is None else UNITS[budget.meter]
+        money = None if unit != "micros" or budget is None else budget.currency or currency
+        out.append(refusal.to_dict(unit=unit, currency=money, display=display))
+    return out
+
+
+def _percents(budget: Budget, consumed: int) -> tuple[str | None, str | None]:
+    """``percent`` and ``percent_available``, each written with exactly two decimals."""
+    percent = budget.percent(consumed)
+    if percent is None:
+        return None, None
+    if percent < _HUNDRED:  # a multiple of 0.01 with two decimals: str() writes both
+        return str(percent), str(_HUNDRED - percent)
+    return f"{percent:.2f}", "0.00"  # 100 (a zero limit) or past it
+
+
+def _two_places(value: Decimal | None) -> str | None:
+    """A percentage (a multiple of 0.01) written with exactly two decimals."""
+    return None if value is None else f"{value:.2f}"
+
+
 _HUNDRED = Decimal(100)
 
 

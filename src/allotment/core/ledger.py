@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from allotment.core.subjects import Subject
+from allotment.core.units import UNITS, shown_usage
 from allotment.core.usage import Usage
 
 __all__ = [
@@ -137,9 +138,16 @@ class Event:
             self.price, self.payload_hash, event_id, self.estimate,
         )  # fmt: skip
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
+    def to_dict(self, *, display: bool = False) -> dict[str, Any]:
+        """JSON-safe form; ``display`` adds ``usage`` and ``estimate`` in human units.
+
+        Usage figures are integers whose names carry their units (``*_tokens``,
+        ``audio_ms``, ``cost_micros`` in micro-units of ``currency``). The human
+        form names them as the input takes them (``audio_seconds``, ``cost``);
+        see ``allotment.core.units``. Left out by default: commits answer with
+        the event, and archives store it.
+        """
+        out = {
             "id": self.id,
             "request_id": self.request_id,
             "status": self.status.value,
@@ -155,6 +163,13 @@ class Event:
             "occurred_at": self.occurred_at.isoformat(),
             "recorded_at": self.recorded_at.isoformat(),
         }
+        if display:
+            estimate, money = self.estimate, self.currency
+            out["display"] = {
+                "usage": shown_usage(self.usage.to_dict(), money),
+                "estimate": None if estimate is None else shown_usage(estimate.to_dict(), money),
+            }
+        return out
 
 
 @dataclass(slots=True)
@@ -188,9 +203,9 @@ class Overshoot:
     amount: int
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
+        """JSON-safe form; ``amount`` is in ``unit``, the meter's base unit."""
         return {"budget_id": self.budget_id, "member": self.member, "meter": self.meter,
-                "amount": self.amount}  # fmt: skip
+                "amount": self.amount, "unit": UNITS.get(self.meter)}  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -1,0 +1,94 @@
+"""What each route may answer, as ``responses=`` for the OpenAPI document.
+
+The shapes are the models of ``allotment.api.schemas``; here they are tied to
+status codes, headers and media types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from allotment.api.schemas import ErrorBody, RefusalBody
+
+__all__ = ["BUDGET_HEADERS", "CSV", "ERRORS", "REFUSED", "documented"]
+
+
+def documented(
+    model: type[BaseModel], status: int = 200, *more: dict[int | str, dict[str, Any]]
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: its success shape, every error it can return, and
+    ``more`` (``REFUSED``, ``CSV``), merged status by status."""
+    out: dict[int | str, dict[str, Any]] = {status: {"model": model}, **ERRORS}
+    for group in more:
+        for code, spec in group.items():
+            out[code] = out.get(code, {}) | spec
+    return out
+
+
+def _errors(*pairs: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": text} for code, text in pairs}
+
+
+#: the error statuses any authenticated route may answer with
+ERRORS: dict[int | str, dict[str, Any]] = _errors(
+    (401, "no or unknown API key: ``Authorization: Bearer <api key>``"),
+    (403, "wrong role or tenant"),
+    (404, "not found"),
+    (409, "request id reused with a different payload, or id taken"),
+    (413, "``payload_too_large``: a body over 16 MiB"),
+    (422, "bad input; ``field`` names it"),
+    (500, "``internal_error``: a failure nobody foresaw (logged)"),
+    (503, "``store_unavailable``: the store cannot be reached (retry: request ids make it safe)"),
+)
+
+#: what authorize answers when it refuses
+REFUSED: dict[int | str, dict[str, Any]] = {
+    402: {
+        "model": RefusalBody,
+        "description": "refused: ``budget_exceeded``, ``unknown_model`` or ``no_budget``",
+    },
+    429: {
+        "model": ErrorBody,
+        "description": "``rate_limited`` or ``concurrency_limited``, with ``Retry-After``: "
+        "reserved by the contract for leases and rate limits (this version refuses "
+        "over rolling windows with 402)",
+        "headers": {"Retry-After": {"description": "Seconds", "schema": {"type": "integer"}}},
+    },
+}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"description": text, "schema": {"type": "string"}}
+
+
+#: what a granted authorization says of its tightest enforced budget, in headers
+BUDGET_HEADERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "X-Budget-Id": _header("The tightest enforced budget"),
+            "X-Budget-Remaining": _header("What it has left, an integer in X-Budget-Unit"),
+            "X-Budget-Unit": _header("tokens, micros, ms, requests or credits"),
+            "X-Budget-Currency": _header("For a cost budget: its currency"),
+            "X-Budget-Percent-Used": _header("Used and reserved, in percent (two decimals)"),
+            "X-Budget-Resets-At": _header("When its window resets (ISO 8601)"),
+        }
+    }
+}
+
+#: ``GET /v1/events?format=csv``
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "id,request_id,status,occurred_at,tenant,user,feature,provider,"
+                "model,input_tokens,output_tokens,cost_micros,currency,price_source,reason,"
+                "budget_id\r\n",
+            }
+        },
+        "description": "A page of the ledger: JSON, or with ``format=csv`` CSV "
+        "(``cost_micros`` in micro-units of ``currency``)",
+    }
+}
