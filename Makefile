@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.postgres
+	$(BIN)/python -m bench.ledger
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from allotment._render import make_console, print_json, status_table, usage_json, usage_table
+from allotment._render import (
+    make_console,
+    print_json,
+    status_json,
+    status_table,
+    usage_json,
+    usage_table,
+)
 from allotment.cli._input import instant, subject
 from allotment.cli._options import (
     Agent,
@@ -52,7 +59,7 @@ def status(
     with backend(target(db, url, api_key), currency=currency) as gov:
         views = gov.status(who, provider, model)
     if as_json:
-        print_json([v.to_dict() for v in views])
+        print_json(status_json(views, currency or "USD"))
     elif not views:
         make_console().print("no budget applies to this subject")
     else:
