@@ -185,14 +185,11 @@ class RemoteAdjustment(Adjustment):
     """``Adjustment``, with the ``unit`` (and ``currency``) of its budget's amounts."""
 
     unit: str | None = None
-    currency: str | None = None
 
 
 @dataclass(slots=True)
 class RemoteOvershoot(Overshoot):
-    """``Overshoot``, with the ``currency`` of a cost budget's amount."""
-
-    currency: str | None = None
+    """``Overshoot`` as the service answers it: ``currency`` named for every cost budget."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -221,9 +218,16 @@ class RemoteCommitResult(_Answer):
             "event": self.event.to_dict(),
             "replayed": self.replayed,
             "late": self.late,
-            "adjustments": [asdict(a) | {"difference": a.difference} for a in self.adjustments],
+            "adjustments": [_adjustment(a) for a in self.adjustments],
             "late_overshoot": [o.to_dict() for o in self.late_overshoot],
         }
+
+
+def _adjustment(a: Adjustment) -> dict[str, Any]:
+    """An adjustment as the service sends it: its ``unit`` stands for the meter."""
+    out = asdict(a) | {"difference": a.difference}
+    del out["meter"]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +357,7 @@ def commit_from(data: Mapping[str, Any]) -> RemoteCommitResult:
     """A commit's (or a recorded event's) answer."""
     adjustments = tuple(
         RemoteAdjustment(a["budget_id"], a["member"], a["estimated"], a["actual"],
-                         a.get("unit"), a.get("currency"))
+                         currency=a.get("currency"), unit=a.get("unit"))
         for a in data.get("adjustments", ())
     )  # fmt: skip
     overshoot = tuple(

@@ -267,18 +267,15 @@ def _committed(result: CommitResult, gov: Governor) -> dict[str, Any]:
         LATE_COMMITS.inc()
         for over in result.late_overshoot:
             LATE_OVERSHOOT.labels(over.meter).inc(over.amount)
-    event = result.event
-    late = result.late_overshoot
-    units = _units(gov, event.subject.tenant) if result.adjustments or late else {}
     adjustments = []
     for a in result.adjustments:
-        unit, money = units.get(a.budget_id, _UNKNOWN)
+        unit, money = _unit(a.meter, a.currency, gov.currency)
         adjustments.append({
             "budget_id": a.budget_id, "member": a.member, "estimated": a.estimated,
             "actual": a.actual, "difference": a.difference, "unit": unit, "currency": money,
         })  # fmt: skip
     return {
-        "event": event.to_dict(),
+        "event": result.event.to_dict(),
         "replayed": result.replayed,
         "late": result.late,
         "adjustments": adjustments,
@@ -286,22 +283,17 @@ def _committed(result: CommitResult, gov: Governor) -> dict[str, Any]:
             a for a, o in zip(adjustments, result.adjustments, strict=True) if o.difference < 0
         ],
         "late_overshoot": [
-            o.to_dict() | {"currency": units.get(o.budget_id, _UNKNOWN)[1]} for o in late
+            o.to_dict() | {"currency": _unit(o.meter, o.currency, gov.currency)[1]}
+            for o in result.late_overshoot
         ],
     }
 
 
-_UNKNOWN = (None, None)
-
-
-def _units(gov: Governor, tenant: str) -> dict[str, tuple[str, str | None]]:
-    """The ``unit`` and ``currency`` of each budget of ``tenant``, from the budgets the
-    store last loaded (the commit has just loaded them): adjustments know only ids."""
-    out = {}
-    for budget in gov.store.cached_budgets(tenant) or ():
-        unit = UNITS[budget.meter]
-        out[budget.id] = (unit, None if unit != "micros" else budget.currency or gov.currency)
-    return out
+def _unit(meter: str | None, own: str | None, ledger: str) -> tuple[str | None, str | None]:
+    """The base unit of a budget's amounts, and for cost its currency: its own, else the
+    ledger's."""
+    unit = None if meter is None else UNITS[meter]
+    return unit, (own or ledger) if unit == "micros" else None
 
 
 def _budget_headers(decision: Decision, currency: str) -> dict[str, str]:

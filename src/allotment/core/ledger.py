@@ -180,6 +180,10 @@ class Adjustment:
     member: str
     estimated: int
     actual: int
+    #: the budget's meter (its amounts are in that meter's base unit) and, for a
+    #: cost budget kept in another currency than the ledger's, that currency
+    meter: str | None = None
+    currency: str | None = None
 
     @property
     def difference(self) -> int:
@@ -201,6 +205,8 @@ class Overshoot:
     member: str
     meter: str
     amount: int
+    #: a cost budget's own currency (None: the ledger's)
+    currency: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form; ``amount`` is in ``unit``, the meter's base unit."""

@@ -255,7 +255,8 @@ def _late_overshoot(
             continue
         over = min(amount, used + reserved + amount - limit)
         if over > 0:
-            out.append(Overshoot(a.budget.id, a.member, a.budget.meter.value, over))
+            budget = a.budget
+            out.append(Overshoot(budget.id, a.member, budget.meter.value, over, budget.currency))
     return tuple(out)
 
 
@@ -270,8 +271,8 @@ def _settle(
         held = [0] * len(keys) if late else [-c.amount for c in charges]
         deltas = [(b, m, k, n, r) for (b, m, k), n, r in zip(keys, amounts, held, strict=True)]
         adjustments = tuple(
-            Adjustment(c.budget_id, c.member, c.amount, n)
-            for c, n in zip(charges, amounts, strict=True)
+            Adjustment(c.budget_id, c.member, c.amount, n, a.budget.meter.value, a.budget.currency)
+            for a, c, n in zip(applied, charges, amounts, strict=True)
         )
         return deltas, adjustments
     # Budgets changed since (created, deleted, a new window): merge what overlaps.
@@ -301,9 +302,12 @@ def _adjustments(
 ) -> tuple[Adjustment, ...]:
     estimated = {(c.budget_id, c.member): c.amount for c in charges}
     return tuple(
-        Adjustment(a.budget.id, a.member, estimated.get((a.budget.id, a.member), 0), n)
+        Adjustment(
+            a.budget.id, a.member, estimated.get((a.budget.id, a.member), 0), n,
+            a.budget.meter.value, a.budget.currency,
+        )
         for a, n in zip(applied, amounts, strict=True)
-    )
+    )  # fmt: skip
 
 
 def _post_hoc_commit(tx: Tx, request: CommitRequest, now: datetime) -> CommitResult:
