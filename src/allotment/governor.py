@@ -35,7 +35,6 @@ from allotment.pricing.base import Pricer
 from allotment.pricing.catalog import CatalogPricer
 from allotment.pricing.estimate import EstimateSettings, estimate_request
 from allotment.store import Store, open_store
-from allotment.store._ops import USAGE_ORDER
 from allotment.store.base import (
     ArchiveStats,
     AuthorizeRequest,
@@ -472,12 +471,6 @@ class Governor(KeysAndRates):
         parse_subject({"tenant": tenant})
         if isinstance(by, str):
             by = (by,)
-        if order is not None and order not in USAGE_ORDER:
-            raise ValidationError(
-                "order", f"cannot order by {order!r} (one of {', '.join(USAGE_ORDER)})"
-            )
-        if limit is not None and (type(limit) is not int or not 1 <= limit <= 10_000):
-            raise ValidationError("limit", "must be an integer from 1 to 10000")
         return self.store.usage(
             UsageQuery(
                 tenant,
@@ -529,10 +522,6 @@ class Governor(KeysAndRates):
         A ``protected`` budget is refused (ValidationError naming ``protected``)
         until an update sets ``protected`` false.
         """
-        if self.store.get_budget(budget_id).protected:
-            raise ValidationError(
-                "protected", f"budget {budget_id!r} is protected: unprotect it first"
-            )
         self.store.delete_budget(budget_id)
 
     def load_budgets(self, path: str | Path) -> list[Budget]:

@@ -162,7 +162,7 @@ async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Re
     try:
         decision = await call(
             body.request_id, body.subject, body.provider, body.model, estimate,
-            ttl=body.ttl_seconds, request=body.request,
+            ttl=body.ttl_seconds,
         )  # fmt: skip
     except ValidationError as exc:
         raise _on_the_wire(exc) from None

@@ -502,11 +502,7 @@ def rollup_of(event: Event) -> tuple[RollupKey, tuple[int, ...]]:
 
 def usage(tx: Tx, query: UsageQuery) -> list[UsageRow]:
     """Totals grouped by ``query.by``, read from hourly rollups (never the ledger)."""
-    for dimension in query.by:
-        if dimension not in BREAKDOWN_BY:
-            raise ValidationError(
-                "by", f"cannot group by {dimension!r} (one of {', '.join(BREAKDOWN_BY)})"
-            )
+    _check_usage_query(query)
     since = None if query.since is None else int(query.since.timestamp()) // 3600 * 3600
     until = None if query.until is None else int(query.until.timestamp())
     groups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * (3 + len(ROLLUP_TOTALS)))
@@ -533,6 +529,20 @@ def usage(tx: Tx, query: UsageQuery) -> list[UsageRow]:
     if query.order is not None:
         rows.sort(key=USAGE_ORDER[query.order], reverse=True)  # stable: ties in group order
     return rows if query.limit is None else rows[: query.limit]
+
+
+def _check_usage_query(query: UsageQuery) -> None:
+    for dimension in query.by:
+        if dimension not in BREAKDOWN_BY:
+            raise ValidationError(
+                "by", f"cannot group by {dimension!r} (one of {', '.join(BREAKDOWN_BY)})"
+            )
+    if query.order is not None and query.order not in USAGE_ORDER:
+        choices = ", ".join(USAGE_ORDER)
+        raise ValidationError("order", f"cannot order by {query.order!r} (one of {choices})")
+    limit = query.limit
+    if limit is not None and (type(limit) is not int or not 1 <= limit <= 10_000):
+        raise ValidationError("limit", "must be an integer from 1 to 10000")
 
 
 def _total(name: str) -> Callable[[UsageRow], int]:

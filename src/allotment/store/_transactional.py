@@ -16,7 +16,7 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.usage import Meter
-from allotment.errors import ConflictError, StoreError
+from allotment.errors import ConflictError, StoreError, ValidationError
 from allotment.store import _ops
 from allotment.store._batch import Batcher, Item
 from allotment.store._ops import Tx
@@ -178,7 +178,9 @@ class TransactionalStore:
 
     def delete_budget(self, budget_id: str) -> None:
         def delete(tx: Tx) -> None:
-            _ops.get_budget(tx, budget_id)
+            if _ops.get_budget(tx, budget_id).protected:
+                message = f"budget {budget_id!r} is protected: unprotect it first"
+                raise ValidationError("protected", message)
             tx.delete_budget(budget_id)
 
         self._write(delete)
