@@ -198,24 +198,34 @@ class AsyncClient(Base):
         try:
             return await self.create_budget(spec)
         except ConflictError:
-            return budget_from(await self._send(self._budget("PATCH", spec["id"], whole(spec))))
+            patch = self._budget("PATCH", spec["id"], whole(spec), spec.get("tenant"))
+            return budget_from(await self._send(patch))
 
-    async def update_budget(self, budget_id: str, **changes: Any) -> RemoteBudget:
+    async def update_budget(
+        self,
+        budget_id: str,
+        changes: Mapping[str, Any] | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        **fields: Any,
+    ) -> RemoteBudget:
         """See ``Governor.update_budget`` (spec fields, human units)."""
-        return budget_from(await self._send(self._budget("PATCH", budget_id, changes)))
+        patch = self._budget("PATCH", budget_id, {**(changes or {}), **fields}, tenant)
+        return budget_from(await self._send(patch))
 
-    async def get_budget(self, budget_id: str) -> RemoteBudget:
+    async def get_budget(self, budget_id: str, *, tenant: str | None = None) -> RemoteBudget:
         """See ``Governor.get_budget``."""
-        return budget_from(await self._send(self._budget("GET", budget_id)))
+        return budget_from(await self._send(self._budget("GET", budget_id, tenant=tenant)))
 
     async def list_budgets(self, tenant: str | None = None) -> list[RemoteBudget]:
         """See ``Governor.list_budgets``."""
         answer = await self._send(self._list("/v1/budgets", tenant))
         return [budget_from(b) for b in answer["budgets"]]
 
-    async def delete_budget(self, budget_id: str) -> None:
+    async def delete_budget(self, budget_id: str, *, tenant: str | None = None) -> None:
         """See ``Governor.delete_budget``."""
-        await self._send(self._budget("DELETE", budget_id))
+        await self._send(self._budget("DELETE", budget_id, tenant=tenant))
 
     async def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
         """See ``Governor.load_budgets``: every budget of the file, checked before any is sent."""

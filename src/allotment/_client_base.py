@@ -154,10 +154,13 @@ class Base:
 
     # budgets and keys: changes are sent once (a repeated create would find its own 409)
     @staticmethod
-    def _budget(method: str, budget_id: str = "", spec: Any = None) -> Call:
+    def _budget(
+        method: str, budget_id: str = "", spec: Any = None, tenant: str | None = None
+    ) -> Call:
         path = "/v1/budgets" + (f"/{quote(budget_id, safe='')}" if budget_id else "")
         # None stays: in a PATCH it clears the field (a replacement sends every field)
-        return Call(method, path, None if spec is None else _json(spec), retry=method == "GET")
+        body = None if spec is None else _json(spec)
+        return Call(method, path, body, params=_clean({"tenant": tenant}), retry=method == "GET")
 
     @staticmethod
     def _list(path: str, tenant: str | None) -> Call:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, cast
@@ -185,21 +186,30 @@ class AsyncGovernor:
         """See ``Governor.set_budget``."""
         return await asyncio.to_thread(self.sync.set_budget, budget)
 
-    async def update_budget(self, budget_id: str, **changes: Any) -> Budget:
+    async def update_budget(
+        self,
+        budget_id: str,
+        changes: Mapping[str, Any] | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        **fields: Any,
+    ) -> Budget:
         """See ``Governor.update_budget`` (the changes are spec fields, human units)."""
-        return await asyncio.to_thread(self.sync.update_budget, budget_id, **changes)
+        update = partial(self.sync.update_budget, budget_id, changes, tenant=tenant, **fields)
+        return await asyncio.to_thread(update)
 
-    async def get_budget(self, budget_id: str) -> Budget:
+    async def get_budget(self, budget_id: str, *, tenant: str | None = None) -> Budget:
         """See ``Governor.get_budget``."""
-        return await asyncio.to_thread(self.sync.get_budget, budget_id)
+        return await asyncio.to_thread(self.sync.get_budget, budget_id, tenant=tenant)
 
     async def list_budgets(self, tenant: str | None = None) -> list[Budget]:
         """See ``Governor.list_budgets``."""
         return await asyncio.to_thread(self.sync.list_budgets, tenant)
 
-    async def delete_budget(self, budget_id: str) -> None:
+    async def delete_budget(self, budget_id: str, *, tenant: str | None = None) -> None:
         """See ``Governor.delete_budget``."""
-        await asyncio.to_thread(self.sync.delete_budget, budget_id)
+        await asyncio.to_thread(self.sync.delete_budget, budget_id, tenant=tenant)
 
     async def load_budgets(self, path: str | Path) -> list[Budget]:
         """See ``Governor.load_budgets``."""

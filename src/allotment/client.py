@@ -250,23 +250,33 @@ class Client(Base):
         try:
             return self.create_budget(spec)
         except ConflictError:
-            return budget_from(self._send(self._budget("PATCH", spec["id"], whole(spec))))
+            patch = self._budget("PATCH", spec["id"], whole(spec), spec.get("tenant"))
+            return budget_from(self._send(patch))
 
-    def update_budget(self, budget_id: str, **changes: Any) -> RemoteBudget:
+    def update_budget(
+        self,
+        budget_id: str,
+        changes: Mapping[str, Any] | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        **fields: Any,
+    ) -> RemoteBudget:
         """See ``Governor.update_budget`` (spec fields, human units)."""
-        return budget_from(self._send(self._budget("PATCH", budget_id, changes)))
+        patch = self._budget("PATCH", budget_id, {**(changes or {}), **fields}, tenant)
+        return budget_from(self._send(patch))
 
-    def get_budget(self, budget_id: str) -> RemoteBudget:
+    def get_budget(self, budget_id: str, *, tenant: str | None = None) -> RemoteBudget:
         """See ``Governor.get_budget``."""
-        return budget_from(self._send(self._budget("GET", budget_id)))
+        return budget_from(self._send(self._budget("GET", budget_id, tenant=tenant)))
 
     def list_budgets(self, tenant: str | None = None) -> list[RemoteBudget]:
         """See ``Governor.list_budgets``."""
         return [budget_from(b) for b in self._send(self._list("/v1/budgets", tenant))["budgets"]]
 
-    def delete_budget(self, budget_id: str) -> None:
+    def delete_budget(self, budget_id: str, *, tenant: str | None = None) -> None:
         """See ``Governor.delete_budget``."""
-        self._send(self._budget("DELETE", budget_id))
+        self._send(self._budget("DELETE", budget_id, tenant=tenant))
 
     def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
         """See ``Governor.load_budgets``: every budget of the file, checked before any is sent."""

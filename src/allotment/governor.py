@@ -499,30 +499,49 @@ class Governor(KeysAndRates):
         self.store.put_budget(parsed)
         return parsed
 
-    def update_budget(self, budget_id: str, **changes: Any) -> Budget:
-        """Change fields of a budget given in spec form (human units)."""
-        spec = self.store.get_budget(budget_id).to_spec()
-        if "id" in changes and changes["id"] != budget_id:
-            raise ValidationError("id", "cannot be changed")
-        updated = self._convertible(Budget.from_spec({**spec, **changes}))
+    def update_budget(
+        self,
+        budget_id: str,
+        changes: Mapping[str, Any] | None = None,
+        /,
+        *,
+        tenant: str | None = None,
+        **fields: Any,
+    ) -> Budget:
+        """Change fields of a budget given in spec form (human units), as a mapping
+        or as keywords. ``tenant`` finds the budget as ``get_budget`` does; a
+        budget's id and tenant never change."""
+        budget = self.store.find_budget(budget_id, tenant)
+        changed = {**(changes or {}), **fields}
+        for name in ("id", "tenant"):
+            if name in changed and changed[name] != getattr(budget, name):
+                raise ValidationError(name, "cannot be changed: create a new budget instead")
+        updated = self._convertible(Budget.from_spec({**budget.to_spec(), **changed}))
         self.store.put_budget(updated)
         return updated
 
-    def get_budget(self, budget_id: str) -> Budget:
-        """The budget with this id (NotFoundError if none)."""
-        return self.store.get_budget(budget_id)
+    def get_budget(self, budget_id: str, *, tenant: str | None = None) -> Budget:
+        """The budget with this id as ``tenant`` sees it (NotFoundError if none).
+
+        Budget ids are scoped by tenant: ``tenant`` finds its own budget, else the
+        deployment-wide one of that id. Without ``tenant``: the deployment-wide
+        budget, else the only tenant budget with that id; when several tenants
+        have one, ValidationError naming ``tenant``.
+        """
+        return self.store.find_budget(budget_id, tenant)
 
     def list_budgets(self, tenant: str | None = None) -> list[Budget]:
         """Budgets of ``tenant`` (with ``None``: all budgets)."""
         return self.store.list_budgets(tenant)
 
-    def delete_budget(self, budget_id: str) -> None:
+    def delete_budget(self, budget_id: str, *, tenant: str | None = None) -> None:
         """Remove a budget and its counters; the ledger keeps every event.
 
-        A ``protected`` budget is refused (ValidationError naming ``protected``)
-        until an update sets ``protected`` false.
+        ``tenant`` finds the budget as ``get_budget`` does. A ``protected``
+        budget is refused (ValidationError naming ``protected``) until an
+        update sets ``protected`` false.
         """
-        self.store.delete_budget(budget_id)
+        self.store.delete_budget(self.store.find_budget(budget_id, tenant))
 
     def load_budgets(self, path: str | Path) -> list[Budget]:
         """Apply a YAML or TOML file: its ``rates:``, then its ``budgets:``, all or nothing.
@@ -538,11 +557,12 @@ class Governor(KeysAndRates):
         for i, spec in enumerate(load_budget_specs(path)):
             try:
                 budget = self._convertible(Budget.from_spec(spec), known)
-                if budget.id in seen:
-                    raise ValidationError("id", f"{budget.id!r} appears twice in the file")
+                if budget.key in seen:
+                    where = "" if budget.tenant is None else f" in tenant {budget.tenant!r}"
+                    raise ValidationError("id", f"{budget.id!r} appears twice{where} in the file")
             except ValidationError as exc:
                 raise exc.within(f"budgets[{i}]") from None
-            seen.add(budget.id)
+            seen.add(budget.key)
             budgets.append(budget)
         self.store.put_config(rates, budgets)
         return budgets

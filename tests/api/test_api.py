@@ -210,6 +210,39 @@ def test_tenants_may_use_the_same_request_id(api: Api) -> None:
     assert ingested.status_code == 200, ingested.text
 
 
+def test_budget_ids_are_scoped_by_tenant(api: Api) -> None:
+    """A tenant admin taking an id another tenant uses neither conflicts with it nor
+    learns that it exists; each tenant reads, changes and deletes only its own."""
+    created = api.call(
+        "POST", "/v1/budgets", "globex-admin", json=BUDGET | {"tenant": None, "limit": 5}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["tenant"] == "globex"
+    assert api.call("GET", "/v1/budgets/acme-day", "globex-viewer").json()["limit"] == "5"
+    assert api.call("GET", "/v1/budgets/acme-day", "acme-viewer").json()["limit"] == "1000"
+    other = api.call("GET", "/v1/budgets/acme-day", "globex-viewer", params={"tenant": "acme"})
+    assert other.status_code == 403
+    ambiguous = api.call("GET", "/v1/budgets/acme-day", "admin")
+    assert ambiguous.status_code == 422 and ambiguous.json()["error"]["field"] == "tenant"
+    named = api.call("GET", "/v1/budgets/acme-day", "admin", params={"tenant": "globex"})
+    assert named.json()["limit"] == "5"
+    patched = api.call("PATCH", "/v1/budgets/acme-day", "globex-admin", json={"limit": 7})
+    assert patched.json()["limit"] == "7" and patched.json()["tenant"] == "globex"
+    moved = api.call("PATCH", "/v1/budgets/acme-day", "globex-admin", json={"tenant": "acme"})
+    assert moved.status_code == 422 and moved.json()["error"]["field"] == "tenant"
+    body = {"request_id": "g", "subject": {"tenant": "globex"}, "provider": "openai",
+            "model": "gpt-4o-mini", "estimate": {"output_tokens": 8}}  # fmt: skip
+    refused = api.call("POST", "/v1/authorize", "globex-service", json=body)
+    assert refused.status_code == 402 and refused.json()["error"]["limit"] == 7
+    assert authorize(api, "a", 8).status_code == 200  # acme's own 1000 tokens
+    gone = api.call("DELETE", "/v1/budgets/acme-day", "globex-admin")
+    assert gone.status_code == 204
+    assert api.call("GET", "/v1/budgets/acme-day", "globex-viewer").status_code == 404
+    assert api.call("GET", "/v1/budgets/acme-day", "admin").json()["tenant"] == "acme"
+    wide = api.call("POST", "/v1/budgets", "admin", json=BUDGET | {"tenant": None})
+    assert wide.status_code == 409  # a tenant budget has the id: not deployment-wide too
+
+
 @pytest.mark.parametrize(
     ("role", "method", "path", "allowed"),
     [

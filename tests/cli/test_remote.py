@@ -136,3 +136,20 @@ def test_the_environment_selects_remote_mode(served: tuple[str, str]) -> None:
     assert result.exit_code == 0 and json.loads(result.stdout) == []
     bad = runner.invoke(app, ["status", "--tenant", "acme"], env=env | {"ALLOTMENT_API_KEY": "x"})
     assert bad.exit_code == 2 and "unknown or revoked API key" in bad.stderr
+
+
+def test_budget_ids_are_scoped_by_tenant_through_the_service(served: tuple[str, str]) -> None:
+    for tenant, limit in (("acme", "10"), ("globex", "20"), ("globex", "30")):
+        made = remote(served, "budgets", "set", "--id", "shared", "--tenant", tenant,
+                      "--meter", "tokens", "--window", "day", "--limit", limit)  # fmt: skip
+        assert made.exit_code == 0, made.output  # the second globex one replaces the first
+    for run in (local, remote):
+        ambiguous = run(served, "budgets", "get", "shared")
+        assert ambiguous.exit_code == 2 and "tenant" in ambiguous.stderr, ambiguous.output
+    on_file, through = both(served, "budgets", "get", "shared", "--tenant", "globex")
+    assert on_file == through and through["limit"] == "30"
+    gone = remote(served, "budgets", "delete", "shared", "--tenant", "globex")
+    assert gone.exit_code == 0, gone.output
+    on_file, through = both(served, "budgets", "get", "shared")  # the only one left
+    assert on_file == through and through["tenant"] == "acme" and through["limit"] == "10"
+    assert remote(served, "budgets", "delete", "shared", "--tenant", "acme").exit_code == 0

@@ -234,4 +234,4 @@ def test_a_late_commit_is_in_the_lock_plan(tmp_path: Path, clock: Clock) -> None
     with store._transaction() as tx:
         reservations = {"late": tx.reservations("late")}
         planned = lock_plan(tx, [item], reservations)
-    assert {key[0] for key in planned} == {"cap"}
+    assert {key[0] for key in planned} == {"acme#cap"}  # counters are keyed by Budget.key

@@ -104,12 +104,32 @@ def test_migrations_apply_once_with_instances_starting_together(postgres_url: st
             store.close()
 
 
+#: what migration 7 (budgets stored under tenant#id) did, undone
+UNDO_7 = (
+    "UPDATE reservations r SET charges = (SELECT COALESCE(jsonb_agg(jsonb_build_array("
+    "regexp_replace(c.value->>0, '^.*#', ''), c.value->1, c.value->2, c.value->3) "
+    "ORDER BY c.n), '[]'::jsonb)::text "
+    "FROM jsonb_array_elements(r.charges::jsonb) WITH ORDINALITY AS c(value, n)) "
+    "WHERE r.charges != '[]'",
+    "UPDATE counters SET budget_key = regexp_replace(budget_key, '^.*#', '')",
+    "UPDATE counter_baseline SET budget_key = regexp_replace(budget_key, '^.*#', '')",
+    "ALTER TABLE counters RENAME COLUMN budget_key TO budget_id",
+    "ALTER TABLE counter_baseline RENAME COLUMN budget_key TO budget_id",
+    "DROP INDEX budgets_id",
+    "ALTER TABLE budgets DROP CONSTRAINT budgets_pkey",
+    "ALTER TABLE budgets DROP COLUMN key",
+    "ALTER TABLE budgets ADD PRIMARY KEY (id)",
+)
+
+
 def test_upgrade_keys_reservations_by_tenant_and_keeps_them(postgres_url: str) -> None:
     with Governor(postgres_url) as gov:
         gov.authorize("r", SUBJECT, "openai", "gpt-4o", {"output_tokens": 5})
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:  # back to version 3's key
         conn.execute(f'SET search_path TO "{schema}"')
+        for undo in UNDO_7:
+            conn.execute(undo)
         conn.execute("ALTER TABLE reservations DROP CONSTRAINT reservations_pkey")
         conn.execute("ALTER TABLE reservations ADD PRIMARY KEY (request_id)")
         for undo in (
@@ -126,6 +146,38 @@ def test_upgrade_keys_reservations_by_tenant_and_keeps_them(postgres_url: str) -
         other = {**SUBJECT, "tenant": "globex"}
         assert gov.authorize("r", other, "openai", "gpt-4o", {"output_tokens": 9}).allowed
         assert gov.commit("r", {"output_tokens": 3}, tenant="acme").event.subject.tenant == "acme"
+
+
+def test_upgrade_scopes_budget_ids_by_tenant(postgres_url: str) -> None:
+    """Migration 7 moves a tenant budget's counters, archived baseline and held
+    charges to its tenant#id key, and leaves deployment-wide budgets as they were."""
+    spec = {"id": "d", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 100}
+    with Governor(postgres_url) as gov:
+        gov.create_budget(spec)
+        gov.create_budget({"id": "all", "meter": "tokens", "window": "month", "limit": 1000})
+        gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 7})
+        gov.authorize("r", SUBJECT, "openai", "m", {"input_tokens": 5})
+        before = gov.store.counters()
+    [(_, member, bucket)] = [k for k in before if k[0] == "acme#d"]
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        for undo in UNDO_7:
+            conn.execute(undo)
+        conn.execute("DELETE FROM schema_migrations WHERE version > 6")
+        conn.execute("INSERT INTO counter_baseline VALUES ('d', %s, %s, 3)", (member, bucket))
+        rows = conn.execute("SELECT budget_id FROM counters").fetchall()
+        assert {r[0] for r in rows} == {"d", "all"}
+    with Governor(postgres_url) as gov:
+        assert gov.store.schema_version() == len(pg_migrations.MIGRATIONS)  # type: ignore[attr-defined]
+        assert gov.store.counters() == before
+        assert gov.commit("r", {"input_tokens": 4}).event.usage.input_tokens == 4
+        assert [(v.budget_id, v.used, v.reserved) for v in gov.status(SUBJECT)] == [
+            ("all", 11, 0), ("d", 11, 0),
+        ]  # fmt: skip
+        gov.create_budget({**spec, "tenant": "globex"})
+        gov.rebuild()
+        assert [(v.budget_id, v.used) for v in gov.status(SUBJECT)] == [("all", 11), ("d", 14)]
 
 
 def test_many_budgets_many_threads_no_deadlock_no_overspend(

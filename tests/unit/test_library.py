@@ -128,11 +128,33 @@ UNDO_5_AND_6 = """
 """
 
 
+#: what migration 7 (budgets stored under tenant#id) did, undone
+UNDO_7 = """
+    UPDATE reservations SET charges = (
+        SELECT json_group_array(json_array(
+            substr(json_extract(c.value, '$[0]'), instr(json_extract(c.value, '$[0]'), '#') + 1),
+            json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'),
+            json_extract(c.value, '$[3]')))
+        FROM json_each(reservations.charges) AS c)
+    WHERE charges != '[]';
+    UPDATE counters SET budget_key = substr(budget_key, instr(budget_key, '#') + 1);
+    UPDATE counter_baseline SET budget_key = substr(budget_key, instr(budget_key, '#') + 1);
+    ALTER TABLE counters RENAME COLUMN budget_key TO budget_id;
+    ALTER TABLE counter_baseline RENAME COLUMN budget_key TO budget_id;
+    CREATE TABLE budgets_v1 (id TEXT PRIMARY KEY, tenant TEXT, spec TEXT NOT NULL);
+    INSERT INTO budgets_v1 SELECT id, tenant, spec FROM budgets;
+    DROP TABLE budgets;
+    ALTER TABLE budgets_v1 RENAME TO budgets;
+    CREATE INDEX budgets_tenant ON budgets (tenant);
+"""
+
+
 def test_sqlite_upgrades_an_older_schema(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     with Governor(url) as gov:
         gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 5})
     conn = sqlite3.connect(tmp_path / "old.db")  # roll the file back to schema version 1
+    conn.executescript(UNDO_7)
     conn.execute("DROP TABLE api_keys")
     conn.execute("DROP TABLE counter_baseline")
     conn.execute("DROP INDEX reservations_done_time")
@@ -159,7 +181,7 @@ def test_sqlite_upgrade_keys_reservations_by_tenant_and_keeps_them(tmp_path: Pat
     )
     conn = sqlite3.connect(tmp_path / "v3.db")
     conn.executescript(
-        f"ALTER TABLE reservations RENAME TO r4; {v1_table};"
+        UNDO_7 + f"ALTER TABLE reservations RENAME TO r4; {v1_table};"
         "INSERT INTO reservations SELECT * FROM r4; DROP TABLE r4;"
         "CREATE INDEX reservations_done_time ON reservations (authorized_at) WHERE state != 'held';"
         "DELETE FROM schema_migrations WHERE version > 3;" + UNDO_5_AND_6
@@ -172,6 +194,38 @@ def test_sqlite_upgrade_keys_reservations_by_tenant_and_keeps_them(tmp_path: Pat
         other = SUBJECT | {"tenant": "other"}
         assert gov.authorize("r", other, "openai", "m", {"input_tokens": 5}).allowed
         assert gov.status(SUBJECT)[0].used == 11
+
+
+def test_sqlite_upgrade_scopes_budget_ids_by_tenant(tmp_path: Path) -> None:
+    """Migration 7 moves a tenant budget's counters, archived baseline and held
+    charges to its tenant#id key, and leaves deployment-wide budgets as they were."""
+    url = f"sqlite:///{tmp_path}/v6.db"
+    wide = {"id": "all", "meter": "tokens", "window": "month", "limit": 1000}
+    with Governor(url) as gov:
+        gov.create_budget(SPEC)
+        gov.create_budget(wide)
+        gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 7})
+        gov.authorize("r", SUBJECT, "openai", "m", {"input_tokens": 5})
+        before = gov.store.counters()
+    assert {k[0] for k in before} == {"acme#d", "all"}
+    conn = sqlite3.connect(tmp_path / "v6.db")
+    conn.executescript(UNDO_7 + "DELETE FROM schema_migrations WHERE version > 6;")
+    [(_, member, bucket)] = [k for k in before if k[0] == "acme#d"]
+    conn.execute("INSERT INTO counter_baseline VALUES ('d', ?, ?, 3)", (member, bucket))
+    conn.commit()
+    assert {r[0] for r in conn.execute("SELECT budget_id FROM counters")} == {"d", "all"}
+    conn.close()
+    with Governor(url) as gov:
+        assert gov.store.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+        assert gov.store.counters() == before
+        assert gov.commit("r", {"input_tokens": 4}).event.usage.input_tokens == 4
+        assert [(v.budget_id, v.used, v.reserved) for v in gov.status(SUBJECT)] == [
+            ("all", 11, 0), ("d", 11, 0),
+        ]  # fmt: skip
+        gov.create_budget({**SPEC, "tenant": "globex"})
+        assert gov.get_budget("d", tenant="acme").tenant == "acme"
+        gov.rebuild()
+        assert [(v.budget_id, v.used) for v in gov.status(SUBJECT)] == [("all", 11), ("d", 14)]
 
 
 def test_naive_clock_is_refused() -> None:

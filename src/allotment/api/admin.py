@@ -16,6 +16,7 @@ from allotment.api.schemas import BudgetOut, BudgetsOut, KeyOut, KeysOut
 from allotment.core.budgets import Budget
 from allotment.core.units import UNITS, shown
 from allotment.errors import NotFoundError, ValidationError
+from allotment.governor import Governor
 
 __all__ = ["router"]
 
@@ -53,29 +54,36 @@ def create_budget(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, 
 
 
 @router.get("/budgets/{budget_id}", response_model=None, responses=documented(BudgetOut))
-def get_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
-    """One budget."""
+def get_budget(
+    budget_id: str, caller: CallerDep, gov: GovernorDep, tenant: str | None = None
+) -> dict[str, Any]:
+    """One budget: the tenant's own, else the deployment-wide one with that id.
+
+    Budget ids are scoped by tenant: an admin names ``tenant`` when several
+    tenants have a budget with this id."""
     caller.may_read()
-    return budget_out(_visible(caller, gov.get_budget(budget_id)), gov.currency)
+    return budget_out(_found(caller, gov, budget_id, tenant), gov.currency)
 
 
 @router.patch("/budgets/{budget_id}", response_model=None, responses=documented(BudgetOut))
 def update_budget(
-    budget_id: str, changes: Changes, caller: CallerDep, gov: GovernorDep
+    budget_id: str,
+    changes: Changes,
+    caller: CallerDep,
+    gov: GovernorDep,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
-    """Change fields of a budget (spec form, human units)."""
+    """Change fields of a budget (spec form, human units); found as GET finds it."""
     caller.may_manage()
-    budget = gov.get_budget(budget_id)
+    budget = _found(caller, gov, budget_id, tenant)
     _changeable(caller, budget)
     spec = budget.to_spec()
     unknown = sorted(set(changes) - set(spec) - _DERIVED)
     if unknown:  # the fields are keyword arguments: another name would be a TypeError
         raise ValidationError(unknown[0], "is not a budget field")
-    if "tenant" in changes:
-        _owned(caller, {"tenant": changes["tenant"]})
     if _DERIVED.intersection(changes):
         changes = _agreed(changes, Budget.from_spec(spec | _spec_part(changes)), gov.currency)
-    return budget_out(gov.update_budget(budget_id, **changes), gov.currency)
+    return budget_out(gov.update_budget(budget.id, changes, tenant=budget.tenant), gov.currency)
 
 
 def budget_out(budget: Budget, currency: str) -> dict[str, Any]:
@@ -109,11 +117,14 @@ def _agreed(body: dict[str, Any], budget: Budget, currency: str) -> dict[str, An
 
 
 @router.delete("/budgets/{budget_id}", status_code=204, responses=ERRORS)
-def delete_budget(budget_id: str, caller: CallerDep, gov: GovernorDep) -> None:
-    """Delete a budget; the ledger keeps every event."""
+def delete_budget(
+    budget_id: str, caller: CallerDep, gov: GovernorDep, tenant: str | None = None
+) -> None:
+    """Delete a budget (found as GET finds it); the ledger keeps every event."""
     caller.may_manage()
-    _changeable(caller, gov.get_budget(budget_id))
-    gov.delete_budget(budget_id)
+    budget = _found(caller, gov, budget_id, tenant)
+    _changeable(caller, budget)
+    gov.delete_budget(budget.id, tenant=budget.tenant)
 
 
 @router.post("/keys", status_code=201, response_model=None, responses=documented(KeyOut, 201))
@@ -149,6 +160,12 @@ def _owned(caller: Caller, spec: dict[str, Any]) -> dict[str, Any]:
     if caller.admin:
         return spec
     return spec | {"tenant": caller.tenant(spec.get("tenant") or caller.key.tenant)}
+
+
+def _found(caller: Caller, gov: Governor, budget_id: str, tenant: str | None) -> Budget:
+    """The budget ``budget_id`` as the caller's tenant (an admin: ``tenant``) sees it."""
+    scope = tenant if caller.admin else caller.tenant(tenant)
+    return _visible(caller, gov.get_budget(budget_id, tenant=scope))
 
 
 def _visible(caller: Caller, budget: Budget) -> Budget:

@@ -19,6 +19,10 @@ budgets_app = typer.Typer(
     cls=Group, help="Create, list, show and delete budgets.", no_args_is_help=True
 )
 BudgetId = Annotated[str, typer.Argument(metavar="ID", help="Budget id.")]
+#: budget ids are scoped by tenant: name it when several tenants have the id
+OfTenant = Annotated[
+    str | None, typer.Option("--tenant", help="The budget's tenant, when several have this id.")
+]
 
 
 @budgets_app.command("list")
@@ -40,12 +44,12 @@ def budgets_list(
 
 @budgets_app.command("get")
 def budgets_get(
-    budget_id: BudgetId, as_json: AsJson = False, db: Db = None, url: Url = None,
-    api_key: ApiKey = None,
+    budget_id: BudgetId, tenant: OfTenant = None, as_json: AsJson = False, db: Db = None,
+    url: Url = None, api_key: ApiKey = None,
 ) -> None:  # fmt: skip
     """Show one budget."""
     with backend(target(db, url, api_key)) as gov:
-        budget = gov.get_budget(budget_id)
+        budget = gov.get_budget(budget_id, tenant=tenant)
     if as_json:
         print_json(budget.to_spec())
     else:
@@ -106,9 +110,10 @@ def budgets_set(
 
 @budgets_app.command("delete")
 def budgets_delete(
-    budget_id: BudgetId, db: Db = None, url: Url = None, api_key: ApiKey = None
-) -> None:
+    budget_id: BudgetId, tenant: OfTenant = None, db: Db = None, url: Url = None,
+    api_key: ApiKey = None,
+) -> None:  # fmt: skip
     """Delete a budget and its counters; the ledger keeps every event."""
     with backend(target(db, url, api_key)) as gov:
-        gov.delete_budget(budget_id)
+        gov.delete_budget(budget_id, tenant=tenant)
     make_console().print(f"deleted budget {budget_id}", markup=False)

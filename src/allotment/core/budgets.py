@@ -30,7 +30,7 @@ from allotment.core.usage import Meter
 from allotment.core.windows import Window
 from allotment.errors import ValidationError
 
-__all__ = ["PER_DIMENSIONS", "Budget", "Call", "Failure", "Mode"]
+__all__ = ["PER_DIMENSIONS", "Budget", "Call", "Failure", "Mode", "budget_key"]
 
 #: Dimensions a ``per`` budget can split on.
 PER_DIMENSIONS = (*SCALAR_DIMENSIONS, "provider", "model")
@@ -109,6 +109,13 @@ def _pattern_hit(pattern: str, value: str) -> bool:
     return fnmatchcase(value, pattern) if "*" in pattern or "?" in pattern else pattern == value
 
 
+def budget_key(budget_id: str, tenant: str | None) -> str:
+    """Where a budget is stored: ids are scoped by tenant, so two tenants may both
+    have a ``daily``; a deployment-wide budget's key is its id. An id never holds
+    ``#``, so a key names one budget only."""
+    return budget_id if tenant is None else f"{tenant}#{budget_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """One limit. See the module docstring for units.
@@ -151,6 +158,8 @@ class Budget:
     currency: str | None = None
     policy: str | None = None
     protected: bool = False
+    #: where the budget is stored: its id, within its tenant (see ``budget_key``)
+    key: str = field(init=False, repr=False, compare=False)
     level: int = field(init=False, repr=False, compare=False)
     _soft_bp: int | None = field(init=False, repr=False, compare=False)
     _at_limit_bp: int = field(init=False, repr=False, compare=False)
@@ -177,6 +186,7 @@ class Budget:
             self.meter is not Meter.COST or not re.fullmatch(r"[A-Z]{3}", self.currency)
         ):
             raise ValidationError("currency", "an ISO 4217 code, only on cost budgets")
+        object.__setattr__(self, "key", budget_key(self.id, self.tenant))
         object.__setattr__(self, "level", _level(self))
         # Thresholds in basis points keep state checks in integer arithmetic.
         object.__setattr__(self, "_soft_bp", int(self.soft[0] * 100) if self.soft else None)

@@ -49,7 +49,7 @@ class Applied(NamedTuple):
 
     def charge(self, amount: int) -> Charge:
         """The counter charge of ``amount`` on this budget."""
-        return Charge(self.budget.id, self.member, self.span.bucket, amount)
+        return Charge(self.budget.key, self.member, self.span.bucket, amount)
 
 
 class Counter(NamedTuple):
@@ -133,7 +133,7 @@ def decide(
         if quiet_below is not None and used + reserved + n >= quiet_below:
             return _decide(request_id, applied, counters, amounts(applied, estimate), expires_at)
         views.append(BudgetView(budget, hit.member, hit.span, used, reserved + n))
-        charges.append(_tuple_new(Charge, (budget.id, hit.member, hit.span.bucket, n)))
+        charges.append(_tuple_new(Charge, (budget.key, hit.member, hit.span.bucket, n)))
     # Every budget stays below its limit and first threshold: allowed, nothing to warn of.
     return Decision(request_id, True, tuple(views), expires_at=expires_at), tuple(charges)
 
@@ -188,7 +188,7 @@ def _decide(
 
 def _charges(applied: Sequence[Applied], amounts: Sequence[int]) -> tuple[Charge, ...]:
     return tuple(
-        Charge(h.budget.id, h.member, h.span.bucket, n)
+        Charge(h.budget.key, h.member, h.span.bucket, n)
         for h, n in zip(applied, amounts, strict=True)
     )
 

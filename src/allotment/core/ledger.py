@@ -68,9 +68,9 @@ class ReservationState(StrEnum):
 
 
 class Charge(NamedTuple):
-    """What one reservation holds on one counter."""
+    """What one reservation holds on one counter (its budget's ``Budget.key``)."""
 
-    budget_id: str
+    budget_key: str
     member: str
     bucket: int
     amount: int

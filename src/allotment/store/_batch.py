@@ -242,13 +242,13 @@ def lock_plan(
                 continue  # a replay reads nothing
             else:
                 if found.state is ReservationState.HELD:  # a late commit's charges are gone
-                    keys.update((c.budget_id, c.member, c.bucket) for c in found.charges)
+                    keys.update((c.budget_key, c.member, c.bucket) for c in found.charges)
                 call = Call(
                     found.subject, request.provider or found.provider, request.model or found.model
                 )
                 at, currency = found.authorized_at, request.currency
         applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at, currency, rates)
-        keys.update((a.budget.id, a.member, a.span.bucket) for a in applied)
+        keys.update((a.budget.key, a.member, a.span.bucket) for a in applied)
     return keys
 
 
@@ -281,7 +281,7 @@ class BatchTx:
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
         out = []
         for hit in applied:
-            key = (hit.budget.id, hit.member, hit.span.bucket)
+            key = (hit.budget.key, hit.member, hit.span.bucket)
             if key not in self._counters or hit.span.first_bucket < hit.span.bucket:
                 # Not planned, or a rolling window's earlier buckets: ask the database,
                 # with this batch's writes so far applied first.
@@ -296,8 +296,8 @@ class BatchTx:
         return out
 
     def add(self, deltas: Sequence[Delta]) -> None:
-        for budget_id, member, bucket, used, reserved in deltas:
-            key = (budget_id, member, bucket)
+        for budget_key, member, bucket, used, reserved in deltas:
+            key = (budget_key, member, bucket)
             row = self._counters.get(key)
             if row is not None:
                 row[0] += used

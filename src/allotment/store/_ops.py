@@ -33,6 +33,7 @@ from allotment.core.ledger import (
     ReservationState,
     same_payload,
 )
+from allotment.core.subjects import check_identifier
 from allotment.core.usage import USAGE_FIELDS, Meter
 from allotment.errors import ConflictError, NotFoundError, ValidationError
 from allotment.store.base import (
@@ -47,7 +48,7 @@ from allotment.store.base import (
     UsageRow,
 )
 
-#: (budget_id, member, bucket, change of used, change of reserved)
+#: (budget key, member, bucket, change of used, change of reserved)
 Delta = tuple[str, str, int, int, int]
 #: tenant, hour (epoch s), user, key, agent, feature, provider, model, status
 RollupKey = tuple[str, int, str, str, str, str, str, str, str]
@@ -69,13 +70,15 @@ class Tx(Protocol):
     def rates(self) -> Rates: ...
     def put_rate(self, rate: FxRate) -> None: ...
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]: ...
-    def budget(self, budget_id: str) -> Budget | None: ...
+    def budget(self, key: str) -> Budget | None: ...
+    def budgets_named(self, budget_id: str) -> list[Budget]: ...
     def put_budget(self, budget: Budget) -> None: ...
     def insert_budget(self, budget: Budget) -> bool: ...
-    def delete_budget(self, budget_id: str) -> None: ...
+    def delete_budget(self, key: str) -> None: ...
+    def lock_config(self) -> None: ...
     def read(self, applied: Sequence[Applied]) -> list[Counter]: ...
     def add(self, deltas: Sequence[Delta]) -> None: ...
-    def clear_counters(self, budget_ids: Sequence[str] | None) -> None: ...
+    def clear_counters(self, keys: Sequence[str] | None) -> None: ...
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]: ...
     def reservations(self, request_id: str) -> list[Reservation]: ...
     def insert_reservation(self, reservation: Reservation) -> None: ...
@@ -89,7 +92,7 @@ class Tx(Protocol):
     def counting_events(self, tenant: str | None) -> Iterable[Event]: ...
     def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None: ...
     def clear_rollups(self, from_hour: int | None) -> None: ...
-    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]: ...
+    def baseline(self, keys: Sequence[str] | None) -> dict[tuple[str, str, int], int]: ...
     def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None: ...
     def delete_events(self, event_ids: Sequence[int]) -> None: ...
     def delete_finished_reservations(self, before: datetime) -> int: ...
@@ -128,7 +131,7 @@ def authorize(tx: Tx, request: AuthorizeRequest, now: datetime) -> Decision:
     if request.warnings or (not applied and request.uncovered is Uncovered.WARN):
         decision = _flagged(decision, request, bool(applied))
     if decision.allowed:
-        tx.add([(c.budget_id, c.member, c.bucket, 0, c.amount) for c in charges])
+        tx.add([(c.budget_key, c.member, c.bucket, 0, c.amount) for c in charges])
         tx.insert_reservation(
             Reservation(
                 request.request_id,
@@ -265,18 +268,18 @@ def _settle(
 ) -> tuple[list[Delta], tuple[Adjustment, ...]]:
     """A commit's counter deltas (``amounts`` used, ``charges`` released unless
     ``late``) and how the amounts compare with the charges."""
-    keys = [(a.budget.id, a.member, a.span.bucket) for a in applied]
+    keys = [(a.budget.key, a.member, a.span.bucket) for a in applied]
     if [c[:3] for c in charges] == keys:
         # The authorization's budgets in its order, the usual case: one delta each.
         held = [0] * len(keys) if late else [-c.amount for c in charges]
         deltas = [(b, m, k, n, r) for (b, m, k), n, r in zip(keys, amounts, held, strict=True)]
         adjustments = tuple(
-            Adjustment(c.budget_id, c.member, c.amount, n, a.budget.meter.value, a.budget.currency)
+            Adjustment(a.budget.id, c.member, c.amount, n, a.budget.meter.value, a.budget.currency)
             for a, c, n in zip(applied, charges, amounts, strict=True)
         )
         return deltas, adjustments
     # Budgets changed since (created, deleted, a new window): merge what overlaps.
-    released = [] if late else [(c.budget_id, c.member, c.bucket, 0, -c.amount) for c in charges]
+    released = [] if late else [(c.budget_key, c.member, c.bucket, 0, -c.amount) for c in charges]
     deltas = merge_deltas(released + _usage_deltas(applied, amounts))
     return deltas, _adjustments(applied, amounts, charges)
 
@@ -284,8 +287,8 @@ def _settle(
 def merge_deltas(deltas: Sequence[Delta]) -> list[Delta]:
     """One delta per counter: a commit usually releases and charges the same ones."""
     merged: dict[tuple[str, str, int], list[int]] = {}
-    for budget_id, member, bucket, used, reserved in deltas:
-        row = merged.setdefault((budget_id, member, bucket), [0, 0])
+    for budget_key, member, bucket, used, reserved in deltas:
+        row = merged.setdefault((budget_key, member, bucket), [0, 0])
         row[0] += used
         row[1] += reserved
     return [(b, m, k, u, r) for (b, m, k), (u, r) in merged.items()]
@@ -293,17 +296,17 @@ def merge_deltas(deltas: Sequence[Delta]) -> list[Delta]:
 
 def _usage_deltas(applied: Sequence[Applied], amounts: Sequence[int]) -> list[Delta]:
     """What ``amounts`` (one per applied budget, in order) add to each counter's use."""
-    return [(a.budget.id, a.member, a.span.bucket, n, 0)
+    return [(a.budget.key, a.member, a.span.bucket, n, 0)
             for a, n in zip(applied, amounts, strict=True)]  # fmt: skip
 
 
 def _adjustments(
     applied: Sequence[Applied], amounts: Sequence[int], charges: Sequence[Charge]
 ) -> tuple[Adjustment, ...]:
-    estimated = {(c.budget_id, c.member): c.amount for c in charges}
+    estimated = {(c.budget_key, c.member): c.amount for c in charges}
     return tuple(
         Adjustment(
-            a.budget.id, a.member, estimated.get((a.budget.id, a.member), 0), n,
+            a.budget.id, a.member, estimated.get((a.budget.key, a.member), 0), n,
             a.budget.meter.value, a.budget.currency,
         )
         for a, n in zip(applied, amounts, strict=True)
@@ -426,7 +429,7 @@ def _release(tx: Tx, reservation: Reservation, reason: str, now: datetime) -> No
 
 
 def _unreserve(reservations: Sequence[Reservation]) -> list[Delta]:
-    return merge_deltas([(c.budget_id, c.member, c.bucket, 0, -c.amount)
+    return merge_deltas([(c.budget_key, c.member, c.bucket, 0, -c.amount)
                          for r in reservations for c in r.charges])  # fmt: skip
 
 
@@ -467,12 +470,37 @@ def status(tx: Tx, call: Call, now: datetime) -> list[BudgetView]:
     return [engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True)]
 
 
-def get_budget(tx: Tx, budget_id: str) -> Budget:
-    """The budget with this id, or NotFoundError."""
-    budget = tx.budget(budget_id)
-    if budget is None:
+def find_budget(tx: Tx, budget_id: str, tenant: str | None) -> Budget:
+    """The budget ``budget_id`` as ``tenant`` sees it: its own, else the deployment-wide
+    one; without a tenant, the deployment-wide one, else the only tenant's with that id.
+
+    Budget ids are scoped by tenant, so several tenants may each have one: then
+    the tenant must be named (ValidationError naming ``tenant``).
+    """
+    check_identifier(tenant, "tenant")
+    found = [b for b in tx.budgets_named(budget_id) if tenant is None or b.tenant in (None, tenant)]
+    if not found:
         raise NotFoundError(f"no budget with id {budget_id!r}")
-    return budget
+    if len(found) > 1:  # tenant budgets only: none shares its id with a deployment-wide one
+        message = f"budget {budget_id!r} exists in {len(found)} tenants: name the tenant"
+        raise ValidationError("tenant", message)
+    return found[0]
+
+
+def claim_budget_id(tx: Tx, budget: Budget) -> None:
+    """Refuse a budget whose id a budget of the other scope has (ConflictError).
+
+    Tenants may share an id, but a tenant budget never shares its id with a
+    deployment-wide one: decisions, refusals and the ledger name budgets by id,
+    and a tenant sees the deployment-wide budgets beside its own. Configuration
+    writes are serialised first, so two transactions cannot both claim an id.
+    """
+    tx.lock_config()
+    for other in tx.budgets_named(budget.id):
+        if other.tenant is None and budget.tenant is not None:
+            raise ConflictError(budget.id, "a deployment-wide budget has this id")
+        if other.tenant is not None and budget.tenant is None:
+            raise ConflictError(budget.id, "tenant budgets have this id")
 
 
 def _append(tx: Tx, event: Event) -> Event:
@@ -574,7 +602,7 @@ def rebuild_counters(tx: Tx, budgets: Sequence[Budget]) -> int:
     also backfills a budget created after usage happened. Archived history
     counts as it was counted when it was archived (``counter_baseline``).
     """
-    ids = {b.id for b in budgets}
+    ids = {b.key for b in budgets}
     tx.clear_counters(sorted(ids))
     totals: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
     for key, used in tx.baseline(sorted(ids)).items():
@@ -586,8 +614,8 @@ def rebuild_counters(tx: Tx, budgets: Sequence[Budget]) -> int:
         totals[key][0] += used
     for reservation in tx.held():
         for charge in reservation.charges:
-            if charge.budget_id in ids:
-                totals[(charge.budget_id, charge.member, charge.bucket)][1] += charge.amount
+            if charge.budget_key in ids:
+                totals[(charge.budget_key, charge.member, charge.bucket)][1] += charge.amount
     tx.add([(b, m, k, used, reserved) for (b, m, k), (used, reserved) in totals.items()])
     return len(events)
 
@@ -608,8 +636,8 @@ def _contributions(
             tx.budgets_for(event.subject.tenant), call, event.occurred_at, event.currency, rates
         )
         for hit in applied:
-            if ids is None or hit.budget.id in ids:
-                totals[(hit.budget.id, hit.member, hit.span.bucket)] += hit.amount(event.usage)
+            if ids is None or hit.budget.key in ids:
+                totals[(hit.budget.key, hit.member, hit.span.bucket)] += hit.amount(event.usage)
     return totals
 
 
@@ -680,7 +708,7 @@ def _reprice(
     applied = engine.resolve(
         tx.budgets_for(event.subject.tenant), call, event.occurred_at, event.currency, tx.rates()
     )
-    tx.add([(a.budget.id, a.member, a.span.bucket, a.amount(usage) - a.amount(event.usage), 0)
+    tx.add([(a.budget.key, a.member, a.span.bucket, a.amount(usage) - a.amount(event.usage), 0)
             for a in applied if a.budget.meter is Meter.COST])  # fmt: skip
     key, _ = rollup_of(event)
     tx.bump_rollup(key, (0, *(0 for _ in ROLLUP_TOTALS[:-1]), new - old))

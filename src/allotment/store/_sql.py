@@ -117,7 +117,7 @@ class SqlTx:
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
 
-    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
+    def clear_counters(self, keys: Sequence[str] | None) -> None:
         raise NotImplementedError
 
     def migrate(self, migrations: Sequence[tuple[int, str, str]]) -> None:
@@ -154,7 +154,7 @@ class SqlTx:
         config = self._store._config_cache
         if config.version != version:
             index: dict[str | None, list[Budget]] = {}
-            for (spec,) in self._rows("SELECT spec FROM budgets ORDER BY id"):
+            for (spec,) in self._rows("SELECT spec FROM budgets ORDER BY id, key"):
                 budget = Budget.from_spec(json.loads(spec))
                 index.setdefault(budget.tenant, []).append(budget)
             rows = self._rows("SELECT source, target, rate, effective_from FROM fx_rates")
@@ -163,6 +163,11 @@ class SqlTx:
             self._store._remember(config)
         self._config = config
         return config
+
+    def lock_config(self) -> None:
+        # Bumping the version takes its row lock until commit (PostgreSQL); SQLite
+        # holds the database's write lock already.
+        self._bump_config_version()
 
     def _bump_config_version(self) -> None:
         self._run(
@@ -191,31 +196,36 @@ class SqlTx:
             return list(index.get(tenant, ()))
         return sorted((b for group in index.values() for b in group), key=lambda b: b.id)
 
-    def budget(self, budget_id: str) -> Budget | None:
-        rows = self._rows("SELECT spec FROM budgets WHERE id = ?", (budget_id,))
+    def budget(self, key: str) -> Budget | None:
+        rows = self._rows("SELECT spec FROM budgets WHERE key = ?", (key,))
         return Budget.from_spec(json.loads(rows[0][0])) if rows else None
+
+    def budgets_named(self, budget_id: str) -> list[Budget]:
+        rows = self._rows("SELECT spec FROM budgets WHERE id = ? ORDER BY key", (budget_id,))
+        return [Budget.from_spec(json.loads(spec)) for (spec,) in rows]
 
     def put_budget(self, budget: Budget) -> None:
         self._run(
-            "INSERT INTO budgets (id, tenant, spec) VALUES (?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, spec = excluded.spec",
-            (budget.id, budget.tenant, json.dumps(budget.to_spec())),
+            "INSERT INTO budgets (key, id, tenant, spec) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET spec = excluded.spec",
+            (budget.key, budget.id, budget.tenant, json.dumps(budget.to_spec())),
         )
         self._bump_config_version()
 
     def insert_budget(self, budget: Budget) -> bool:
         inserted = self._run(
-            "INSERT INTO budgets (id, tenant, spec) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            (budget.id, budget.tenant, json.dumps(budget.to_spec())),
+            "INSERT INTO budgets (key, id, tenant, spec) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING",
+            (budget.key, budget.id, budget.tenant, json.dumps(budget.to_spec())),
         )
         if inserted:
             self._bump_config_version()
         return inserted == 1
 
-    def delete_budget(self, budget_id: str) -> None:
-        self._run("DELETE FROM budgets WHERE id = ?", (budget_id,))
-        self._run("DELETE FROM counter_baseline WHERE budget_id = ?", (budget_id,))
-        self.clear_counters([budget_id])
+    def delete_budget(self, key: str) -> None:
+        self._run("DELETE FROM budgets WHERE key = ?", (key,))
+        self._run("DELETE FROM counter_baseline WHERE budget_key = ?", (key,))
+        self.clear_counters([key])
         self._bump_config_version()
 
     # keys
@@ -248,7 +258,7 @@ class SqlTx:
     # counters
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
         rows = self._rows(
-            "SELECT budget_id, member, bucket, used, reserved FROM counters "
+            "SELECT budget_key, member, bucket, used, reserved FROM counters "
             "WHERE used != 0 OR reserved != 0"
         )
         return {(b, m, k): (u, r) for b, m, k, u, r in rows}
@@ -341,20 +351,20 @@ class SqlTx:
         return [(tuple(row[:9]), row[9:]) for row in rows]
 
     # archive
-    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
-        sql = "SELECT budget_id, member, bucket, used FROM counter_baseline"
-        if budget_ids is None:
+    def baseline(self, keys: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
+        sql = "SELECT budget_key, member, bucket, used FROM counter_baseline"
+        if keys is None:
             rows = self._rows(sql)
         else:
-            marks = ", ".join("?" * len(budget_ids))
-            rows = self._rows(f"{sql} WHERE budget_id IN ({marks})", budget_ids)
+            marks = ", ".join("?" * len(keys))
+            rows = self._rows(f"{sql} WHERE budget_key IN ({marks})", keys)
         return {(b, m, k): u for b, m, k, u in rows}
 
     def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
         # Sorted: rows are locked in the order every writer takes them.
         self._run_many(
             "INSERT INTO counter_baseline AS c VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (budget_id, member, bucket) DO UPDATE SET used = c.used + excluded.used",
+            "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET used = c.used + excluded.used",
             sorted(rows),
         )
 

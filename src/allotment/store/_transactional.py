@@ -16,7 +16,7 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.usage import Meter
-from allotment.errors import ConflictError, StoreError, ValidationError
+from allotment.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from allotment.store import _ops
 from allotment.store._batch import Batcher, Item
 from allotment.store._ops import Tx
@@ -120,6 +120,7 @@ class TransactionalStore:
         """Add ``budget``, or raise ConflictError if its id is taken: one transaction."""
 
         def create(tx: Tx) -> None:
+            _ops.claim_budget_id(tx, budget)
             # Insert-if-absent, not read-then-write: two transactions that both see
             # no budget cannot both create it (PostgreSQL reads committed data).
             if not tx.insert_budget(budget):
@@ -170,18 +171,23 @@ class TransactionalStore:
     def update_key(self, key: ApiKey) -> None:
         self._write(lambda tx: tx.update_key(key))
 
-    def get_budget(self, budget_id: str) -> Budget:
-        return self._read(lambda tx: _ops.get_budget(tx, budget_id))
+    def find_budget(self, budget_id: str, tenant: str | None = None) -> Budget:
+        return self._read(lambda tx: _ops.find_budget(tx, budget_id, tenant))
 
     def list_budgets(self, tenant: str | None = None) -> list[Budget]:
         return self._read(lambda tx: list(tx.all_budgets(tenant)))
 
-    def delete_budget(self, budget_id: str) -> None:
+    def delete_budget(self, budget: Budget) -> None:
+        """Delete ``budget`` (found with ``find_budget``) unless it is protected by now."""
+
         def delete(tx: Tx) -> None:
-            if _ops.get_budget(tx, budget_id).protected:
-                message = f"budget {budget_id!r} is protected: unprotect it first"
+            current = tx.budget(budget.key)
+            if current is None:
+                raise NotFoundError(f"no budget with id {budget.id!r}")
+            if current.protected:
+                message = f"budget {budget.id!r} is protected: unprotect it first"
                 raise ValidationError("protected", message)
-            tx.delete_budget(budget_id)
+            tx.delete_budget(budget.key)
 
         self._write(delete)
 
@@ -239,7 +245,8 @@ class TransactionalStore:
 
 
 def _put_budget(tx: Tx, budget: Budget) -> None:
-    previous = tx.budget(budget.id)
+    _ops.claim_budget_id(tx, budget)
+    previous = tx.budget(budget.key)
     tx.put_budget(budget)
     if previous is None or _counts_differently(previous, budget):
         _ops.rebuild_counters(tx, [budget])

@@ -51,7 +51,7 @@ class _State:
     """Everything a memory store holds."""
 
     def __init__(self) -> None:
-        self.budgets: dict[str, Budget] = {}
+        self.budgets: dict[str, Budget] = {}  # by Budget.key
         self.rates: Rates = NO_RATES
         self.keys: dict[str, tuple[ApiKey, str]] = {}
         self.by_tenant: dict[str | None, list[Budget]] = {}
@@ -222,47 +222,53 @@ class _MemoryTx:
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
         return [b for b in self._s.budgets.values() if tenant is None or b.tenant == tenant]
 
-    def budget(self, budget_id: str) -> Budget | None:
-        return self._s.budgets.get(budget_id)
+    def lock_config(self) -> None:
+        """Nothing to do: every transaction holds the store's lock."""
+
+    def budget(self, key: str) -> Budget | None:
+        return self._s.budgets.get(key)
+
+    def budgets_named(self, budget_id: str) -> list[Budget]:
+        return [b for b in self._s.budgets.values() if b.id == budget_id]
 
     def put_budget(self, budget: Budget) -> None:
-        previous = self._s.budgets.get(budget.id)
-        self._s.budgets[budget.id] = budget
+        previous = self._s.budgets.get(budget.key)
+        self._s.budgets[budget.key] = budget
         self._s.by_tenant.clear()
-        self._log(lambda: self._restore_budget(budget.id, previous))
+        self._log(lambda: self._restore_budget(budget.key, previous))
 
     def insert_budget(self, budget: Budget) -> bool:
-        if budget.id in self._s.budgets:
+        if budget.key in self._s.budgets:
             return False
         self.put_budget(budget)
         return True
 
-    def delete_budget(self, budget_id: str) -> None:
-        previous = self._s.budgets.pop(budget_id, None)
+    def delete_budget(self, key: str) -> None:
+        previous = self._s.budgets.pop(key, None)
         self._s.by_tenant.clear()
-        self._log(lambda: self._restore_budget(budget_id, previous))
-        self.clear_counters([budget_id])
+        self._log(lambda: self._restore_budget(key, previous))
+        self.clear_counters([key])
 
-    def _restore_budget(self, budget_id: str, budget: Budget | None) -> None:
+    def _restore_budget(self, key: str, budget: Budget | None) -> None:
         if budget is None:
-            self._s.budgets.pop(budget_id, None)
+            self._s.budgets.pop(key, None)
         else:
-            self._s.budgets[budget_id] = budget
+            self._s.budgets[key] = budget
         self._s.by_tenant.clear()
 
     # counters
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
         out = []
         for hit in applied:
-            span, budget_id, member = hit.span, hit.budget.id, hit.member
+            span, budget_key, member = hit.span, hit.budget.key, hit.member
             if span.first_bucket == span.bucket:
-                row = self._s.counters.get((budget_id, member, span.bucket))
+                row = self._s.counters.get((budget_key, member, span.bucket))
                 out.append(_tuple_new(Counter, row) if row else _ZERO)
                 continue
             used = reserved = 0
             step = hit.budget.window.granularity
             for bucket in range(span.first_bucket, span.bucket + 1, step):
-                row = self._s.counters.get((budget_id, member, bucket))
+                row = self._s.counters.get((budget_key, member, bucket))
                 if row:
                     used += row[0]
                     reserved += row[1]
@@ -272,8 +278,8 @@ class _MemoryTx:
     def add(self, deltas: Sequence[Delta]) -> None:
         counters = self._s.counters
         done: list[tuple[list[int], int, int]] = []
-        for budget_id, member, bucket, used, reserved in deltas:
-            key = (budget_id, member, bucket)
+        for budget_key, member, bucket, used, reserved in deltas:
+            key = (budget_key, member, bucket)
             row = counters.get(key)
             if row is None:
                 row = counters[key] = [0, 0]
@@ -282,12 +288,12 @@ class _MemoryTx:
             done.append((row, used, reserved))
         self._undo.append(partial(_sub, done))
 
-    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
+    def clear_counters(self, keys: Sequence[str] | None) -> None:
         before = dict(self._s.counters)
-        if budget_ids is None:
+        if keys is None:
             self._s.counters = {}
         else:
-            wanted = set(budget_ids)
+            wanted = set(keys)
             self._s.counters = {k: v for k, v in self._s.counters.items() if k[0] not in wanted}
         self._log(lambda: setattr(self._s, "counters", before))
 
@@ -409,7 +415,7 @@ class _MemoryTx:
         self._log(lambda: setattr(self._s, "rollups", before))
 
     # archive: the memory store has no ledger to outlive the process, so none to archive
-    def baseline(self, budget_ids: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
+    def baseline(self, keys: Sequence[str] | None) -> dict[tuple[str, str, int], int]:
         return {}
 
     def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None:

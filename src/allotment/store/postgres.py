@@ -98,10 +98,10 @@ _PROBE_EVERY = 0.2
 _MIGRATION_LOCK = 0x616C6C6F746D6E74  # "allotmnt"
 #: Lock (creating if missing) and read counter rows, in one sorted statement.
 _LOCK_COUNTERS = (
-    "INSERT INTO counters AS c (budget_id, member, bucket) "
+    "INSERT INTO counters AS c (budget_key, member, bucket) "
     "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]) AS t(b, m, k) ORDER BY b, m, k "
-    "ON CONFLICT (budget_id, member, bucket) DO UPDATE SET used = c.used "
-    "RETURNING budget_id, member, bucket, used, reserved"
+    "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET used = c.used "
+    "RETURNING budget_key, member, bucket, used, reserved"
 )
 _LOCK_RESERVATIONS = (
     "SELECT * FROM reservations WHERE request_id = ANY(?) ORDER BY request_id, tenant FOR UPDATE"
@@ -110,10 +110,10 @@ _NEXT_EVENT_IDS = (
     "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?)"
 )
 _ADD_COUNTERS = (
-    "INSERT INTO counters AS c (budget_id, member, bucket, used, reserved) "
+    "INSERT INTO counters AS c (budget_key, member, bucket, used, reserved) "
     "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[]) "
     "AS t(b, m, k, u, r) ORDER BY b, m, k "
-    "ON CONFLICT (budget_id, member, bucket) DO UPDATE SET "
+    "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET "
     "used = c.used + excluded.used, reserved = c.reserved + excluded.reserved"
 )
 
@@ -486,19 +486,19 @@ class _PostgresTx(SqlTx):
             return []
         current: dict[tuple[str, str, int], tuple[int, int]] = {}
         if self._locking:
-            keys = sorted({(a.budget.id, a.member, a.span.bucket) for a in applied})
+            keys = sorted({(a.budget.key, a.member, a.span.bucket) for a in applied})
             current = self.lock_counters(keys)
         out = []
         for hit in applied:
             last = hit.span.bucket
-            used, reserved = current.get((hit.budget.id, hit.member, last), (0, 0))
+            used, reserved = current.get((hit.budget.key, hit.member, last), (0, 0))
             if not self._locking or hit.span.first_bucket < last:
                 # Earlier buckets of a rolling window (or a plain read): summed, not locked.
                 top = last if not self._locking else last - 1
                 ((u, r),) = self._rows(
                     "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
-                    "WHERE budget_id = ? AND member = ? AND bucket BETWEEN ? AND ?",
-                    (hit.budget.id, hit.member, hit.span.first_bucket, top),
+                    "WHERE budget_key = ? AND member = ? AND bucket BETWEEN ? AND ?",
+                    (hit.budget.key, hit.member, hit.span.first_bucket, top),
                 )
                 used, reserved = used + int(u), reserved + int(r)
             out.append(Counter(used, reserved))
@@ -510,14 +510,14 @@ class _PostgresTx(SqlTx):
         if rows:
             self._run(_ADD_COUNTERS, _arrays(rows, "ttiii"))
 
-    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
+    def clear_counters(self, keys: Sequence[str] | None) -> None:
         # Wait for every transaction that has charged a counter, and hold new
         # ones off: the recount that follows then sees a settled ledger.
         self._run("LOCK TABLE counters IN SHARE ROW EXCLUSIVE MODE")
-        if budget_ids is None:
+        if keys is None:
             self._run("DELETE FROM counters")
         else:
-            self._run("DELETE FROM counters WHERE budget_id = ANY(?)", (_Texts(budget_ids),))
+            self._run("DELETE FROM counters WHERE budget_key = ANY(?)", (_Texts(keys),))
 
     # batches (see allotment.store._batch)
     def lock_counters(

@@ -389,31 +389,32 @@ class _SQLiteTx(SqlTx):
         # One statement for every counter of the call: (budget, member) pairs
         # with their bucket ranges (a range is one bucket but for rolling windows).
         ranges = ", ".join("(?, ?, ?, ?)" for _ in applied)
-        params = [v for a in applied
-                  for v in (a.budget.id, a.member, a.span.first_bucket, a.span.bucket)]  # fmt: skip
+        params = [
+            v for a in applied for v in (a.budget.key, a.member, a.span.first_bucket, a.span.bucket)
+        ]
         rows = self._rows(
             f"WITH wanted (b, m, lo, hi) AS (VALUES {ranges}) "
             "SELECT b, m, COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM wanted "
-            "LEFT JOIN counters ON budget_id = b AND member = m AND bucket BETWEEN lo AND hi "
+            "LEFT JOIN counters ON budget_key = b AND member = m AND bucket BETWEEN lo AND hi "
             "GROUP BY b, m, lo, hi",
             params,
         )
         found = {(b, m): Counter(used, reserved) for b, m, used, reserved in rows}
-        return [found[(a.budget.id, a.member)] for a in applied]
+        return [found[(a.budget.key, a.member)] for a in applied]
 
     def add(self, deltas: Sequence[Delta]) -> None:
         self._run_many(
-            "INSERT INTO counters (budget_id, member, bucket, used, reserved) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (budget_id, member, bucket) DO UPDATE SET "
+            "INSERT INTO counters (budget_key, member, bucket, used, reserved) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (budget_key, member, bucket) DO UPDATE SET "
             "used = used + excluded.used, reserved = reserved + excluded.reserved",
             deltas,
         )
 
-    def clear_counters(self, budget_ids: Sequence[str] | None) -> None:
-        if budget_ids is None:
+    def clear_counters(self, keys: Sequence[str] | None) -> None:
+        if keys is None:
             self._run("DELETE FROM counters")
         else:
-            self._run_many("DELETE FROM counters WHERE budget_id = ?", [(b,) for b in budget_ids])
+            self._run_many("DELETE FROM counters WHERE budget_key = ?", [(b,) for b in keys])
 
     # ledger
     def append(self, event: Event) -> Event:

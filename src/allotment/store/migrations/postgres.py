@@ -194,4 +194,36 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE events ADD COLUMN estimate TEXT;
         """,
     ),
+    (
+        7,
+        "budget ids scoped by tenant: budgets, counters and charges keyed by tenant#id",
+        """
+        -- See the SQLite migration 7: a budget is stored under its key, its id for a
+        -- deployment-wide budget and 'tenant#id' for a tenant's.
+        UPDATE reservations r SET charges = (
+            SELECT COALESCE(jsonb_agg(jsonb_build_array(
+                CASE WHEN EXISTS (
+                    SELECT 1 FROM budgets b WHERE b.id = c.value->>0 AND b.tenant = r.tenant
+                ) THEN r.tenant || '#' || (c.value->>0) ELSE c.value->>0 END,
+                c.value->1, c.value->2, c.value->3) ORDER BY c.n), '[]'::jsonb)::text
+            FROM jsonb_array_elements(r.charges::jsonb) WITH ORDINALITY AS c(value, n))
+        WHERE r.charges != '[]'
+            AND r.tenant IN (SELECT tenant FROM budgets WHERE tenant IS NOT NULL);
+
+        ALTER TABLE counters RENAME COLUMN budget_id TO budget_key;
+        ALTER TABLE counter_baseline RENAME COLUMN budget_id TO budget_key;
+        UPDATE counters c SET budget_key = b.tenant || '#' || b.id
+            FROM budgets b WHERE b.id = c.budget_key AND b.tenant IS NOT NULL;
+        UPDATE counter_baseline c SET budget_key = b.tenant || '#' || b.id
+            FROM budgets b WHERE b.id = c.budget_key AND b.tenant IS NOT NULL;
+
+        ALTER TABLE budgets ADD COLUMN key TEXT;
+        UPDATE budgets SET key = CASE WHEN tenant IS NULL THEN id ELSE tenant || '#' || id END;
+        ALTER TABLE budgets ALTER COLUMN key SET NOT NULL;
+        ALTER TABLE budgets DROP CONSTRAINT budgets_pkey;
+        ALTER TABLE budgets ADD PRIMARY KEY (key);
+        CREATE INDEX budgets_id ON budgets (id);
+        UPDATE meta SET value = (CAST(value AS BIGINT) + 1)::text WHERE key = 'config_version';
+        """,
+    ),
 ]

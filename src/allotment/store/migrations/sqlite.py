@@ -214,4 +214,54 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE events ADD COLUMN estimate TEXT;
         """,
     ),
+    (
+        7,
+        "budget ids scoped by tenant: budgets, counters and charges keyed by tenant#id",
+        """
+        -- Two tenants may each have a budget 'daily'. Where a budget is stored is its
+        -- key: its id for a deployment-wide budget, 'tenant#id' for a tenant's (an
+        -- id never holds '#'). Counters, their archived baseline and the charges of
+        -- reservations name budgets by key, so they move first, while the budgets
+        -- table still tells tenant budgets apart.
+        UPDATE reservations SET charges = (
+            SELECT json_group_array(json_array(
+                CASE WHEN EXISTS (
+                    SELECT 1 FROM budgets b
+                    WHERE b.id = json_extract(c.value, '$[0]') AND b.tenant = reservations.tenant
+                ) THEN reservations.tenant || '#' || json_extract(c.value, '$[0]')
+                ELSE json_extract(c.value, '$[0]') END,
+                json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'),
+                json_extract(c.value, '$[3]')))
+            FROM json_each(reservations.charges) AS c)
+        WHERE charges != '[]'
+            AND tenant IN (SELECT tenant FROM budgets WHERE tenant IS NOT NULL);
+
+        ALTER TABLE counters RENAME COLUMN budget_id TO budget_key;
+        ALTER TABLE counter_baseline RENAME COLUMN budget_id TO budget_key;
+        UPDATE counters SET budget_key = (
+            SELECT b.tenant || '#' || b.id FROM budgets b WHERE b.id = counters.budget_key)
+        WHERE budget_key IN (SELECT id FROM budgets WHERE tenant IS NOT NULL);
+        UPDATE counter_baseline SET budget_key = (
+            SELECT b.tenant || '#' || b.id FROM budgets b
+            WHERE b.id = counter_baseline.budget_key)
+        WHERE budget_key IN (SELECT id FROM budgets WHERE tenant IS NOT NULL);
+
+        CREATE TABLE budgets_by_key (
+            key TEXT PRIMARY KEY,
+            id TEXT NOT NULL,
+            tenant TEXT,
+            spec TEXT NOT NULL
+        );
+        INSERT INTO budgets_by_key (key, id, tenant, spec)
+            SELECT CASE WHEN tenant IS NULL THEN id ELSE tenant || '#' || id END,
+                   id, tenant, spec
+            FROM budgets;
+        DROP TABLE budgets;
+        ALTER TABLE budgets_by_key RENAME TO budgets;
+        CREATE INDEX budgets_tenant ON budgets (tenant);
+        CREATE INDEX budgets_id ON budgets (id);
+        UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
+            WHERE key = 'config_version';
+        """,
+    ),
 ]
