@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,9 +27,10 @@ from allotment._answers import (
     usage_row_from,
     view_from,
 )
-from allotment._client_base import BACKOFF, Base, Call, answer, file_budgets, spec_of, whole
+from allotment._client_base import BACKOFF, Base, Call, answer, file_config, spec_of, whole
 from allotment.async_governor import AsyncHold
 from allotment.core.budgets import Budget
+from allotment.core.fx import FxRate
 from allotment.core.ledger import ReservationState
 from allotment.errors import ConflictError
 from allotment.governor import SubjectLike, UsageLike
@@ -228,8 +230,36 @@ class AsyncClient(Base):
         await self._send(self._budget("DELETE", budget_id, tenant=tenant))
 
     async def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
-        """See ``Governor.load_budgets``: every budget of the file, checked before any is sent."""
-        return [await self.set_budget(spec) for spec in file_budgets(path)]
+        """See ``Governor.load_budgets``: the file is checked here, then applied by the
+        service in one transaction."""
+        budgets, rates = file_config(path)
+        return await self.apply_config(budgets, rates)
+
+    async def apply_config(
+        self,
+        budgets: Sequence[Budget | Mapping[str, Any]],
+        rates: Sequence[FxRate | Mapping[str, Any]] = (),
+    ) -> list[RemoteBudget]:
+        """See ``Governor.apply_config``: all or nothing, in one request."""
+        answer = await self._send(self._config(budgets, rates))
+        return [budget_from(b) for b in answer["budgets"]]
+
+    # exchange rates
+    async def set_rate(
+        self,
+        source: str,
+        target: str,
+        rate: Decimal | str,
+        effective_from: datetime | None = None,
+    ) -> FxRate:
+        """See ``Governor.set_rate`` (admin keys only: rates are deployment-wide)."""
+        saved = await self._send(self._set_rate(source, target, rate, effective_from))
+        return FxRate.from_spec(saved)
+
+    async def rates(self) -> list[FxRate]:
+        """See ``Governor.rates``."""
+        rates = await self._send(Call("GET", "/v1/rates"))
+        return [FxRate.from_spec(r) for r in rates["rates"]]
 
     # keys
     async def create_key(

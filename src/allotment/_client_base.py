@@ -21,6 +21,7 @@ import httpx
 from allotment._answers import RemoteDecision, RemoteKey, key_from
 from allotment.config import load_budget_specs, load_rates
 from allotment.core.budgets import Budget
+from allotment.core.fx import FxRate
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
 from allotment.errors import (
@@ -34,7 +35,7 @@ from allotment.errors import (
 from allotment.governor import SubjectLike, UsageLike
 from allotment.store.base import EventQuery
 
-__all__ = ["BACKOFF", "Base", "Call", "answer", "file_budgets", "spec_of", "tenant_of", "whole"]
+__all__ = ["BACKOFF", "Base", "Call", "answer", "file_config", "spec_of", "tenant_of", "whole"]
 
 #: seconds before the 1st, 2nd, 3rd… retry (the last repeats), each times 0.5-1.5
 BACKOFF = (0.1, 0.3, 1.0)
@@ -163,6 +164,24 @@ class Base:
         return Call(method, path, body, params=_clean({"tenant": tenant}), retry=method == "GET")
 
     @staticmethod
+    def _config(
+        budgets: Sequence[Budget | Mapping[str, Any]], rates: Sequence[FxRate | Mapping[str, Any]]
+    ) -> Call:
+        """Rates and budgets applied at once: sent again after a lost answer, it
+        sets them again."""
+        body = {"budgets": [spec_of(b) for b in budgets],
+                "rates": [r.to_spec() if isinstance(r, FxRate) else r for r in rates]}  # fmt: skip
+        return Call("POST", "/v1/config", _json(body))
+
+    @staticmethod
+    def _set_rate(
+        source: str, target: str, rate: Decimal | str, effective_from: datetime | None
+    ) -> Call:
+        body = _clean({"source": source, "target": target, "rate": rate,
+                       "effective_from": effective_from})  # fmt: skip
+        return Call("POST", "/v1/rates", _json(body))
+
+    @staticmethod
     def _list(path: str, tenant: str | None) -> Call:
         return Call("GET", path, params=_clean({"tenant": tenant}))
 
@@ -255,19 +274,16 @@ def whole(spec: Mapping[str, Any]) -> dict[str, Any]:
     return Budget.from_spec(spec).to_spec()
 
 
-def file_budgets(path: str | Path) -> list[dict[str, Any]]:
-    """The budgets of a config file, each checked; its ``rates:`` cannot go over HTTP."""
-    if load_rates(path):
-        raise ValidationError(
-            "rates", "exchange rates have no HTTP endpoint: apply this file with --db"
-        )
+def file_config(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The budgets and rates of a config file, each checked before any is sent."""
+    rates = [r.to_spec() for r in load_rates(path)]
     specs = load_budget_specs(path)
     for i, spec in enumerate(specs):
         try:
             Budget.from_spec(spec)
         except ValidationError as exc:
             raise exc.within(f"budgets[{i}]") from None
-    return [dict(s) for s in specs]
+    return [dict(s) for s in specs], rates
 
 
 def _clean(params: Mapping[str, Any]) -> dict[str, Any]:

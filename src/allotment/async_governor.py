@@ -215,6 +215,14 @@ class AsyncGovernor:
         """See ``Governor.load_budgets``."""
         return await asyncio.to_thread(self.sync.load_budgets, path)
 
+    async def apply_config(
+        self,
+        budgets: Sequence[Budget | Mapping[str, Any]],
+        rates: Sequence[FxRate | Mapping[str, Any]] = (),
+    ) -> list[Budget]:
+        """See ``Governor.apply_config``."""
+        return await asyncio.to_thread(self.sync.apply_config, budgets, rates)
+
     # the ledger
     async def reprice(
         self,

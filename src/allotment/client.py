@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self, cast
 
@@ -54,13 +55,14 @@ from allotment._client_base import (
     Base,
     Call,
     answer,
-    file_budgets,
+    file_config,
     spec_of,
     tenant_of,
     whole,
 )
 from allotment.core.budgets import Budget
 from allotment.core.decisions import Decision
+from allotment.core.fx import FxRate
 from allotment.core.ledger import ReservationState
 from allotment.errors import BudgetExceeded, ConflictError
 from allotment.governor import Hold, SubjectLike, UsageLike
@@ -279,8 +281,34 @@ class Client(Base):
         self._send(self._budget("DELETE", budget_id, tenant=tenant))
 
     def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
-        """See ``Governor.load_budgets``: every budget of the file, checked before any is sent."""
-        return [self.set_budget(spec) for spec in file_budgets(path)]
+        """See ``Governor.load_budgets``: the file is checked here, then applied by the
+        service in one transaction."""
+        budgets, rates = file_config(path)
+        return self.apply_config(budgets, rates)
+
+    def apply_config(
+        self,
+        budgets: Sequence[Budget | Mapping[str, Any]],
+        rates: Sequence[FxRate | Mapping[str, Any]] = (),
+    ) -> list[RemoteBudget]:
+        """See ``Governor.apply_config``: all or nothing, in one request."""
+        answer = self._send(self._config(budgets, rates))
+        return [budget_from(b) for b in answer["budgets"]]
+
+    # exchange rates
+    def set_rate(
+        self,
+        source: str,
+        target: str,
+        rate: Decimal | str,
+        effective_from: datetime | None = None,
+    ) -> FxRate:
+        """See ``Governor.set_rate`` (admin keys only: rates are deployment-wide)."""
+        return FxRate.from_spec(self._send(self._set_rate(source, target, rate, effective_from)))
+
+    def rates(self) -> list[FxRate]:
+        """See ``Governor.rates``."""
+        return [FxRate.from_spec(r) for r in self._send(Call("GET", "/v1/rates"))["rates"]]
 
     # keys
     def create_key(

@@ -21,6 +21,7 @@ from allotment.config import load_budget_specs, load_rates
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call, Failure
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Uncovered, Warning
+from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.subjects import Subject, check_identifier, check_text, parse_subject
@@ -544,28 +545,42 @@ class Governor(KeysAndRates):
         self.store.delete_budget(self.store.find_budget(budget_id, tenant))
 
     def load_budgets(self, path: str | Path) -> list[Budget]:
-        """Apply a YAML or TOML file: its ``rates:``, then its ``budgets:``, all or nothing.
+        """Apply a YAML or TOML file: its ``rates:``, then its ``budgets:``, all or nothing
+        (see ``apply_config``)."""
+        return self.apply_config(load_budget_specs(path), load_rates(path))
 
-        The whole file is validated first (each budget, its currency against the
-        stored rates and the file's own, duplicate ids), then written in one
+    def apply_config(
+        self,
+        budgets: Sequence[Budget | Mapping[str, Any]],
+        rates: Sequence[FxRate | Mapping[str, Any]] = (),
+    ) -> list[Budget]:
+        """Set ``rates``, then create or replace ``budgets``, all or nothing.
+
+        Everything is validated first (each budget, its currency against the
+        stored rates and the given ones, ids given twice), then written in one
         transaction. An error names the entry: ``budgets[1].currency``.
         """
-        rates = load_rates(path)
-        known = {(r.source, r.target) for r in [*self.store.rates(), *rates]}
-        budgets: list[Budget] = []
+        parsed_rates = [
+            r if isinstance(r, FxRate) else FxRate.from_spec(r, f"rates[{i}]")
+            for i, r in enumerate(rates)
+        ]
+        known = {(r.source, r.target) for r in [*self.store.rates(), *parsed_rates]}
+        parsed: list[Budget] = []
         seen: set[str] = set()
-        for i, spec in enumerate(load_budget_specs(path)):
+        for i, spec in enumerate(budgets):
+            if not isinstance(spec, Budget | Mapping):
+                raise ValidationError(f"budgets[{i}]", "must be a budget object")
             try:
-                budget = self._convertible(Budget.from_spec(spec), known)
+                budget = self._convertible(_budget(spec), known)
                 if budget.key in seen:
                     where = "" if budget.tenant is None else f" in tenant {budget.tenant!r}"
-                    raise ValidationError("id", f"{budget.id!r} appears twice{where} in the file")
+                    raise ValidationError("id", f"{budget.id!r} is given twice{where}")
             except ValidationError as exc:
                 raise exc.within(f"budgets[{i}]") from None
             seen.add(budget.key)
-            budgets.append(budget)
-        self.store.put_config(rates, budgets)
-        return budgets
+            parsed.append(budget)
+        self.store.put_config(parsed_rates, parsed)
+        return parsed
 
     def reprice(
         self,

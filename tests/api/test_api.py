@@ -296,3 +296,53 @@ def test_metrics(api: Api) -> None:
         in text
     )
     assert "allotment_reservations_in_flight 1" in text
+
+
+def test_a_budgets_file_applies_over_http_all_or_nothing(api: Api) -> None:
+    """``POST /v1/config``: a file's rates, then its budgets, in one transaction."""
+    rate = {"source": "USD", "target": "EUR", "rate": "0.92",
+            "effective_from": "2026-01-01T00:00:00Z"}  # fmt: skip
+    eur = {"id": "eur-day", "tenant": "acme", "meter": "cost", "currency": "EUR",
+           "window": "day", "limit": "2.00"}  # fmt: skip
+    broken = {"budgets": [eur, BUDGET | {"id": "bad", "window": "fortnight"}], "rates": [rate]}
+    refused = api.call("POST", "/v1/config", "admin", json=broken)
+    assert (
+        refused.status_code == 422 and refused.json()["error"]["field"] == "budgets[1].window.kind"
+    )
+    assert api.call("GET", "/v1/rates", "admin").json() == {"rates": []}  # nothing written
+    no_rate = api.call("POST", "/v1/config", "admin", json={"budgets": [eur]})
+    assert no_rate.status_code == 422 and "rate" in no_rate.text
+    for key, body, status in (
+        ("acme-admin", {"budgets": [eur], "rates": [rate]}, 403),  # rates are deployment-wide
+        ("acme-admin", {"budgets": [eur | {"tenant": "globex"}]}, 403),
+        ("acme-viewer", {"budgets": [eur]}, 403),
+        ("admin", {"budgets": [eur], "colour": "red"}, 422),
+        ("admin", {"budgets": {"id": "x"}}, 422),
+        ("admin", {"budgets": [7]}, 422),
+    ):
+        assert api.call("POST", "/v1/config", key, json=body).status_code == status, body
+    applied = api.call("POST", "/v1/config", "admin", json={"budgets": [eur], "rates": [rate]})
+    assert applied.status_code == 200, applied.text
+    assert [b["id"] for b in applied.json()["budgets"]] == ["eur-day"]
+    assert api.call("GET", "/v1/rates", "acme-viewer").json()["rates"] == [
+        rate | {"effective_from": "2026-01-01T00:00:00+00:00"}
+    ]
+    mine = api.call("POST", "/v1/config", "acme-admin",
+                    json={"budgets": [eur | {"tenant": None, "limit": "3.00"}]})  # fmt: skip
+    [budget] = mine.json()["budgets"]
+    assert (budget["tenant"], budget["display"]["limit"]) == ("acme", "3.00")
+
+
+def test_exchange_rates_over_http(api: Api) -> None:
+    body = {"source": "USD", "target": "GBP", "rate": "0.79"}
+    assert api.call("POST", "/v1/rates", "acme-admin", json=body).status_code == 403
+    created = api.call("POST", "/v1/rates", "admin", json=body)
+    assert created.status_code == 201 and created.json()["rate"] == "0.79"
+    for bad, field in (({**body, "rate": "-1"}, "rate"), ({**body, "target": "usd"}, "target"),
+                       ({**body, "colour": 1}, "colour"),
+                       ({**body, "effective_from": "soon"}, "effective_from")):  # fmt: skip
+        refused = api.call("POST", "/v1/rates", "admin", json=bad)
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == field, bad
+    assert [r["target"] for r in api.call("GET", "/v1/rates", "acme-viewer").json()["rates"]] == [
+        "GBP"
+    ]

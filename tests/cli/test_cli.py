@@ -395,8 +395,6 @@ def test_a_config_without_budgets_is_fine(db: str, tmp_path: Path) -> None:
         ["ledger", "archive", "--before", "2000-01-01", "--to", "x.jsonl.gz"],
         ["ledger", "reprice", "--since", "2000-01-01", "--until", "2001-01-01"],
         ["db", "upgrade"],
-        ["rates", "list"],
-        ["rates", "set", "--source", "USD", "--target", "EUR", "--rate", "0.9"],
     ],
 )
 def test_commands_without_an_endpoint_need_the_database(args: list[str]) -> None:

@@ -8,6 +8,7 @@ variables), and must answer the same.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,10 @@ def test_budgets_through_the_service(served: tuple[str, str], tmp_path: Path) ->
     assert "saved 1 budget(s)" in remote(served, "budgets", "set", "--file", str(file)).stdout
     with_rates = tmp_path / "rates.yaml"
     with_rates.write_text(
-        "rates: [{source: USD, target: EUR, rate: '0.9', effective_from: '2026-01-01T00:00:00Z'}]\n"
+        "rates: [{source: USD, target: EUR, rate: '-1', effective_from: '2026-01-01T00:00:00Z'}]\n"
     )
     refused = remote(served, "budgets", "set", "--file", str(with_rates))
-    assert refused.exit_code == 2 and refused.stderr.startswith("error: rates: ")
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: rates[0].rate: ")
     assert "deleted budget r-week" in remote(served, "budgets", "delete", "r-week").stdout
     gone = remote(served, "budgets", "get", "r-week")
     assert gone.exit_code == 2 and "r-week" in gone.stderr
@@ -153,3 +154,29 @@ def test_budget_ids_are_scoped_by_tenant_through_the_service(served: tuple[str, 
     on_file, through = both(served, "budgets", "get", "shared")  # the only one left
     assert on_file == through and through["tenant"] == "acme" and through["limit"] == "10"
     assert remote(served, "budgets", "delete", "shared", "--tenant", "acme").exit_code == 0
+
+
+def test_the_readme_budgets_file_and_rates_through_the_service(
+    served: tuple[str, str], tmp_path: Path
+) -> None:
+    """The README's budgets file, rates and all, applies through the service as it
+    does on the file: in one request, all or nothing."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", readme[readme.index("## Budgets") :], re.S)
+    assert block is not None
+    path = tmp_path / "budgets.yaml"
+    path.write_text(block.group(1))
+    applied = remote(served, "budgets", "set", "--file", str(path))
+    assert applied.exit_code == 0 and "saved 3 budget(s)" in applied.stdout, applied.output
+    on_file, through = both(served, "rates", "list")
+    assert on_file == through
+    assert {"source": "USD", "target": "EUR", "rate": "0.92",
+            "effective_from": "2026-01-01T00:00:00+00:00"} in through  # fmt: skip
+    made = remote(served, "rates", "set", "--source", "USD", "--target", "GBP", "--rate", "0.79")
+    assert made.exit_code == 0 and "1 USD = 0.79 GBP" in made.stdout, made.output
+    on_file, through = both(served, "budgets", "get", "org-daily")
+    assert on_file == through and through["currency"] == "EUR"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(block.group(1).replace("window: day@Europe/Berlin", "window: fortnight", 1))
+    refused = remote(served, "budgets", "set", "--file", str(broken))
+    assert refused.exit_code == 2 and "budgets[1].window" in refused.stderr, refused.output

@@ -21,8 +21,8 @@ SUBJECT = {"tenant": "acme", "user": "u1"}
 SPEC = {"id": "d", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 100}
 #: the Governor's own plumbing, for the service and the sync face
 SYNC_ONLY = {"now", "authorize_async", "commit_async", "create_first_key", "authenticate"}
-#: what has no HTTP endpoint (the store's maintenance, rates) or needs no client
-NOT_OVER_HTTP = SYNC_ONLY | {"sweep", "reprice", "rebuild", "archive", "set_rate", "rates"}
+#: what has no HTTP endpoint (the store's maintenance) or needs no client
+NOT_OVER_HTTP = SYNC_ONLY | {"sweep", "reprice", "rebuild", "archive"}
 BUDGET_METHODS = {"create_budget", "set_budget", "update_budget", "get_budget", "list_budgets",
                   "delete_budget", "load_budgets"}  # fmt: skip
 

@@ -11,9 +11,10 @@ from allotment.api.auth import Caller, CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import ERRORS, documented
 from allotment.api.errors import ApiError
-from allotment.api.inputs import Changes, Roles, Spec
-from allotment.api.schemas import BudgetOut, BudgetsOut, KeyOut, KeysOut
+from allotment.api.inputs import Changes, Config, Rate, Roles, Spec
+from allotment.api.schemas import BudgetOut, BudgetsOut, KeyOut, KeysOut, RateOut, RatesOut
 from allotment.core.budgets import Budget
+from allotment.core.fx import FxRate
 from allotment.core.units import UNITS, shown
 from allotment.errors import NotFoundError, ValidationError
 from allotment.governor import Governor
@@ -125,6 +126,43 @@ def delete_budget(
     budget = _found(caller, gov, budget_id, tenant)
     _changeable(caller, budget)
     gov.delete_budget(budget.id, tenant=budget.tenant)
+
+
+@router.post("/config", response_model=None, responses=documented(BudgetsOut))
+def apply_config(body: Config, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """Apply a budgets file as JSON: its ``rates``, then its ``budgets``, all or nothing
+    (``allotment budgets set --file`` through the service). Tenant admins: budgets of
+    their tenant only, and no rates (they are deployment-wide)."""
+    caller.may_manage()
+    for name in sorted(set(body) - {"rates", "budgets"}):
+        raise ValidationError(name, "is not a config field (rates, budgets)")
+    rates, budgets = body.get("rates") or [], body.get("budgets") or []
+    for name, value in (("rates", rates), ("budgets", budgets)):
+        if not isinstance(value, list):
+            raise ValidationError(name, "must be a list")
+    if rates and not caller.admin:
+        raise ApiError(403, "forbidden", "exchange rates are deployment-wide: admins set them")
+    owned = [_owned(caller, b) if isinstance(b, dict) else b for b in budgets]
+    saved = gov.apply_config(owned, rates)
+    return {"budgets": [budget_out(b, gov.currency) for b in saved]}
+
+
+@router.get("/rates", response_model=None, responses=documented(RatesOut))
+def list_rates(caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
+    """Every exchange rate, by pair and effective time."""
+    caller.may_read()
+    return {"rates": [r.to_spec() for r in gov.rates()]}
+
+
+@router.post("/rates", status_code=201, response_model=None, responses=documented(RateOut, 201))
+def set_rate(body: Rate, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
+    """Set an exchange rate (admins: rates are deployment-wide); cost budgets in either
+    currency are recounted."""
+    caller.may_manage()
+    if not caller.admin:
+        raise ApiError(403, "forbidden", "exchange rates are deployment-wide: admins set them")
+    rate = FxRate.from_spec({"effective_from": gov.now()} | body, "")
+    return gov.set_rate(rate.source, rate.target, rate.rate, rate.effective_from).to_spec()
 
 
 @router.post("/keys", status_code=201, response_model=None, responses=documented(KeyOut, 201))

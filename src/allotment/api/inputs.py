@@ -21,7 +21,9 @@ from allotment.core.money import MAX_AMOUNT
 
 __all__ = [
     "Changes",
+    "Config",
     "EstimateObject",
+    "Rate",
     "Roles",
     "Spec",
     "SubjectObject",
@@ -175,6 +177,22 @@ class BudgetChangesIn(BudgetIn):
     model_config = ConfigDict(json_schema_extra=_optional)
 
 
+class RateIn(_In):
+    """An exchange rate (README: Budgets in other currencies)."""
+
+    source: str = Field(pattern="^[A-Z]{3}$")
+    target: str = Field(pattern="^[A-Z]{3}$")
+    rate: str | int = Field(description="Units of target per unit of source, decimal text")
+    effective_from: str | None = Field(None, description="ISO 8601 with offset; default: now")
+
+
+class ConfigIn(_In):
+    """A budgets file as JSON: its rates, then its budgets, applied all or nothing."""
+
+    rates: list[RateIn] = []
+    budgets: list[BudgetIn] = []
+
+
 _PROVIDER_USAGE: dict[str, Any] = {
     "type": "object",
     "additionalProperties": True,
@@ -194,6 +212,10 @@ UsageObject = Annotated[dict[str, Any], WithJsonSchema({"anyOf": [_USAGE, _PROVI
 Spec = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(BudgetIn))]
 #: fields of a budget to change (``PATCH /v1/budgets/{id}``)
 Changes = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(BudgetChangesIn))]
+#: an exchange rate to set (``POST /v1/rates``)
+Rate = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(RateIn))]
+#: rates and budgets to apply at once (``POST /v1/config``)
+Config = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(ConfigIn))]
 #: a key's role, documented as the four there are (the Governor checks it)
 Roles = Annotated[
     str,

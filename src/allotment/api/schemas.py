@@ -372,6 +372,21 @@ class BudgetsOut(_Out):
     budgets: list[BudgetOut]
 
 
+class RateOut(_Out):
+    """An exchange rate: one ``source`` is worth ``rate`` ``target`` from ``effective_from``."""
+
+    source: str
+    target: str
+    rate: str = Field(description="Decimal text")
+    effective_from: str = Field(description="ISO 8601")
+
+
+class RatesOut(_Out):
+    """Every exchange rate, by pair and effective time."""
+
+    rates: list[RateOut]
+
+
 class KeyOut(_Out):
     """A key (its ``secret`` only in the response that created it)."""
 

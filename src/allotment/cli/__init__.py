@@ -21,8 +21,9 @@ from allotment.cli._group import Group
 from allotment.cli.budgets import budgets_app
 from allotment.cli.calls import record, status, usage
 from allotment.cli.keys import keys_app
-from allotment.cli.maintenance import db_app, ledger_app, rates_app
+from allotment.cli.maintenance import db_app, ledger_app
 from allotment.cli.prices import prices_app
+from allotment.cli.rates import rates_app
 from allotment.cli.serve import demo, serve
 
 __all__ = ["app"]

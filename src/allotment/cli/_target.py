@@ -9,7 +9,7 @@ A flag beats the environment.
 The commands are written once, against ``Backend``: the part of the
 Governor's API they use, which ``Governor`` and ``Client`` both satisfy (the
 type checker holds them to it in ``backend``). Commands with no HTTP endpoint
-(ledger maintenance, schema upgrades, rates) open a Governor through
+(ledger maintenance, schema upgrades) open a Governor through
 ``local``, which refuses remote mode in one line.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -29,6 +30,7 @@ import typer
 from allotment._render import SpecLike, StatusRow, UsageLine
 from allotment.client import Client
 from allotment.config import db_url, redact_url, service_key, service_url
+from allotment.core.fx import FxRate
 from allotment.core.ledger import Adjustment
 from allotment.errors import StoreError
 from allotment.governor import Governor
@@ -138,6 +140,10 @@ class Backend(Protocol):
     def set_budget(self, budget: Mapping[str, Any]) -> SpecLike: ...
     def load_budgets(self, path: Path) -> Sequence[SpecLike]: ...
     def delete_budget(self, budget_id: str, *, tenant: str | None = ...) -> None: ...
+    def set_rate(
+        self, source: str, target: str, rate: Decimal | str, effective_from: datetime | None = ...
+    ) -> FxRate: ...
+    def rates(self) -> Sequence[FxRate]: ...
 
     def create_key(
         self, role: str, tenant: str | None = ..., name: str | None = ...

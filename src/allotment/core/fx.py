@@ -49,23 +49,34 @@ class FxRate:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, object], field: str = "rate") -> FxRate:
-        """From ``{source, target, rate: "0.92", effective_from: "2026-01-01T00:00:00Z"}``."""
+        """From ``{source, target, rate: "0.92", effective_from: "2026-01-01T00:00:00Z"}``.
+
+        Errors name ``field.rate`` and so on; with ``field=""``, the bare field names
+        (a request body that is the rate itself)."""
         if not isinstance(spec, Mapping):
-            raise ValidationError(field, "must be an object")
+            raise ValidationError(field or "body", "must be an object")
+
+        def name(part: str) -> str:
+            return f"{field}.{part}" if field else part
+
         unknown = set(spec) - {"source", "target", "rate", "effective_from"}
         if unknown:
-            raise ValidationError(f"{field}.{sorted(unknown)[0]}", "is not a rate field")
+            raise ValidationError(name(sorted(unknown)[0]), "is not a rate field")
         raw, when = spec.get("rate"), spec.get("effective_from")
-        rate = parse_decimal(raw, f"{field}.rate")
+        rate = parse_decimal(raw, name("rate"))
         try:
             since = when if isinstance(when, datetime) else datetime.fromisoformat(str(when))
         except ValueError:
-            message = "must be an ISO 8601 time"
-            raise ValidationError(f"{field}.effective_from", message) from None
+            raise ValidationError(name("effective_from"), "must be an ISO 8601 time") from None
         try:
             return cls(str(spec.get("source")), str(spec.get("target")), rate, since)
         except ValidationError as exc:
-            raise exc.within(field) from None
+            raise (exc.within(field) if field else exc) from None
+
+    def to_spec(self) -> dict[str, str]:
+        """The spec form ``from_spec`` reads: the rate as decimal text, the time in ISO 8601."""
+        return {"source": self.source, "target": self.target, "rate": str(self.rate),
+                "effective_from": self.effective_from.isoformat()}  # fmt: skip
 
 
 class Rates:
