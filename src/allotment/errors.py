@@ -9,7 +9,7 @@
     ├── NotFoundError          an unknown budget or request id
     ├── ConflictError          a request id reused with a different payload, a taken id
     ├── BudgetExceeded         raised by ``Governor.hold`` when authorize refuses
-    ├── AccessDenied           the service refused the API key (the HTTP client)
+    ├── AccessDenied           a key's role or tenant may not do this (``allotment.access``)
     └── StoreError             the backend failed; the cause is chained with ``from``
 
 The API layer maps these to status codes; nothing here knows about HTTP.

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from allotment._access import KeysAndRates
+from allotment._keys_and_rates import KeysAndRates
 from allotment.archive import ArchiveWriter
 from allotment.config import load_budget_specs, load_rates
 from allotment.core import engine

@@ -1,4 +1,5 @@
-"""Budget and key administration over HTTP, confined to the caller's tenant."""
+"""Budget and key administration over HTTP, confined to the caller's tenant
+(``allotment.access`` says what a key may see and change)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from allotment.api.auth import Caller, CallerDep, GovernorDep
+from allotment.access import Caller, in_scope
+from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import ERRORS, documented
-from allotment.api.errors import ApiError
 from allotment.api.inputs import Changes, Config, Rate, Roles, Spec
 from allotment.api.schemas import BudgetOut, BudgetsOut, KeyOut, KeysOut, RateOut, RatesOut
 from allotment.core.budgets import Budget
 from allotment.core.fx import FxRate
 from allotment.core.units import UNITS, shown
-from allotment.errors import NotFoundError, ValidationError
+from allotment.errors import ValidationError
 from allotment.governor import Governor
 
 __all__ = ["router"]
@@ -37,18 +38,15 @@ class KeyBody(BaseModel):
 def list_budgets(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) -> Any:
     """Budgets of a tenant (and the deployment-wide ones that apply to it)."""
     caller.may_read()
-    if caller.admin and tenant is None:
-        return {"budgets": [budget_out(b, gov.currency) for b in gov.list_budgets()]}
-    scope = caller.tenant(tenant)
-    found = [b for b in gov.list_budgets() if b.tenant in (None, scope)]
+    scope = caller.within(tenant)
+    found = [b for b in gov.list_budgets() if in_scope(b, scope)]
     return {"budgets": [budget_out(b, gov.currency) for b in found]}
 
 
 @router.post("/budgets", status_code=201, response_model=None, responses=documented(BudgetOut, 201))
 def create_budget(spec: Spec, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Create a budget (tenant admins: only in their tenant)."""
-    caller.may_manage()
-    spec = _owned(caller, spec)
+    spec = caller.owned(spec)
     if _DERIVED.intersection(spec):
         spec = _agreed(spec, Budget.from_spec(_spec_part(spec)), gov.currency)
     return budget_out(gov.create_budget(spec), gov.currency)
@@ -77,7 +75,7 @@ def update_budget(
     """Change fields of a budget (spec form, human units); found as GET finds it."""
     caller.may_manage()
     budget = _found(caller, gov, budget_id, tenant)
-    _changeable(caller, budget)
+    caller.may_change(budget)
     spec = budget.to_spec()
     unknown = sorted(set(changes) - set(spec) - _DERIVED)
     if unknown:  # the fields are keyword arguments: another name would be a TypeError
@@ -124,7 +122,7 @@ def delete_budget(
     """Delete a budget (found as GET finds it); the ledger keeps every event."""
     caller.may_manage()
     budget = _found(caller, gov, budget_id, tenant)
-    _changeable(caller, budget)
+    caller.may_change(budget)
     gov.delete_budget(budget.id, tenant=budget.tenant)
 
 
@@ -140,9 +138,9 @@ def apply_config(body: Config, caller: CallerDep, gov: GovernorDep) -> dict[str,
     for name, value in (("rates", rates), ("budgets", budgets)):
         if not isinstance(value, list):
             raise ValidationError(name, "must be a list")
-    if rates and not caller.admin:
-        raise ApiError(403, "forbidden", "exchange rates are deployment-wide: admins set them")
-    owned = [_owned(caller, b) if isinstance(b, dict) else b for b in budgets]
+    if rates:
+        caller.may_set_rates()
+    owned = [caller.owned(b) if isinstance(b, dict) else b for b in budgets]
     saved = gov.apply_config(owned, rates)
     return {"budgets": [budget_out(b, gov.currency) for b in saved]}
 
@@ -158,9 +156,7 @@ def list_rates(caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
 def set_rate(body: Rate, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
     """Set an exchange rate (admins: rates are deployment-wide); cost budgets in either
     currency are recounted."""
-    caller.may_manage()
-    if not caller.admin:
-        raise ApiError(403, "forbidden", "exchange rates are deployment-wide: admins set them")
+    caller.may_set_rates()
     rate = FxRate.from_spec({"effective_from": gov.now()} | body, "")
     return gov.set_rate(rate.source, rate.target, rate.rate, rate.effective_from).to_spec()
 
@@ -168,12 +164,7 @@ def set_rate(body: Rate, caller: CallerDep, gov: GovernorDep) -> dict[str, str]:
 @router.post("/keys", status_code=201, response_model=None, responses=documented(KeyOut, 201))
 def create_key(body: KeyBody, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
     """Create a key; its secret is in this response and never again."""
-    caller.may_manage()
-    tenant = body.tenant
-    if not caller.admin:
-        if body.role == "admin":
-            raise ApiError(403, "forbidden", "only an admin key may create admin keys")
-        tenant = caller.tenant(tenant)
+    tenant = caller.new_key_tenant(body.role, body.tenant)
     key, secret = gov.create_key(body.role, tenant, body.name)
     return key.to_dict() | {"secret": secret}
 
@@ -182,39 +173,16 @@ def create_key(body: KeyBody, caller: CallerDep, gov: GovernorDep) -> dict[str, 
 def list_keys(caller: CallerDep, gov: GovernorDep, tenant: str | None = None) -> dict[str, Any]:
     """Keys (never their secrets)."""
     caller.may_manage()
-    scope = None if caller.admin and tenant is None else caller.tenant(tenant)
-    return {"keys": [k.to_dict() for k in gov.list_keys(scope)]}
+    return {"keys": [k.to_dict() for k in gov.list_keys(caller.within(tenant))]}
 
 
 @router.delete("/keys/{key_id}", status_code=204, responses=ERRORS)
 def revoke_key(key_id: str, caller: CallerDep, gov: GovernorDep) -> None:
     """Revoke a key at once."""
     caller.may_manage()
-    gov.revoke_key(key_id, tenant=caller.scope())
-
-
-def _owned(caller: Caller, spec: dict[str, Any]) -> dict[str, Any]:
-    """A tenant admin's budgets always belong to its tenant."""
-    if caller.admin:
-        return spec
-    return spec | {"tenant": caller.tenant(spec.get("tenant") or caller.key.tenant)}
+    gov.revoke_key(key_id, tenant=caller.within())
 
 
 def _found(caller: Caller, gov: Governor, budget_id: str, tenant: str | None) -> Budget:
     """The budget ``budget_id`` as the caller's tenant (an admin: ``tenant``) sees it."""
-    scope = tenant if caller.admin else caller.tenant(tenant)
-    return _visible(caller, gov.get_budget(budget_id, tenant=scope))
-
-
-def _visible(caller: Caller, budget: Budget) -> Budget:
-    if caller.admin or budget.tenant in (None, caller.key.tenant):
-        return budget
-    raise NotFoundError(f"no budget with id {budget.id!r}")
-
-
-def _changeable(caller: Caller, budget: Budget) -> None:
-    if caller.admin:
-        return
-    _visible(caller, budget)
-    if budget.tenant is None:
-        raise ApiError(403, "forbidden", "deployment-wide budgets are changed by admins only")
+    return caller.visible(gov.get_budget(budget_id, tenant=caller.within(tenant)))

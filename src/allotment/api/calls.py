@@ -24,7 +24,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
-from allotment.api.auth import Caller, CallerDep, GovernorDep
+from allotment.access import Caller
+from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import BUDGET_HEADERS, REFUSED, documented
 from allotment.api.errors import ApiError, refusal_response
@@ -186,7 +187,7 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
     result = await call(
         body.request_id, usage, status=body.status, reason=body.reason,
         provider=body.provider, model=body.model, subject=body.subject,
-        tenant=_scope(caller, body.tenant),
+        tenant=caller.within(body.tenant),
     )  # fmt: skip
     # A ready response: FastAPI's generic encoder would walk the dict again, slowly.
     return Json(_committed(result, gov))
@@ -194,7 +195,7 @@ async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response
 
 async def do_release(body: ReleaseBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
-    release = partial(gov.release, body.request_id, body.reason, tenant=_scope(caller, body.tenant))
+    release = partial(gov.release, body.request_id, body.reason, tenant=caller.within(body.tenant))
     state = await run_in_threadpool(release) if _blocking(gov) else release()
     return Json({"request_id": body.request_id, "state": state.value})
 
@@ -246,12 +247,6 @@ def _now(method: Callable[P, T]) -> Callable[P, Awaitable[T]]:
         return method(*args, **kwargs)
 
     return run
-
-
-def _scope(caller: Caller, named: str | None) -> str | None:
-    """Whose request id a commit or release means: a tenant key's own tenant (403 if
-    it names another); for an admin key the tenant it names, if any."""
-    return caller.scope() if named is None else caller.tenant(named)
 
 
 def _tenant_of(subject: dict[str, Any], where: str = "subject") -> str | None:

@@ -16,6 +16,8 @@ from allotment.api.instruments import STORE_ERRORS
 from allotment.api.responses import Json
 from allotment.core.decisions import Decision, Reason
 from allotment.errors import (
+    AccessDenied,
+    AllotmentError,
     BudgetExceeded,
     ConfigurationError,
     ConflictError,
@@ -29,7 +31,8 @@ __all__ = ["ApiError", "PayloadTooLarge", "error", "error_response", "install", 
 
 
 class ApiError(Exception):
-    """An error the API raises itself (authentication, permissions, a field it checks)."""
+    """An error the API raises itself (authentication, a field it checks); refusals of a
+    key's role or tenant are ``allotment.access``'s ``AccessDenied``."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -136,10 +139,25 @@ def error_response(exc: Exception) -> Json | None:
             return error(exc.status, exc.code, exc.message)
         case ApiError():
             return error(exc.status, exc.code, exc.message, field=exc.field)
-        case ValidationError():
-            return error(422, "invalid_request", str(exc), field=exc.field)
+        case AllotmentError():
+            return _library_error(exc)
         case RequestValidationError():
             return invalid_shape(exc.errors())
+        case PayloadTooLarge():
+            return error(413, "payload_too_large", str(exc.detail))
+        case HTTPException():  # FastAPI's own: 404, 405 (with its Allow header)
+            code = "not_found" if exc.status_code == 404 else "http_error"
+            return error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    return None
+
+
+def _library_error(exc: AllotmentError) -> Json | None:
+    """The response for one of the library's own errors (``allotment.errors``)."""
+    match exc:
+        case AccessDenied():  # allotment.access refused the key its role or tenant
+            return error(403, "forbidden", str(exc))
+        case ValidationError():
+            return error(422, "invalid_request", str(exc), field=exc.field)
         case NotFoundError():
             return error(404, "not_found", str(exc))
         case ConflictError():
@@ -151,11 +169,6 @@ def error_response(exc: Exception) -> Json | None:
             return error(503, "store_unavailable", "the store cannot be reached")
         case ConfigurationError():
             return error(422, "configuration", str(exc))
-        case PayloadTooLarge():
-            return error(413, "payload_too_large", str(exc.detail))
-        case HTTPException():  # FastAPI's own: 404, 405 (with its Allow header)
-            code = "not_found" if exc.status_code == 404 else "http_error"
-            return error(exc.status_code, code, str(exc.detail), headers=exc.headers)
     return None
 
 
@@ -167,6 +180,7 @@ def install(app: FastAPI) -> None:
         assert response is not None  # registered below for exactly these types
         return response
 
-    for kind in (ApiError, ValidationError, RequestValidationError, NotFoundError, ConflictError,
-                 BudgetExceeded, StoreError, ConfigurationError, HTTPException):  # fmt: skip
+    for kind in (ApiError, AccessDenied, ValidationError, RequestValidationError, NotFoundError,
+                 ConflictError, BudgetExceeded, StoreError, ConfigurationError,
+                 HTTPException):  # fmt: skip
         app.add_exception_handler(kind, handle)

@@ -28,7 +28,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allotment.api.auth import Caller, caller_from
+from allotment.access import Caller
+from allotment.api.auth import caller_from
 from allotment.api.calls import (
     AuthorizeBody,
     CommitBody,

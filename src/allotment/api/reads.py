@@ -109,9 +109,8 @@ def events(
 ) -> Any:
     """The ledger, oldest first, cursor-paginated by event id; ``format=csv`` exports it."""
     caller.may_read()
-    scope = caller.tenant(tenant) if tenant is not None or not caller.admin else None
     query = EventQuery(
-        tenant=scope,
+        tenant=caller.within(tenant),
         status=None if status is None else _event_status(status),
         price_source=price_source,
         since=_aware(since),
@@ -133,7 +132,7 @@ def prices(caller: CallerDep, gov: GovernorDep, provider: str, model: str) -> di
     if gov.pricer is None:
         return {"provider": provider, "model": model, "source": "none"}
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, requests=0)
-    price = gov.pricer.price(provider, model, usage, gov.now(), caller.scope())
+    price = gov.pricer.price(provider, model, usage, gov.now(), caller.within())
     return {"provider": provider, "model": model, **({} if price is None else price.to_dict())}
 
 
