@@ -27,8 +27,9 @@ from allotment.config import db_url, load_pricing, load_uncovered
 from allotment.core.decisions import Uncovered
 from allotment.errors import ConfigurationError
 from allotment.governor import Governor
+from allotment.pricing import CatalogPricer
 
-__all__ = ["READ_THREADS", "Settings", "build_governor"]
+__all__ = ["READ_THREADS", "Settings", "build_governor", "build_pricer"]
 
 #: threads a service worker runs its reading routes on, unless set
 READ_THREADS = 8
@@ -60,6 +61,11 @@ class Settings:
             read_threads=_positive(env.get("ALLOTMENT_READ_THREADS"), "ALLOTMENT_READ_THREADS"),
             sweep_seconds=_seconds(env.get("ALLOTMENT_SWEEP_SECONDS"), "ALLOTMENT_SWEEP_SECONDS"),
         )
+
+
+def build_pricer(settings: Settings) -> CatalogPricer:
+    """The deployment's pricer: the catalog with the config file's overrides and fallback."""
+    return load_pricing(settings.config).pricer if settings.config else CatalogPricer()
 
 
 def build_governor(settings: Settings, *, load_budgets: bool = False, **options: Any) -> Governor:

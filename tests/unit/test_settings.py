@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,18 @@ def test_cli_commands_price_with_the_deployments_overrides(tmp_path: Path, confi
     result = CliRunner().invoke(app, args, env={"ALLOTMENT_CONFIG": config})
     assert result.exit_code == 0, result.output
     assert '"source": "override"' in result.output
+
+
+def test_prices_show_and_estimate_use_the_overrides(config: str, tmp_path: Path) -> None:
+    """`allotment prices show` and `estimate` looked at the bare catalog."""
+    env = {"ALLOTMENT_CONFIG": config}
+    shown = CliRunner().invoke(app, ["prices", "show", "self/house-model", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["source"] == "override"
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}],
+                                   "max_tokens": 1000}))  # fmt: skip
+    args = ["prices", "estimate", "--model", "self/house-model", "--file", str(request), "--json"]
+    estimated = CliRunner().invoke(app, args, env=env)
+    assert estimated.exit_code == 0, estimated.output
+    assert json.loads(estimated.stdout)["source"] == "override"

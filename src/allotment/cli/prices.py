@@ -16,7 +16,8 @@ from allotment.cli._options import ApiKey, AsJson, Db, Url
 from allotment.cli._target import backend, target
 from allotment.core.usage import Usage
 from allotment.errors import ValidationError
-from allotment.pricing import CATALOG_VERSION, CatalogPricer
+from allotment.pricing import CATALOG_VERSION
+from allotment.settings import Settings, build_pricer
 from allotment.store.base import EventQuery
 
 __all__ = ["prices_app"]
@@ -47,10 +48,11 @@ def show(
     at: Annotated[str | None, typer.Option(help="ISO time (default: now).")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show the price of a model per million tokens, and where it comes from."""
+    """Show the price of a model per million tokens, and where it comes from (the
+    deployment's price overrides in $ALLOTMENT_CONFIG included)."""
     provider_id, model_id = split_model(model, provider)
     when = _instant(at)
-    price = CatalogPricer().price(provider_id, model_id, Usage(requests=0), when)
+    price = build_pricer(Settings.from_env()).price(provider_id, model_id, Usage(requests=0), when)
     record = price.to_dict() | {"provider": provider_id, "model": model_id, "at": when}
     if as_json:
         print_json(record)
@@ -83,7 +85,7 @@ def estimate(
         raise ValidationError("file", f"cannot read a JSON request: {exc}") from None
     if not isinstance(request, dict):
         raise ValidationError("file", "the request must be a JSON object")
-    usage, price = CatalogPricer().estimate(
+    usage, price = build_pricer(Settings.from_env()).estimate(
         request, provider=provider_id, model=model_id, at=datetime.now(UTC)
     )
     record = {

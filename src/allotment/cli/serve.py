@@ -32,6 +32,7 @@ from allotment.core.keys import Role
 from allotment.demo import demo_file, run_demo
 from allotment.errors import ConfigurationError, ValidationError
 from allotment.governor import Governor
+from allotment.settings import Settings, build_governor
 
 __all__ = ["demo", "serve"]
 
@@ -72,7 +73,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="allotment-metrics-")
     if config:
         os.environ["ALLOTMENT_CONFIG"] = config
-    with Governor(url) as gov:  # once, before any worker starts
+    with build_governor(Settings.from_env(db=url), pricer=None) as gov:  # before any worker
         key = _admin_key(gov, _key_file(url) if demo else None)
     base = f"http://{_loopback(host)}:{port}"
     console.print()
