@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -30,7 +30,7 @@ from allotment.core.usage import Meter
 from allotment.core.windows import Window
 from allotment.errors import ValidationError
 
-__all__ = ["PER_DIMENSIONS", "Budget", "Call", "Failure", "Mode", "budget_key"]
+__all__ = ["PER_DIMENSIONS", "Budget", "Call", "Failure", "Mode", "budget_key", "in_order"]
 
 #: Dimensions a ``per`` budget can split on.
 PER_DIMENSIONS = (*SCALAR_DIMENSIONS, "provider", "model")
@@ -306,6 +306,21 @@ class Budget:
     def human(self, units: int) -> Decimal:
         """Base units of this budget's meter as a human amount."""
         return units_to_decimal(units, self.meter.scale)
+
+
+def in_order(budgets: Iterable[Budget]) -> list[Budget]:
+    """``budgets`` in the one order every store lists and applies them in.
+
+    Deployment-wide budgets first, then tenants' ones, each by id (the same id
+    in several tenants: by key, so by tenant). A decision checks budgets in
+    this order, so the first refusal it names, and with it a refused call's
+    answer, is the same on every backend.
+    """
+    return sorted(budgets, key=_order)
+
+
+def _order(budget: Budget) -> tuple[bool, str, str]:
+    return budget.tenant is not None, budget.id, budget.key
 
 
 _SPEC_KEYS = frozenset(

@@ -36,22 +36,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from allotment.core import engine
-from allotment.core.budgets import Call
+from allotment.core.budgets import Budget
 from allotment.core.engine import Applied, Counter
-from allotment.core.ledger import Event, Reservation, ReservationState
-from allotment.store import _ops
-from allotment.store._ops import Delta, RollupKey, Tx
-from allotment.store.base import AuthorizeRequest, CommitRequest
+from allotment.core.fx import Rates
+from allotment.core.ledger import Event, Reservation
+from allotment.lifecycle import authorize, commit
+from allotment.lifecycle.authorize import AuthorizeRequest
+from allotment.lifecycle.commit import CommitRequest
+from allotment.lifecycle.tx import CallTx, Configured, Delta, Key, RollupKey
 
 __all__ = ["BatchTx", "Batcher", "Item", "lock_plan"]
 
 _running_loop = asyncio._get_running_loop  # None outside a loop, and cheap
 
-Key = tuple[str, str, int]
 
-
-class BatchableTx(Tx, Protocol):
+class BatchableTx(CallTx, Protocol):
     """The extra primitives a backend offers for batches."""
 
     def open_batch(
@@ -84,11 +83,18 @@ class Item:
     future: asyncio.Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
 
-    def run(self, tx: Tx | BatchTx) -> Any:
-        tx = cast(Tx, tx)
+    def run(self, tx: CallTx) -> Any:
+        """The call's step, in ``tx``."""
         if isinstance(self.request, AuthorizeRequest):
-            return _ops.authorize(tx, self.request, self.now)
-        return _ops.commit(tx, self.request, self.now)
+            return authorize.authorize(tx, self.request, self.now)
+        return commit.commit(tx, self.request, self.now)
+
+    def footprint(self, tx: Configured, found: Sequence[Reservation]) -> set[Key]:
+        """The counters ``run`` will read or charge: its step's own footprint, given
+        the reservations under its request id."""
+        if isinstance(self.request, AuthorizeRequest):
+            return authorize.footprint(tx, self.request, self.now, found)
+        return commit.footprint(tx, self.request, self.now, found)
 
     def answer(self) -> None:
         """Hand the result (or error) to whoever waits for it."""
@@ -211,7 +217,7 @@ class Batcher:
 
 
 def lock_plan(
-    tx: Tx, items: Sequence[Item], reservations: dict[str, list[Reservation]]
+    tx: Configured, items: Sequence[Item], reservations: dict[str, list[Reservation]]
 ) -> set[Key]:
     """Every counter the calls will read or charge, as far as can be known before running them.
 
@@ -220,40 +226,18 @@ def lock_plan(
     order, and in the rare case that deadlocks the batch re-runs call by call.
     """
     keys: set[Key] = set()
-    rates = tx.rates()
     for item in items:
-        request = item.request
-        if isinstance(request, AuthorizeRequest):
-            call, at, currency = request.call, item.now, request.currency
-        else:
-            found = _ops.pick(
-                reservations.get(request.request_id, []),
-                request.request_id,
-                request.tenant,
-                strict=False,
-            )
-            if found is None:
-                # A commit of a call never authorized is metered post hoc, at now.
-                if request.subject is None or not request.provider or not request.model:
-                    continue
-                call = Call(request.subject, request.provider, request.model)
-                at, currency = item.now, request.currency
-            elif found.state is ReservationState.COMMITTED:
-                continue  # a replay reads nothing
-            else:
-                if found.state is ReservationState.HELD:  # a late commit's charges are gone
-                    keys.update((c.budget_key, c.member, c.bucket) for c in found.charges)
-                call = Call(
-                    found.subject, request.provider or found.provider, request.model or found.model
-                )
-                at, currency = found.authorized_at, request.currency
-        applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, at, currency, rates)
-        keys.update((a.budget.key, a.member, a.span.bucket) for a in applied)
+        keys |= item.footprint(tx, reservations.get(item.request.request_id, []))
     return keys
 
 
 class BatchTx:
-    """A ``Tx`` over locked rows held in memory, whose writes go out at ``flush``."""
+    """A ``CallTx`` over locked rows held in memory, whose writes go out at ``flush``.
+
+    It offers exactly what the call lifecycle uses (``allotment.lifecycle.tx.CallTx``),
+    each method written out: a primitive the steps start to use fails the type
+    check here until the batch buffers it or passes it through on purpose.
+    """
 
     def __init__(self, inner: BatchableTx, items: Sequence[Item]) -> None:
         self._inner = inner
@@ -273,9 +257,12 @@ class BatchTx:
         self._events: dict[int, Event] = {}
         self._rollups: dict[RollupKey, list[int]] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        # Configuration, and anything authorize and commit never write: as is.
-        return getattr(self._inner, name)
+    # configuration: read as is (the batch read its version when it began)
+    def budgets_for(self, tenant: str) -> Sequence[Budget]:
+        return self._inner.budgets_for(tenant)
+
+    def rates(self) -> Rates:
+        return self._inner.rates()
 
     # counters
     def read(self, applied: Sequence[Applied]) -> list[Counter]:

@@ -7,19 +7,20 @@ charges and price records are JSON text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from allotment.core.budgets import Budget
+from allotment.core.budgets import Budget, in_order
 from allotment.core.fx import Rates
 from allotment.core.keys import ApiKey, Role
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.usage import USAGE_FIELDS, parse_usage, usage_from_row
+from allotment.lifecycle.tx import ROLLUP_TOTALS, RollupKey
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -29,6 +30,15 @@ EVENT_COLUMNS = (
     + " currency price price_source reason budget_id payload_hash occurred_at recorded_at"
     + " estimate"
 ).split()
+
+
+#: a rollup row's key columns, in ``RollupKey``'s order
+ROLLUP_KEY_COLUMNS = ("tenant", "hour", '"user"', "key", "agent", "feature", "provider", "model",
+                      "status")  # fmt: skip
+#: every column of a rollup row, named: a column a migration adds goes last in the
+#: table, wherever its usage field stands in ``ROLLUP_TOTALS``
+ROLLUP_COLUMNS = (*ROLLUP_KEY_COLUMNS, "calls", *ROLLUP_TOTALS)
+_ROLLUP_KEY_WIDTH = len(ROLLUP_KEY_COLUMNS)
 
 
 def dumps(value: Any) -> str:
@@ -62,12 +72,28 @@ class Config:
     version: int
     budgets: dict[str | None, list[Budget]]
     rates: Rates
+    #: what ``budgets_for`` answered for each tenant so far: sorted once per version
+    _applicable: dict[str, list[Budget]] = field(default_factory=dict, compare=False, repr=False)
+
+    def budgets_for(self, tenant: str) -> list[Budget]:
+        """The deployment-wide budgets and ``tenant``'s, ``in_order`` (do not change it)."""
+        found = self._applicable.get(tenant)
+        if found is None:
+            found = [*self.budgets.get(None, ()), *self.budgets.get(tenant, ())]
+            found = self._applicable[tenant] = in_order(found)
+        return found
+
+    def all_budgets(self, tenant: str | None) -> list[Budget]:
+        """``tenant``'s budgets (None: every budget), ``in_order``."""
+        if tenant is not None:
+            return in_order(self.budgets.get(tenant, ()))
+        return in_order(b for group in self.budgets.values() for b in group)
 
     def cached(self, tenant: str) -> list[Budget] | None:
         """The budgets that apply to ``tenant``, or None before the first load."""
         if self.version < 0:
             return None
-        return [*self.budgets.get(None, ()), *self.budgets.get(tenant, ())]
+        return list(self.budgets_for(tenant))
 
 
 def opt_us(value: datetime | None) -> int | None:
@@ -153,3 +179,9 @@ def event_from_row(row: Sequence[Any]) -> Event:
         payload_hash=values["payload_hash"],
         estimate=None if values["estimate"] is None else parse_usage(loads(values["estimate"])),
     )
+
+
+def rollup_from_row(row: Sequence[Any]) -> tuple[RollupKey, Sequence[int]]:
+    """A row of ``ROLLUP_COLUMNS`` as its key and its values (calls, then the totals)."""
+    key: RollupKey = tuple(row[:_ROLLUP_KEY_WIDTH])
+    return key, row[_ROLLUP_KEY_WIDTH:]

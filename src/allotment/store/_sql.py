@@ -20,9 +20,11 @@ from allotment.core.budgets import Budget
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
-from allotment.store._ops import ROLLUP_TOTALS, RollupKey
+from allotment.lifecycle.tx import ROLLUP_TOTALS, RollupKey
 from allotment.store._rows import (
     EVENT_COLUMNS,
+    ROLLUP_COLUMNS,
+    ROLLUP_KEY_COLUMNS,
     Config,
     dumps,
     event_from_row,
@@ -31,6 +33,7 @@ from allotment.store._rows import (
     opt_us,
     reservation_from_row,
     reservation_values,
+    rollup_from_row,
     statements,
     to_us,
 )
@@ -61,12 +64,13 @@ RESERVATION_UPDATE = (
 )
 _KEY_COLUMNS = "id, tenant, role, name, created_at, revoked_at, last_used_at"
 #: a rollup row's key columns, and how an insert adds to an existing row
-ROLLUP_KEY = 'tenant, hour, "user", key, agent, feature, provider, model, status'
+ROLLUP_KEY = ", ".join(ROLLUP_KEY_COLUMNS)
 ROLLUP_ADD = f"ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET " + ", ".join(
     f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS)
 )
 _ROLLUP_UPSERT = (
-    f"INSERT INTO rollups VALUES ({', '.join('?' * (10 + len(ROLLUP_TOTALS)))}) {ROLLUP_ADD}"
+    f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))}) {ROLLUP_ADD}"
 )
 
 
@@ -154,7 +158,7 @@ class SqlTx:
         config = self._store._config_cache
         if config.version != version:
             index: dict[str | None, list[Budget]] = {}
-            for (spec,) in self._rows("SELECT spec FROM budgets ORDER BY id, key"):
+            for (spec,) in self._rows("SELECT spec FROM budgets"):  # Config puts them in_order
                 budget = Budget.from_spec(json.loads(spec))
                 index.setdefault(budget.tenant, []).append(budget)
             rows = self._rows("SELECT source, target, rate, effective_from FROM fx_rates")
@@ -187,14 +191,10 @@ class SqlTx:
         self._bump_config_version()
 
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
-        index = self._configuration().budgets
-        return [*index.get(None, ()), *index.get(tenant, ())]
+        return self._configuration().budgets_for(tenant)
 
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
-        index = self._configuration().budgets
-        if tenant is not None:
-            return list(index.get(tenant, ()))
-        return sorted((b for group in index.values() for b in group), key=lambda b: b.id)
+        return self._configuration().all_budgets(tenant)
 
     def budget(self, key: str) -> Budget | None:
         rows = self._rows("SELECT spec FROM budgets WHERE key = ?", (key,))
@@ -345,10 +345,11 @@ class SqlTx:
         self, tenant: str, since: int | None, until: int | None
     ) -> Iterable[tuple[RollupKey, Sequence[int]]]:
         rows = self._rows(
-            "SELECT * FROM rollups WHERE tenant = ? AND hour >= ? AND hour < ?",
+            f"SELECT {', '.join(ROLLUP_COLUMNS)} FROM rollups "
+            "WHERE tenant = ? AND hour >= ? AND hour < ?",
             (tenant, -(2**62) if since is None else since, 2**62 if until is None else until),
         )
-        return [(tuple(row[:9]), row[9:]) for row in rows]
+        return [rollup_from_row(row) for row in rows]
 
     # archive
     def baseline(self, keys: Sequence[str] | None) -> dict[tuple[str, str, int], int]:

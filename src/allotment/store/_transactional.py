@@ -15,11 +15,11 @@ from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
-from allotment.core.usage import Meter
-from allotment.errors import ConflictError, NotFoundError, StoreError, ValidationError
-from allotment.store import _ops
+from allotment.errors import StoreError
+from allotment.lifecycle import authorize, commit, maintenance, reads, record, release
+from allotment.lifecycle import budgets as budget_steps
+from allotment.lifecycle.tx import Tx
 from allotment.store._batch import Batcher, Item
-from allotment.store._ops import Tx
 from allotment.store.base import (
     ArchiveStats,
     AuthorizeRequest,
@@ -75,7 +75,7 @@ class TransactionalStore:
 
     def authorize(self, request: AuthorizeRequest, now: datetime) -> Decision:
         self._sweep_now_and_then(now)
-        return self._write(lambda tx: _ops.authorize(tx, request, now))
+        return self._write(lambda tx: authorize.authorize(tx, request, now))
 
     def _sweep_due(self, now: datetime) -> bool:
         last = self._last_sweep
@@ -88,57 +88,41 @@ class TransactionalStore:
             self.sweep(now, limit=100)
 
     def commit(self, request: CommitRequest, now: datetime) -> CommitResult:
-        return self._write(lambda tx: _ops.commit(tx, request, now))
+        return self._write(lambda tx: commit.commit(tx, request, now))
 
     def release(
         self, request_id: str, reason: str, now: datetime, tenant: str | None = None
     ) -> ReservationState:
-        return self._write(lambda tx: _ops.release(tx, request_id, reason, now, tenant))
+        return self._write(lambda tx: release.release(tx, request_id, reason, now, tenant))
 
     def record(self, request: RecordRequest, now: datetime) -> CommitResult:
-        return self._write(lambda tx: _ops.record(tx, request, now))
+        return self._write(lambda tx: record.record(tx, request, now))
 
     def record_many(self, requests: Sequence[RecordRequest], now: datetime) -> list[CommitResult]:
-        return self._write(lambda tx: [_ops.record(tx, request, now) for request in requests])
+        return self._write(lambda tx: [record.record(tx, request, now) for request in requests])
 
     def sweep(self, now: datetime, limit: int = 1000) -> int:
-        return self._write(lambda tx: _ops.sweep(tx, now, limit))
+        return self._write(lambda tx: release.sweep(tx, now, limit))
 
     def status(self, call: Call, now: datetime) -> list[BudgetView]:
-        return self._read(lambda tx: _ops.status(tx, call, now))
+        return self._read(lambda tx: reads.status(tx, call, now))
 
     def usage(self, query: UsageQuery) -> list[UsageRow]:
-        return self._read(lambda tx: _ops.usage(tx, query))
+        return self._read(lambda tx: reads.usage(tx, query))
 
     def put_budget(self, budget: Budget) -> None:
-        self._write(lambda tx: _put_budget(tx, budget))
+        self._write(lambda tx: budget_steps.put_budget(tx, budget))
 
     def put_rate(self, rate: FxRate) -> None:
-        self._write(lambda tx: _put_rate(tx, rate))
+        self._write(lambda tx: budget_steps.put_rate(tx, rate))
 
     def create_budget(self, budget: Budget) -> None:
         """Add ``budget``, or raise ConflictError if its id is taken: one transaction."""
-
-        def create(tx: Tx) -> None:
-            _ops.claim_budget_id(tx, budget)
-            # Insert-if-absent, not read-then-write: two transactions that both see
-            # no budget cannot both create it (PostgreSQL reads committed data).
-            if not tx.insert_budget(budget):
-                raise ConflictError(budget.id, "a budget with this id already exists")
-            _ops.rebuild_counters(tx, [budget])
-
-        self._write(create)
+        self._write(lambda tx: budget_steps.create_budget(tx, budget))
 
     def put_config(self, rates: Sequence[FxRate], budgets: Sequence[Budget]) -> None:
         """Set ``rates``, then create or replace ``budgets``, in one transaction."""
-
-        def put(tx: Tx) -> None:
-            for rate in rates:
-                _put_rate(tx, rate)
-            for budget in budgets:
-                _put_budget(tx, budget)
-
-        self._write(put)
+        self._write(lambda tx: budget_steps.put_config(tx, rates, budgets))
 
     def rates(self) -> list[FxRate]:
         rates = self._read(lambda tx: list(tx.rates()))
@@ -172,27 +156,17 @@ class TransactionalStore:
         self._write(lambda tx: tx.update_key(key))
 
     def find_budget(self, budget_id: str, tenant: str | None = None) -> Budget:
-        return self._read(lambda tx: _ops.find_budget(tx, budget_id, tenant))
+        return self._read(lambda tx: budget_steps.find_budget(tx, budget_id, tenant))
 
     def list_budgets(self, tenant: str | None = None) -> list[Budget]:
         return self._read(lambda tx: list(tx.all_budgets(tenant)))
 
     def delete_budget(self, budget: Budget) -> None:
         """Delete ``budget`` (found with ``find_budget``) unless it is protected by now."""
-
-        def delete(tx: Tx) -> None:
-            current = tx.budget(budget.key)
-            if current is None:
-                raise NotFoundError(f"no budget with id {budget.id!r}")
-            if current.protected:
-                message = f"budget {budget.id!r} is protected: unprotect it first"
-                raise ValidationError("protected", message)
-            tx.delete_budget(budget.key)
-
-        self._write(delete)
+        self._write(lambda tx: budget_steps.delete_budget(tx, budget))
 
     def rebuild(self) -> RebuildStats:
-        return self._write(lambda tx: _ops.rebuild(tx))
+        return self._write(lambda tx: maintenance.rebuild(tx))
 
     def reprice(self, request: RepriceRequest, now: datetime) -> RepriceStats:
         """Re-price a time range, one transaction per page of the ledger."""
@@ -222,9 +196,9 @@ class TransactionalStore:
         query = EventQuery(until=before, limit=page_size)
         while page := self._read(lambda tx: list(tx.events(query))):
             sink(page)
-            self._write(lambda tx: _ops.archive_page(tx, page))
+            self._write(lambda tx: maintenance.archive_page(tx, page))
             stats.events += len(page)
-        stats.request_ids = self._write(lambda tx: _ops.finish_archive(tx, before))
+        stats.request_ids = self._write(lambda tx: maintenance.finish_archive(tx, before))
         return stats
 
     def cached_budgets(self, tenant: str) -> Sequence[Budget] | None:
@@ -244,42 +218,11 @@ class TransactionalStore:
         """Release connections; the default has none."""
 
 
-def _put_budget(tx: Tx, budget: Budget) -> None:
-    _ops.claim_budget_id(tx, budget)
-    previous = tx.budget(budget.key)
-    tx.put_budget(budget)
-    if previous is None or _counts_differently(previous, budget):
-        _ops.rebuild_counters(tx, [budget])
-
-
-def _put_rate(tx: Tx, rate: FxRate) -> None:
-    tx.put_rate(rate)
-    # A rate can reach back in time: recount the cost budgets it converts for.
-    touched = [
-        b for b in tx.all_budgets(None)
-        if b.meter is Meter.COST and b.currency in (rate.source, rate.target)
-    ]  # fmt: skip
-    if touched:
-        _ops.rebuild_counters(tx, touched)
-
-
 def _reprice_page(
     tx: Tx, *, request: RepriceRequest, after: int, now: datetime
 ) -> tuple[RepriceStats, int | None]:
     stats = RepriceStats()
-    return stats, _ops.reprice_page(tx, request, after, now, stats)
-
-
-def _counts_differently(old: Budget, new: Budget) -> bool:
-    """Whether a budget change alters which usage lands on which counter."""
-    return (old.meter, old.window, old.match, old.exclude, old.per, old.tenant) != (
-        new.meter,
-        new.window,
-        new.match,
-        new.exclude,
-        new.per,
-        new.tenant,
-    )
+    return stats, maintenance.reprice_page(tx, request, after, now, stats)
 
 
 class GroupCommitStore(TransactionalStore):

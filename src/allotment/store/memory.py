@@ -29,15 +29,23 @@ from functools import partial
 from operator import add, sub
 from typing import Any, TypeVar
 
-from allotment.core.budgets import Budget
-from allotment.core.engine import Applied, Counter
+from allotment.core.budgets import Budget, in_order
+from allotment.core.engine import Applied, Counter, counter_from_row
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
-from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
+from allotment.core.ledger import (
+    CHARGE_WIDTH,
+    Charge,
+    Event,
+    EventStatus,
+    Reservation,
+    ReservationState,
+    charge_from_row,
+)
 from allotment.core.subjects import Subject
 from allotment.core.usage import usage_from_row
 from allotment.errors import ConfigurationError
-from allotment.store._ops import Delta, RollupKey, Tx
+from allotment.lifecycle.tx import Delta, RollupKey, Tx
 from allotment.store._rows import dumps, loads
 from allotment.store._transactional import TransactionalStore
 from allotment.store.base import EventQuery
@@ -88,10 +96,13 @@ class _State:
         )  # fmt: skip
 
     def event(self, row: _EventRow) -> Event:
+        (event_id, request_id, status, subject, provider, model, usage, occurred_at, recorded_at,
+         currency, reason, budget_id, price, payload_hash, estimate) = row  # fmt: skip
         return Event(
-            row[1], _EVENT_STATUS[row[2]], self.subjects[row[3]], row[4], row[5],
-            usage_from_row(row[6]), row[7], row[8], row[9], row[10], row[11], loads(row[12]),
-            row[13], row[0], None if row[14] is None else usage_from_row(row[14]),
+            request_id, _EVENT_STATUS[status], self.subjects[subject], provider, model,
+            usage_from_row(usage), occurred_at, recorded_at, currency, reason, budget_id,
+            loads(price), payload_hash, event_id,
+            None if estimate is None else usage_from_row(estimate),
         )  # fmt: skip
 
     def reservation_row(self, reservation: Reservation) -> Reservation | _ReservationRow:
@@ -107,33 +118,35 @@ class _State:
     def reservation(self, row: Reservation | _ReservationRow) -> Reservation:
         if isinstance(row, Reservation):
             return row
+        (request_id, subject, provider, model, estimate, charges, authorized_at, expires_at,
+         payload_hash, state, commit_hash, event_id) = row  # fmt: skip
         return Reservation(
-            row[0], self.subjects[row[1]], row[2], row[3], usage_from_row(row[4]),
-            _charges(row[5]), row[6], row[7], row[8],
-            _RESERVATION_STATE[row[9]], row[10], row[11],
+            request_id, self.subjects[subject], provider, model, usage_from_row(estimate),
+            _charges(charges), authorized_at, expires_at, payload_hash,
+            _RESERVATION_STATE[state], commit_hash, event_id,
         )  # fmt: skip
 
 
 #: id, request_id, status, subject index, provider, model, usage, occurred_at,
-#: recorded_at, currency, reason, budget_id, price (JSON), payload_hash, estimate
+#: recorded_at, currency, reason, budget_id, price (JSON), payload_hash, estimate;
+#: usage and estimate in Usage's field order (``as_tuple``, ``usage_from_row``)
 _EventRow = tuple[Any, ...]
+#: where the ledger's queries find what they filter on in an event row (the row
+#: codec, ``_State.event_row`` and ``_State.event``, is the one other place)
+_STATUS, _SUBJECT, _OCCURRED_AT = 2, 3, 7
 #: request_id, subject index, provider, model, estimate, charges (their fields in
 #: one flat tuple), authorized_at, expires_at, payload_hash, state, commit_hash, event_id
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
 _ZERO = Counter()
-#: makes a named tuple (a ``Counter``, a ``Charge``) from a stored row's checked
-#: values without its Python-level __new__
-_tuple_new = tuple.__new__
 _RESERVATION_STATE = {s.value: s for s in ReservationState}
-_CHARGE_WIDTH = len(Charge._fields)
 
 
 def _charges(flat: tuple[Any, ...]) -> tuple[Charge, ...]:
     """The charges a row keeps as one flat tuple (an exact tuple of atoms: the
     collector untracks it, and ``sum`` makes it in a third of ``map(tuple)``'s time)."""
-    return tuple(_tuple_new(Charge, flat[i : i + _CHARGE_WIDTH])
-                 for i in range(0, len(flat), _CHARGE_WIDTH))  # fmt: skip
+    return tuple(charge_from_row(flat[i : i + CHARGE_WIDTH])
+                 for i in range(0, len(flat), CHARGE_WIDTH))  # fmt: skip
 
 
 class MemoryStore(TransactionalStore):
@@ -189,7 +202,7 @@ class _MemoryTx:
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
         cached = self._s.by_tenant.get(tenant)
         if cached is None:
-            cached = [b for b in self._s.budgets.values() if b.tenant in (None, tenant)]
+            cached = in_order(b for b in self._s.budgets.values() if b.tenant in (None, tenant))
             self._s.by_tenant[tenant] = cached
         return cached
 
@@ -220,7 +233,7 @@ class _MemoryTx:
         self._log(lambda: setattr(self._s, "rates", before))
 
     def all_budgets(self, tenant: str | None) -> Sequence[Budget]:
-        return [b for b in self._s.budgets.values() if tenant is None or b.tenant == tenant]
+        return in_order(b for b in self._s.budgets.values() if tenant is None or b.tenant == tenant)
 
     def lock_config(self) -> None:
         """Nothing to do: every transaction holds the store's lock."""
@@ -263,7 +276,7 @@ class _MemoryTx:
             span, budget_key, member = hit.span, hit.budget.key, hit.member
             if span.first_bucket == span.bucket:
                 row = self._s.counters.get((budget_key, member, span.bucket))
-                out.append(_tuple_new(Counter, row) if row else _ZERO)
+                out.append(counter_from_row(row) if row else _ZERO)
                 continue
             used = reserved = 0
             step = hit.budget.window.granularity
@@ -354,7 +367,7 @@ class _MemoryTx:
 
     # ledger
     def append(self, event: Event) -> Event:
-        # The event is the one _ops just made for this transaction: numbered in place.
+        # The event is the one the step just made for this transaction: numbered in place.
         event.id = len(self._s.events) + 1
         self._s.events.append(self._s.event_row(event))
         self._undo.append(partial(_drop_last, self._s.events))
@@ -376,10 +389,10 @@ class _MemoryTx:
         status = None if query.status is None else query.status.value
         for row in self._s.events[query.after_id :]:
             if (
-                (query.tenant is None or subjects[row[3]].tenant == query.tenant)
-                and (status is None or row[2] == status)
-                and (query.since is None or row[7] >= query.since)
-                and (query.until is None or row[7] < query.until)
+                (query.tenant is None or subjects[row[_SUBJECT]].tenant == query.tenant)
+                and (status is None or row[_STATUS] == status)
+                and (query.since is None or row[_OCCURRED_AT] >= query.since)
+                and (query.until is None or row[_OCCURRED_AT] < query.until)
             ):
                 event = self._s.event(row)
                 if query.price_source is None or event.price.get("source") == query.price_source:
@@ -393,7 +406,8 @@ class _MemoryTx:
         return (
             self._s.event(row)
             for row in self._s.events
-            if row[2] in _COUNTING and (tenant is None or subjects[row[3]].tenant == tenant)
+            if row[_STATUS] in _COUNTING
+            and (tenant is None or subjects[row[_SUBJECT]].tenant == tenant)
         )
 
     # rollups

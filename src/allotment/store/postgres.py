@@ -47,10 +47,12 @@ from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.usage import USAGE_FIELDS
 from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
+from allotment.lifecycle._shared import merge_deltas
+from allotment.lifecycle.tx import ROLLUP_TOTALS, Delta, RollupKey, Tx
 from allotment.store._batch import BatchTx, Item
-from allotment.store._ops import ROLLUP_TOTALS, Delta, RollupKey, Tx, merge_deltas
 from allotment.store._rows import (
     EVENT_COLUMNS,
+    ROLLUP_COLUMNS,
     event_values,
     reservation_from_row,
     reservation_values,
@@ -185,8 +187,8 @@ _UPDATE_RESERVATIONS = (
 #: the key (tenant, hour, then seven texts), calls and the totals
 _ROLLUP_KINDS = "ti" + "t" * 7 + "i" * (1 + len(ROLLUP_TOTALS))
 _BUMP_ROLLUPS = (
-    f"INSERT INTO rollups SELECT * FROM {_unnest(_ROLLUP_KINDS)} "
-    f"AS t({ROLLUP_KEY}, calls, {', '.join(ROLLUP_TOTALS)}) ORDER BY {ROLLUP_KEY} {ROLLUP_ADD}"
+    f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) SELECT * FROM {_unnest(_ROLLUP_KINDS)} "
+    f"AS t({', '.join(ROLLUP_COLUMNS)}) ORDER BY {ROLLUP_KEY} {ROLLUP_ADD}"
 )
 
 
@@ -542,8 +544,8 @@ class _PostgresTx(SqlTx):
             rows, taken = locked.fetchall(), ids.fetchall()
         self.configure(number)
         found: dict[str, list[Reservation]] = {}
-        for row in rows:
-            found.setdefault(row[0], []).append(reservation_from_row(row))
+        for reservation in map(reservation_from_row, rows):
+            found.setdefault(reservation.request_id, []).append(reservation)
         return found, [row[0] for row in taken]
 
     def insert_events(self, events: Sequence[Event]) -> None:

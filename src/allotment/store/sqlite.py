@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from allotment.core.engine import Applied, Counter
 from allotment.core.ledger import Event
 from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
-from allotment.store._ops import Delta
+from allotment.lifecycle.tx import Delta
 from allotment.store._rows import (
     event_values,
 )

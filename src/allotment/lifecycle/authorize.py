@@ -1,0 +1,142 @@
+"""Authorize: reserve an estimate on every applicable budget, or refuse and reserve nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from allotment.core import engine
+from allotment.core.budgets import Call
+from allotment.core.decisions import Decision, Reason, Refusal, Uncovered, Warning
+from allotment.core.engine import Applied
+from allotment.core.ledger import NOTHING_USED, Event, EventStatus, Reservation, same_payload
+from allotment.core.usage import Usage
+from allotment.errors import ConflictError
+from allotment.lifecycle._shared import append, counted_by, pick
+from allotment.lifecycle.tx import CallTx, Configured, Key, StatusTx
+
+__all__ = ["NO_BUDGET", "AuthorizeRequest", "authorize", "footprint"]
+
+#: the warning of a call no budget covers (``uncovered: warn``)
+NO_BUDGET = Warning(None, Reason.NO_BUDGET.value, None)
+
+
+@dataclass(slots=True)
+class AuthorizeRequest:
+    """Reserve ``estimate`` for ``call`` until ``ttl_seconds`` from now."""
+
+    request_id: str
+    call: Call
+    estimate: Usage
+    ttl_seconds: int
+    payload_hash: str
+    price: dict[str, Any] = field(default_factory=dict)
+    #: decided before the store was asked (an unknown model under ``deny``)
+    refusal: Refusal | None = None
+    #: the currency of the estimate's cost
+    currency: str | None = None
+    #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
+    payload: tuple[object, ...] = ()
+    #: warnings known before the store was asked (an unknown model priced at the fallback)
+    warnings: tuple[Warning, ...] = ()
+    #: what to do when no budget applies
+    uncovered: Uncovered = Uncovered.WARN
+
+
+def footprint(
+    tx: Configured, request: AuthorizeRequest, now: datetime, found: Sequence[Reservation]
+) -> set[Key]:
+    """The counters ``authorize`` will read or charge (``found``: the request id's
+    reservations; a replay reads the same counters)."""
+    return {(a.budget.key, a.member, a.span.bucket) for a in _counted(tx, request, now)}
+
+
+def _counted(tx: Configured, request: AuthorizeRequest, now: datetime) -> list[Applied]:
+    return counted_by(tx, request.call, now, request.currency)
+
+
+def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
+    """Reserve on every applicable budget, or refuse and reserve nothing."""
+    call = request.call
+    existing = pick(tx.reservations(request.request_id), request.request_id, call.subject.tenant)
+    if existing is not None:
+        if not same_payload(existing.payload_hash, request.payload_hash, request.payload):
+            raise ConflictError(request.request_id, "reused with a different authorize payload")
+        return _replay(tx, existing)
+    applied = _counted(tx, request, now)
+    counters = tx.read(applied)
+    refusal = request.refusal
+    if refusal is None and not applied and request.uncovered is Uncovered.DENY:
+        refusal = Refusal(None, Reason.NO_BUDGET, 0, 0, 0, None)
+    if refusal is not None:
+        views = tuple(engine.view(a, c) for a, c in zip(applied, counters, strict=True))
+        decision = Decision(request.request_id, False, views, (refusal,))
+        _blocked(tx, request, refusal, now)
+        return decision
+    expires_at = now + timedelta(seconds=request.ttl_seconds)
+    decision, charges = engine.decide(
+        request.request_id, applied, counters, request.estimate, expires_at
+    )
+    if request.warnings or (not applied and request.uncovered is Uncovered.WARN):
+        decision = _flagged(decision, request, bool(applied))
+    if decision.allowed:
+        tx.add([(c.budget_key, c.member, c.bucket, 0, c.amount) for c in charges])
+        tx.insert_reservation(
+            Reservation(
+                request.request_id,
+                call.subject,
+                call.provider or "",
+                call.model or "",
+                request.estimate,
+                charges,
+                now,
+                expires_at,
+                request.payload_hash,
+            )
+        )
+    else:
+        _blocked(tx, request, decision.refusals[0], now)
+    return decision
+
+
+def _flagged(decision: Decision, request: AuthorizeRequest, covered: bool) -> Decision:
+    """``decision`` with the warnings no budget raised: an unknown model, no budget."""
+    flags = request.warnings if covered else (*request.warnings, NO_BUDGET)
+    return replace(decision, warnings=(*decision.warnings, *flags))
+
+
+def _blocked(tx: CallTx, request: AuthorizeRequest, refusal: Refusal, now: datetime) -> None:
+    call = request.call
+    append(
+        tx,
+        Event(
+            request.request_id,
+            EventStatus.BLOCKED,
+            call.subject,
+            call.provider or "",
+            call.model or "",
+            NOTHING_USED,
+            now,
+            now,
+            currency=str(request.price.get("currency", "")),
+            reason=refusal.reason.value,
+            budget_id=refusal.budget_id,
+            price=request.price,
+            estimate=request.estimate,
+        ),
+    )
+
+
+def _replay(tx: StatusTx, reservation: Reservation) -> Decision:
+    call = Call(reservation.subject, reservation.provider, reservation.model)
+    applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, reservation.authorized_at)
+    views = tuple(engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True))
+    return Decision(
+        reservation.request_id,
+        allowed=True,
+        budgets=views,
+        expires_at=reservation.expires_at,
+        replayed=True,
+    )

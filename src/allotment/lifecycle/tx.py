@@ -1,0 +1,181 @@
+"""What a store transaction offers, as small capability protocols.
+
+A lifecycle step names the narrowest set it needs: ``authorize`` takes a
+``CallTx`` (the budgets in force, the counters it reads and charges, its
+reservation, the ledger entry and its rollup), ``status`` a ``StatusTx``.
+A backend's transaction implements them all (``Tx``); a group-commit batch
+(``allotment.store._batch.BatchTx``) implements ``CallTx`` exactly, so a new
+primitive that the call lifecycle starts to use cannot slip past the batch
+unbuffered: the type checker refuses the batch until it offers it.
+
+Room is left for what comes: credits, leases and an outbox get a protocol
+each, and the steps that use them name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from allotment.core.budgets import Budget
+from allotment.core.engine import Applied, Counter
+from allotment.core.fx import FxRate, Rates
+from allotment.core.keys import ApiKey
+from allotment.core.ledger import Event, Reservation
+from allotment.core.usage import USAGE_FIELDS
+from allotment.lifecycle.queries import EventQuery
+
+__all__ = [
+    "ROLLUP_DIMENSIONS",
+    "ROLLUP_TOTALS",
+    "Baseline",
+    "BudgetTx",
+    "CallTx",
+    "Config",
+    "Configured",
+    "Counters",
+    "Counting",
+    "Delta",
+    "Key",
+    "Keys",
+    "Ledger",
+    "MaintenanceTx",
+    "Meta",
+    "Recording",
+    "Reservations",
+    "Reserving",
+    "RollupKey",
+    "StatusTx",
+    "SweepTx",
+    "Tx",
+]
+
+#: a counter: (budget key, member, bucket)
+Key = tuple[str, str, int]
+#: (budget key, member, bucket, change of used, change of reserved)
+Delta = tuple[str, str, int, int, int]
+#: tenant, hour (epoch s), user, key, agent, feature, provider, model, status
+RollupKey = tuple[str, int, str, str, str, str, str, str, str]
+ROLLUP_DIMENSIONS = ("user", "key", "agent", "feature", "provider", "model", "status")
+#: usage totals a rollup keeps, after the call count: every usage field, cost_micros last
+ROLLUP_TOTALS = USAGE_FIELDS
+
+
+class Configured(Protocol):
+    """The budgets and exchange rates in force (cached per process, checked per transaction)."""
+
+    def budgets_for(self, tenant: str) -> Sequence[Budget]: ...
+    def rates(self) -> Rates: ...
+
+
+class Config(Configured, Protocol):
+    """Reading and writing budgets and rates."""
+
+    def all_budgets(self, tenant: str | None) -> Sequence[Budget]: ...
+    def budget(self, key: str) -> Budget | None: ...
+    def budgets_named(self, budget_id: str) -> list[Budget]: ...
+    def lock_config(self) -> None: ...
+    def put_budget(self, budget: Budget) -> None: ...
+    def insert_budget(self, budget: Budget) -> bool: ...
+    def delete_budget(self, key: str) -> None: ...
+    def put_rate(self, rate: FxRate) -> None: ...
+
+
+class Counting(Protocol):
+    """The counters a call reads and moves."""
+
+    def read(self, applied: Sequence[Applied]) -> list[Counter]: ...
+    def add(self, deltas: Sequence[Delta]) -> None: ...
+
+
+class Counters(Counting, Protocol):
+    """Counters wholesale: cleared and listed by rebuilds."""
+
+    def clear_counters(self, keys: Sequence[str] | None) -> None: ...
+    def all_counters(self) -> dict[Key, tuple[int, int]]: ...
+
+
+class Reserving(Protocol):
+    """A call's reservation, under its request id (every tenant's)."""
+
+    def reservations(self, request_id: str) -> list[Reservation]: ...
+    def insert_reservation(self, reservation: Reservation) -> None: ...
+    def update_reservation(self, reservation: Reservation) -> None: ...
+
+
+class Reservations(Reserving, Protocol):
+    """Reservations wholesale: expired, held, forgotten."""
+
+    def expired(self, now: datetime, limit: int) -> list[Reservation]: ...
+    def held(self) -> Iterable[Reservation]: ...
+    def delete_finished_reservations(self, before: datetime) -> int: ...
+
+
+class Recording(Protocol):
+    """Appending to the ledger, and the hourly rollup each entry adds to."""
+
+    def append(self, event: Event) -> Event: ...
+    def event(self, event_id: int) -> Event: ...
+    def bump_rollup(self, key: RollupKey, values: Sequence[int]) -> None: ...
+
+
+class Ledger(Recording, Protocol):
+    """The ledger and its rollups read, corrected and trimmed."""
+
+    def update_event(self, event: Event) -> None: ...
+    def events(self, query: EventQuery) -> Iterable[Event]: ...
+    def counting_events(self, tenant: str | None) -> Iterable[Event]: ...
+    def delete_events(self, event_ids: Sequence[int]) -> None: ...
+    def clear_rollups(self, from_hour: int | None) -> None: ...
+    def rollups(
+        self, tenant: str, since: int | None, until: int | None
+    ) -> Iterable[tuple[RollupKey, Sequence[int]]]: ...
+
+
+class Baseline(Protocol):
+    """What archived events counted, kept so rebuilds still count it."""
+
+    def baseline(self, keys: Sequence[str] | None) -> dict[Key, int]: ...
+    def add_baseline(self, rows: Sequence[tuple[str, str, int, int]]) -> None: ...
+
+
+class Meta(Protocol):
+    """Small named values: the archive cut-off, shared secrets."""
+
+    def meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def meta_default(self, key: str, value: str) -> str: ...
+
+
+class Keys(Protocol):
+    """API keys, stored hashed."""
+
+    def insert_key(self, key: ApiKey, secret_hash: str) -> None: ...
+    def key(self, key_id: str) -> tuple[ApiKey, str] | None: ...
+    def keys(self, tenant: str | None) -> list[ApiKey]: ...
+    def update_key(self, key: ApiKey) -> None: ...
+
+
+class CallTx(Configured, Counting, Reserving, Recording, Protocol):
+    """What authorize, commit, record and release use: all a group-commit batch serves."""
+
+
+class SweepTx(CallTx, Reservations, Protocol):
+    """Releasing expired reservations."""
+
+
+class StatusTx(Configured, Counting, Protocol):
+    """Reading where the applicable budgets stand."""
+
+
+class BudgetTx(Config, Counters, Reservations, Ledger, Baseline, Protocol):
+    """Writing budgets and rates, and recounting the counters they change."""
+
+
+class MaintenanceTx(BudgetTx, Meta, Protocol):
+    """Rebuilding, archiving and re-pricing the ledger."""
+
+
+class Tx(MaintenanceTx, Keys, Protocol):
+    """Everything a backend's transaction offers."""
