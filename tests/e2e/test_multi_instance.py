@@ -25,7 +25,7 @@ from allotment.store.base import EventQuery
 from tests.conftest import drop_postgres, fresh_postgres_url
 from tests.e2e.server import Instance, service_key
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 N = 150
 CLIENTS = 64

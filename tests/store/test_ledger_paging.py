@@ -113,6 +113,7 @@ def test_sqlite_reads_every_filter_in_index_order(
     assert problems == []
 
 
+@pytest.mark.postgres
 def test_postgres_reads_every_filter_in_index_order(clock: Clock) -> None:
     """The same on PostgreSQL. Its planner weighs costs: on a table this small it
     would rather scan the table or sort a few rows, so those plans are priced out

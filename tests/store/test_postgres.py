@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,8 @@ from allotment.store.migrations import postgres as pg_migrations
 from allotment.store.migrations import sqlite as sqlite_migrations
 from allotment.store.postgres import PostgresStore, _configure, _Ints, _parse_url, _Texts
 from tests.conftest import PG_SERVER, Clock
+
+pytestmark = pytest.mark.postgres
 
 SUBJECT = {"tenant": "acme", "user": "ann", "agent": "bot"}
 
@@ -36,10 +39,10 @@ def test_array_parameters_reach_the_server_exactly() -> None:
 
 
 def test_awkward_members_and_request_ids_count_on_their_own_counters(
-    postgres_url: str, clock: Clock
+    clean_postgres_url: str, clock: Clock
 ) -> None:
     """Members and request ids travel in the batch's arrays: each lands on its own row."""
-    gov = Governor(postgres_url, clock=clock)
+    gov = Governor(clean_postgres_url, clock=clock)
     gov.create_budget({"id": "per-user", "tenant": "acme", "meter": "tokens", "window": "day",
                        "per": "user", "limit": 10**6})  # fmt: skip
 
@@ -89,9 +92,11 @@ def test_url_options() -> None:
 
 
 def test_unreachable_server_is_a_store_error_without_the_password() -> None:
+    started = time.monotonic()
     with pytest.raises(StoreError) as caught:
         open_store("postgresql://someone:secret@127.0.0.1:1/test?connect_timeout=1")
     assert "secret" not in str(caught.value)
+    assert time.monotonic() - started < 3  # refused at once, not after the pool's 10 s
 
 
 def test_migrations_apply_once_with_instances_starting_together(postgres_url: str) -> None:
@@ -181,10 +186,10 @@ def test_upgrade_scopes_budget_ids_by_tenant(postgres_url: str) -> None:
 
 
 def test_many_budgets_many_threads_no_deadlock_no_overspend(
-    postgres_url: str, clock: Clock
+    clean_postgres_url: str, clock: Clock
 ) -> None:
     """Tenant, per-user, per-agent and rolling budgets locked in one order by every call."""
-    gov = Governor(postgres_url, clock=clock)
+    gov = Governor(clean_postgres_url, clock=clock)
     limits = {"tenant": 300, "per-user": 200, "agent": 250, "rolling": 280}
     gov.create_budget({"id": "tenant", "tenant": "acme", "meter": "tokens", "window": "day",
                        "limit": limits["tenant"]})  # fmt: skip
@@ -222,15 +227,17 @@ def test_many_budgets_many_threads_no_deadlock_no_overspend(
     gov.close()
 
 
-def test_concurrent_sweepers_release_each_reservation_once(postgres_url: str, clock: Clock) -> None:
-    gov = Governor(postgres_url, clock=clock)
+def test_concurrent_sweepers_release_each_reservation_once(
+    clean_postgres_url: str, clock: Clock
+) -> None:
+    gov = Governor(clean_postgres_url, clock=clock)
     gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
                        "limit": 10_000})  # fmt: skip
     for i in range(60):
         gov.authorize(f"r{i}", SUBJECT, "openai", "gpt-4o", {"output_tokens": 10}, ttl=30)
     assert gov.status(SUBJECT)[0].reserved == 600
     clock.advance(seconds=31)
-    sweepers = [Governor(postgres_url, clock=clock) for _ in range(4)]
+    sweepers = [Governor(clean_postgres_url, clock=clock) for _ in range(4)]
     with ThreadPoolExecutor(8) as pool:
         swept = sum(pool.map(lambda i: sweepers[i % 4].store.sweep(clock.now, limit=7), range(40)))
     assert swept == 60
@@ -241,15 +248,15 @@ def test_concurrent_sweepers_release_each_reservation_once(postgres_url: str, cl
         g.close()
 
 
-def test_sweeper_and_commit_race_never_count_twice(postgres_url: str, clock: Clock) -> None:
+def test_sweeper_and_commit_race_never_count_twice(clean_postgres_url: str, clock: Clock) -> None:
     """A commit racing the sweeper for the same expired reservation: one of them wins."""
-    gov = Governor(postgres_url, clock=clock)
+    gov = Governor(clean_postgres_url, clock=clock)
     gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
                        "limit": 100_000})  # fmt: skip
     for i in range(40):
         gov.authorize(f"r{i}", SUBJECT, "openai", "gpt-4o", {"output_tokens": 10}, ttl=5)
     clock.advance(seconds=6)
-    other = Governor(postgres_url, clock=clock)
+    other = Governor(clean_postgres_url, clock=clock)
     with ThreadPoolExecutor(4) as pool:
         sweeps = pool.submit(lambda: sum(other.store.sweep(clock.now, limit=3) for _ in range(20)))
         list(pool.map(lambda i: gov.commit(f"r{i}", {"output_tokens": 7}), range(40)))
@@ -287,12 +294,12 @@ def test_lost_connection_is_a_store_error_then_recovers(postgres_url: str, clock
     gov.close()
 
 
-def test_reads_do_not_wait_for_a_held_counter_lock(postgres_url: str, clock: Clock) -> None:
-    gov = Governor(postgres_url, clock=clock)
+def test_reads_do_not_wait_for_a_held_counter_lock(clean_postgres_url: str, clock: Clock) -> None:
+    gov = Governor(clean_postgres_url, clock=clock)
     gov.create_budget({"id": "cap", "tenant": "acme", "meter": "tokens", "window": "day",
                        "limit": 1000})  # fmt: skip
     gov.authorize("a", SUBJECT, "openai", "gpt-4o", {"output_tokens": 5})
-    schema = postgres_url.rsplit("schema=", 1)[1]
+    schema = clean_postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, options=f"-c search_path={schema}") as conn:
         conn.execute("SELECT * FROM counters FOR UPDATE").fetchall()
         assert gov.status(SUBJECT)[0].reserved == 5  # no wait on the lock held above
@@ -300,8 +307,8 @@ def test_reads_do_not_wait_for_a_held_counter_lock(postgres_url: str, clock: Clo
     gov.close()
 
 
-def test_first_key_is_created_once_by_instances_starting_together(postgres_url: str) -> None:
-    stores = [PostgresStore(postgres_url) for _ in range(6)]
+def test_first_key_is_created_once_by_instances_starting_together(clean_postgres_url: str) -> None:
+    stores = [PostgresStore(clean_postgres_url) for _ in range(6)]
     barrier = threading.Barrier(6)
 
     def first(i: int) -> str | None:

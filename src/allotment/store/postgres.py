@@ -223,6 +223,9 @@ class PostgresStore(SqlConfig, GroupCommitStore):
             timeout=self.pool_timeout, reconnect_timeout=_PROBE_EVERY, configure=_configure,
         )  # fmt: skip
         try:
+            # One direct attempt first: a refused or failing connection says why at
+            # once, where the pool would retry it until its open timeout (10 s).
+            psycopg.connect(self.conninfo, **options).close()
             self._pool.open(wait=True, timeout=10)
         except (PoolTimeout, psycopg.Error) as exc:
             self._pool.close()
