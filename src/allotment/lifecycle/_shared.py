@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from allotment.core import engine
 from allotment.core.budgets import Call
@@ -26,6 +26,7 @@ __all__ = [
     "released_event",
     "rollup_of",
     "usage_deltas",
+    "used_event",
 ]
 
 #: Prices a call: ``(call, usage, at) -> (usage with cost_micros, price record)``.
@@ -125,6 +126,45 @@ def rollup_of(event: Event) -> tuple[RollupKey, tuple[int, ...]]:
     # ROLLUP_TOTALS is the Usage field order, cost last (None: not priced, adds 0);
     # core.usage checks at import that cost_micros is the last field
     return key, (1, *usage[:-1], usage.cost_micros or 0)
+
+
+class Metered(Protocol):
+    """A request that meters what a call used: a commit or a record."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def status(self) -> EventStatus: ...
+    @property
+    def usage(self) -> Usage: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def price(self) -> PriceFn: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def payload_hash(self) -> str: ...
+
+
+def used_event(request: Metered, call: Call, at: datetime, now: datetime) -> Event:
+    """The ledger entry of ``call``, which used ``request.usage``: priced as of ``at``,
+    in the window of ``at``, recorded ``now``."""
+    usage, price = request.price(call, request.usage, at)
+    return Event(
+        request.request_id,
+        request.status,
+        call.subject,
+        call.provider or "",
+        call.model or "",
+        usage,
+        at,
+        now,
+        request.currency,
+        reason=request.reason,
+        price=price,
+        payload_hash=request.payload_hash,
+    )
 
 
 def released_event(reservation: Reservation, reason: str, now: datetime) -> Event:

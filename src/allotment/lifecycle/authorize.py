@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,11 +44,9 @@ class AuthorizeRequest:
     uncovered: Uncovered = Uncovered.WARN
 
 
-def footprint(
-    tx: Configured, request: AuthorizeRequest, now: datetime, found: Sequence[Reservation]
-) -> set[Key]:
-    """The counters ``authorize`` will read or charge (``found``: the request id's
-    reservations; a replay reads the same counters)."""
+def footprint(tx: Configured, request: AuthorizeRequest, now: datetime) -> set[Key]:
+    """The counters ``authorize`` will read or charge (a replay, at its own authorization
+    time, may read others: a batch locks those on demand)."""
     return {(a.budget.key, a.member, a.span.bucket) for a in _counted(tx, request, now)}
 
 

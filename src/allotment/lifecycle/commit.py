@@ -13,7 +13,6 @@ from allotment.core.ledger import (
     Adjustment,
     Charge,
     CommitResult,
-    Event,
     EventStatus,
     Overshoot,
     Reservation,
@@ -33,6 +32,7 @@ from allotment.lifecycle._shared import (
     no_price,
     pick,
     usage_deltas,
+    used_event,
 )
 from allotment.lifecycle.tx import CallTx, Configured, Delta, Key
 
@@ -135,30 +135,13 @@ def commit(tx: CallTx, request: CommitRequest, now: datetime) -> CommitResult:
             raise ConflictError(request.request_id, "already committed with different usage")
         return CommitResult(tx.event(reservation.event_id), replayed=True)
     late = reservation.state is ReservationState.RELEASED
-    call, at = _call(request, reservation), reservation.authorized_at
-    usage, price = request.price(call, request.usage, at)
+    event = used_event(request, _call(request, reservation), reservation.authorized_at, now)
     applied = _counted(tx, request, reservation)
-    amounts = engine.amounts(applied, usage)
+    amounts = engine.amounts(applied, event.usage)
     deltas, adjusted = _settle(applied, amounts, reservation.charges, late)
     overshoot = _late_overshoot(applied, tx.read(applied), amounts) if late else ()
     tx.add(deltas)
-    event = append(
-        tx,
-        Event(
-            request.request_id,
-            request.status,
-            call.subject,
-            call.provider or "",
-            call.model or "",
-            usage,
-            at,
-            now,
-            request.currency,
-            reason=request.reason,
-            price=price,
-            payload_hash=request.payload_hash,
-        ),
-    )
+    event = append(tx, event)
     tx.update_reservation(
         reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )

@@ -26,6 +26,7 @@ from allotment.lifecycle._shared import (
     no_price,
     pick,
     usage_deltas,
+    used_event,
 )
 from allotment.lifecycle.tx import CallTx, Configured, Key
 
@@ -71,28 +72,11 @@ def record(tx: CallTx, request: RecordRequest, now: datetime) -> CommitResult:
         ):
             raise ConflictError(request.request_id, "already used with a different payload")
         return CommitResult(tx.event(existing.event_id), replayed=True)
-    call, at = request.call, request.occurred_at
-    usage, price = request.price(call, request.usage, at)
+    event = used_event(request, request.call, request.occurred_at, now)
     applied = _counted(tx, request)
-    amounts = engine.amounts(applied, usage)
+    amounts = engine.amounts(applied, event.usage)
     tx.add(usage_deltas(applied, amounts))
-    event = append(
-        tx,
-        Event(
-            request.request_id,
-            request.status,
-            call.subject,
-            call.provider or "",
-            call.model or "",
-            usage,
-            at,
-            now,
-            request.currency,
-            reason=request.reason,
-            price=price,
-            payload_hash=request.payload_hash,
-        ),
-    )
+    event = append(tx, event)
     # The request id is remembered like an authorization's, so a retry is recognised.
     tx.insert_reservation(_recorded(request, event))
     return CommitResult(event, adjustments(applied, amounts, ()))

@@ -93,7 +93,7 @@ class Item:
         """The counters ``run`` will read or charge: its step's own footprint, given
         the reservations under its request id."""
         if isinstance(self.request, AuthorizeRequest):
-            return authorize.footprint(tx, self.request, self.now, found)
+            return authorize.footprint(tx, self.request, self.now)
         return commit.footprint(tx, self.request, self.now, found)
 
     def answer(self) -> None:
