@@ -356,7 +356,12 @@ def test_service_answers_503_fast_and_recovers(private_postgres: PrivatePostgres
     _, admin = gov.create_key("admin")
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(gov), host="127.0.0.1", port=port, log_level="error")
+        # Idle keep-alive connections stay open for the whole test: uvicorn's default 5 s
+        # lets it close one just as the client reuses it (an httpx ReadError that has
+        # nothing to do with the store's outage).
+        uvicorn.Config(
+            create_app(gov), host="127.0.0.1", port=port, log_level="error", timeout_keep_alive=120
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
