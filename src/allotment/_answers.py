@@ -101,6 +101,12 @@ class RemoteBudgetView(_Answer):
     currency: str | None = None
     window_start: str | None = None
     display: dict[str, str | None] | None = None
+    #: a credit pool's: whether calls draw on its grants now (and auto top-up's status)
+    extra_credit: dict[str, Any] | None = None
+    #: a credit pool's: its allowance is past the first soft threshold
+    warning: bool | None = None
+    #: a credit pool's (operator view): ``available``, ``debt``, ``drawn`` per grant
+    credit: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +281,8 @@ class RemoteBudget(_Answer):
     currency: str | None = None
     policy: str | None = None
     protected: bool = False
+    credits: bool = False
+    auto_topup: dict[str, str | None] | None = None
     unit: str | None = None
     limit_units: int | None = None
     display: dict[str, str | None] | None = None
@@ -392,13 +400,18 @@ def key_from(data: Mapping[str, Any]) -> RemoteKey:
     return _pick(RemoteKey, data)
 
 
+#: what the service leaves out rather than sending null (``display`` of a granted
+#: authorization's budgets; a credit pool's fields on other budgets)
+_SENT_IF_SET = frozenset({"display", "extra_credit", "warning", "credit"})
+
+
 def _json(value: Any) -> Any:
     """``asdict`` output made JSON-safe: Subject and Usage values as their dicts, and no
     ``display`` where the service sent none (a granted authorization's budgets)."""
     if isinstance(value, Subject | Usage):
         return value.to_dict()
     if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items() if v is not None or k != "display"}
+        return {k: _json(v) for k, v in value.items() if v is not None or k not in _SENT_IF_SET}
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
     return value

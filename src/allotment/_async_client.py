@@ -27,7 +27,21 @@ from allotment._answers import (
     usage_row_from,
     view_from,
 )
-from allotment._client_base import BACKOFF, Base, Call, answer, file_config, spec_of, whole
+from allotment._client_base import (
+    BACKOFF,
+    Base,
+    Call,
+    RemoteCreditEntry,
+    RemoteGrant,
+    RemotePoolStatus,
+    answer,
+    credit_entry_from,
+    file_config,
+    grant_from,
+    pool_from,
+    spec_of,
+    whole,
+)
 from allotment.async_governor import AsyncHold
 from allotment.core.budgets import Budget
 from allotment.core.fx import FxRate
@@ -260,6 +274,55 @@ class AsyncClient(Base):
         """See ``Governor.rates``."""
         rates = await self._send(Call("GET", "/v1/rates"))
         return [FxRate.from_spec(r) for r in rates["rates"]]
+
+    # credit pools
+    async def add_grant(
+        self,
+        pool: str,
+        amount: Decimal | int | str,
+        *,
+        tenant: str | None = None,
+        member: str = "",
+        kind: str = "purchase",
+        priority: int = 0,
+        effective_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        grant_id: str | None = None,
+    ) -> tuple[RemoteGrant, bool]:
+        """See ``Governor.add_grant``: the grant, and whether this call added it (False:
+        the service had added it before under ``idempotency_key`` or ``grant_id``).
+        Sent again after a lost answer only under an idempotency key."""
+        terms = {"tenant": tenant, "member": member, "kind": kind, "priority": priority,
+                 "effective_at": effective_at, "expires_at": expires_at, "id": grant_id,
+                 "idempotency_key": idempotency_key, "metadata": metadata}  # fmt: skip
+        return self._added(await self._send(self._add_grant(pool, amount, terms)))
+
+    async def void_grant(
+        self, pool: str, grant_id: str, *, tenant: str | None = None, member: str = ""
+    ) -> RemoteGrant:
+        """See ``Governor.void_grant``."""
+        return grant_from(await self._send(self._void_grant(pool, grant_id, tenant, member)))
+
+    async def pool(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> RemotePoolStatus:
+        """See ``Governor.pool``."""
+        return pool_from(await self._send(self._pool(pool, tenant, member)))
+
+    async def credit_ledger(
+        self,
+        pool: str,
+        *,
+        tenant: str | None = None,
+        member: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[RemoteCreditEntry]:
+        """See ``Governor.credit_ledger``: one page, oldest first, after entry ``after_id``."""
+        page = await self._send(self._credit_ledger(pool, tenant, member, after_id, limit))
+        return [credit_entry_from(e) for e in page["entries"]]
 
     # keys
     async def create_key(

@@ -2,14 +2,17 @@
 
 The two faces differ only in how they send a ``Call`` (httpx's own clients
 are built the same way); everything a request carries, and every rule about
-retrying it or reading its answer, is written here once.
+retrying it or reading its answer, is written here once. So is the wire form
+of credit pools' answers (``grant_json``, ``pool_json``, ``credit_entry_json``):
+the service sends it, the CLI prints it from a local Governor, and the clients
+read it back as ``RemoteGrant``, ``RemotePoolStatus`` and ``RemoteCreditEntry``.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,8 +24,10 @@ import httpx
 from allotment._answers import RemoteDecision, RemoteKey, key_from
 from allotment.config import load_budget_specs, load_rates
 from allotment.core.budgets import Budget
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.fx import FxRate
 from allotment.core.subjects import Subject
+from allotment.core.units import UNITS, shown
 from allotment.core.usage import Usage
 from allotment.errors import (
     AccessDenied,
@@ -33,9 +38,29 @@ from allotment.errors import (
     ValidationError,
 )
 from allotment.governor import SubjectLike, UsageLike
+from allotment.lifecycle.credits import GrantBalance, PoolStatus
 from allotment.store.base import EventQuery
 
-__all__ = ["BACKOFF", "Base", "Call", "answer", "file_config", "spec_of", "tenant_of", "whole"]
+__all__ = [
+    "BACKOFF",
+    "Base",
+    "Call",
+    "RemoteCreditEntry",
+    "RemoteGrant",
+    "RemoteGrantBalance",
+    "RemotePoolStatus",
+    "answer",
+    "credit_entry_from",
+    "credit_entry_json",
+    "file_config",
+    "grant_from",
+    "grant_json",
+    "pool_from",
+    "pool_json",
+    "spec_of",
+    "tenant_of",
+    "whole",
+]
 
 #: seconds before the 1st, 2nd, 3rd… retry (the last repeats), each times 0.5-1.5
 BACKOFF = (0.1, 0.3, 1.0)
@@ -198,6 +223,43 @@ class Base:
     def _new_key(data: Any) -> tuple[RemoteKey, str]:
         return key_from(data), str(data["secret"])
 
+    # credit pools
+    @staticmethod
+    def _add_grant(pool: str, amount: Decimal | int | str, terms: dict[str, Any]) -> Call:
+        """A grant to add: sent again after a lost answer only under an idempotency key
+        (then the service answers the grant it added)."""
+        body = {"amount": amount, **terms}
+        if body.get("member") == "":
+            del body["member"]
+        retry = terms.get("idempotency_key") is not None
+        return Call("POST", f"{_pool_path(pool)}/grants", _body(body), retry=retry)
+
+    @staticmethod
+    def _added(data: Any) -> tuple[RemoteGrant, bool]:
+        """The grant a ``POST`` answered, and whether it added it (not a replay)."""
+        return grant_from(data), not data.get("replayed", False)
+
+    @staticmethod
+    def _void_grant(pool: str, grant_id: str, tenant: str | None, member: str) -> Call:
+        path = f"{_pool_path(pool)}/grants/{quote(grant_id, safe='')}/void"
+        return Call("POST", path, _body({"tenant": tenant, "member": member or None}))
+
+    @staticmethod
+    def _pool(pool: str, tenant: str | None, member: str) -> Call:
+        params = _clean({"tenant": tenant, "member": member or None})
+        return Call("GET", _pool_path(pool), params=params)
+
+    @staticmethod
+    def _credit_ledger(
+        pool: str, tenant: str | None, member: str | None, after_id: int, limit: int
+    ) -> Call:
+        params = {"tenant": tenant, "member": member, "after_id": after_id, "limit": limit}
+        return Call("GET", f"{_pool_path(pool)}/ledger", params=_clean(params))
+
+
+def _pool_path(pool: str) -> str:
+    return f"/v1/pools/{quote(pool, safe='')}"
+
 
 # --- answers ------------------------------------------------------------------------------
 
@@ -241,6 +303,192 @@ def _error(response: httpx.Response) -> AllotmentError:
         return StoreError(message or "the store is unavailable")
     # 405, 500 internal_error: the service failed, not the store
     return AllotmentError(f"HTTP {status} {error.get('code', '')}: {message}")
+
+
+# --- credit pools on the wire -------------------------------------------------------------
+
+
+def _pool_unit(budget: Budget, currency: str) -> tuple[str, str | None]:
+    """The base unit of a pool's amounts and, for cost, its currency (the pool's own,
+    else ``currency``, the ledger's)."""
+    unit = UNITS[budget.meter]
+    return unit, (budget.currency or currency) if unit == "micros" else None
+
+
+def grant_json(grant: Grant, budget: Budget, currency: str) -> dict[str, Any]:
+    """A grant of pool ``budget`` as the service answers it (``currency``: the ledger's)."""
+    unit, money = _pool_unit(budget, currency)
+    return grant.to_dict() | {
+        "pool": budget.id,
+        "tenant": budget.tenant,
+        "unit": unit,
+        "currency": money,
+        "display": {"amount": shown(grant.amount, unit, money)},
+    }
+
+
+def pool_json(status: PoolStatus, currency: str) -> dict[str, Any]:
+    """A pool member's standing as ``GET /v1/pools/{id}`` answers it."""
+    budget = status.budget
+    unit, money = _pool_unit(budget, currency)
+    grants = [_grant_row(row, unit, money) for row in status.grants]
+    return {
+        "pool": budget.id,
+        "tenant": budget.tenant,
+        "member": status.member,
+        "meter": budget.meter.value,
+        "unit": unit,
+        "currency": money,
+        "available": status.available,
+        "debt": status.debt,
+        "grants": grants,
+        "display": {
+            "available": shown(status.available, unit, money),
+            "debt": shown(status.debt, unit, money),
+        },
+    }
+
+
+def _grant_row(row: GrantBalance, unit: str, money: str | None) -> dict[str, Any]:
+    """A grant with its balance, as a pool's standing lists it."""
+    amounts = {"amount": row.grant.amount, "used": row.used, "reserved": row.reserved,
+               "available": row.available}  # fmt: skip
+    display = {k: shown(v, unit, money) for k, v in amounts.items()}
+    return row.grant.to_dict() | amounts | {"display": display}
+
+
+def credit_entry_json(entry: CreditEntry, budget: Budget, currency: str) -> dict[str, Any]:
+    """A credit entry of pool ``budget`` as the service answers it."""
+    unit, money = _pool_unit(budget, currency)
+    display = {"amount": shown(entry.amount, unit, money),
+               "balance": shown(entry.balance, unit, money)}  # fmt: skip
+    return entry.to_dict() | {"unit": unit, "currency": money, "display": display}
+
+
+#: the fields of ``Grant.to_dict``, which a pool's grant rows carry too
+_GRANT_FIELDS = ("id", "member", "amount", "kind", "priority", "effective_at", "expires_at",
+                 "idempotency_key", "metadata", "created_at", "voided_at")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteGrant:
+    """A grant (``Grant``), with its pool, the ``unit`` of ``amount`` and the amount for
+    people (``display``); times are ISO 8601 strings."""
+
+    id: str
+    member: str
+    amount: int
+    kind: str
+    effective_at: str
+    created_at: str
+    expires_at: str | None = None
+    priority: int = 0
+    idempotency_key: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    voided_at: str | None = None
+    pool: str | None = None
+    tenant: str | None = None
+    unit: str | None = None
+    currency: str | None = None
+    display: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as the service sent it."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteGrantBalance:
+    """A grant with what has been drawn (``used``), held (``reserved``) and is left
+    (``GrantBalance``); ``display`` has the four amounts for people."""
+
+    grant: RemoteGrant
+    used: int
+    reserved: int
+    available: int
+    display: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as the service sent it (the grant's fields beside the amounts)."""
+        own = {"used": self.used, "reserved": self.reserved, "available": self.available}
+        grant = self.grant.to_dict()
+        return {k: grant[k] for k in _GRANT_FIELDS} | own | {"display": self.display}
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePoolStatus:
+    """A pool member's grants (burn order), available credit and debt (``PoolStatus``;
+    the pool is named by ``pool`` and ``tenant`` rather than a ``Budget``)."""
+
+    pool: str
+    tenant: str | None
+    member: str
+    meter: str
+    unit: str
+    currency: str | None
+    available: int
+    debt: int
+    grants: tuple[RemoteGrantBalance, ...] = ()
+    display: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as the service sent it."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return out | {"grants": [g.to_dict() for g in self.grants]}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCreditEntry:
+    """One movement of credit (``CreditEntry``), with the ``unit`` of its amounts."""
+
+    id: int | None
+    member: str
+    kind: str
+    amount: int
+    balance: int
+    at: str
+    grant_id: str | None = None
+    request_id: str | None = None
+    unit: str | None = None
+    currency: str | None = None
+    display: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as the service sent it."""
+        return asdict(self)
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``data`` that ``cls`` has (a newer service may send more)."""
+    names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in names}
+
+
+def grant_from(data: Mapping[str, Any]) -> RemoteGrant:
+    """A grant, as ``POST /v1/pools/{id}/grants`` and its ``void`` answer it."""
+    return RemoteGrant(**_known(RemoteGrant, data))
+
+
+def pool_from(data: Mapping[str, Any]) -> RemotePoolStatus:
+    """A pool member's standing, as ``GET /v1/pools/{id}`` answers it."""
+    named = {k: data.get(k) for k in ("pool", "tenant", "unit", "currency")}
+    rows = tuple(_balance_from(row, named) for row in data.get("grants", ()))
+    return RemotePoolStatus(**_known(RemotePoolStatus, data) | {"grants": rows})
+
+
+def _balance_from(row: Mapping[str, Any], named: dict[str, Any]) -> RemoteGrantBalance:
+    """A grant row of a pool's standing: its grant (named by the pool), and its amounts."""
+    display = row.get("display") or {}
+    own = {k: row[k] for k in _GRANT_FIELDS if k in row}
+    amount = {"amount": display["amount"]} if "amount" in display else None
+    grant = grant_from(own | named | {"display": amount})
+    return RemoteGrantBalance(grant, row["used"], row["reserved"], row["available"],
+                              row.get("display"))  # fmt: skip
+
+
+def credit_entry_from(data: Mapping[str, Any]) -> RemoteCreditEntry:
+    """A credit entry, as ``GET /v1/pools/{id}/ledger`` answers it."""
+    return RemoteCreditEntry(**_known(RemoteCreditEntry, data))
 
 
 # --- requests -----------------------------------------------------------------------------

@@ -13,8 +13,9 @@ What each role may do (``may_*``)::
       release, record events
     read status, prices                  yes    yes           yes      yes
     read usage, the ledger, budgets,     yes    yes           no       yes
-      rates
-    manage budgets and keys              yes    yes           no       no
+      rates, credit pools
+    manage budgets and keys, add and     yes    yes           no       no
+      void grants
     set exchange rates                   yes    no            no       no
 
 Which tenant: every key but an admin's belongs to one tenant and acts on it
@@ -28,6 +29,11 @@ alone (naming another is a 403); an admin acts on the tenant it names.
   (``sees``, ``visible``, ``in_scope``); a tenant admin changes only its
   tenant's, a deployment-wide one is a 403 (``may_change``), and what it creates
   belongs to its tenant (``owned``).
+- credit pools (budgets with ``credits: true``): grants are added and voided
+  as the pool budget is changed (``may_change``); a read covers the members
+  ``pool_member`` allows: any of its tenant's pool, and of a deployment-wide
+  pool only its own tenant's member of one counted ``per: tenant`` (any other
+  deployment-wide pool mixes tenants' credit: admins only).
 - keys: a tenant admin creates keys of its tenant only, never an admin key
   (``new_key_tenant``).
 
@@ -182,6 +188,25 @@ class Caller:
         if self.admin:
             return spec
         return spec | {"tenant": self.tenant(spec.get("tenant") or self.key.tenant)}
+
+    # credit pools
+    def pool_member(self, pool: Budget, member: str | None) -> str | None:
+        """The member of credit pool ``pool`` a read covers (None: every member).
+
+        Raises:
+            NotFoundError: a pool of another tenant, or another tenant's member of a
+                deployment-wide pool, as if there were none.
+            AccessDenied: a tenant's key and a deployment-wide pool not counted per
+                tenant (its credit is every tenant's).
+        """
+        self.visible(pool)
+        if self.admin or pool.tenant is not None:
+            return member
+        if pool.per != "tenant":
+            raise AccessDenied("a deployment-wide pool's credit is read by admin keys only")
+        if member not in (None, "", self.key.tenant):
+            raise NotFoundError(f"no member {member!r} in pool {pool.id!r}")
+        return self.key.tenant
 
     # keys
     def new_key_tenant(self, role: str, named: str | None) -> str | None:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, cast
 
 from allotment.core.budgets import Budget
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
@@ -30,6 +31,7 @@ from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.subjects import Subject
 from allotment.errors import BudgetExceeded
 from allotment.governor import _DEFAULT, Governor, SubjectLike, UsageLike, _Default, _utcnow
+from allotment.lifecycle.credits import PoolStatus
 from allotment.pricing.base import Pricer
 from allotment.pricing.estimate import EstimateSettings
 from allotment.store import Store
@@ -222,6 +224,57 @@ class AsyncGovernor:
     ) -> list[Budget]:
         """See ``Governor.apply_config``."""
         return await asyncio.to_thread(self.sync.apply_config, budgets, rates)
+
+    # credit pools
+    async def add_grant(
+        self,
+        pool: str,
+        amount: Decimal | int | str,
+        *,
+        tenant: str | None = None,
+        member: str = "",
+        kind: str = "purchase",
+        priority: int = 0,
+        effective_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        grant_id: str | None = None,
+    ) -> tuple[Grant, bool]:
+        """See ``Governor.add_grant``."""
+        add = partial(
+            self.sync.add_grant, pool, amount, tenant=tenant, member=member, kind=kind,
+            priority=priority, effective_at=effective_at, expires_at=expires_at,
+            idempotency_key=idempotency_key, metadata=metadata, grant_id=grant_id,
+        )  # fmt: skip
+        return await asyncio.to_thread(add)
+
+    async def void_grant(
+        self, pool: str, grant_id: str, *, tenant: str | None = None, member: str = ""
+    ) -> Grant:
+        """See ``Governor.void_grant``."""
+        void = partial(self.sync.void_grant, pool, grant_id, tenant=tenant, member=member)
+        return await asyncio.to_thread(void)
+
+    async def pool(self, pool: str, *, tenant: str | None = None, member: str = "") -> PoolStatus:
+        """See ``Governor.pool``."""
+        return await asyncio.to_thread(self.sync.pool, pool, tenant=tenant, member=member)
+
+    async def credit_ledger(
+        self,
+        pool: str,
+        *,
+        tenant: str | None = None,
+        member: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[CreditEntry]:
+        """See ``Governor.credit_ledger``."""
+        page = partial(
+            self.sync.credit_ledger, pool, tenant=tenant, member=member, after_id=after_id,
+            limit=limit,
+        )  # fmt: skip
+        return await asyncio.to_thread(page)
 
     # the ledger
     async def reprice(

@@ -16,7 +16,8 @@ authorization is returned (``allowed=False``), as the Governor does.
 **Retries.** A 503 or a connection failure is retried with jittered backoff
 (``retries`` times, 0.1 / 0.3 / 1 s by default) for the calls that are safe
 to repeat: authorize, commit, release and record (their request ids make a
-retry count once) and every read. Budget and key changes are sent once.
+retry count once), voiding a grant, adding one under an idempotency key, and
+every read. Budget and key changes, and grants without a key, are sent once.
 When the service stays unreachable the error is ``StoreError``, never an
 ``httpx`` exception.
 """
@@ -54,8 +55,15 @@ from allotment._client_base import (
     BACKOFF,
     Base,
     Call,
+    RemoteCreditEntry,
+    RemoteGrant,
+    RemoteGrantBalance,
+    RemotePoolStatus,
     answer,
+    credit_entry_from,
     file_config,
+    grant_from,
+    pool_from,
     spec_of,
     tenant_of,
     whole,
@@ -74,9 +82,13 @@ __all__ = [
     "RemoteBudget",
     "RemoteBudgetView",
     "RemoteCommitResult",
+    "RemoteCreditEntry",
     "RemoteDecision",
     "RemoteEvent",
+    "RemoteGrant",
+    "RemoteGrantBalance",
     "RemoteKey",
+    "RemotePoolStatus",
     "RemoteUsageRow",
 ]
 
@@ -309,6 +321,53 @@ class Client(Base):
     def rates(self) -> list[FxRate]:
         """See ``Governor.rates``."""
         return [FxRate.from_spec(r) for r in self._send(Call("GET", "/v1/rates"))["rates"]]
+
+    # credit pools
+    def add_grant(
+        self,
+        pool: str,
+        amount: Decimal | int | str,
+        *,
+        tenant: str | None = None,
+        member: str = "",
+        kind: str = "purchase",
+        priority: int = 0,
+        effective_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        grant_id: str | None = None,
+    ) -> tuple[RemoteGrant, bool]:
+        """See ``Governor.add_grant``: the grant, and whether this call added it (False:
+        the service had added it before under ``idempotency_key`` or ``grant_id``).
+        Sent again after a lost answer only under an idempotency key."""
+        terms = {"tenant": tenant, "member": member, "kind": kind, "priority": priority,
+                 "effective_at": effective_at, "expires_at": expires_at, "id": grant_id,
+                 "idempotency_key": idempotency_key, "metadata": metadata}  # fmt: skip
+        return self._added(self._send(self._add_grant(pool, amount, terms)))
+
+    def void_grant(
+        self, pool: str, grant_id: str, *, tenant: str | None = None, member: str = ""
+    ) -> RemoteGrant:
+        """See ``Governor.void_grant``."""
+        return grant_from(self._send(self._void_grant(pool, grant_id, tenant, member)))
+
+    def pool(self, pool: str, *, tenant: str | None = None, member: str = "") -> RemotePoolStatus:
+        """See ``Governor.pool``."""
+        return pool_from(self._send(self._pool(pool, tenant, member)))
+
+    def credit_ledger(
+        self,
+        pool: str,
+        *,
+        tenant: str | None = None,
+        member: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[RemoteCreditEntry]:
+        """See ``Governor.credit_ledger``: one page, oldest first, after entry ``after_id``."""
+        page = self._send(self._credit_ledger(pool, tenant, member, after_id, limit))
+        return [credit_entry_from(e) for e in page["entries"]]
 
     # keys
     def create_key(

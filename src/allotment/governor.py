@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from allotment._credits import CreditPools, TopUpWorker
 from allotment._keys_and_rates import KeysAndRates
 from allotment.archive import ArchiveWriter
 from allotment.config import load_budget_specs, load_rates
@@ -32,6 +33,7 @@ from allotment.errors import (
     StoreError,
     ValidationError,
 )
+from allotment.payments import PaymentGateway
 from allotment.pricing.base import Pricer
 from allotment.pricing.catalog import CatalogPricer
 from allotment.pricing.estimate import EstimateSettings, estimate_request
@@ -72,7 +74,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Governor(KeysAndRates):
+class Governor(KeysAndRates, CreditPools):
     """Budgets in front of AI calls, in-process.
 
     Args:
@@ -91,6 +93,10 @@ class Governor(KeysAndRates):
         estimates: how ``authorize(request=...)`` turns a request into an estimate.
         clock: returns the current aware time; tests pass a fake one.
         default_ttl: seconds a reservation lives unless authorize says otherwise.
+        gateway: pays credit pools' auto top-ups (``allotment.payments``); without
+            one, top-ups that commits start wait, pending, for a governor that has.
+        topup_worker: pay top-ups in a background thread as commits start them
+            (False: only when ``run_topups`` is called).
     """
 
     def __init__(
@@ -104,6 +110,8 @@ class Governor(KeysAndRates):
         estimates: EstimateSettings | None = None,
         clock: Callable[[], datetime] = _utcnow,
         default_ttl: int = 300,
+        gateway: PaymentGateway | None = None,
+        topup_worker: bool = True,
     ) -> None:
         self.store = open_store(store) if isinstance(store, str) else store
         if isinstance(pricer, _Default):
@@ -124,6 +132,10 @@ class Governor(KeysAndRates):
         self._degraded_calls: dict[str, Call] = {}
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self._clock = clock
+        self.gateway = gateway
+        self._topup_worker = (
+            TopUpWorker(self.run_topups) if gateway is not None and topup_worker else None
+        )
 
     def now(self) -> datetime:
         """The governor's clock, checked to be timezone-aware."""
@@ -279,7 +291,9 @@ class Governor(KeysAndRates):
         prepared = self._commit_request(
             request_id, usage, status, reason, provider, model, subject, tenant
         )
-        return self.store.commit(prepared, self.now())
+        result = self.store.commit(prepared, self.now())
+        self._topups_started(result.topups)
+        return result
 
     async def commit_async(
         self,
@@ -299,8 +313,10 @@ class Governor(KeysAndRates):
         )
         submit = getattr(self.store, "commit_async", None)
         if submit is None:
-            return await asyncio.to_thread(self.store.commit, prepared, self.now())
-        result: CommitResult = await submit(prepared, self.now())
+            result = await asyncio.to_thread(self.store.commit, prepared, self.now())
+        else:
+            result = await submit(prepared, self.now())
+        self._topups_started(result.topups)
         return result
 
     def _commit_request(
@@ -368,7 +384,9 @@ class Governor(KeysAndRates):
         request = self._record_request(
             request_id, subject, provider, model, usage, status, occurred_at or now, reason
         )
-        return self.store.record(request, now)
+        result = self.store.record(request, now)
+        self._topups_started(result.topups)
+        return result
 
     def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[CommitResult]:
         """Meter a batch of calls in one transaction: all are recorded or none.
@@ -388,7 +406,9 @@ class Governor(KeysAndRates):
                 raise exc.within(f"events[{i}]") from None
             except TypeError as exc:
                 raise ValidationError(f"events[{i}]", str(exc)) from None
-        return self.store.record_many(requests, now)
+        results = self.store.record_many(requests, now)
+        self._topups_started(tuple(t for r in results for t in r.topups))
+        return results
 
     def _record_request(
         self,
@@ -626,7 +646,9 @@ class Governor(KeysAndRates):
             return self.store.archive(hour, sink)
 
     def close(self) -> None:
-        """Close the store."""
+        """Stop the top-up worker; close the store."""
+        if self._topup_worker is not None:
+            self._topup_worker.close()
         self.store.close()
 
     def __enter__(self) -> Self:

@@ -13,7 +13,12 @@ Settings come from the environment, and the config file it names:
   ``allow``, ``warn`` or ``deny`` (default: the file's, else ``warn``);
 - ``ALLOTMENT_READ_THREADS``: the threads a service worker reads on (8);
 - ``ALLOTMENT_SWEEP_SECONDS``: how often a worker releases expired
-  reservations (1; 0 never).
+  reservations (1; 0 never);
+- ``ALLOTMENT_TOPUP_GATEWAY``: where credit pools' auto top-ups are paid: an
+  ``https://`` URL (``http://`` only to this host), signed with
+  ``ALLOTMENT_TOPUP_SECRET`` (a ``whsec_`` secret); or ``test``,
+  ``test:declined``, ``test:failed`` for the test gateway (demos). Unset:
+  top-ups wait, pending.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+from standardwebhooks.webhooks import Webhook
+
 from allotment.config import db_url, load_pricing, load_uncovered
 from allotment.core.decisions import Uncovered
 from allotment.errors import ConfigurationError
 from allotment.governor import Governor
+from allotment.payments import OUTCOMES, HttpsGateway, PaymentGateway, TestGateway
 from allotment.pricing import CatalogPricer
 
-__all__ = ["READ_THREADS", "Settings", "build_governor", "build_pricer"]
+__all__ = ["READ_THREADS", "Settings", "build_gateway", "build_governor", "build_pricer"]
 
 #: threads a service worker runs its reading routes on, unless set
 READ_THREADS = 8
@@ -44,6 +53,8 @@ class Settings:
     uncovered: Uncovered | None = None
     read_threads: int = READ_THREADS
     sweep_seconds: float = 1.0
+    topup_gateway: str | None = None
+    topup_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -60,7 +71,14 @@ class Settings:
             uncovered=_choice(uncovered, "ALLOTMENT_UNCOVERED") if uncovered else None,
             read_threads=_positive(env.get("ALLOTMENT_READ_THREADS"), "ALLOTMENT_READ_THREADS"),
             sweep_seconds=_seconds(env.get("ALLOTMENT_SWEEP_SECONDS"), "ALLOTMENT_SWEEP_SECONDS"),
-        )
+            topup_gateway=env.get("ALLOTMENT_TOPUP_GATEWAY") or None,
+            topup_secret=env.get("ALLOTMENT_TOPUP_SECRET") or None,
+        ).checked()
+
+    def checked(self) -> Settings:
+        """These settings, once the gateway they name can be built (ConfigurationError)."""
+        build_gateway(self)
+        return self
 
 
 def build_pricer(settings: Settings) -> CatalogPricer:
@@ -83,6 +101,7 @@ def build_governor(settings: Settings, *, load_budgets: bool = False, **options:
         uncovered = uncovered or load_uncovered(settings.config)
     if uncovered is not None:
         kwargs["uncovered"] = uncovered.value
+    kwargs["gateway"] = build_gateway(settings)
     governor = Governor(settings.db, **(kwargs | options))
     if load_budgets and settings.config:
         try:
@@ -91,6 +110,32 @@ def build_governor(settings: Settings, *, load_budgets: bool = False, **options:
             governor.close()
             raise
     return governor
+
+
+def build_gateway(settings: Settings) -> PaymentGateway | None:
+    """The payment gateway of auto top-ups, if the settings name one."""
+    given = (settings.topup_gateway or "").strip()
+    if not given:
+        return None
+    if given == "test" or given.startswith("test:"):
+        outcome = given.partition(":")[2] or "succeeded"
+        if outcome not in OUTCOMES:
+            raise ConfigurationError(
+                f"ALLOTMENT_TOPUP_GATEWAY test outcome must be one of {', '.join(OUTCOMES)}"
+            )
+        return TestGateway(outcome=outcome)
+    url = httpx.URL(given)
+    local = url.host in ("127.0.0.1", "localhost", "::1")
+    if url.scheme != "https" and not (url.scheme == "http" and local):
+        raise ConfigurationError("ALLOTMENT_TOPUP_GATEWAY must be an https:// URL (or test)")
+    secret = settings.topup_secret or ""
+    try:
+        if not secret.startswith("whsec_"):
+            raise ValueError(secret)
+        Webhook(secret)  # a whsec_ secret is base64 after its prefix
+    except Exception:
+        raise ConfigurationError("ALLOTMENT_TOPUP_SECRET must be a whsec_ secret") from None
+    return HttpsGateway(given, secret)
 
 
 def _choice(value: str, name: str) -> Uncovered:

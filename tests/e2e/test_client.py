@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from allotment import (
     AccessDenied,
+    AsyncGovernor,
     BudgetExceeded,
+    ConflictError,
     EventStatus,
     Governor,
     NotFoundError,
@@ -26,7 +29,9 @@ from allotment.client import (
     RemoteBudget,
     RemoteCommitResult,
     RemoteDecision,
+    RemoteGrant,
     RemoteKey,
+    RemotePoolStatus,
 )
 from allotment.store.base import EventQuery
 from tests.e2e.server import ADMIN, serve
@@ -209,3 +214,98 @@ def test_the_clients_answers_name_units_and_show_amounts(tmp_path: Path) -> None
                  for a in result.adjustments}  # fmt: skip
         assert units == {("eur", "micros", "EUR"), ("acme-day", "tokens", None)}
     gov.close()
+
+
+# --- credit pools -------------------------------------------------------------------------
+
+POOL = {"id": "plan", "tenant": "acme", "meter": "tokens", "window": "month", "limit": 100,
+        "credits": True}  # fmt: skip
+START = datetime(2026, 1, 1, tzinfo=UTC)
+CREDIT_METHODS = ("add_grant", "void_grant", "pool", "credit_ledger")
+
+
+def credit_workflow(gov: Any) -> tuple[Any, ...]:
+    """Credit pools, written once against the Governor's API: in-process or remote."""
+    gov.create_budget(POOL)
+    first, added = gov.add_grant("plan", 50, tenant="acme", grant_id="paid",
+                                 effective_at=START, idempotency_key="pay_1")  # fmt: skip
+    again, added_again = gov.add_grant("plan", 50, tenant="acme", grant_id="paid",
+                                       effective_at=START, idempotency_key="pay_1")  # fmt: skip
+    with pytest.raises(ConflictError):
+        gov.add_grant("plan", 51, tenant="acme", effective_at=START, idempotency_key="pay_1")
+    gov.add_grant("plan", 20, tenant="acme", grant_id="promo", kind="promotional",
+                  effective_at=START, metadata={"campaign": "launch"})  # fmt: skip
+    granted = gov.authorize("r1", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 130})
+    refused = gov.authorize("r2", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 41})
+    gov.commit("r1", {"output_tokens": 125})
+    voided = gov.void_grant("plan", "promo", tenant="acme")
+    status = gov.pool("plan", tenant="acme")
+    entries = gov.credit_ledger("plan", tenant="acme")
+    later = gov.credit_ledger("plan", tenant="acme", after_id=entries[-2].id or 0)
+    with pytest.raises(ValidationError) as plain:
+        gov.pool("plan", tenant="acme", member="u1")
+    return (
+        (first.id, first.amount, first.kind, added), (again.id, added_again), granted.allowed,
+        refused.allowed, refused.refusals[0].reason, voided.voided_at is not None,
+        (status.available, status.debt),
+        [(g.grant.id, g.used, g.reserved, g.available) for g in status.grants],
+        [(e.kind, e.grant_id, e.amount, e.balance) for e in entries], len(later),
+        plain.value.field,
+    )  # fmt: skip
+
+
+def test_credit_pools_run_the_same_in_process_and_remote(tmp_path: Path) -> None:
+    local = credit_workflow(Governor("memory://"))
+    with serve(f"sqlite:///{tmp_path / 'p.db'}") as base, Client(base, ADMIN) as remote:
+        assert credit_workflow(remote) == local
+        assert local[:5] == (("paid", 50, "purchase", True), ("paid", False), True, False,
+                             "credits_exhausted")  # fmt: skip
+        # 125 used: the month's 100, then promo (promotional burns first), then 5 of paid
+        assert local[6:8] == ((45, 0), [("promo", 20, 0, 0), ("paid", 5, 0, 45)])
+        status = remote.pool("plan", tenant="acme")
+        assert isinstance(status, RemotePoolStatus) and status.unit == "tokens"
+        assert status.grants[0].grant.metadata == {"campaign": "launch"}
+        assert status.to_dict()["grants"][1]["display"]["available"] == "45"
+        grant, _ = remote.add_grant("plan", "7", tenant="acme")
+        assert isinstance(grant, RemoteGrant) and grant.display == {"amount": "7"}
+        with pytest.raises(NotFoundError):
+            remote.pool("nope", tenant="acme")
+        with pytest.raises(NotFoundError):
+            remote.void_grant("plan", "nope", tenant="acme")
+
+
+def test_async_faces_move_credit(tmp_path: Path) -> None:
+    gov = Governor(f"sqlite:///{tmp_path / 'ap.db'}")
+    gov.create_budget(POOL | {"per": "user"})
+    _, admin = gov.create_key("tenant_admin", "acme")
+    transport = httpx.ASGITransport(app=create_app(gov))
+
+    async def main() -> None:
+        async with AsyncClient("http://allotment", admin, transport=transport) as client:
+            made, added = await client.add_grant("plan", 30, member="u1", expires_at=START.replace(
+                year=2100), priority=-1)  # fmt: skip
+            assert added and made.member == "u1" and made.expires_at.startswith("2100-01-01")
+            assert (await client.pool("plan", member="u1")).available == 30
+            entries = await client.credit_ledger("plan", member="u1")
+            assert [(e.kind, e.amount, e.unit) for e in entries] == [("grant", 30, "tokens")]
+            assert (await client.void_grant("plan", made.id, member="u1")).voided_at
+        async with AsyncGovernor(f"sqlite:///{tmp_path / 'ap.db'}") as local:
+            grant, added = await local.add_grant("plan", 5, tenant="acme", member="u2")
+            assert added and (await local.pool("plan", tenant="acme", member="u2")).available == 5
+            kinds = [e.kind for e in await local.credit_ledger("plan", tenant="acme")]
+            assert kinds == ["grant", "void", "grant"]
+            voided = await local.void_grant("plan", grant.id, tenant="acme", member="u2")
+            assert voided.voided_at is not None
+
+    asyncio.run(main())
+    gov.close()
+
+
+@pytest.mark.parametrize("face", [Client, AsyncClient, AsyncGovernor])
+def test_the_faces_take_the_governors_credit_arguments(face: type) -> None:
+    for name in CREDIT_METHODS:
+        ours = inspect.signature(getattr(face, name)).parameters.values()
+        theirs = inspect.signature(getattr(Governor, name)).parameters.values()
+        assert [(p.name, p.kind, p.default) for p in ours] == [
+            (p.name, p.kind, p.default) for p in theirs
+        ], name

@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from allotment.core.topups import TopUp, TopUpState
 from allotment.errors import ConfigurationError, StoreError
 from allotment.governor import Governor
+from allotment.lifecycle.tx import Tx
 from allotment.store import open_store
 from allotment.store.base import EventQuery
 from allotment.store.migrations import postgres as pg_migrations
@@ -109,6 +111,14 @@ def test_migrations_apply_once_with_instances_starting_together(postgres_url: st
             store.close()
 
 
+#: what migration 8 (credit pools, auto top-ups) did, undone
+UNDO_8 = (
+    "DROP TABLE topups",
+    "DROP TABLE credit_entries",
+    "DROP TABLE grants",
+    "DELETE FROM schema_migrations WHERE version >= 8",
+)
+
 #: what migration 7 (budgets stored under tenant#id) did, undone
 UNDO_7 = (
     "UPDATE reservations r SET charges = (SELECT COALESCE(jsonb_agg(jsonb_build_array("
@@ -133,7 +143,7 @@ def test_upgrade_keys_reservations_by_tenant_and_keeps_them(postgres_url: str) -
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:  # back to version 3's key
         conn.execute(f'SET search_path TO "{schema}"')
-        for undo in UNDO_7:
+        for undo in UNDO_8 + UNDO_7:
             conn.execute(undo)
         conn.execute("ALTER TABLE reservations DROP CONSTRAINT reservations_pkey")
         conn.execute("ALTER TABLE reservations ADD PRIMARY KEY (request_id)")
@@ -167,7 +177,7 @@ def test_upgrade_scopes_budget_ids_by_tenant(postgres_url: str) -> None:
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}"')
-        for undo in UNDO_7:
+        for undo in UNDO_8 + UNDO_7:
             conn.execute(undo)
         conn.execute("DELETE FROM schema_migrations WHERE version > 6")
         conn.execute("INSERT INTO counter_baseline VALUES ('d', %s, %s, 3)", (member, bucket))
@@ -183,6 +193,105 @@ def test_upgrade_scopes_budget_ids_by_tenant(postgres_url: str) -> None:
         gov.create_budget({**spec, "tenant": "globex"})
         gov.rebuild()
         assert [(v.budget_id, v.used) for v in gov.status(SUBJECT)] == [("all", 11), ("d", 14)]
+
+
+def test_batched_calls_draw_on_credit_pools_exactly(clean_postgres_url: str, clock: Clock) -> None:
+    """Concurrent calls share batches (``BatchTx``) while drawing on a pool's allowance and
+    grants, and a grant is added meanwhile: no overspend, and the credit ledger agrees."""
+    gov = Governor(clean_postgres_url, clock=clock)
+    gov.create_budget({"id": "plan", "tenant": "acme", "meter": "tokens", "window": "month",
+                       "limit": 20, "credits": True})  # fmt: skip
+    gov.add_grant("plan", 30, grant_id="a", priority=1)
+    gov.add_grant("plan", 50, grant_id="b", priority=2)
+
+    def run(i: int) -> bool:
+        if i == 7:
+            gov.add_grant("plan", 25, grant_id="c", priority=3)
+        rid = f"r{i}"
+        allowed = gov.authorize(rid, SUBJECT, "openai", "m", {"input_tokens": 5}).allowed
+        if allowed:
+            gov.commit(rid, {"input_tokens": 5})
+        return allowed
+
+    with ThreadPoolExecutor(8) as pool:
+        allowed = sum(pool.map(run, range(40)))
+    assert isinstance(gov.store, PostgresStore) and gov.store.batches > 0
+    [view] = gov.status(SUBJECT)
+    grants = {g.grant.id: (g.used, g.reserved) for g in gov.pool("plan").grants}
+    assert (view.used, view.reserved) == (20, 0)  # the allowance, used up first
+    assert grants == {"a": (30, 0), "b": (50, 0), "c": (25, 0)}
+    assert allowed == 25 and gov.pool("plan").debt == 0
+    entries = gov.credit_ledger("plan", limit=1000)
+    assert [e.id for e in entries] == sorted(e.id for e in entries)
+    drawn = {g: 0 for g in grants}
+    for e in entries:
+        sign = {"debit": 1, "refund": -1}.get(e.kind.value, 0)
+        if e.grant_id is not None:
+            drawn[e.grant_id] += sign * e.amount
+    assert drawn == {"a": 30, "b": 50, "c": 25}
+    assert entries[-1].balance == 0
+    gov.close()
+
+
+def test_concurrent_topup_starts_take_one_pending_slot(
+    clean_postgres_url: str, clock: Clock
+) -> None:
+    """16 transactions start a top-up for one pool member at once: each insert meets the
+    first one's uncommitted pending row, waits for its commit, then answers False."""
+    threads, now = 16, clock()
+    store = PostgresStore(f"{clean_postgres_url}&pool={threads}&pool_timeout=10")
+    barrier = threading.Barrier(threads)
+
+    def start(i: int) -> bool:
+        topup = TopUp(f"t{i}", "acme#plan", "", 100, 0, TopUpState.PENDING, now, now)
+
+        def operation(tx: Tx) -> bool:
+            barrier.wait(timeout=10)
+            started = tx.start_topup(topup)
+            time.sleep(0.1)  # the slot's holder commits after the others have tried
+            return started
+
+        return store._write(operation)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            started = list(pool.map(start, range(threads)))
+        [winner] = [f"t{i}" for i, won in enumerate(started) if won]
+        [pending] = store._read(lambda tx: tx.due_topups(now, threads))
+        assert pending.id == winner
+        assert store._read(lambda tx: tx.latest_topup("acme#plan", "")) == pending
+    finally:
+        store.close()
+
+
+def test_instances_crossing_the_threshold_start_one_topup(
+    clean_postgres_url: str, clock: Clock
+) -> None:
+    """Calls on four instances cross a pool's auto top-up threshold together: one
+    top-up starts, and only it reserves the month's cap."""
+    govs = [Governor(clean_postgres_url, clock=clock) for _ in range(4)]
+    auto = {"threshold": 500, "amount": 1000, "monthly_cap": 5000}
+    govs[0].create_budget({"id": "plan", "tenant": "acme", "meter": "tokens", "window": "month",
+                           "limit": 1000, "credits": True, "auto_topup": auto})  # fmt: skip
+    barrier = threading.Barrier(16)
+
+    def run(i: int) -> tuple[str, ...]:
+        barrier.wait(timeout=10)
+        usage = {"input_tokens": 100}
+        return govs[i % 4].record(f"r{i}", SUBJECT, "openai", "m", usage).topups
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            started = [t for ids in pool.map(run, range(16)) for t in ids]
+        budget = govs[0].store.find_budget("plan", "acme")
+        latest = govs[0].store.latest_topup(budget, "")
+        assert latest is not None and latest.state is TopUpState.PENDING
+        assert started == [latest.id]
+        reserved = {k: v for k, v in govs[0].store.counters().items() if "$topup" in k[0]}
+        assert list(reserved.values()) == [(0, 1000)]
+    finally:
+        for gov in govs:
+            gov.close()
 
 
 def test_many_budgets_many_threads_no_deadlock_no_overspend(

@@ -53,7 +53,8 @@ def test_the_environment_wins_over_the_file(config: str) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("ALLOTMENT_UNCOVERED", "maybe"), ("ALLOTMENT_READ_THREADS", "0"),
-     ("ALLOTMENT_SWEEP_SECONDS", "soon")],
+     ("ALLOTMENT_SWEEP_SECONDS", "soon"), ("ALLOTMENT_TOPUP_GATEWAY", "http://pay.example/x"),
+     ("ALLOTMENT_TOPUP_GATEWAY", "test:maybe")],
 )  # fmt: skip
 def test_bad_settings_name_their_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
@@ -83,3 +84,17 @@ def test_prices_show_and_estimate_use_the_overrides(config: str, tmp_path: Path)
     estimated = CliRunner().invoke(app, args, env=env)
     assert estimated.exit_code == 0, estimated.output
     assert json.loads(estimated.stdout)["source"] == "override"
+
+
+def test_the_topup_gateway_comes_from_the_environment() -> None:
+    from allotment.payments import HttpsGateway, TestGateway
+    from allotment.settings import build_gateway
+
+    assert build_gateway(Settings.from_env({})) is None
+    failing = build_gateway(Settings.from_env({"ALLOTMENT_TOPUP_GATEWAY": "test:failed"}))
+    assert isinstance(failing, TestGateway) and failing.outcome == "failed"
+    env = {"ALLOTMENT_TOPUP_GATEWAY": "https://pay.example/topups",
+           "ALLOTMENT_TOPUP_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}  # fmt: skip
+    assert isinstance(build_gateway(Settings.from_env(env)), HttpsGateway)
+    with pytest.raises(ConfigurationError, match="ALLOTMENT_TOPUP_SECRET"):
+        Settings.from_env({**env, "ALLOTMENT_TOPUP_SECRET": "hunter2"})

@@ -20,7 +20,7 @@ from allotment.core.units import UNITS, shown
 from allotment.errors import ValidationError
 from allotment.governor import Governor
 
-__all__ = ["router"]
+__all__ = ["budget_out", "found_budget", "router"]
 
 router = APIRouter(prefix="/v1", tags=["admin"], route_class=JsonRoute)
 
@@ -61,7 +61,7 @@ def get_budget(
     Budget ids are scoped by tenant: an admin names ``tenant`` when several
     tenants have a budget with this id."""
     caller.may_read()
-    return budget_out(_found(caller, gov, budget_id, tenant), gov.currency)
+    return budget_out(found_budget(caller, gov, budget_id, tenant), gov.currency)
 
 
 @router.patch("/budgets/{budget_id}", response_model=None, responses=documented(BudgetOut))
@@ -74,7 +74,7 @@ def update_budget(
 ) -> dict[str, Any]:
     """Change fields of a budget (spec form, human units); found as GET finds it."""
     caller.may_manage()
-    budget = _found(caller, gov, budget_id, tenant)
+    budget = found_budget(caller, gov, budget_id, tenant)
     caller.may_change(budget)
     spec = budget.to_spec()
     unknown = sorted(set(changes) - set(spec) - _DERIVED)
@@ -121,7 +121,7 @@ def delete_budget(
 ) -> None:
     """Delete a budget (found as GET finds it); the ledger keeps every event."""
     caller.may_manage()
-    budget = _found(caller, gov, budget_id, tenant)
+    budget = found_budget(caller, gov, budget_id, tenant)
     caller.may_change(budget)
     gov.delete_budget(budget.id, tenant=budget.tenant)
 
@@ -183,6 +183,6 @@ def revoke_key(key_id: str, caller: CallerDep, gov: GovernorDep) -> None:
     gov.revoke_key(key_id, tenant=caller.within())
 
 
-def _found(caller: Caller, gov: Governor, budget_id: str, tenant: str | None) -> Budget:
+def found_budget(caller: Caller, gov: Governor, budget_id: str, tenant: str | None) -> Budget:
     """The budget ``budget_id`` as the caller's tenant (an admin: ``tenant``) sees it."""
     return caller.visible(gov.get_budget(budget_id, tenant=caller.within(tenant)))

@@ -36,7 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = _errors(
     (401, "no or unknown API key: ``Authorization: Bearer <api key>``"),
     (403, "wrong role or tenant"),
     (404, "not found"),
-    (409, "request id reused with a different payload, or id taken"),
+    (409, "request id (or a grant's idempotency key) reused with other terms, or id taken"),
     (413, "``payload_too_large``: a body over 16 MiB"),
     (422, "bad input; ``field`` names it"),
     (500, "``internal_error``: a failure nobody foresaw (logged)"),
@@ -47,7 +47,10 @@ ERRORS: dict[int | str, dict[str, Any]] = _errors(
 REFUSED: dict[int | str, dict[str, Any]] = {
     402: {
         "model": RefusalBody,
-        "description": "refused: ``budget_exceeded``, ``unknown_model`` or ``no_budget``",
+        "description": "refused: ``budget_exceeded``, ``credits_exhausted`` (a credit pool's "
+        "allowance and grants cannot cover the call; ``auto_topup_failed`` or "
+        "``auto_topup_monthly_limit_reached`` when its auto top-up cannot help), "
+        "``unknown_model`` or ``no_budget``",
     },
     429: {
         "model": ErrorBody,

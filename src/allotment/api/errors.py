@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException
 
 from allotment.api.instruments import STORE_ERRORS
 from allotment.api.responses import Json
-from allotment.core.decisions import Decision, Reason
+from allotment.core.decisions import Decision, Reason, Refusal
+from allotment.core.topups import USER_MESSAGES
 from allotment.errors import (
     AccessDenied,
     AllotmentError,
@@ -65,6 +66,8 @@ def error(
 def refusal_response(decision: Decision, currency: str | None = None) -> Json:
     """402 for a refused authorization, with what an end user can be shown.
 
+    ``budget_exceeded`` names the budget; ``credits_exhausted``, when a credit pool's
+    allowance and grants cannot cover the call, names it as ``pool`` too.
     ``currency`` is the ledger's, named by cost budgets that have none of their own.
     """
     refusal = decision.refusals[0]
@@ -76,16 +79,15 @@ def refusal_response(decision: Decision, currency: str | None = None) -> Json:
         return error(402, "no_budget", "No budget covers this call; such calls are denied.",
                      reason=refusal.reason.value, decision=answer)  # fmt: skip
     resets = refusal.resets_at.isoformat() if refusal.resets_at else None
-    message = "This request would exceed the budget." + (
-        f" It resets at {resets}." if resets else ""
-    )
+    code, message, pool = _exceeded(decision, refusal, resets)
     first = answer["refusals"][0]
     shown = first["display"] and {"remaining": first["display"]["remaining"],
                                   "limit": first["display"]["limit"]}  # fmt: skip
     return error(
         402,
-        "budget_exceeded",
+        code,
         message,
+        **pool,
         budget_id=refusal.budget_id,
         reason=refusal.reason.value,
         remaining=refusal.remaining,
@@ -96,6 +98,24 @@ def refusal_response(decision: Decision, currency: str | None = None) -> Json:
         resets_at=resets,
         decision=answer,
     )
+
+
+def _exceeded(
+    decision: Decision, refusal: Refusal, resets: str | None
+) -> tuple[str, str, dict[str, Any]]:
+    """The code and end-user message of a refusal over a budget, and for a credit pool
+    the ``pool`` it names. A pool whose auto top-up failed or reached its monthly cap
+    says so: ``auto_topup_failed`` / ``auto_topup_monthly_limit_reached``."""
+    if refusal.reason is Reason.CREDITS_EXHAUSTED:
+        for view in decision.budgets:
+            if view.budget.id == refusal.budget_id and view.credit and view.credit.topup:
+                topup = view.credit.topup
+                return topup.value, USER_MESSAGES[topup], {"pool": refusal.budget_id}
+        message = "This request needs more credit than is left (allowance and prepaid credit)."
+        message += f" The allowance renews at {resets}." if resets else ""
+        return "credits_exhausted", message, {"pool": refusal.budget_id}
+    message = "This request would exceed the budget."
+    return "budget_exceeded", message + (f" It resets at {resets}." if resets else ""), {}
 
 
 def internal_error() -> Json:

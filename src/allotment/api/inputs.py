@@ -124,6 +124,17 @@ class WindowIn(_In):
     end: str | None = Field(None, description="billing: ISO 8601 with offset")
 
 
+class AutoTopUpIn(_In):
+    """Buy credit for a pool member when a commit leaves it below ``threshold`` (human
+    units of the pool's meter): ``amount`` each time, or up to ``target`` (one of the
+    two), at most ``monthly_cap`` a month."""
+
+    threshold: str | int
+    amount: str | int | None = None
+    target: str | int | None = None
+    monthly_cap: str | int | None = None
+
+
 _Selector = dict[str, str | list[str]]
 _Percents = list[str | int | float] | str | int | float
 
@@ -159,6 +170,12 @@ class BudgetIn(_In):
     currency: str | None = Field(None, pattern="^[A-Z]{3}$", description="Of a cost budget")
     policy: str | None = None
     protected: bool = False
+    credits: bool = Field(
+        False,
+        description="A credit pool: once the limit is used, calls draw on its grants "
+        "(POST /v1/pools/{id}/grants); needs a limit (0: grants only) and mode enforce",
+    )
+    auto_topup: AutoTopUpIn | None = Field(None, description="A credit pool's automatic top-up")
     unit: Unit | None = Field(None, description="As answered; must agree")
     limit_units: int | None = Field(None, description="As answered; must agree")
     display: dict[str, Any] | None = Field(None, description="As answered; must agree")

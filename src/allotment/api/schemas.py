@@ -51,10 +51,55 @@ class ViewDisplay(_Out):
     overshoot: str
 
 
+class AutoTopUpStatusOut(_Out):
+    """Why auto top-up is not keeping a pool topped up, with a message for end users."""
+
+    status: str = Field(description="auto_topup_failed or auto_topup_monthly_limit_reached")
+    message: str
+
+
+class ExtraCreditOut(_Out):
+    """Whether a credit pool's calls now draw on its grants (its allowance is gone)."""
+
+    active: bool
+    auto_topup: AutoTopUpStatusOut | None = Field(
+        None, description="Set when auto top-up is paused or at its monthly limit"
+    )
+
+
+class DrawnOut(_Out):
+    """What a call holds on one grant, in the pool's ``unit``."""
+
+    grant_id: str
+    amount: int
+
+
+class CreditDisplay(_Out):
+    """A credit pool member's credit and debt in human units."""
+
+    available: str
+    debt: str
+
+
+class CreditOut(_Out):
+    """A credit pool member's standing: what its live grants have left, its debt, and
+    what this call drew on which grant (amounts in the budget's ``unit``)."""
+
+    available: int
+    debt: int
+    drawn: list[DrawnOut]
+    auto_topup: AutoTopUpStatusOut | None = Field(
+        None, description="Set when auto top-up is paused or at its monthly limit"
+    )
+    display: CreditDisplay | None = Field(None, description=_DISPLAY)
+
+
 class BudgetViewOut(_Out):
     """One budget as it stands (``view=client`` leaves out the amounts).
 
-    Amounts are integers in ``unit``; a cost budget names its ``currency``.
+    Amounts are integers in ``unit``; a cost budget names its ``currency``. A
+    credit pool (``credits: true``) adds ``extra_credit`` and ``warning`` (in the
+    client view too) and, for operators, ``credit``.
     """
 
     budget_id: str
@@ -80,6 +125,13 @@ class BudgetViewOut(_Out):
     display: ViewDisplay | None = Field(
         None, description=_DISPLAY + " (status and refusals; a granted authorize leaves it out)"
     )
+    extra_credit: ExtraCreditOut | None = Field(
+        None, description="A credit pool: whether calls draw on its grants now"
+    )
+    warning: bool | None = Field(
+        None, description="A credit pool: its allowance is past the first soft threshold"
+    )
+    credit: CreditOut | None = Field(None, description="A credit pool: its grants and debt")
 
 
 class RefusalDisplay(_Out):
@@ -339,6 +391,17 @@ class BudgetDisplay(_Out):
     limit: str | None
 
 
+class AutoTopUpOut(_Out):
+    """A credit pool's automatic top-up, in human units of its meter: when a commit
+    leaves a member's credit below ``threshold``, buy ``amount`` (or up to ``target``),
+    at most ``monthly_cap`` a month."""
+
+    threshold: str
+    amount: str | None
+    target: str | None
+    monthly_cap: str | None
+
+
 class BudgetOut(_Out):
     """A budget in spec form (human units, as the input takes it), with its ``unit`` and
     its limit as an integer in that unit (``limit_units``)."""
@@ -361,6 +424,8 @@ class BudgetOut(_Out):
     currency: str | None
     policy: str | None
     protected: bool
+    credits: bool = Field(description="A credit pool: calls draw its grants once the limit is used")
+    auto_topup: AutoTopUpOut | None = Field(None, description="A credit pool's automatic top-up")
     unit: Unit = Field(description=_UNIT)
     limit_units: int | None = Field(description="``limit`` in ``unit``")
     display: BudgetDisplay = Field(description=_DISPLAY)
@@ -406,6 +471,120 @@ class KeysOut(_Out):
     keys: list[KeyOut]
 
 
+class GrantDisplay(_Out):
+    """A grant's amount in human units."""
+
+    amount: str
+
+
+class GrantBalanceDisplay(GrantDisplay):
+    """A grant's amounts in human units."""
+
+    used: str
+    reserved: str
+    available: str
+
+
+_GRANT_KINDS = Literal["purchase", "promotional", "top_up", "adjustment"]
+
+
+class _GrantFields(_Out):
+    id: str
+    member: str = Field(description="The pool member it belongs to (empty: the whole pool)")
+    amount: int = Field(description="In the pool's ``unit``")
+    kind: _GRANT_KINDS
+    priority: int = Field(description="Lower burns first")
+    effective_at: str = Field(description="ISO 8601: it counts from then")
+    expires_at: str | None = Field(description="ISO 8601: it counts until then")
+    idempotency_key: str | None = Field(description="The payment id it was added under")
+    metadata: dict[str, str]
+    created_at: str
+    voided_at: str | None
+
+
+class GrantOut(_GrantFields):
+    """A grant of a credit pool: never edited, only voided (or another one added)."""
+
+    pool: str = Field(description="The pool's (its budget's) id")
+    tenant: str | None
+    unit: Unit = Field(description=_UNIT)
+    currency: str | None = Field(description="The currency of a cost pool")
+    display: GrantDisplay = Field(description=_DISPLAY)
+
+
+class AddedGrantOut(GrantOut):
+    """The grant a ``POST`` added (201), or had added before under its idempotency key
+    or id (200, ``replayed``)."""
+
+    replayed: bool
+
+
+class PoolGrantOut(_GrantFields):
+    """A grant, with what calls have drawn (``used``), hold (``reserved``) and what is
+    left to draw now (``available``: 0 once it has expired or been voided)."""
+
+    used: int
+    reserved: int
+    available: int
+    display: GrantBalanceDisplay = Field(description=_DISPLAY)
+
+
+class PoolDisplay(_Out):
+    """A pool member's credit and debt in human units."""
+
+    available: str
+    debt: str
+
+
+class PoolOut(_Out):
+    """Where a pool member's credit stands: its grants in burn order, what they have
+    left in all (``available``) and the debt the next grant repays first."""
+
+    pool: str = Field(description="The pool's (its budget's) id")
+    tenant: str | None
+    member: str = Field(description="The member (empty: the whole pool)")
+    meter: str
+    unit: Unit = Field(description=_UNIT)
+    currency: str | None = Field(description="The currency of a cost pool")
+    available: int
+    debt: int
+    grants: list[PoolGrantOut]
+    display: PoolDisplay = Field(description=_DISPLAY)
+
+
+class CreditEntryDisplay(_Out):
+    """A credit entry's amounts in human units."""
+
+    amount: str
+    balance: str
+
+
+class CreditEntryOut(_Out):
+    """One movement of credit, with the member's balance (credit less debt) after it."""
+
+    id: int | None
+    member: str
+    kind: Literal["grant", "debit", "refund", "expiry", "void", "debt", "repayment"]
+    amount: int = Field(description="Positive; ``kind`` says which way it moved")
+    balance: int
+    at: str
+    grant_id: str | None
+    request_id: str | None = Field(description="The call that moved it, if one did")
+    unit: Unit = Field(description=_UNIT)
+    currency: str | None = Field(description="The currency of a cost pool")
+    display: CreditEntryDisplay = Field(description=_DISPLAY)
+
+
+class CreditPage(_Out):
+    """A page of a pool's credit ledger, oldest first; pass ``next_after_id`` back as
+    ``after_id`` (None: the last page)."""
+
+    pool: str
+    tenant: str | None
+    entries: list[CreditEntryOut]
+    next_after_id: int | None
+
+
 class PricesOut(PriceOut):
     """What 1,000,000 input plus 1,000,000 output tokens of a model cost, and the source.
 
@@ -432,14 +611,26 @@ class RefusalDetail(_Out):
     """A refused authorization: what an end user can be shown, and the whole decision.
 
     ``budget_exceeded`` names the budget, the reason, what is left, the limit (in
-    ``unit``, of ``currency`` for cost) and when the window resets; ``unknown_model``
+    ``unit``, of ``currency`` for cost) and when the window resets;
+    ``credits_exhausted`` is the same for a credit pool whose allowance and grants
+    together cannot cover the call, and names the ``pool``; when that pool's auto
+    top-up cannot help, the code says why instead: ``auto_topup_failed`` (a failed
+    payment paused it) or ``auto_topup_monthly_limit_reached``. ``unknown_model``
     and ``no_budget`` have no budget.
     """
 
-    code: Literal["budget_exceeded", "unknown_model", "no_budget"]
+    code: Literal[
+        "budget_exceeded",
+        "credits_exhausted",
+        "auto_topup_failed",
+        "auto_topup_monthly_limit_reached",
+        "unknown_model",
+        "no_budget",
+    ]
     message: str = Field(description="A message an end user can be shown")
     reason: str
     budget_id: str | None = None
+    pool: str | None = Field(None, description="a credit pool's refusal: the pool (its budget id)")
     remaining: int | None = None
     limit: int | None = None
     unit: Unit | None = Field(None, description=_UNIT)

@@ -1,4 +1,5 @@
-"""The ``allotment`` command line: budgets, status, usage, records, keys, the service, a demo.
+"""The ``allotment`` command line: budgets, credit pools, status, usage, records, keys, the
+service, a demo.
 
 Each command opens what it works on and closes it before returning: a
 ``Governor`` on ``--db`` (default ``$ALLOTMENT_DB`` or
@@ -20,6 +21,7 @@ import typer
 from allotment.cli._group import Group
 from allotment.cli.budgets import budgets_app
 from allotment.cli.calls import record, status, usage
+from allotment.cli.credits import credits_app
 from allotment.cli.keys import keys_app
 from allotment.cli.maintenance import db_app, ledger_app
 from allotment.cli.prices import prices_app
@@ -61,7 +63,7 @@ def _root(
 for command in (status, usage, record, serve, demo):
     app.command()(command)
 for group, name in (
-    (budgets_app, "budgets"), (ledger_app, "ledger"), (prices_app, "prices"),
-    (rates_app, "rates"), (keys_app, "keys"), (db_app, "db"),
+    (budgets_app, "budgets"), (credits_app, "credits"), (ledger_app, "ledger"),
+    (prices_app, "prices"), (rates_app, "rates"), (keys_app, "keys"), (db_app, "db"),
 ):  # fmt: skip
     app.add_typer(group, name=name)

@@ -80,6 +80,10 @@ def budgets_set(
     protected: Annotated[
         bool, typer.Option("--protected", help="Refuse to delete it until unprotected.")
     ] = False,
+    credits: Annotated[
+        bool,
+        typer.Option("--credits", help="A credit pool: past its limit, calls draw its grants."),
+    ] = False,
     name: Annotated[str | None, typer.Option()] = None,
     currency: Annotated[str | None, typer.Option(help="Currency of a cost budget.")] = None,
     file: Annotated[Path | None, typer.Option(help="YAML/TOML file of budgets.")] = None,
@@ -97,13 +101,14 @@ def budgets_set(
         "policy": policy, "match": pairs(match, "--match"), "exclude": pairs(exclude, "--exclude"),
     }  # fmt: skip
     spec = {k: v for k, v in flags.items() if v is not None}
-    if file is not None and (spec or overrides or disabled or protected):
+    if file is not None and (spec or overrides or disabled or protected or credits):
         raise typer.BadParameter("cannot be combined with budget flags", param_hint="--file")
     with backend(target(db, url, api_key)) as gov:
         if file is not None:
             saved = list(gov.load_budgets(file))
         else:
-            switches = {"overrides": overrides, "enabled": not disabled, "protected": protected}
+            switches = {"overrides": overrides, "enabled": not disabled, "protected": protected,
+                        "credits": credits}  # fmt: skip
             saved = [gov.set_budget(spec | switches)]
     make_console().print(budgets_table(saved), f"saved {len(saved)} budget(s)")
 

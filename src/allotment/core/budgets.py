@@ -26,6 +26,7 @@ from allotment.core.subjects import (
     check_identifier,
     is_secret_name,
 )
+from allotment.core.topups import AutoTopUp
 from allotment.core.usage import Meter
 from allotment.core.windows import Window
 from allotment.errors import ValidationError
@@ -138,6 +139,9 @@ class Budget:
             threshold among those that apply to a call, measured against the
             one with the least room left.
         protected: deleting the budget is refused until this is set false.
+        credits: the budget is a credit pool (``allotment.core.credits``): once its
+            allowance for the window is gone, calls draw on its grants.
+        auto_topup: a pool's automatic top-up (``allotment.core.topups``).
     """
 
     id: str
@@ -158,6 +162,8 @@ class Budget:
     currency: str | None = None
     policy: str | None = None
     protected: bool = False
+    credits: bool = False
+    auto_topup: AutoTopUp | None = None
     #: where the budget is stored: its id, within its tenant (see ``budget_key``)
     key: str = field(init=False, repr=False, compare=False)
     level: int = field(init=False, repr=False, compare=False)
@@ -186,6 +192,11 @@ class Budget:
             self.meter is not Meter.COST or not re.fullmatch(r"[A-Z]{3}", self.currency)
         ):
             raise ValidationError("currency", "an ISO 4217 code, only on cost budgets")
+        if self.credits and (self.limit is None or self.mode is not Mode.ENFORCE):
+            message = "a credit pool needs a limit (0: grants only) and mode enforce"
+            raise ValidationError("credits", message)
+        if self.auto_topup is not None and not self.credits:
+            raise ValidationError("auto_topup", "only a credit pool (credits: true) tops up")
         object.__setattr__(self, "key", budget_key(self.id, self.tenant))
         object.__setattr__(self, "level", _level(self))
         # Thresholds in basis points keep state checks in integer arithmetic.
@@ -278,10 +289,13 @@ class Budget:
             currency=_opt_str(spec, "currency"),
             policy=_opt_str(spec, "policy"),
             protected=_flag(spec, "protected", False),
+            credits=_flag(spec, "credits", False),
+            auto_topup=_auto_topup(spec.get("auto_topup"), meter),
         )
 
     def to_spec(self) -> dict[str, Any]:
         """The human-unit dict form; ``from_spec(to_spec())`` gives back the budget."""
+        scale = self.meter.scale
         return {
             "id": self.id,
             "tenant": self.tenant,
@@ -301,6 +315,8 @@ class Budget:
             "currency": self.currency,
             "policy": self.policy,
             "protected": self.protected,
+            "credits": self.credits,
+            "auto_topup": None if self.auto_topup is None else self.auto_topup.to_spec(scale),
         }
 
     def human(self, units: int) -> Decimal:
@@ -325,8 +341,12 @@ def _order(budget: Budget) -> tuple[bool, str, str]:
 
 _SPEC_KEYS = frozenset(
     "id tenant name meter window limit match exclude per soft at_limit mode overrides "
-    "enabled failure currency policy protected".split()
+    "enabled failure currency policy protected credits auto_topup".split()
 )
+
+
+def _auto_topup(spec: object, meter: Meter) -> AutoTopUp | None:
+    return None if spec is None else AutoTopUp.from_spec(spec, meter.scale)
 
 
 def _quiet_below(limit: int | None, soft_bp: int | None) -> int | None:

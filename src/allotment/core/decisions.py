@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from allotment.core.topups import USER_MESSAGES, TopUpStatus
 from allotment.core.units import UNITS, shown
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class Reason(StrEnum):
     ESTIMATE_EXCEEDS_REMAINING = "estimate_exceeds_remaining"
     UNKNOWN_MODEL = "unknown_model"
     NO_BUDGET = "no_budget"
+    #: a credit pool's allowance and grants together cannot cover the call
+    CREDITS_EXHAUSTED = "credits_exhausted"
 
 
 class Uncovered(StrEnum):
@@ -50,6 +53,38 @@ class Uncovered(StrEnum):
     ALLOW = "allow"
     WARN = "warn"
     DENY = "deny"
+
+
+@dataclass(slots=True)
+class CreditView:
+    """A credit pool member's standing: what its live grants have left, its debt, and
+    which grants a call drew on (grant id, amount), in base units of the pool's meter."""
+
+    available: int
+    debt: int
+    drawn: tuple[tuple[str, int], ...] = ()
+    #: why auto top-up is not keeping the pool topped up (``TopUpStatus``), if it is not
+    topup: TopUpStatus | None = None
+
+    def topup_dict(self) -> dict[str, str] | None:
+        """The auto top-up status with the message an end user can be shown."""
+        if self.topup is None:
+            return None
+        return {"status": self.topup.value, "message": USER_MESSAGES[self.topup]}
+
+    def to_dict(self, unit: str, money: str | None, display: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "available": self.available,
+            "debt": self.debt,
+            "drawn": [{"grant_id": g, "amount": n} for g, n in self.drawn],
+            "auto_topup": self.topup_dict(),
+        }
+        if display:
+            out["display"] = {
+                "available": shown(self.available, unit, money),
+                "debt": shown(self.debt, unit, money),
+            }
+        return out
 
 
 @dataclass(slots=True)
@@ -67,6 +102,8 @@ class BudgetView:
     span: Span
     used: int
     reserved: int
+    #: a credit pool's grants and debt (None: not a pool, or not read)
+    credit: CreditView | None = None
 
     @property
     def budget_id(self) -> str:
@@ -164,6 +201,15 @@ class BudgetView:
             "state": budget.state(consumed).value,
             "resets_at": _iso(span.resets_at),
         }
+        credit = self.credit
+        if budget.credits:
+            # Extra credit is in use once the window's allowance is gone.
+            active = limit is not None and consumed >= limit and credit is not None
+            base["extra_credit"] = {
+                "active": active and bool(credit and credit.available),
+                "auto_topup": None if credit is None else credit.topup_dict(),
+            }
+            base["warning"] = budget.state(consumed) is not State.WITHIN_BUDGET
         if client:
             return base
         unit = UNITS[budget.meter]
@@ -189,6 +235,8 @@ class BudgetView:
                 "remaining": None if remaining is None else shown(remaining, unit, money),
                 "overshoot": shown(overshoot, unit, money),
             }
+        if credit is not None:
+            base["credit"] = credit.to_dict(unit, money, display)
         return base
 
 

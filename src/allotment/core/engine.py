@@ -140,13 +140,22 @@ def decide(
     counters: Sequence[Counter],
     estimate: Usage,
     expires_at: datetime | None = None,
+    credit: Sequence[int] | None = None,
 ) -> tuple[Decision, tuple[Charge, ...]]:
     """Decide whether ``estimate`` fits every applicable budget.
 
     Returns the decision and, when allowed, the charges to reserve (one per
     applicable budget, enforced or not, so that commit and status treat every
     budget alike). When refused nothing is to be reserved.
+
+    ``credit`` (per applied budget) is what a credit pool's grants add to its
+    room: such a budget is charged only what its own allowance has left, and
+    the caller draws the rest on the grants.
     """
+    if credit is not None:
+        return _decide(
+            request_id, applied, counters, amounts(applied, estimate), expires_at, credit
+        )
     views: list[BudgetView] = []
     charges: list[Charge] = []
     for hit, (used, reserved) in zip(applied, counters, strict=True):
@@ -173,13 +182,20 @@ def _decide(
     counters: Sequence[Counter],
     amounts: list[int],
     expires_at: datetime | None,
+    credit: Sequence[int] | None = None,
 ) -> tuple[Decision, tuple[Charge, ...]]:
-    """``decide`` when some budget nears or passes a threshold: check each one."""
+    """``decide`` when some budget nears or passes a threshold (or draws on credit):
+    check each one."""
     refusals: list[Refusal] = []
     shadow: list[Refusal] = []
     checks: list[Refusal | None] = []
-    for hit, counter, amount in zip(applied, counters, amounts, strict=True):
-        refusal = _check(hit, counter, amount) if hit.budget.limit is not None else None
+    for i, (hit, counter, amount) in enumerate(zip(applied, counters, amounts, strict=True)):
+        if credit is not None and hit.budget.credits:
+            # A pool's allowance takes what it has room for; its grants the rest.
+            refusal = _check_pool(hit, counter, amount, credit[i])
+            amounts[i] = min(amount, max(0, (hit.budget.limit or 0) - sum(counter)))
+        else:
+            refusal = _check(hit, counter, amount) if hit.budget.limit is not None else None
         checks.append(refusal)
         if refusal is not None:
             mode = hit.budget.mode
@@ -229,6 +245,16 @@ def _check(hit: Applied, counter: Counter, amount: int) -> Refusal | None:
     else:
         return None
     return Refusal(budget.id, reason, amount, max(0, limit - consumed), limit, hit.span.resets_at)
+
+
+def _check_pool(hit: Applied, counter: Counter, amount: int, credit: int) -> Refusal | None:
+    """A credit pool's check: its allowance's room and ``credit`` (its grants) together."""
+    budget = hit.budget
+    room = max(0, (budget.limit or 0) - counter.used - counter.reserved) + credit
+    if amount <= room:
+        return None
+    limit = budget.limit or 0
+    return Refusal(budget.id, Reason.CREDITS_EXHAUSTED, amount, room, limit, hit.span.resets_at)
 
 
 def _warning(view: BudgetView, refusal: Refusal | None) -> Warning | None:

@@ -248,6 +248,8 @@ class CommitResult:
     replayed: bool = False
     late: bool = False
     late_overshoot: tuple[Overshoot, ...] = ()
+    #: ids of the auto top-ups this commit started (``allotment.core.topups``)
+    topups: tuple[str, ...] = ()
 
     @property
     def overshoot(self) -> tuple[Adjustment, ...]:

@@ -9,10 +9,18 @@ from typing import Any
 from allotment.core import engine
 from allotment.core.budgets import Call
 from allotment.core.decisions import Decision, Reason, Refusal, Uncovered, Warning
-from allotment.core.engine import Applied
-from allotment.core.ledger import NOTHING_USED, Event, EventStatus, Reservation, same_payload
+from allotment.core.engine import Applied, Counter
+from allotment.core.ledger import (
+    NOTHING_USED,
+    Charge,
+    Event,
+    EventStatus,
+    Reservation,
+    same_payload,
+)
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError
+from allotment.lifecycle import credits, topups
 from allotment.lifecycle._shared import append, counted_by, pick
 from allotment.lifecycle.tx import CallTx, Configured, Key, StatusTx
 
@@ -73,9 +81,12 @@ def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
         _blocked(tx, request, refusal, now)
         return decision
     expires_at = now + timedelta(seconds=request.ttl_seconds)
-    decision, charges = engine.decide(
-        request.request_id, applied, counters, request.estimate, expires_at
-    )
+    if credits.has_credit(applied):
+        decision, charges = _with_credit(tx, request, applied, counters, expires_at, now)
+    else:
+        decision, charges = engine.decide(
+            request.request_id, applied, counters, request.estimate, expires_at
+        )
     if request.warnings or (not applied and request.uncovered is Uncovered.WARN):
         decision = _flagged(decision, request, bool(applied))
     if decision.allowed:
@@ -96,6 +107,27 @@ def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
     else:
         _blocked(tx, request, decision.refusals[0], now)
     return decision
+
+
+def _with_credit(
+    tx: CallTx,
+    request: AuthorizeRequest,
+    applied: list[Applied],
+    counters: list[Counter],
+    expires_at: datetime,
+    now: datetime,
+) -> tuple[Decision, tuple[Charge, ...]]:
+    """``engine.decide`` when credit pools count the call: each pool's grants add to its
+    room, and hold what its allowance has no room for."""
+    pools = credits.open_pools(tx, applied, now)
+    amounts = engine.amounts(applied, request.estimate)
+    decision, charges = engine.decide(
+        request.request_id, applied, counters, request.estimate, expires_at,
+        credit=credits.credit_of(applied, pools),
+    )  # fmt: skip
+    charges = credits.hold(tx, pools, decision, charges, amounts, request.request_id)
+    topups.report(tx, [(applied[i].budget, pool) for i, pool in pools.items()], decision.budgets)
+    return decision, charges
 
 
 def _flagged(decision: Decision, request: AuthorizeRequest, covered: bool) -> Decision:

@@ -4,16 +4,18 @@ counters they change recounted from the ledger."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call
+from allotment.core.credits import CreditEntry, EntryKind, debt_key, grant_key
 from allotment.core.fx import FxRate
 from allotment.core.ledger import Event
 from allotment.core.subjects import check_identifier
 from allotment.core.usage import Meter
 from allotment.errors import ConflictError, NotFoundError, ValidationError
-from allotment.lifecycle.tx import BudgetTx, Config, Configured, Key
+from allotment.lifecycle.tx import BudgetTx, Config, Configured, Credits, Key
 
 __all__ = [
     "contributions",
@@ -127,27 +129,97 @@ def rebuild_counters(tx: BudgetTx, budgets: Sequence[Budget]) -> int:
     Applies the budgets' *current* definitions to the whole history, so it
     also backfills a budget created after usage happened. Archived history
     counts as it was counted when it was archived (``counter_baseline``).
+
+    A credit pool's grants and debt are recounted from its credit ledger, and
+    its own counter takes each call's usage less what grants and debt took.
     """
     keys = {b.key for b in budgets}
-    tx.clear_counters(sorted(keys))
+    movements = CreditMovements.of(tx, {b.key for b in budgets if b.credits})
+    tx.clear_counters(sorted(keys | movements.keys))
     totals: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
     for key, used in tx.baseline(sorted(keys)).items():
         totals[key][0] += used
     tenants = {b.tenant for b in budgets}
     scope = None if None in tenants or len(tenants) != 1 else next(iter(tenants))
     events = list(tx.counting_events(scope))
-    for key, used in contributions(tx, events, keys).items():
+    for key, used in contributions(tx, events, keys, movements.covered).items():
         totals[key][0] += used
+    for key, drawn in movements.drawn.items():
+        totals[key][0] += drawn
     for reservation in tx.held():
         for charge in reservation.charges:
+            key = (charge.budget_key, charge.member, charge.bucket)
             if charge.budget_key in keys:
-                totals[(charge.budget_key, charge.member, charge.bucket)][1] += charge.amount
+                totals[key][1] += charge.amount
+            elif charge.budget_key in movements.keys:  # held on a grant: drawn, not yet used
+                totals[key][0] -= charge.amount
+                totals[key][1] += charge.amount
     tx.add([(b, m, k, used, reserved) for (b, m, k), (used, reserved) in totals.items()])
     return len(events)
 
 
-def contributions(tx: Configured, events: Iterable[Event], keys: set[str] | None) -> dict[Key, int]:
-    """What counting ``events`` add to the counters of budgets ``keys`` (None: all)."""
+@dataclass(slots=True)
+class CreditMovements:
+    """What credit ledgers say about counters: each grant's and debt's net draw, and
+    how much of each call (pool key, request id) grants and debt took."""
+
+    keys: set[str] = field(default_factory=set)
+    drawn: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    covered: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    @classmethod
+    def of(cls, tx: Credits, pools: set[str]) -> CreditMovements:
+        """The movements of ``pools`` (pool keys), read from their credit ledgers."""
+        found = cls()
+        if not pools:
+            return found
+        for pool in pools:
+            found.keys.add(debt_key(pool))
+            found.keys.update(g.key for g in tx.pool_grants(pool, None))
+        after = 0
+        while True:
+            page = tx.credit_entries(None, None, after, _PAGE)
+            for entry in page:
+                if entry.pool in pools:
+                    found._count(entry)
+            if len(page) < _PAGE:
+                return found
+            after = page[-1].id or 0
+
+    def _count(self, entry: CreditEntry) -> None:
+        kind, n = entry.kind, entry.amount
+        grant = (
+            None
+            if entry.grant_id is None
+            else (grant_key(entry.pool, entry.grant_id), entry.member, 0)
+        )
+        debt = (debt_key(entry.pool), entry.member, 0)
+        call = (entry.pool, entry.request_id or "")
+        if kind is EntryKind.DEBIT and grant is not None:
+            self.drawn[grant] += n
+            self.covered[call] += n
+        elif kind is EntryKind.REFUND and grant is not None:
+            self.drawn[grant] -= n
+            self.covered[call] -= n
+        elif kind is EntryKind.DEBT:
+            self.drawn[debt] += n
+            self.covered[call] += n
+        elif kind is EntryKind.REPAYMENT and grant is not None:
+            self.drawn[grant] += n
+            self.drawn[debt] -= n
+
+
+_PAGE = 10_000
+
+
+def contributions(
+    tx: Configured,
+    events: Iterable[Event],
+    keys: set[str] | None,
+    covered: Mapping[tuple[str, str], int] | None = None,
+) -> dict[Key, int]:
+    """What counting ``events`` add to the counters of budgets ``keys`` (None: all);
+    a credit pool's counter less what ``covered`` says its grants and debt took."""
     totals: dict[Key, int] = defaultdict(int)
     rates = tx.rates()
     for event in events:
@@ -161,5 +233,8 @@ def contributions(tx: Configured, events: Iterable[Event], keys: set[str] | None
         )
         for hit in applied:
             if keys is None or hit.budget.key in keys:
-                totals[(hit.budget.key, hit.member, hit.span.bucket)] += hit.amount(event.usage)
+                amount = hit.amount(event.usage)
+                if covered and hit.budget.credits:
+                    amount -= covered.get((hit.budget.key, event.request_id), 0)
+                totals[(hit.budget.key, hit.member, hit.span.bucket)] += amount
     return totals

@@ -22,6 +22,7 @@ from allotment.core.ledger import (
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError, NotFoundError
+from allotment.lifecycle import credits, topups
 from allotment.lifecycle import record as recording
 from allotment.lifecycle._shared import (
     PriceFn,
@@ -138,14 +139,27 @@ def commit(tx: CallTx, request: CommitRequest, now: datetime) -> CommitResult:
     event = used_event(request, _call(request, reservation), reservation.authorized_at, now)
     applied = _counted(tx, request, reservation)
     amounts = engine.amounts(applied, event.usage)
-    deltas, adjusted = _settle(applied, amounts, reservation.charges, late)
-    overshoot = _late_overshoot(applied, tx.read(applied), amounts) if late else ()
+    charges = reservation.charges
+    if credits.has_credit(applied) or credits.grant_charges(charges):
+        # Pools take what their allowance has room for; their grants and debt the rest.
+        counted, pools = credits.settle(
+            tx, applied, amounts, charges, late, now, request.request_id
+        )
+        started = tuple(t.id for t in topups.topped_up(tx, pools))
+        own = [c for c in charges if not credits.grant_charges((c,))]
+        released = [] if late else [(c.budget_key, c.member, c.bucket, 0, -c.amount) for c in own]
+        deltas = merge_deltas(released + usage_deltas(applied, counted))
+        adjusted = adjustments(applied, amounts, own)
+    else:
+        counted, started = amounts, ()
+        deltas, adjusted = _settle(applied, amounts, charges, late)
+    overshoot = _late_overshoot(applied, tx.read(applied), counted) if late else ()
     tx.add(deltas)
     event = append(tx, event)
     tx.update_reservation(
         reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )
-    return CommitResult(event, adjusted, late=late, late_overshoot=overshoot)
+    return CommitResult(event, adjusted, late=late, late_overshoot=overshoot, topups=started)
 
 
 def _late_overshoot(

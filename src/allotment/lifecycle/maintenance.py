@@ -11,7 +11,7 @@ from allotment.core.budgets import Call
 from allotment.core.ledger import Event
 from allotment.core.usage import Meter
 from allotment.lifecycle._shared import PriceFn, counted_by, rollup_of
-from allotment.lifecycle.budgets import contributions, rebuild_counters
+from allotment.lifecycle.budgets import CreditMovements, contributions, rebuild_counters
 from allotment.lifecycle.queries import EventQuery
 from allotment.lifecycle.tx import ROLLUP_TOTALS, MaintenanceTx
 
@@ -73,7 +73,8 @@ def archive_page(tx: MaintenanceTx, page: Sequence[Event]) -> None:
     What the events added to counters goes into the counter baseline, so a
     rebuild still counts them; their hourly rollups stay where they are.
     """
-    totals = contributions(tx, page, None)
+    pools = {b.key for b in tx.all_budgets(None) if b.credits}
+    totals = contributions(tx, page, None, CreditMovements.of(tx, pools).covered)
     tx.add_baseline([(b, m, k, used) for (b, m, k), used in totals.items() if used])
     tx.delete_events([e.id for e in page if e.id is not None])
 

@@ -10,6 +10,7 @@ from allotment.core import engine
 from allotment.core.budgets import Call
 from allotment.core.decisions import BudgetView
 from allotment.errors import ValidationError
+from allotment.lifecycle import credits, topups
 from allotment.lifecycle.queries import UsageQuery, UsageRow
 from allotment.lifecycle.tx import ROLLUP_DIMENSIONS, ROLLUP_TOTALS, Ledger, RollupKey, StatusTx
 
@@ -22,7 +23,15 @@ BREAKDOWN_BY = (*ROLLUP_DIMENSIONS, "hour", "day")
 def status(tx: StatusTx, call: Call, now: datetime) -> list[BudgetView]:
     """Every budget that applies to ``call`` at ``now``, as it stands."""
     applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, now)
-    return [engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True)]
+    views = [engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True)]
+    pools = []
+    for hit, view in zip(applied, views, strict=True):
+        if hit.budget.credits:
+            pool = credits.open_pool(tx, hit.budget.key, hit.member, now, write=False)
+            view.credit = pool.view()
+            pools.append((hit.budget, pool))
+    topups.report(tx, pools, [v for v in views if v.credit is not None])
+    return views
 
 
 def usage(tx: Ledger, query: UsageQuery) -> list[UsageRow]:

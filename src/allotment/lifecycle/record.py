@@ -18,6 +18,7 @@ from allotment.core.ledger import (
 )
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError
+from allotment.lifecycle import credits
 from allotment.lifecycle._shared import (
     PriceFn,
     adjustments,
@@ -28,6 +29,7 @@ from allotment.lifecycle._shared import (
     usage_deltas,
     used_event,
 )
+from allotment.lifecycle.topups import topped_up
 from allotment.lifecycle.tx import CallTx, Configured, Key
 
 __all__ = ["RecordRequest", "footprint", "record"]
@@ -75,11 +77,16 @@ def record(tx: CallTx, request: RecordRequest, now: datetime) -> CommitResult:
     event = used_event(request, request.call, request.occurred_at, now)
     applied = _counted(tx, request)
     amounts = engine.amounts(applied, event.usage)
-    tx.add(usage_deltas(applied, amounts))
+    counted: list[int] = amounts
+    started: tuple[str, ...] = ()
+    if credits.has_credit(applied):  # a pool's allowance has room for part; grants the rest
+        counted, pools = credits.settle(tx, applied, amounts, (), True, now, request.request_id)
+        started = tuple(t.id for t in topped_up(tx, pools))
+    tx.add(usage_deltas(applied, counted))
     event = append(tx, event)
     # The request id is remembered like an authorization's, so a retry is recognised.
     tx.insert_reservation(_recorded(request, event))
-    return CommitResult(event, adjustments(applied, amounts, ()))
+    return CommitResult(event, adjustments(applied, amounts, ()), topups=started)
 
 
 def _recorded(request: RecordRequest, event: Event) -> Reservation:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from allotment.core.credits import split_key
 from allotment.core.ledger import Reservation, ReservationState
 from allotment.errors import NotFoundError
+from allotment.lifecycle import credits
 from allotment.lifecycle._shared import append, merge_deltas, pick, released_event
 from allotment.lifecycle.tx import CallTx, Delta, SweepTx
 
@@ -23,6 +25,7 @@ def release(
     if reservation.state is ReservationState.HELD:
         tx.add(_unreserve([reservation]))
         _released(tx, reservation, reason, now)
+        credits.release(tx, reservation.charges, now, request_id)
         return ReservationState.RELEASED
     return reservation.state
 
@@ -35,12 +38,15 @@ def sweep(tx: SweepTx, now: datetime, limit: int) -> int:
     tx.add(_unreserve(expired))
     for reservation in expired:
         _released(tx, reservation, "expired", now)
+        credits.release(tx, reservation.charges, now, reservation.request_id)
     return len(expired)
 
 
 def _unreserve(reservations: Sequence[Reservation]) -> list[Delta]:
+    """The budgets' holds given back (grants' holds: ``credits.release``, with their entries)."""
     return merge_deltas([(c.budget_key, c.member, c.bucket, 0, -c.amount)
-                         for r in reservations for c in r.charges])  # fmt: skip
+                         for r in reservations for c in r.charges
+                         if split_key(c.budget_key) is None])  # fmt: skip
 
 
 def _released(tx: CallTx, reservation: Reservation, reason: str, now: datetime) -> None:

@@ -8,8 +8,8 @@ A backend's transaction implements them all (``Tx``); a group-commit batch
 primitive that the call lifecycle starts to use cannot slip past the batch
 unbuffered: the type checker refuses the batch until it offers it.
 
-Room is left for what comes: credits, leases and an outbox get a protocol
-each, and the steps that use them name it.
+Room is left for what comes: leases and an outbox get a protocol each, and
+the steps that use them name it, as credit pools do (``Crediting``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from datetime import datetime
 from typing import Protocol
 
 from allotment.core.budgets import Budget
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
+from allotment.core.topups import TopUp
 from allotment.core.usage import USAGE_FIELDS
 from allotment.lifecycle.queries import EventQuery
 
@@ -36,6 +38,8 @@ __all__ = [
     "Configured",
     "Counters",
     "Counting",
+    "Crediting",
+    "Credits",
     "Delta",
     "Key",
     "Keys",
@@ -48,6 +52,8 @@ __all__ = [
     "RollupKey",
     "StatusTx",
     "SweepTx",
+    "TopUps",
+    "ToppingUp",
     "Tx",
 ]
 
@@ -86,6 +92,7 @@ class Counting(Protocol):
     """The counters a call reads and moves."""
 
     def read(self, applied: Sequence[Applied]) -> list[Counter]: ...
+    def read_keys(self, keys: Sequence[Key]) -> list[Counter]: ...
     def add(self, deltas: Sequence[Delta]) -> None: ...
 
 
@@ -94,6 +101,49 @@ class Counters(Counting, Protocol):
 
     def clear_counters(self, keys: Sequence[str] | None) -> None: ...
     def all_counters(self) -> dict[Key, tuple[int, int]]: ...
+
+
+class Crediting(Protocol):
+    """A credit pool member's grants, and its credit ledger, as calls draw on them.
+
+    ``grants`` locks the member's grants (every one, closed ones too) until
+    the transaction ends; their consumption is in counters (``read_keys``).
+    """
+
+    def grants(self, pool: str, member: str) -> list[Grant]: ...
+    def close_grant(self, pool: str, member: str, grant_id: str) -> None: ...
+    def append_credits(self, entries: Sequence[CreditEntry]) -> None: ...
+
+
+class Credits(Crediting, Protocol):
+    """Grants added, voided and listed; the credit ledger read."""
+
+    def insert_grant(self, grant: Grant) -> Grant: ...
+    def void_grant(self, pool: str, member: str, grant_id: str, at: datetime) -> None: ...
+    def pool_grants(self, pool: str, member: str | None) -> list[Grant]: ...
+    def credit_entries(
+        self, pool: str | None, member: str | None, after_id: int, limit: int
+    ) -> list[CreditEntry]: ...
+
+
+class ToppingUp(Protocol):
+    """A pool member's auto top-ups, as a commit starts one (``allotment.core.topups``).
+
+    ``start_topup`` takes the member's one pending slot, or answers False when
+    a pending top-up holds it (another transaction's too: it waits for it).
+    """
+
+    def latest_topup(self, pool: str, member: str) -> TopUp | None: ...
+    def start_topup(self, topup: TopUp) -> bool: ...
+    def drop_topup(self, topup: TopUp) -> None: ...
+
+
+class TopUps(ToppingUp, Protocol):
+    """Top-ups claimed by a paying worker and moved on by the outcome."""
+
+    def due_topups(self, now: datetime, limit: int) -> list[TopUp]: ...
+    def topup(self, topup_id: str) -> TopUp | None: ...
+    def put_topup(self, topup: TopUp) -> None: ...
 
 
 class Reserving(Protocol):
@@ -157,7 +207,7 @@ class Keys(Protocol):
     def update_key(self, key: ApiKey) -> None: ...
 
 
-class CallTx(Configured, Counting, Reserving, Recording, Protocol):
+class CallTx(Configured, Counting, Crediting, ToppingUp, Reserving, Recording, Protocol):
     """What authorize, commit, record and release use: all a group-commit batch serves."""
 
 
@@ -165,11 +215,11 @@ class SweepTx(CallTx, Reservations, Protocol):
     """Releasing expired reservations."""
 
 
-class StatusTx(Configured, Counting, Protocol):
+class StatusTx(Configured, Counting, Crediting, ToppingUp, Protocol):
     """Reading where the applicable budgets stand."""
 
 
-class BudgetTx(Config, Counters, Reservations, Ledger, Baseline, Protocol):
+class BudgetTx(Config, Counters, Credits, TopUps, Reservations, Ledger, Baseline, Protocol):
     """Writing budgets and rates, and recounting the counters they change."""
 
 

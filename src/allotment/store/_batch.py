@@ -37,9 +37,11 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from allotment.core.budgets import Budget
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import Rates
 from allotment.core.ledger import Event, Reservation
+from allotment.core.topups import TopUp
 from allotment.lifecycle import authorize, commit
 from allotment.lifecycle.authorize import AuthorizeRequest
 from allotment.lifecycle.commit import CommitRequest
@@ -282,6 +284,15 @@ class BatchTx:
             out.append(Counter(used, reserved))
         return out
 
+    def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
+        missing = [key for key in keys if key not in self._counters]
+        if missing:
+            # Not locked yet: read (and lock) them with this batch's writes so far applied.
+            self._flush_counters()
+            for key, counter in zip(missing, self._inner.read_keys(missing), strict=True):
+                self._counters[key] = [counter.used, counter.reserved]
+        return [Counter(*self._counters[key]) for key in keys]
+
     def add(self, deltas: Sequence[Delta]) -> None:
         for budget_key, member, bucket, used, reserved in deltas:
             key = (budget_key, member, bucket)
@@ -297,6 +308,26 @@ class BatchTx:
         if self._pending:
             self._inner.add([(*k, u, r) for k, (u, r) in sorted(self._pending.items())])
             self._pending.clear()
+
+    # credit pools, passed through: written in the batch's transaction, undone if it fails
+    def grants(self, pool: str, member: str) -> list[Grant]:
+        return self._inner.grants(pool, member)
+
+    def close_grant(self, pool: str, member: str, grant_id: str) -> None:
+        self._inner.close_grant(pool, member, grant_id)
+
+    def append_credits(self, entries: Sequence[CreditEntry]) -> None:
+        self._inner.append_credits(entries)
+
+    # auto top-ups, passed through as grants are: the pending slot is the database's
+    def latest_topup(self, pool: str, member: str) -> TopUp | None:
+        return self._inner.latest_topup(pool, member)
+
+    def start_topup(self, topup: TopUp) -> bool:
+        return self._inner.start_topup(topup)
+
+    def drop_topup(self, topup: TopUp) -> None:
+        self._inner.drop_topup(topup)
 
     # reservations
     def reservations(self, request_id: str) -> list[Reservation]:

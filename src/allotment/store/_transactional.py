@@ -11,13 +11,25 @@ from functools import partial
 from typing import Any, TypeVar
 
 from allotment.core.budgets import Budget, Call
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
+from allotment.core.topups import TopUp
 from allotment.errors import StoreError
-from allotment.lifecycle import authorize, commit, maintenance, reads, record, release
+from allotment.lifecycle import (
+    authorize,
+    commit,
+    credits,
+    maintenance,
+    reads,
+    record,
+    release,
+    topups,
+)
 from allotment.lifecycle import budgets as budget_steps
+from allotment.lifecycle.credits import PoolStatus
 from allotment.lifecycle.tx import Tx
 from allotment.store._batch import Batcher, Item
 from allotment.store.base import (
@@ -164,6 +176,35 @@ class TransactionalStore:
     def delete_budget(self, budget: Budget) -> None:
         """Delete ``budget`` (found with ``find_budget``) unless it is protected by now."""
         self._write(lambda tx: budget_steps.delete_budget(tx, budget))
+
+    # credit pools
+    def add_grant(self, budget: Budget, grant: Grant, now: datetime) -> tuple[Grant, bool]:
+        return self._write(lambda tx: credits.add_grant(tx, budget, grant, now))
+
+    def void_grant(self, budget: Budget, member: str, grant_id: str, now: datetime) -> Grant:
+        return self._write(lambda tx: credits.void_grant(tx, budget, member, grant_id, now))
+
+    def pool_status(self, budget: Budget, member: str, now: datetime) -> PoolStatus:
+        return self._read(lambda tx: credits.pool_status(tx, budget, member, now))
+
+    def credit_entries(
+        self, budget: Budget, member: str | None, after_id: int, limit: int
+    ) -> list[CreditEntry]:
+        return self._read(lambda tx: tx.credit_entries(budget.key, member, after_id, limit))
+
+    def claim_topups(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[tuple[TopUp, Budget | None]]:
+        return self._write(lambda tx: topups.claim(tx, now, limit, lease))
+
+    def finish_topup(self, topup_id: str, outcome: topups.Outcome, now: datetime) -> TopUp:
+        return self._write(lambda tx: topups.finish(tx, topup_id, outcome, now))
+
+    def resume_topups(self, budget: Budget, member: str, now: datetime) -> bool:
+        return self._write(lambda tx: topups.resume(tx, budget, member, now))
+
+    def latest_topup(self, budget: Budget, member: str) -> TopUp | None:
+        return self._read(lambda tx: tx.latest_topup(budget.key, member))
 
     def rebuild(self) -> RebuildStats:
         return self._write(lambda tx: maintenance.rebuild(tx))

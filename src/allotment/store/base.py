@@ -12,20 +12,24 @@ written once. The requests are defined beside their steps and named here too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from allotment.core.budgets import Budget, Call
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
+from allotment.core.topups import TopUp
 from allotment.lifecycle._shared import PriceFn
 from allotment.lifecycle.authorize import AuthorizeRequest
 from allotment.lifecycle.commit import CommitRequest
+from allotment.lifecycle.credits import PoolStatus
 from allotment.lifecycle.maintenance import ArchiveStats, RebuildStats, RepriceRequest, RepriceStats
 from allotment.lifecycle.queries import EventQuery, UsageQuery, UsageRow
 from allotment.lifecycle.record import RecordRequest
+from allotment.lifecycle.topups import Outcome
 
 __all__ = [
     "ArchiveStats",
@@ -75,6 +79,18 @@ class Store(Protocol):
     def find_budget(self, budget_id: str, tenant: str | None = None) -> Budget: ...
     def list_budgets(self, tenant: str | None = None) -> list[Budget]: ...
     def delete_budget(self, budget: Budget) -> None: ...
+    def add_grant(self, budget: Budget, grant: Grant, now: datetime) -> tuple[Grant, bool]: ...
+    def void_grant(self, budget: Budget, member: str, grant_id: str, now: datetime) -> Grant: ...
+    def pool_status(self, budget: Budget, member: str, now: datetime) -> PoolStatus: ...
+    def credit_entries(
+        self, budget: Budget, member: str | None, after_id: int, limit: int
+    ) -> list[CreditEntry]: ...
+    def claim_topups(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[tuple[TopUp, Budget | None]]: ...
+    def finish_topup(self, topup_id: str, outcome: Outcome, now: datetime) -> TopUp: ...
+    def resume_topups(self, budget: Budget, member: str, now: datetime) -> bool: ...
+    def latest_topup(self, budget: Budget, member: str) -> TopUp | None: ...
     def rebuild(self) -> RebuildStats: ...
     def archive(
         self, before: datetime, sink: Callable[[Sequence[Event]], None], page_size: int = 5000

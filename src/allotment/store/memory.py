@@ -30,6 +30,7 @@ from operator import add, sub
 from typing import Any, TypeVar
 
 from allotment.core.budgets import Budget, in_order
+from allotment.core.credits import CreditEntry, Grant
 from allotment.core.engine import Applied, Counter, counter_from_row
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
@@ -43,6 +44,7 @@ from allotment.core.ledger import (
     charge_from_row,
 )
 from allotment.core.subjects import Subject
+from allotment.core.topups import TopUp, TopUpState
 from allotment.core.usage import usage_from_row
 from allotment.errors import ConfigurationError
 from allotment.lifecycle.tx import Delta, RollupKey, Tx
@@ -76,6 +78,13 @@ class _State:
         self.subject_index: dict[Subject, int] = {}
         self.rollups: dict[str, dict[RollupKey, list[int]]] = defaultdict(dict)
         self.meta: dict[str, str] = {}
+        #: by pool key: grant id -> grant
+        self.grants: dict[str, dict[str, Grant]] = defaultdict(dict)
+        #: (pool key, idempotency key) -> grant id
+        self.grant_keys: dict[tuple[str, str], str] = {}
+        self.credit_entries: list[CreditEntry] = []
+        #: by id, in the order started
+        self.topups: dict[str, TopUp] = {}
 
     def intern(self, subject: Subject) -> int:
         """The index of ``subject`` in ``subjects`` (added when new; never undone)."""
@@ -183,9 +192,9 @@ class _MemoryTx:
 
     def __init__(self, state: _State) -> None:
         self._s = state
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], object]] = []
 
-    def _log(self, undo: Callable[[], None]) -> None:
+    def _log(self, undo: Callable[[], object]) -> None:
         self._undo.append(undo)
 
     def undo(self) -> None:
@@ -301,6 +310,10 @@ class _MemoryTx:
             done.append((row, used, reserved))
         self._undo.append(partial(_sub, done))
 
+    def read_keys(self, keys: Sequence[tuple[str, str, int]]) -> list[Counter]:
+        counters = self._s.counters
+        return [Counter(*counters[k]) if k in counters else _ZERO for k in keys]
+
     def clear_counters(self, keys: Sequence[str] | None) -> None:
         before = dict(self._s.counters)
         if keys is None:
@@ -312,6 +325,94 @@ class _MemoryTx:
 
     def all_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
         return {k: (v[0], v[1]) for k, v in self._s.counters.items() if v[0] or v[1]}
+
+    # credit pools
+    def grants(self, pool: str, member: str) -> list[Grant]:
+        return [g for g in self._s.grants.get(pool, {}).values() if g.member == member]
+
+    def _set_grant(self, grant: Grant) -> None:
+        grants = self._s.grants[grant.pool]
+        before = grants.get(grant.id)
+        grants[grant.id] = grant
+        if before is None:
+            self._log(lambda: grants.pop(grant.id))
+        else:
+            self._log(lambda: grants.__setitem__(grant.id, before))
+
+    def close_grant(self, pool: str, member: str, grant_id: str) -> None:
+        self._set_grant(replace(self._s.grants[pool][grant_id], closed=True))
+
+    def void_grant(self, pool: str, member: str, grant_id: str, at: datetime) -> None:
+        self._set_grant(replace(self._s.grants[pool][grant_id], voided_at=at))
+
+    def insert_grant(self, grant: Grant) -> Grant:
+        taken = self._s.grants.get(grant.pool, {})
+        key = grant.idempotency_key
+        if key is not None and (grant.pool, key) in self._s.grant_keys:
+            return taken[self._s.grant_keys[grant.pool, key]]
+        if grant.id in taken:
+            return taken[grant.id]
+        self._set_grant(grant)
+        if key is not None:
+            self._s.grant_keys[grant.pool, key] = grant.id
+            self._log(lambda: self._s.grant_keys.pop((grant.pool, key)))
+        return grant
+
+    def pool_grants(self, pool: str, member: str | None) -> list[Grant]:
+        grants = self._s.grants.get(pool, {}).values()
+        return sorted((g for g in grants if member is None or g.member == member),
+                      key=lambda g: (g.member, g.created_at, g.id))  # fmt: skip
+
+    def append_credits(self, entries: Sequence[CreditEntry]) -> None:
+        kept = self._s.credit_entries
+        start = len(kept)
+        kept.extend(replace(e, id=start + i + 1) for i, e in enumerate(entries))
+        self._log(lambda: kept.__delitem__(slice(start, None)))
+
+    def credit_entries(
+        self, pool: str | None, member: str | None, after_id: int, limit: int
+    ) -> list[CreditEntry]:
+        out = []
+        for entry in self._s.credit_entries[after_id:]:
+            if (pool is None or entry.pool == pool) and (member is None or entry.member == member):
+                out.append(entry)
+                if len(out) >= limit:
+                    break
+        return out
+
+    # auto top-ups
+    def latest_topup(self, pool: str, member: str) -> TopUp | None:
+        mine = [t for t in self._s.topups.values() if (t.pool, t.member) == (pool, member)]
+        return max(mine, key=lambda t: (t.created_at, t.id), default=None)
+
+    def start_topup(self, topup: TopUp) -> bool:
+        if any((t.pool, t.member, t.state) == (topup.pool, topup.member, TopUpState.PENDING)
+               for t in self._s.topups.values()):  # fmt: skip
+            return False
+        self.put_topup(topup)
+        return True
+
+    def drop_topup(self, topup: TopUp) -> None:
+        before = self._s.topups.pop(topup.id)
+        self._log(lambda: self._s.topups.__setitem__(topup.id, before))
+
+    def due_topups(self, now: datetime, limit: int) -> list[TopUp]:
+        due = [t for t in self._s.topups.values() if t.state is TopUpState.PENDING
+               and (t.next_attempt_at is None or t.next_attempt_at <= now)
+               and (t.claimed_until is None or t.claimed_until <= now)]  # fmt: skip
+        return due[:limit]
+
+    def topup(self, topup_id: str) -> TopUp | None:
+        return self._s.topups.get(topup_id)
+
+    def put_topup(self, topup: TopUp) -> None:
+        topups = self._s.topups
+        before = topups.get(topup.id)
+        topups[topup.id] = topup
+        if before is None:
+            self._log(lambda: topups.pop(topup.id))
+        else:
+            self._log(lambda: topups.__setitem__(topup.id, before))
 
     # reservations, keyed by (request id, tenant): a request id belongs to its tenant
     def reservations(self, request_id: str) -> list[Reservation]:

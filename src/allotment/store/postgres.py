@@ -48,7 +48,7 @@ from allotment.core.ledger import Event, Reservation
 from allotment.core.usage import USAGE_FIELDS
 from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
 from allotment.lifecycle._shared import merge_deltas
-from allotment.lifecycle.tx import ROLLUP_TOTALS, Delta, RollupKey, Tx
+from allotment.lifecycle.tx import ROLLUP_TOTALS, Delta, Key, RollupKey, Tx
 from allotment.store._batch import BatchTx, Item
 from allotment.store._rows import (
     EVENT_COLUMNS,
@@ -104,6 +104,12 @@ _LOCK_COUNTERS = (
     "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]) AS t(b, m, k) ORDER BY b, m, k "
     "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET used = c.used "
     "RETURNING budget_key, member, bucket, used, reserved"
+)
+#: Read counter rows, unlocked (``_LOCK_COUNTERS`` locks them in a write transaction).
+_READ_COUNTERS = (
+    "SELECT budget_key, member, bucket, used, reserved FROM counters "
+    "WHERE (budget_key, member, bucket) IN "
+    "(SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]))"
 )
 _LOCK_RESERVATIONS = (
     "SELECT * FROM reservations WHERE request_id = ANY(?) ORDER BY request_id, tenant FOR UPDATE"
@@ -457,8 +463,10 @@ class _PostgresTx(SqlTx):
     """The ``Tx`` primitives on one connection inside one transaction.
 
     A write transaction (``locking``) locks what it reads to change: counters
-    (see ``read``), reservations (``FOR UPDATE``), expired reservations
-    (``SKIP LOCKED``) and the key table when it lists keys.
+    (see ``read``), reservations and a top-up by id (``FOR UPDATE``), expired
+    reservations and due top-ups (``SKIP LOCKED``) and the key table when it
+    lists keys. A member's one pending top-up is a partial unique index, which
+    a concurrent insert waits on (``start_topup``).
     """
 
     def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any], locking: bool) -> None:
@@ -508,6 +516,16 @@ class _PostgresTx(SqlTx):
                 used, reserved = used + int(u), reserved + int(r)
             out.append(Counter(used, reserved))
         return out
+
+    def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
+        if not keys:
+            return []
+        if self._locking:
+            current = self.lock_counters(sorted(set(keys)))
+        else:
+            rows = self._rows(_READ_COUNTERS, _arrays(keys, "tti"))
+            current = {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
+        return [Counter(*current.get(key, (0, 0))) for key in keys]
 
     def add(self, deltas: Sequence[Delta]) -> None:
         # One row per counter: an upsert may not change the same row twice.

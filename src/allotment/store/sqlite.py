@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from allotment.core.engine import Applied, Counter
 from allotment.core.ledger import Event
 from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
-from allotment.lifecycle.tx import Delta
+from allotment.lifecycle.tx import Delta, Key
 from allotment.store._rows import (
     event_values,
 )
@@ -69,6 +69,7 @@ _FILE_LOCKS_GUARD = threading.Lock()
 #: What SQLite (or the binding of a parameter) raises for a value, not for the store.
 _DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
 _ERRORS = (sqlite3.Error, OverflowError)
+_ZERO = Counter()
 
 
 class SQLiteStore(SqlConfig, GroupCommitStore):
@@ -401,6 +402,20 @@ class _SQLiteTx(SqlTx):
         )
         found = {(b, m): Counter(used, reserved) for b, m, used, reserved in rows}
         return [found[(a.budget.key, a.member)] for a in applied]
+
+    def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
+        if not keys:
+            return []
+        # Single buckets, one statement; a write transaction holds the database's lock.
+        wanted = ", ".join("(?, ?, ?)" for _ in keys)
+        rows = self._rows(
+            f"WITH wanted (b, m, k) AS (VALUES {wanted}) "
+            "SELECT budget_key, member, bucket, used, reserved FROM counters "
+            "JOIN wanted ON budget_key = b AND member = m AND bucket = k",
+            [v for key in keys for v in key],
+        )
+        found = {(b, m, k): Counter(used, reserved) for b, m, k, used, reserved in rows}
+        return [found.get(key, _ZERO) for key in keys]
 
     def add(self, deltas: Sequence[Delta]) -> None:
         self._run_many(

@@ -264,4 +264,71 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             WHERE key = 'config_version';
         """,
     ),
+    (
+        8,
+        "credit pools: grants, the credit ledger and auto top-ups",
+        """
+        -- A grant's consumption and a pool member's debt are ordinary counters
+        -- (keys 'pool!grant' and 'pool!'); here are the grants' terms. A grant is
+        -- never edited but voided (voided_at) or closed once its expiry or void
+        -- entry is written.
+        CREATE TABLE grants (
+            pool TEXT NOT NULL,
+            member TEXT NOT NULL,
+            id TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            effective_at INTEGER NOT NULL,
+            expires_at INTEGER,
+            created_at INTEGER NOT NULL,
+            voided_at INTEGER,
+            closed INTEGER NOT NULL DEFAULT 0,
+            idempotency_key TEXT,
+            metadata TEXT NOT NULL,
+            PRIMARY KEY (pool, id)
+        );  -- a rowid table: metadata may run to kilobytes
+        -- A payment id adds one grant to a pool, however often it is retried.
+        CREATE UNIQUE INDEX grants_idempotency ON grants (pool, idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX grants_member ON grants (pool, member);
+
+        -- Every movement of credit, with the member's balance after it.
+        CREATE TABLE credit_entries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pool TEXT NOT NULL,
+            member TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            balance INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            grant_id TEXT,
+            request_id TEXT
+        );
+        CREATE INDEX credit_entries_member ON credit_entries (pool, member, id);
+
+        -- Auto top-ups (allotment.core.topups): bought by a worker outside any
+        -- transaction, moved on by the payment's outcome.
+        CREATE TABLE topups (
+            id TEXT PRIMARY KEY,
+            pool TEXT NOT NULL,
+            member TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            bucket INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at INTEGER,
+            claimed_until INTEGER,
+            error TEXT,
+            grant_id TEXT
+        );
+        -- A member's one pending top-up: of commits that cross the threshold
+        -- together, one starts it.
+        CREATE UNIQUE INDEX topups_pending ON topups (pool, member) WHERE state = 'pending';
+        CREATE INDEX topups_member ON topups (pool, member, created_at);
+        CREATE INDEX topups_due ON topups (state, next_attempt_at);
+        """,
+    ),
 ]

@@ -1,0 +1,139 @@
+"""``allotment credits``: a pool's grants, balances and ledger, on the store (``--db``)
+and through a real ``allotment serve`` (``--url``/``--api-key``), answering alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from allotment.cli import app
+from tests.e2e.server import ADMIN, serve
+
+runner = CliRunner()
+POOL = ["budgets", "set", "--id", "plan", "--tenant", "acme", "--meter", "tokens", "--window",
+        "month", "--limit", "100", "--credits"]  # fmt: skip
+#: a payment's grant, sent as a payment system would send it again
+PAYMENT = ["credits", "grant", "plan", "50", "--tenant", "acme", "--idempotency-key", "pay_1",
+           "--effective-at", "2026-01-01T00:00:00Z", "--meta", "order=o-7"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('credits') / 'credits.db'}"
+    with serve(url, workers=1) as base:
+        yield url, base
+
+
+def local(served: tuple[str, str], *args: str) -> Result:
+    return runner.invoke(app, [*args, "--db", served[0]])
+
+
+def remote(served: tuple[str, str], *args: str) -> Result:
+    return runner.invoke(app, [*args, "--url", served[1], "--api-key", ADMIN])
+
+
+def both(served: tuple[str, str], *args: str) -> tuple[Any, Any]:
+    """The JSON answers of ``args`` on the file and through the service."""
+    answers = []
+    for result in (local(served, *args, "--json"), remote(served, *args, "--json")):
+        assert result.exit_code == 0, result.output
+        answers.append(json.loads(result.stdout))
+    return answers[0], answers[1]
+
+
+def test_grants_balances_and_the_ledger_through_the_service(served: tuple[str, str]) -> None:
+    made = remote(served, *POOL)
+    assert made.exit_code == 0, made.output
+    added = remote(served, *PAYMENT)
+    assert added.exit_code == 0, added.output
+    assert added.stdout.startswith("added grant g_") and "50 tokens to pool plan" in added.stdout
+    again = local(served, *PAYMENT, "--json")  # the same payment, now on the file
+    assert again.exit_code == 0, again.output
+    replay = json.loads(again.stdout)
+    assert replay["replayed"] and replay["metadata"] == {"order": "o-7"}
+    other = remote(served, "credits", "grant", "plan", "51", "--tenant", "acme",
+                   "--idempotency-key", "pay_1")  # fmt: skip
+    assert other.exit_code == 2 and "other terms" in other.stderr
+    promo = ["credits", "grant", "plan", "20", "--tenant", "acme", "--kind", "promotional",
+             "--id", "promo", "--expires-at", "2099-01-01"]  # fmt: skip
+    assert remote(served, *promo).exit_code == 0
+    on_file, through = both(served, "credits", "show", "plan", "--tenant", "acme")
+    assert on_file == through
+    assert [(g["id"], g["available"]) for g in through["grants"]] == [
+        ("promo", 20), (replay["id"], 50)]  # fmt: skip
+    table = remote(served, "credits", "show", "plan", "--tenant", "acme").stdout
+    assert "promo" in table and "available 70 tokens, debt 0 tokens" in table
+    voided = remote(served, "credits", "void", "plan", "promo", "--tenant", "acme")
+    assert voided.exit_code == 0 and "voided grant promo" in voided.stdout
+    on_file, through = both(served, "credits", "ledger", "plan", "--tenant", "acme")
+    assert on_file == through
+    assert [(e["kind"], e["grant_id"], e["balance"]) for e in through] == [
+        ("grant", replay["id"], 50), ("grant", "promo", 70), ("void", "promo", 50)]  # fmt: skip
+    page = json.loads(
+        local(
+            served,
+            "credits",
+            "ledger",
+            "plan",
+            "--tenant",
+            "acme",
+            "--after-id",
+            str(through[0]["id"]),
+            "--limit",
+            "1",
+            "--json",
+        ).stdout
+    )
+    assert [e["kind"] for e in page] == ["grant"]  # fmt: skip
+    ledger = local(served, "credits", "ledger", "plan", "--tenant", "acme").stdout
+    assert "void" in ledger and "50 tokens" in ledger
+
+
+def test_mistakes_are_one_line_naming_the_field(served: tuple[str, str]) -> None:
+    plain = ["budgets", "set", "--id", "plain", "--tenant", "acme", "--meter", "tokens",
+             "--window", "day", "--limit", "9"]  # fmt: skip
+    assert remote(served, *plain).exit_code == 0
+    assert remote(served, *POOL[:3], "pool2", *POOL[4:]).exit_code == 0
+    for run in (local, remote):
+        not_a_pool = run(served, "credits", "grant", "plain", "5", "--tenant", "acme")
+        assert not_a_pool.exit_code == 2 and not_a_pool.stderr.startswith("error: pool: ")
+        fraction = run(served, "credits", "grant", "pool2", "1.5", "--tenant", "acme")
+        assert fraction.exit_code == 2 and fraction.stderr.startswith("error: amount: ")
+        member = run(served, "credits", "grant", "pool2", "5", "--tenant", "acme", "--member", "x")
+        assert member.exit_code == 2 and member.stderr.startswith("error: member: ")
+        unknown = run(served, "credits", "show", "nope", "--tenant", "acme")
+        assert unknown.exit_code == 2 and "nope" in unknown.stderr
+        bad_time = run(served, "credits", "grant", "pool2", "5", "--tenant", "acme",
+                       "--expires-at", "soon")  # fmt: skip
+        assert bad_time.exit_code == 2 and bad_time.stderr.startswith("error: --expires-at: ")
+
+
+def test_credits_on_a_store_of_its_own(tmp_path: Path) -> None:
+    """Debt and repayment, and a per-user pool, with --db alone."""
+    db = ["--db", f"sqlite:///{tmp_path / 'own.db'}"]
+
+    def run(*args: str) -> Result:
+        result = runner.invoke(app, [*args, *db])
+        assert result.exit_code == 0, result.output
+        return result
+
+    run("budgets", "set", "--id", "seats", "--tenant", "acme", "--meter", "tokens", "--window",
+        "month", "--limit", "0", "--credits", "--per", "user")  # fmt: skip
+    run("credits", "grant", "seats", "10", "--tenant", "acme", "--member", "u1", "--id", "a")
+    run("record", "--tenant", "acme", "--user", "u1", "--provider", "openai", "--model",
+        "gpt-4o-mini", "--input", "25", "--output", "0")  # fmt: skip
+    owed = json.loads(run("credits", "show", "seats", "--tenant", "acme", "--member", "u1",
+                          "--json").stdout)  # fmt: skip
+    assert (owed["member"], owed["available"], owed["debt"]) == ("u1", 0, 15)
+    run("credits", "grant", "seats", "40", "--tenant", "acme", "--member", "u1", "--id", "b")
+    table = run("credits", "show", "seats", "--tenant", "acme", "--member", "u1").stdout
+    assert "member u1" in table and "available 25 tokens, debt 0 tokens" in table
+    kinds = json.loads(run("credits", "ledger", "seats", "--tenant", "acme", "--json").stdout)
+    assert [e["kind"] for e in kinds] == ["grant", "debit", "debt", "grant", "repayment"]
+    unnamed = runner.invoke(app, ["credits", "show", "seats", "--tenant", "acme", *db])
+    assert unnamed.exit_code == 2 and unnamed.stderr.startswith("error: member: ")
