@@ -34,12 +34,14 @@ from allotment._client_base import (
     RemoteCreditEntry,
     RemoteGrant,
     RemotePoolStatus,
+    RemoteTopUp,
     answer,
     credit_entry_from,
     file_config,
     grant_from,
     pool_from,
     spec_of,
+    topup_standing,
     whole,
 )
 from allotment.async_governor import AsyncHold
@@ -323,6 +325,19 @@ class AsyncClient(Base):
         """See ``Governor.credit_ledger``: one page, oldest first, after entry ``after_id``."""
         page = await self._send(self._credit_ledger(pool, tenant, member, after_id, limit))
         return [credit_entry_from(e) for e in page["entries"]]
+
+    async def resume_topups(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> bool:
+        """See ``Governor.resume_topups``."""
+        return bool((await self._send(self._resume_topups(pool, tenant, member)))["resumed"])
+
+    async def topup_status(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> tuple[str | None, RemoteTopUp | None]:
+        """See ``Governor.topup_status``: why auto top-up is not buying (its code), and the
+        member's latest top-up; (None, None) for a pool without auto top-up."""
+        return topup_standing(await self._send(self._pool(pool, tenant, member)))
 
     # keys
     async def create_key(

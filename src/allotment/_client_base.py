@@ -5,7 +5,8 @@ are built the same way); everything a request carries, and every rule about
 retrying it or reading its answer, is written here once. So is the wire form
 of credit pools' answers (``grant_json``, ``pool_json``, ``credit_entry_json``):
 the service sends it, the CLI prints it from a local Governor, and the clients
-read it back as ``RemoteGrant``, ``RemotePoolStatus`` and ``RemoteCreditEntry``.
+read it back as ``RemoteGrant``, ``RemotePoolStatus``, ``RemoteCreditEntry`` and
+``RemoteTopUp``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from allotment.core.budgets import Budget
 from allotment.core.credits import CreditEntry, Grant
 from allotment.core.fx import FxRate
 from allotment.core.subjects import Subject
+from allotment.core.topups import AutoTopUp, TopUp, TopUpStatus
 from allotment.core.units import UNITS, shown
 from allotment.core.usage import Usage
 from allotment.errors import (
@@ -37,7 +39,7 @@ from allotment.errors import (
     StoreError,
     ValidationError,
 )
-from allotment.governor import SubjectLike, UsageLike
+from allotment.governor import Governor, SubjectLike, UsageLike
 from allotment.lifecycle.credits import GrantBalance, PoolStatus
 from allotment.store.base import EventQuery
 
@@ -49,16 +51,20 @@ __all__ = [
     "RemoteGrant",
     "RemoteGrantBalance",
     "RemotePoolStatus",
+    "RemoteTopUp",
+    "TopUpStanding",
     "answer",
     "credit_entry_from",
     "credit_entry_json",
     "file_config",
     "grant_from",
     "grant_json",
+    "pool_answer",
     "pool_from",
     "pool_json",
     "spec_of",
     "tenant_of",
+    "topup_standing",
     "whole",
 ]
 
@@ -250,6 +256,13 @@ class Base:
         return Call("GET", _pool_path(pool), params=params)
 
     @staticmethod
+    def _resume_topups(pool: str, tenant: str | None, member: str) -> Call:
+        """Re-enable auto top-up: sent again after a lost answer (the same effect, though
+        the answer may then say it was not paused)."""
+        body = _body({"tenant": tenant, "member": member or None})
+        return Call("POST", f"{_pool_path(pool)}/topups/resume", body)
+
+    @staticmethod
     def _credit_ledger(
         pool: str, tenant: str | None, member: str | None, after_id: int, limit: int
     ) -> Call:
@@ -327,8 +340,25 @@ def grant_json(grant: Grant, budget: Budget, currency: str) -> dict[str, Any]:
     }
 
 
-def pool_json(status: PoolStatus, currency: str) -> dict[str, Any]:
-    """A pool member's standing as ``GET /v1/pools/{id}`` answers it."""
+#: why auto top-up is not keeping a member topped up, and its latest top-up
+#: (``Governor.topup_status``)
+TopUpStanding = tuple[TopUpStatus | None, TopUp | None]
+
+
+def pool_answer(gov: Governor, pool: str, tenant: str | None, member: str) -> dict[str, Any]:
+    """A pool member's standing from ``gov``, as ``GET /v1/pools/{id}`` answers it."""
+    status = gov.pool(pool, tenant=tenant, member=member)
+    standing: TopUpStanding = (None, None)
+    if status.budget.auto_topup is not None:
+        standing = gov.topup_status(pool, tenant=tenant, member=member)
+    return pool_json(status, gov.currency, standing)
+
+
+def pool_json(
+    status: PoolStatus, currency: str, topup: TopUpStanding = (None, None)
+) -> dict[str, Any]:
+    """A pool member's standing as ``GET /v1/pools/{id}`` answers it; ``topup``: its auto
+    top-up's, for a pool that has one."""
     budget = status.budget
     unit, money = _pool_unit(budget, currency)
     grants = [_grant_row(row, unit, money) for row in status.grants]
@@ -342,11 +372,23 @@ def pool_json(status: PoolStatus, currency: str) -> dict[str, Any]:
         "available": status.available,
         "debt": status.debt,
         "grants": grants,
+        "auto_topup": _auto_topup_json(budget.auto_topup, topup),
         "display": {
             "available": shown(status.available, unit, money),
             "debt": shown(status.debt, unit, money),
         },
     }
+
+
+def _auto_topup_json(auto: AutoTopUp | None, topup: TopUpStanding) -> dict[str, Any] | None:
+    """A pool's auto top-up in base units, why it is not buying (``status``) and the
+    member's latest top-up."""
+    if auto is None:
+        return None
+    status, latest = topup
+    return {"threshold": auto.threshold, "amount": auto.amount, "target": auto.target,
+            "monthly_cap": auto.monthly_cap, "status": None if status is None else status.value,
+            "latest": None if latest is None else latest.to_dict()}  # fmt: skip
 
 
 def _grant_row(row: GrantBalance, unit: str, money: str | None) -> dict[str, Any]:
@@ -429,12 +471,36 @@ class RemotePoolStatus:
     available: int
     debt: int
     grants: tuple[RemoteGrantBalance, ...] = ()
+    #: the pool's auto top-up in base units, its ``status`` and the ``latest`` top-up
+    #: (None: the pool has none)
+    auto_topup: dict[str, Any] | None = None
     display: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, as the service sent it."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         return out | {"grants": [g.to_dict() for g in self.grants]}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTopUp:
+    """One auto top-up of a pool member (``TopUp``): ``amount`` in the pool's unit,
+    ``state`` pending, succeeded, failed or resumed; times are ISO 8601 strings."""
+
+    id: str
+    member: str
+    amount: int
+    state: str
+    created_at: str
+    updated_at: str
+    attempts: int = 0
+    next_attempt_at: str | None = None
+    error: str | None = None
+    grant_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as the service sent it."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +550,14 @@ def _balance_from(row: Mapping[str, Any], named: dict[str, Any]) -> RemoteGrantB
     grant = grant_from(own | named | {"display": amount})
     return RemoteGrantBalance(grant, row["used"], row["reserved"], row["available"],
                               row.get("display"))  # fmt: skip
+
+
+def topup_standing(data: Mapping[str, Any]) -> tuple[str | None, RemoteTopUp | None]:
+    """A pool's auto top-up status and latest top-up, from ``GET /v1/pools/{id}``."""
+    auto = data.get("auto_topup") or {}
+    latest = auto.get("latest")
+    topup = None if latest is None else RemoteTopUp(**_known(RemoteTopUp, latest))
+    return auto.get("status"), topup
 
 
 def credit_entry_from(data: Mapping[str, Any]) -> RemoteCreditEntry:

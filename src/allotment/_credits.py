@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from allotment.core.budgets import Budget
 from allotment.core.credits import CreditEntry, Grant, GrantKind
 from allotment.core.money import decimal_to_units
 from allotment.core.subjects import check_identifier
-from allotment.core.topups import TopUp
+from allotment.core.topups import TopUp, TopUpStatus
 from allotment.core.usage import Meter
 from allotment.errors import ValidationError
 from allotment.lifecycle.credits import PoolStatus, check_pool
@@ -32,6 +32,7 @@ __all__ = ["TOPUP_INTERVAL", "CreditPools", "TopUpWorker"]
 _log = logging.getLogger("allotment.topups")
 
 _MAX_PAGE = 1000
+T = TypeVar("T")
 
 
 class CreditPools:
@@ -142,6 +143,15 @@ class CreditPools:
         """Re-enable auto top-up after a failed payment; False if it was not paused."""
         budget = self.store.find_budget(pool, tenant)
         return self.store.resume_topups(budget, member, self.now())
+
+    def topup_status(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> tuple[TopUpStatus | None, TopUp | None]:
+        """Why auto top-up is not keeping ``member``'s credit topped up (None: it is, or
+        the pool has none), and the member's latest top-up; read in one transaction, by
+        the rule decisions and the 402 use (``lifecycle.topups.status_of``)."""
+        budget = self.store.find_budget(pool, tenant)
+        return self.store.topup_status(budget, member, self.now())
 
     def _topups_started(self, started: tuple[str, ...]) -> None:
         """A commit started top-ups: have the worker pay them."""

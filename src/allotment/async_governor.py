@@ -29,9 +29,11 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.subjects import Subject
+from allotment.core.topups import TopUp, TopUpStatus
 from allotment.errors import BudgetExceeded
 from allotment.governor import _DEFAULT, Governor, SubjectLike, UsageLike, _Default, _utcnow
 from allotment.lifecycle.credits import PoolStatus
+from allotment.payments import PaymentGateway
 from allotment.pricing.base import Pricer
 from allotment.pricing.estimate import EstimateSettings
 from allotment.store import Store
@@ -63,10 +65,13 @@ class AsyncGovernor:
         estimates: EstimateSettings | None = None,
         clock: Callable[[], datetime] = _utcnow,
         default_ttl: int = 300,
+        gateway: PaymentGateway | None = None,
+        topup_worker: bool = True,
     ) -> None:
         self.sync = Governor(
             store, pricer=pricer, currency=currency, unknown_model=unknown_model,
             uncovered=uncovered, estimates=estimates, clock=clock, default_ttl=default_ttl,
+            gateway=gateway, topup_worker=topup_worker,
         )  # fmt: skip
 
     # the call lifecycle
@@ -275,6 +280,24 @@ class AsyncGovernor:
             limit=limit,
         )  # fmt: skip
         return await asyncio.to_thread(page)
+
+    async def run_topups(self, limit: int = 10) -> list[TopUp]:
+        """See ``Governor.run_topups``."""
+        return await asyncio.to_thread(self.sync.run_topups, limit)
+
+    async def resume_topups(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> bool:
+        """See ``Governor.resume_topups``."""
+        resume = partial(self.sync.resume_topups, pool, tenant=tenant, member=member)
+        return await asyncio.to_thread(resume)
+
+    async def topup_status(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> tuple[TopUpStatus | None, TopUp | None]:
+        """See ``Governor.topup_status``."""
+        status = partial(self.sync.topup_status, pool, tenant=tenant, member=member)
+        return await asyncio.to_thread(status)
 
     # the ledger
     async def reprice(

@@ -16,10 +16,10 @@ authorization is returned (``allowed=False``), as the Governor does.
 **Retries.** A 503 or a connection failure is retried with jittered backoff
 (``retries`` times, 0.1 / 0.3 / 1 s by default) for the calls that are safe
 to repeat: authorize, commit, release and record (their request ids make a
-retry count once), voiding a grant, adding one under an idempotency key, and
-every read. Budget and key changes, and grants without a key, are sent once.
-When the service stays unreachable the error is ``StoreError``, never an
-``httpx`` exception.
+retry count once), voiding a grant, adding one under an idempotency key,
+resuming auto top-up, and every read. Budget and key changes, and grants
+without a key, are sent once. When the service stays unreachable the error is
+``StoreError``, never an ``httpx`` exception.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from allotment._client_base import (
     RemoteGrant,
     RemoteGrantBalance,
     RemotePoolStatus,
+    RemoteTopUp,
     answer,
     credit_entry_from,
     file_config,
@@ -66,6 +67,7 @@ from allotment._client_base import (
     pool_from,
     spec_of,
     tenant_of,
+    topup_standing,
     whole,
 )
 from allotment.core.budgets import Budget
@@ -89,6 +91,7 @@ __all__ = [
     "RemoteGrantBalance",
     "RemoteKey",
     "RemotePoolStatus",
+    "RemoteTopUp",
     "RemoteUsageRow",
 ]
 
@@ -368,6 +371,17 @@ class Client(Base):
         """See ``Governor.credit_ledger``: one page, oldest first, after entry ``after_id``."""
         page = self._send(self._credit_ledger(pool, tenant, member, after_id, limit))
         return [credit_entry_from(e) for e in page["entries"]]
+
+    def resume_topups(self, pool: str, *, tenant: str | None = None, member: str = "") -> bool:
+        """See ``Governor.resume_topups``."""
+        return bool(self._send(self._resume_topups(pool, tenant, member))["resumed"])
+
+    def topup_status(
+        self, pool: str, *, tenant: str | None = None, member: str = ""
+    ) -> tuple[str | None, RemoteTopUp | None]:
+        """See ``Governor.topup_status``: why auto top-up is not buying (its code), and the
+        member's latest top-up; (None, None) for a pool without auto top-up."""
+        return topup_standing(self._send(self._pool(pool, tenant, member)))
 
     # keys
     def create_key(

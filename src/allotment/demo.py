@@ -3,12 +3,13 @@
 Why a demo: it shows, on real storage and in a few seconds, that systems 1, 2
 and 5 of DESIGN.md are configuration, not code — per-tenant token budgets with
 soft and hard caps (a CRM), org/group/user cost policies with a user override
-and bring-your-own-key calls left out (a gateway, budgets in EUR), and pooled plus
-per-agent token limits (an agent orchestrator). A seeded ``random.Random``
-plans a working day of calls, and a fake clock walks through them over the
-twelve hours up to now (from midnight UTC when it is not yet noon), so no
-event lies in the future and every call counts in today's windows. The same
-seed and the same time print the same report.
+and bring-your-own-key calls left out (a gateway, budgets in EUR; one user on
+prepaid credit that tops itself up, as system 3's customers do, paid by the
+test gateway), and pooled plus per-agent token limits (an agent orchestrator).
+A seeded ``random.Random`` plans a working day of calls, and a fake clock
+walks through them over the twelve hours up to now (from midnight UTC when it
+is not yet noon), so no event lies in the future and every call counts in
+today's windows. The same seed and the same time print the same report.
 
 The demo lives in the CLI's own database (``sqlite:///allotment.db`` unless
 told otherwise), so ``allotment status --tenant port-a`` reads it. A database
@@ -30,9 +31,12 @@ from rich.console import Console
 
 from allotment import _demo_db
 from allotment._demo_db import DemoState, demo_file, not_a_demo, reset_database
-from allotment._render import status_table, usage_table
+from allotment._render import format_money, status_table, usage_table
+from allotment.core.credits import GrantKind
 from allotment.core.decisions import BudgetView
+from allotment.errors import NotFoundError
 from allotment.governor import Governor
+from allotment.payments import TestGateway
 from allotment.pricing.static import ModelRate, StaticPricer
 
 __all__ = ["demo_file", "demo_state", "run_demo", "simulated_span"]
@@ -43,6 +47,8 @@ DAY_SECONDS = 12 * 3600
 ERROR_RATE = 0.04
 
 _NOT_BYOK = {"tags.byok": "true"}
+#: a credit pool (system 3): a month's allowance, a welcome grant, then auto top-ups
+CREDIT_POOL = "globex-erin-credits"
 CRM_BUDGETS: list[dict[str, Any]] = [
     {"id": "port-a-daily", "tenant": "port-a", "meter": "tokens", "window": "day",
      "limit": "200000", "soft": [80]},
@@ -64,6 +70,10 @@ GATEWAY_BUDGETS: list[dict[str, Any]] = [
      "overrides": True, "limit": "5.00", "exclude": _NOT_BYOK},
     {"id": "globex-org-monthly", "name": "org cap", "tenant": "globex", "meter": "cost",
      "window": "month", "limit": "100.00", "exclude": _NOT_BYOK},
+    {"id": CREDIT_POOL, "name": "erin's prepaid credit", "tenant": "globex", "meter": "cost",
+     "window": "month", "per": "user", "match": {"user": "erin"}, "limit": "0.05",
+     "exclude": _NOT_BYOK, "credits": True,
+     "auto_topup": {"threshold": "0.04", "amount": "0.05", "monthly_cap": "0.10"}},
 ]  # fmt: skip
 AGENT_BUDGETS: list[dict[str, Any]] = [
     {"id": "orchestrator-daily", "tenant": "orchestrator", "meter": "tokens",
@@ -230,7 +240,9 @@ def simulate(
         failed = rng.random() < ERROR_RATE
         tally.errors += failed
         used = _actual(rng, call, failed)
-        gov.commit(request_id, used, status="error" if failed else "success")
+        result = gov.commit(request_id, used, status="error" if failed else "success")
+        if result.topups:  # paid at once, at this call's time
+            gov.run_topups()
     return tally
 
 
@@ -242,11 +254,13 @@ def demo_state(url: str) -> DemoState:
     return _demo_db.demo_state(url, DEMO_BUDGET_IDS)
 
 
-def _create_budgets(gov: Governor) -> None:
+def _create_budgets(gov: Governor, start: datetime) -> None:
     rate, since = EUR_PER_USD
     gov.set_rate("USD", "EUR", rate, effective_from=since)  # the gateway's budgets are in EUR
     for spec in (*CRM_BUDGETS, *AGENT_BUDGETS, *GATEWAY_BUDGETS):
         gov.set_budget(spec)
+    gov.add_grant(CREDIT_POOL, "0.05", tenant="globex", member="erin", kind="promotional",
+                  effective_at=start, grant_id="welcome")  # fmt: skip
 
 
 # --- reporting ----------------------------------------------------------------------
@@ -295,6 +309,23 @@ def report_gateway(gov: Governor, console: Console) -> None:
     console.print(
         usage_table(rows, ["user"], gov.currency, title="globex spend per user", brief=True)
     )
+    line = _credit_line(gov)
+    if line is not None:
+        console.print(line, markup=False)
+
+
+def _credit_line(gov: Governor) -> str | None:
+    """erin's prepaid credit: what is left, the auto top-ups paid, why none is buying
+    (None: a demo kept from before it had the pool)."""
+    try:
+        pool = gov.pool(CREDIT_POOL, tenant="globex", member="erin")
+    except NotFoundError:
+        return None
+    status, _ = gov.topup_status(CREDIT_POOL, tenant="globex", member="erin")
+    paid = sum(1 for row in pool.grants if row.grant.kind is GrantKind.TOP_UP)
+    left = format_money(pool.available - pool.debt, pool.budget.currency)
+    return (f"{CREDIT_POOL} (erin's prepaid credit): {left} left, {paid} auto top-ups paid "
+            f"by the test gateway; auto top-up status: {status or 'active'}")  # fmt: skip
 
 
 def report_agents(gov: Governor, console: Console) -> None:
@@ -333,12 +364,14 @@ def run_demo(
         reset_database(db_url, DEMO_BUDGET_IDS)
     simulate_now = reset or state == "fresh"
     clock = FakeClock(end)
-    with Governor(db_url, pricer=StaticPricer(USD_RATES), clock=clock) as gov:
+    pricer = StaticPricer(USD_RATES)
+    gateway = TestGateway()  # pays erin's auto top-ups
+    with Governor(db_url, pricer=pricer, clock=clock, gateway=gateway, topup_worker=False) as gov:
         if simulate_now:
             start, end = simulated_span(end)
             rng = random.Random(seed)
             calls = spread(plan_day(rng), start, end)
-            _create_budgets(gov)
+            _create_budgets(gov, start)
             tally = simulate(calls, gov, clock, rng)
             clock.now = end
             console.print(_summary(tally, start, end), markup=False)

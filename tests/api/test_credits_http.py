@@ -1,6 +1,7 @@
 """Credit pools over HTTP (the real app and store, on every backend): grants added
-idempotently and voided, a member's credit, the credit ledger, who may do each,
-and the 402 ``credits_exhausted`` of a refused call."""
+idempotently and voided, a member's credit and auto top-up, auto top-up resumed,
+the credit ledger, who may do each, and the 402 ``credits_exhausted`` of a refused
+call."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from fastapi.testclient import TestClient
 
 from allotment.api import create_app, schemas
 from allotment.governor import Governor
+from allotment.payments import TestGateway
 from tests.api.test_api import Api
+from tests.conftest import Clock
 
 ACME = {"tenant": "acme", "user": "u1"}
 #: 100 tokens a month, then grants
@@ -59,7 +62,7 @@ def test_a_grant_is_added_once_per_payment_id(api: Api) -> None:
     assert grant(api, 6, id="promo-1").status_code == 409
     pool = api.call("GET", "/v1/pools/plan", "acme-viewer").json()
     assert [g["id"] for g in pool["grants"]] == ["promo-1", body["id"]]  # promotional first
-    assert (pool["available"], pool["debt"]) == (55, 0)
+    assert (pool["available"], pool["debt"], pool["auto_topup"]) == (55, 0, None)
 
 
 @pytest.mark.parametrize(
@@ -281,6 +284,8 @@ def test_the_openapi_document_lists_the_pool_endpoints(api: Api) -> None:
     assert {"200", "201", "409", "422"} <= set(grants["responses"])
     assert "/v1/pools/{pool_id}/grants/{grant_id}/void" in paths
     assert "get" in paths["/v1/pools/{pool_id}"] and "get" in paths["/v1/pools/{pool_id}/ledger"]
+    resume = paths["/v1/pools/{pool_id}/topups/resume"]["post"]
+    assert {"200", "403", "404", "422"} <= set(resume["responses"])
     refused = paths["/v1/authorize"]["post"]["responses"]["402"]
     assert "credits_exhausted" in refused["description"]
 
@@ -294,3 +299,88 @@ def test_a_replay_later_in_real_time_is_still_the_same_grant() -> None:
     body = {"amount": 5, "tenant": "acme", "idempotency_key": "pay_9"}
     assert client.post(GRANTS, headers=headers, json=body).status_code == 201
     assert client.post(GRANTS, headers=headers, json=body).status_code == 200
+
+
+# --- auto top-up ----------------------------------------------------------------------------
+
+#: 0 tokens a month: grants only, topped up by 50 below 20, at most 100 a month
+TOPPED = POOL | {"id": "topped", "per": "user", "limit": 0,
+                 "auto_topup": {"threshold": 20, "amount": 50, "monthly_cap": 100}}  # fmt: skip
+U1 = {"tenant": "acme", "member": "u1"}
+
+
+@pytest.fixture
+def topping(make_governor: Callable[..., Governor]) -> tuple[Api, Governor, TestGateway]:
+    gateway = TestGateway(outcome="failed")
+    gov: Governor = make_governor(gateway=gateway, topup_worker=False)
+    api = Api(gov)
+    assert api.call("POST", "/v1/budgets", "acme-admin", json=TOPPED).status_code == 201
+    assert api.call("POST", "/v1/pools/topped/grants", "acme-admin",
+                    json={"amount": 30, "member": "u1"}).status_code == 201  # fmt: skip
+    return api, gov, gateway
+
+
+def auto_topup(api: Api, key: str = "acme-viewer") -> Any:
+    pool = api.call("GET", "/v1/pools/topped", key, params={"member": "u1"}).json()
+    schemas.PoolOut.model_validate(pool)
+    return pool["auto_topup"]
+
+
+def spend(api: Api, rid: str, tokens: int) -> None:
+    assert authorize(api, rid, tokens).status_code == 200
+    commit = {"request_id": rid, "usage": {"output_tokens": tokens}}
+    assert api.call("POST", "/v1/commit", "acme-service", json=commit).status_code == 200
+
+
+def test_a_pool_shows_its_auto_topup_and_the_latest_top_up(
+    topping: tuple[Api, Governor, TestGateway],
+) -> None:
+    api, gov, _ = topping
+    assert auto_topup(api) == {"threshold": 20, "amount": 50, "target": None,
+                               "monthly_cap": 100, "status": None, "latest": None}  # fmt: skip
+    spend(api, "r1", 15)  # 15 left: below 20, one top-up starts
+    pending = auto_topup(api)
+    assert pending["status"] is None
+    assert (pending["latest"]["amount"], pending["latest"]["state"]) == (50, "pending")
+    [failed] = gov.run_topups()
+    shown = auto_topup(api)
+    assert shown["status"] == "auto_topup_failed"
+    assert shown["latest"] == failed.to_dict() | {"state": "failed"}
+    assert shown["latest"]["error"] == "test gateway: failed"
+    assert gov.topup_status("topped", tenant="acme", member="u1") == ("auto_topup_failed", failed)
+    ledger = api.call("GET", "/v1/pools/topped/ledger", "acme-viewer").json()
+    schemas.CreditPage.model_validate(ledger)
+    kinds = [e["kind"] for e in ledger["entries"]]
+    assert kinds[0] == "grant" and kinds[-2:] == ["topup_started", "topup_failed"]
+
+
+def test_auto_topup_is_resumed_by_keys_that_may_change_the_pool(
+    topping: tuple[Api, Governor, TestGateway], clock: Clock
+) -> None:
+    api, gov, gateway = topping
+    path = "/v1/pools/topped/topups/resume"
+    nothing = api.call("POST", path, "acme-admin", json={"member": "u1"})
+    assert nothing.status_code == 200 and nothing.json() == {"resumed": False}  # not paused
+    spend(api, "r1", 15)
+    gov.run_topups()
+    for key, code in (("acme-viewer", 403), ("acme-service", 403), ("globex-admin", 404)):
+        assert api.call("POST", path, key, json={"member": "u1"}).status_code == code, key
+    assert auto_topup(api)["status"] == "auto_topup_failed"  # nothing changed
+    unnamed = api.call("POST", path, "acme-admin")  # no body: the pool is per user
+    assert unnamed.status_code == 422 and unnamed.json()["error"]["field"] == "member"
+    resumed = api.call("POST", path, "acme-admin", json=U1)
+    assert resumed.status_code == 200 and resumed.json() == {"resumed": True}
+    schemas.ResumedOut.model_validate(resumed.json())
+    assert api.call("POST", path, "admin", json=U1).json() == {"resumed": False}
+    shown = auto_topup(api)
+    assert (shown["status"], shown["latest"]["state"]) == (None, "resumed")
+    gateway.outcome = "succeeded"
+    clock.advance(seconds=1)  # the latest top-up is the one started last
+    spend(api, "r2", 1)  # still below the threshold: a new top-up starts and is paid
+    [paid] = gov.run_topups()
+    assert auto_topup(api)["latest"]["grant_id"] == paid.grant_id is not None
+    plain = {"id": "day", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 9}
+    assert api.call("POST", "/v1/budgets", "acme-admin", json=plain).status_code == 201
+    not_a_pool = api.call("POST", "/v1/pools/day/topups/resume", "acme-admin", json={})
+    assert not_a_pool.status_code == 422 and not_a_pool.json()["error"]["field"] == "pool"
+    assert api.call("POST", "/v1/pools/nope/topups/resume", "acme-admin").status_code == 404

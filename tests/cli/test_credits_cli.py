@@ -1,5 +1,6 @@
-"""``allotment credits``: a pool's grants, balances and ledger, on the store (``--db``)
-and through a real ``allotment serve`` (``--url``/``--api-key``), answering alike."""
+"""``allotment credits``: a pool's grants, balances, auto top-up and ledger, on the store
+(``--db``) and through a real ``allotment serve`` (``--url``/``--api-key``), answering
+alike."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from allotment.cli import app
+from allotment.governor import Governor
+from allotment.payments import TestGateway
 from tests.e2e.server import ADMIN, serve
 
 runner = CliRunner()
@@ -137,3 +140,43 @@ def test_credits_on_a_store_of_its_own(tmp_path: Path) -> None:
     assert [e["kind"] for e in kinds] == ["grant", "debit", "debt", "grant", "repayment"]
     unnamed = runner.invoke(app, ["credits", "show", "seats", "--tenant", "acme", *db])
     assert unnamed.exit_code == 2 and unnamed.stderr.startswith("error: member: ")
+
+
+def test_auto_topup_is_shown_and_resumed_on_the_store_and_through_the_service(
+    served: tuple[str, str],
+) -> None:
+    topped = {"id": "topped", "tenant": "desk", "meter": "tokens", "window": "month",
+              "limit": 0, "per": "user", "credits": True,
+              "auto_topup": {"threshold": 20, "amount": 50, "monthly_cap": 100}}  # fmt: skip
+    with Governor(served[0], gateway=TestGateway(outcome="failed"), topup_worker=False) as gov:
+        gov.create_budget(topped)
+        gov.create_budget(topped | {"id": "flat", "per": None, "limit": 1000, "auto_topup": None})
+        gov.add_grant("topped", 30, tenant="desk", member="u1")
+        gov.authorize("r1", {"tenant": "desk", "user": "u1"}, "openai", "gpt-4o-mini",
+                      {"output_tokens": 15})  # fmt: skip
+        gov.commit("r1", {"output_tokens": 15})  # 15 left: below 20, one top-up starts
+        [failed] = gov.run_topups()
+    show = ["credits", "show", "topped", "--tenant", "desk", "--member", "u1"]
+    on_file, through = both(served, *show)
+    assert on_file == through
+    assert through["auto_topup"] == {"threshold": 20, "amount": 50, "target": None,
+                                     "monthly_cap": 100, "status": "auto_topup_failed",
+                                     "latest": failed.to_dict()}  # fmt: skip
+    line = remote(served, *show).stdout.splitlines()[-1]
+    assert line == ("auto top-up: below 20 tokens, buy 50 tokens (at most 100 tokens a month); "
+                    "status: auto_topup_failed; latest: failed 50 tokens at "
+                    f"{failed.updated_at:%Y-%m-%d %H:%M} UTC (test gateway: failed)")  # fmt: skip
+    resume = ["credits", "resume", "topped", "--tenant", "desk"]
+    unnamed = remote(served, *resume)
+    assert unnamed.exit_code == 2 and unnamed.stderr.startswith("error: member: ")
+    resumed = remote(served, *resume, "--member", "u1")
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.strip() == "resumed auto top-up of pool topped member u1"
+    again = local(served, *resume, "--member", "u1", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout) == {"resumed": False}
+    told = local(served, *resume, "--member", "u1").stdout.strip()
+    assert told == "auto top-up of pool topped member u1 was not paused: nothing changed"
+    line = local(served, *show).stdout.splitlines()[-1]
+    assert "status: active; latest: resumed 50 tokens" in line
+    flat = remote(served, "credits", "show", "flat", "--tenant", "desk")
+    assert flat.exit_code == 0 and "auto top-up" not in flat.stdout  # it has none

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+import os
 import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -61,6 +65,53 @@ def test_demo_prints_tables_for_the_three_systems(demo_output: str) -> None:
         "System 5", "orchestrator-per-agent", "orchestrator usage by agent", "coder",
     ):  # fmt: skip
         assert text in demo_output, text
+
+
+def test_demo_shows_a_credit_pool_topped_up_to_its_monthly_cap(demo_output: str) -> None:
+    [row] = [line for line in demo_output.splitlines() if line.startswith(" globex-erin-credits")]
+    assert "erin" in row and "0.05 EUR" in row
+    assert ("globex-erin-credits (erin's prepaid credit): 0.030272 EUR left, 2 auto top-ups "
+            "paid by the test gateway; auto top-up status: auto_topup_monthly_limit_reached"
+            ) in demo_output  # fmt: skip
+
+
+def test_the_demo_pool_reads_through_the_cli(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    run_demo(url, 7, quiet(), datetime.fromisoformat(EVENING))
+    shown = runner.invoke(app, ["credits", "show", "globex-erin-credits", "--tenant", "globex",
+                                "--member", "erin", "--db", url])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "welcome" in shown.stdout and "top_up" in shown.stdout
+    assert "auto top-up: below 0.04 EUR, buy 0.05 EUR (at most 0.10 EUR a month)" in shown.stdout
+
+
+def test_a_demo_kept_from_before_its_credit_pool_still_reports(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    run_demo(url, 7, quiet(), datetime.fromisoformat(EVENING))
+    with Governor(url) as gov:  # as a demo made before the pool was added
+        gov.delete_budget("globex-erin-credits", tenant="globex")
+    console = quiet()
+    assert not run_demo(url, 7, console, datetime.fromisoformat(EVENING))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "System 5" in shown and "prepaid credit" not in shown
+
+
+@pytest.mark.parametrize(("given", "used"), [("", "test"), ("test:failed", "test:failed")])
+def test_the_served_demo_pays_top_ups_with_the_test_gateway_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, used: str
+) -> None:
+    for name in ("ALLOTMENT_DB", "ALLOTMENT_TOPUP_GATEWAY", "ALLOTMENT_ADMIN_KEY"):
+        monkeypatch.setenv(name, "")  # restored afterwards: serve sets some of them
+    monkeypatch.setenv("ALLOTMENT_TOPUP_GATEWAY", given)
+    seen: dict[str, Any] = {}
+    uvicorn = SimpleNamespace(run=lambda *_, **__: seen.update(os.environ))
+    # the module (``allotment.cli.serve`` is also the name of its command)
+    monkeypatch.setattr(importlib.import_module("allotment.cli.serve"), "_server", lambda: uvicorn)
+    result = runner.invoke(app, ["serve", "--demo", "--db", f"sqlite:///{tmp_path / 's.db'}"])
+    assert result.exit_code == 0, result.output
+    assert seen["ALLOTMENT_TOPUP_GATEWAY"] == used
+    told = "auto top-ups are paid by the test gateway" in result.stdout
+    assert told is (given == "")
 
 
 def test_demo_tables_are_short(demo_output: str) -> None:

@@ -32,7 +32,9 @@ from allotment.client import (
     RemoteGrant,
     RemoteKey,
     RemotePoolStatus,
+    RemoteTopUp,
 )
+from allotment.payments import TestGateway
 from allotment.store.base import EventQuery
 from tests.e2e.server import ADMIN, serve
 
@@ -221,7 +223,8 @@ def test_the_clients_answers_name_units_and_show_amounts(tmp_path: Path) -> None
 POOL = {"id": "plan", "tenant": "acme", "meter": "tokens", "window": "month", "limit": 100,
         "credits": True}  # fmt: skip
 START = datetime(2026, 1, 1, tzinfo=UTC)
-CREDIT_METHODS = ("add_grant", "void_grant", "pool", "credit_ledger")
+CREDIT_METHODS = ("add_grant", "void_grant", "pool", "credit_ledger", "resume_topups",
+                  "topup_status")  # fmt: skip
 
 
 def credit_workflow(gov: Any) -> tuple[Any, ...]:
@@ -296,6 +299,71 @@ def test_async_faces_move_credit(tmp_path: Path) -> None:
             assert kinds == ["grant", "void", "grant"]
             voided = await local.void_grant("plan", grant.id, tenant="acme", member="u2")
             assert voided.voided_at is not None
+
+    asyncio.run(main())
+    gov.close()
+
+
+#: grants only, topped up by 50 below 20 (u1's own), at most 100 a month
+TOPPED = POOL | {"per": "user", "limit": 0,
+                 "auto_topup": {"threshold": 20, "amount": 50, "monthly_cap": 100}}  # fmt: skip
+U1 = {"tenant": "acme", "member": "u1"}
+
+
+def failed_topup(url: str) -> tuple[Governor, str]:
+    """A store where u1's auto top-up failed (paused), and an admin key of it."""
+    gov = Governor(url, gateway=TestGateway(outcome="failed"), topup_worker=False)
+    gov.create_budget(TOPPED)
+    gov.add_grant("plan", 30, **U1)
+    gov.authorize("r1", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 15})
+    gov.commit("r1", {"output_tokens": 15})  # 15 left: below 20
+    assert [t.state.value for t in gov.run_topups()] == ["failed"]
+    return gov, gov.create_key("admin")[1]
+
+
+def test_auto_topup_status_and_resume_in_process_and_remote(tmp_path: Path) -> None:
+    gov, admin = failed_topup(f"sqlite:///{tmp_path / 't.db'}")
+    remote = Client("http://allotment", admin, http=TestClient(create_app(gov)))
+    status, latest = remote.topup_status("plan", **U1)
+    assert status == "auto_topup_failed" and isinstance(latest, RemoteTopUp)
+    local_status, local_latest = gov.topup_status("plan", **U1)
+    assert (status, latest.to_dict()) == (local_status, local_latest and local_latest.to_dict())
+    assert remote.pool("plan", **U1).auto_topup == {
+        "threshold": 20, "amount": 50, "target": None, "monthly_cap": 100,
+        "status": "auto_topup_failed", "latest": latest.to_dict()}  # fmt: skip
+    with pytest.raises(ValidationError) as unnamed:
+        remote.resume_topups("plan", tenant="acme")
+    assert unnamed.value.field == "member"
+    assert remote.resume_topups("plan", **U1) is True
+    assert gov.resume_topups("plan", **U1) is False  # no longer paused
+    status, latest = remote.topup_status("plan", **U1)
+    assert (status, latest and latest.state) == (None, "resumed")
+    gov.create_budget(POOL | {"id": "flat"})
+    assert remote.topup_status("flat", tenant="acme") == (None, None)  # no auto top-up
+    gov.close()
+
+
+def test_async_faces_resume_auto_topup(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'at.db'}"
+    gov, admin = failed_topup(url)
+    transport = httpx.ASGITransport(app=create_app(gov))
+
+    async def main() -> None:
+        async with AsyncClient("http://allotment", admin, transport=transport) as client:
+            status, latest = await client.topup_status("plan", **U1)
+            assert status == "auto_topup_failed" and latest is not None
+            assert (latest.state, latest.amount) == ("failed", 50)
+            assert await client.resume_topups("plan", **U1)
+            assert not await client.resume_topups("plan", **U1)
+        async with AsyncGovernor(url, gateway=TestGateway(), topup_worker=False) as local:
+            status, resumed = await local.topup_status("plan", tenant="acme", member="u1")
+            assert status is None and resumed is not None and resumed.state.value == "resumed"
+            assert not await local.resume_topups("plan", tenant="acme", member="u1")
+            await local.authorize("r2", SUBJECT, "openai", "gpt-4o-mini", {"output_tokens": 1})
+            await local.commit("r2", {"output_tokens": 1})  # still low: a new top-up
+            [paid] = await local.run_topups()
+            assert paid.state.value == "succeeded"
+            assert (await local.pool("plan", **U1)).available == 64
 
     asyncio.run(main())
     gov.close()

@@ -200,3 +200,27 @@ def test_sigkill_one_instance_mid_load(instances: tuple[str, list[Instance]]) ->
         assert set(held_on_victim) <= expired
         assert gov.store.held_count() == 0
         assert gov.status({"tenant": "acme"})[0].reserved == 0
+
+
+def test_two_instances_draw_one_credit_pool_exactly(instances: tuple[str, list[Instance]]) -> None:
+    """A period budget and three grants worth exactly N calls, raced through both
+    instances (issue 18): exactly N allowed, no grant overdrawn, no debt."""
+    url, both = instances
+    allowance, grants = 30, (60, 40, 20)
+    pool = {**_budget(allowance * 100), "window": "month", "credits": True}
+    headers = {"Authorization": f"Bearer {service_key(both[0].base, 'acme', pool)}"}
+    with Governor(url) as gov:
+        for i, calls in enumerate(grants):
+            gov.add_grant("cap", calls * 100, grant_id=f"g{i}", priority=i)
+    results = _spread([i.base for i in both], headers, attempts=4, sizes=(100, 100))
+    total = allowance + sum(grants)
+    assert sum(a for a, _ in results) == total  # 256 attempts for 150 calls
+    with Governor(url) as gov:
+        spent = sum(e.usage.tokens for e in _events(gov) if e.status.counts)
+        assert spent == total * 100
+        status = gov.pool("cap")
+        assert (status.available, status.debt) == (0, 0)
+        assert [(g.used, g.reserved) for g in status.grants] == [(c * 100, 0) for c in grants]
+        live = gov.store.counters()
+        gov.rebuild()
+        assert gov.store.counters() == live

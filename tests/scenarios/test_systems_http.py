@@ -1,4 +1,4 @@
-"""User systems 1, 2 and 5 through the HTTP service, as they pass through the library.
+"""User systems 1, 2, 3 and 5 through the HTTP service, as they pass through the library.
 
 The Python client talks to the real app in-process; the governor behind it
 runs on the test's clock and store (both backends).
@@ -9,15 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from allotment.api import create_app
-from allotment.client import Client
+from allotment.api import create_app, schemas
+from allotment.client import Client, RemoteCommitResult
+from allotment.core.topups import USER_MESSAGES, TopUpStatus
 from allotment.governor import Governor
+from allotment.payments import TestGateway
 from allotment.pricing import ModelRate, StaticPricer
+from allotment.store.base import EventQuery
 from tests.conftest import Clock
+from tests.scenarios.test_system3_credits import SUBSCRIPTION, customer
 
 
 def remote(gov: Governor, role: str = "admin", tenant: str | None = None) -> Client:
@@ -98,3 +103,131 @@ def test_system5_agent_orchestrator(gov: Governor, mode: str) -> None:
     again = orch.authorize("again", {"tenant": "orch", "agent": "reviewer"}, "anthropic",
                            "claude", {"output_tokens": 200})  # fmt: skip
     assert again.allowed is (mode == "warn")
+
+
+class Desk:
+    """System 3's service: the desktop app's calls (a service key), what the app shows
+    (a viewer key's client view), the operator (an admin key), and the raw answers."""
+
+    def __init__(self, gov: Governor, clock: Clock) -> None:
+        self.gov, self.clock = gov, clock
+        self.app = create_app(gov)
+        self.admin, _ = self.client("admin")
+        self.service, self.http = self.client("service", "desk")
+        _, self.viewer = self.client("viewer", "desk")
+
+    def client(self, role: str, tenant: str | None = None) -> tuple[Client, TestClient]:
+        _, secret = self.gov.create_key(role, tenant)
+        http = TestClient(self.app)
+        return Client("http://allotment", secret, http=http), http
+
+    def call(self, request_id: str, user: str, dollars: str) -> Any:
+        """A call estimated and used at ``dollars``: the 402's error if refused, else the
+        commit. Each a second after the last, so the latest top-up is the last started."""
+        self.clock.advance(seconds=1)
+        body = {"request_id": request_id, "subject": customer(user), "provider": "openai",
+                "model": "gpt-4o-mini", "estimate": {"cost": dollars}}  # fmt: skip
+        answer = self.http.post("/v1/authorize", json=body)
+        if answer.status_code == 402:
+            schemas.RefusalBody.model_validate(answer.json())
+            return answer.json()["error"]
+        assert answer.status_code == 200, answer.text
+        return self.service.commit(request_id, {"cost": dollars, "output_tokens": 10})
+
+    def client_view(self, user: str) -> dict[str, Any]:
+        """What the desktop app shows (``GET /v1/status?view=client``)."""
+        answer = self.viewer.get("/v1/status", params=customer(user) | {"view": "client"})
+        schemas.StatusOut.model_validate(answer.json())
+        [view] = answer.json()["budgets"]
+        return dict(view)
+
+    def latest(self, user: str) -> Any:
+        return self.admin.topup_status("sub", tenant="desk", member=user)
+
+
+def test_system3_credits_and_auto_topup(
+    make_governor: Callable[..., Governor], clock: Clock
+) -> None:
+    gateway = TestGateway()
+    desk = Desk(make_governor(gateway=gateway, topup_worker=False), clock)
+    desk.admin.create_budget(SUBSCRIPTION)
+    top_up_to_the_monthly_cap(desk, gateway)
+    a_failed_payment_pauses_auto_topup(desk, gateway)
+    provider_errors_are_error_events_with_zero_usage(desk)
+
+
+def top_up_to_the_monthly_cap(desk: Desk, gateway: TestGateway) -> None:
+    desk.admin.add_grant("sub", "10.00", tenant="desk", member="cust-1",
+                         idempotency_key="stripe_pi_1")  # fmt: skip
+    for i in range(3):
+        desk.call(f"p{i}", "cust-1", "6.00")  # 18 of the 20 dollars of the period
+    shown = desk.client_view("cust-1")  # percent only
+    assert (shown["percent_available"], shown["warning"]) == ("10.00", True)
+    assert shown["extra_credit"] == {"active": False, "auto_topup": None}
+    assert not {"used", "limit", "remaining", "credit", "display"} & set(shown)
+    desk.call("x1", "cust-1", "6.00")  # 2 from the period, 4 of extra credit
+    assert desk.gov.run_topups() == [] and desk.latest("cust-1") == (None, None)
+    assert desk.client_view("cust-1")["extra_credit"]["active"] is True
+    desk.call("x2", "cust-1", "2.00")  # 4 left: one top-up starts
+    status, pending = desk.latest("cust-1")
+    assert status is None and pending is not None and pending.state == "pending"
+    [paid] = desk.gov.run_topups()
+    assert (paid.id, paid.amount, gateway.requests[0].amount) == (pending.id, 10_000_000, 10)
+    desk.call("x3", "cust-1", "10.00")  # 4 left again: the second top-up, 20 of the cap of 20
+    assert len(desk.gov.run_topups()) == 1
+    desk.call("x4", "cust-1", "10.00")  # 4 left: a third would pass the monthly cap
+    assert desk.gov.run_topups() == [] and len(gateway.paid) == 2
+    pool = desk.admin.pool("sub", tenant="desk", member="cust-1")
+    assert pool.auto_topup is not None
+    assert (pool.auto_topup["status"], pool.auto_topup["latest"]["state"]) == (
+        "auto_topup_monthly_limit_reached", "succeeded")  # fmt: skip
+    refused = desk.call("x5", "cust-1", "5.00")
+    assert (refused["code"], refused["pool"], refused["reason"]) == (
+        "auto_topup_monthly_limit_reached", "sub", "credits_exhausted")  # fmt: skip
+    assert refused["message"] == USER_MESSAGES[TopUpStatus.MONTHLY_LIMIT_REACHED]
+    assert refused["message"].startswith("You have reached this month's automatic top-up limit")
+    assert desk.client_view("cust-1")["extra_credit"]["auto_topup"] == {
+        "status": "auto_topup_monthly_limit_reached", "message": refused["message"]}  # fmt: skip
+    [operator] = desk.admin.status(customer("cust-1"))  # the operator sees amounts
+    assert (operator.used, operator.limit) == (20_000_000, 20_000_000)
+    assert operator.credit is not None
+    assert (operator.credit["available"], operator.credit["debt"]) == (4_000_000, 0)
+    assert operator.credit["display"]["available"] == "4.00"
+    blocked = desk.admin.events(EventQuery(tenant="desk", status="blocked"))  # type: ignore[arg-type]
+    assert [(e.reason, e.usage.cost_micros) for e in blocked] == [("credits_exhausted", 0)]
+
+
+def a_failed_payment_pauses_auto_topup(desk: Desk, gateway: TestGateway) -> None:
+    gateway.outcome = "failed"
+    desk.admin.add_grant("sub", "8.00", tenant="desk", member="cust-2")
+    desk.call("p", "cust-2", "20.00")  # the period's allowance is gone
+    desk.call("x", "cust-2", "4.00")  # 4 left: below 5, a top-up starts
+    [failed] = desk.gov.run_topups()
+    assert failed.state.value == "failed"
+    refused = desk.call("y", "cust-2", "5.00")
+    assert (refused["code"], refused["pool"]) == ("auto_topup_failed", "sub")
+    assert refused["message"] == USER_MESSAGES[TopUpStatus.FAILED]
+    assert "payment" in refused["message"]
+    assert desk.client_view("cust-2")["extra_credit"]["auto_topup"]["status"] == (
+        "auto_topup_failed")  # fmt: skip
+    desk.call("z", "cust-2", "1.00")  # paused: no second attempt
+    assert desk.gov.run_topups() == []
+    assert desk.latest("cust-2")[1].state == "failed"
+    assert desk.admin.resume_topups("sub", tenant="desk", member="cust-2") is True
+    gateway.outcome = "succeeded"
+    desk.call("w", "cust-2", "1.00")  # still low: a new top-up, paid
+    [paid] = desk.gov.run_topups()
+    assert paid.state.value == "succeeded" and desk.latest("cust-2")[1].id == paid.id
+
+
+def provider_errors_are_error_events_with_zero_usage(desk: Desk) -> None:
+    granted = desk.service.authorize("e", customer("cust-3"), "openai", "gpt-4o-mini",
+                                     {"cost": "1.00"})  # fmt: skip
+    assert granted.allowed
+    result = desk.service.commit("e", {"cost": "0"}, status="error", reason="upstream 503")
+    assert isinstance(result, RemoteCommitResult)
+    assert (result.event.status, result.event.usage.cost_micros) == ("error", 0)
+    assert desk.admin.status(customer("cust-3"))[0].used == 0
+    errors = desk.admin.events(EventQuery(tenant="desk", status="error"))  # type: ignore[arg-type]
+    assert [(e.request_id, e.reason, e.usage.cost_micros) for e in errors] == [
+        ("e", "upstream 503", 0)]  # fmt: skip

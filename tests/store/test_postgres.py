@@ -284,7 +284,7 @@ def test_instances_crossing_the_threshold_start_one_topup(
         with ThreadPoolExecutor(16) as pool:
             started = [t for ids in pool.map(run, range(16)) for t in ids]
         budget = govs[0].store.find_budget("plan", "acme")
-        latest = govs[0].store.latest_topup(budget, "")
+        _, latest = govs[0].store.topup_status(budget, "", clock.now)
         assert latest is not None and latest.state is TopUpState.PENDING
         assert started == [latest.id]
         reserved = {k: v for k, v in govs[0].store.counters().items() if "$topup" in k[0]}

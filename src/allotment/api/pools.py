@@ -1,4 +1,5 @@
-"""Credit pools over HTTP: grants added and voided, a member's credit, the credit ledger.
+"""Credit pools over HTTP: grants added and voided, a member's credit and auto top-up,
+auto top-up resumed after a failed payment, the credit ledger.
 
 A pool is a budget with ``credits: true``, found as ``GET /v1/budgets/{id}``
 finds a budget (``admin.found_budget``: a tenant's key reaches its own, else
@@ -18,14 +19,14 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.json_schema import WithJsonSchema
 
-from allotment._client_base import credit_entry_json, grant_json, pool_json
+from allotment._client_base import credit_entry_json, grant_json, pool_answer
 from allotment.access import Caller
 from allotment.api.admin import found_budget
 from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import documented
 from allotment.api.responses import Json
-from allotment.api.schemas import AddedGrantOut, CreditPage, GrantOut, PoolOut
+from allotment.api.schemas import AddedGrantOut, CreditPage, GrantOut, PoolOut, ResumedOut
 from allotment.core.budgets import Budget
 from allotment.errors import ValidationError
 from allotment.governor import Governor
@@ -127,6 +128,21 @@ def void_grant(
     return grant_json(voided, budget, gov.currency)
 
 
+@router.post("/{pool_id}/topups/resume", response_model=None, responses=documented(ResumedOut))
+def resume_topups(
+    pool_id: str,
+    caller: CallerDep,
+    gov: GovernorDep,
+    body: Annotated[MemberBody | None, Body()] = None,
+) -> dict[str, Any]:
+    """Re-enable a member's auto top-up after a failed payment (keys that may change the
+    pool's budget). ``resumed`` is false when it was not paused: nothing changed."""
+    whose = body or MemberBody(tenant=None, member="")
+    budget = _changed(caller, gov, pool_id, whose.tenant)
+    resumed = gov.resume_topups(budget.id, tenant=budget.tenant, member=whose.member)
+    return {"resumed": resumed}
+
+
 @router.get("/{pool_id}", response_model=None, responses=documented(PoolOut))
 def pool(
     pool_id: str,
@@ -136,10 +152,10 @@ def pool(
     member: Annotated[str | None, Query(description=_MEMBER)] = None,
 ) -> dict[str, Any]:
     """Where a member's credit stands: each grant's balance (in burn order), what they
-    have left in all, and the debt the next grant repays first."""
+    have left in all, the debt the next grant repays first, and the pool's auto top-up
+    (why it is not buying, if it is not, and the member's latest top-up)."""
     budget, member = _read(caller, gov, pool_id, tenant, member)
-    status = gov.pool(budget.id, tenant=budget.tenant, member=member or "")
-    return pool_json(status, gov.currency)
+    return pool_answer(gov, budget.id, budget.tenant, member or "")
 
 
 @router.get("/{pool_id}/ledger", response_model=None, responses=documented(CreditPage))

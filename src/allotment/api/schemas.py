@@ -529,6 +529,39 @@ class PoolGrantOut(_GrantFields):
     display: GrantBalanceDisplay = Field(description=_DISPLAY)
 
 
+class TopUpOut(_Out):
+    """One auto top-up of a pool member: ``pending`` (being paid; after a decline, again
+    at ``next_attempt_at``), ``succeeded`` (its grant is ``grant_id``), ``failed`` (auto
+    top-up is paused until resumed) or ``resumed``."""
+
+    id: str
+    member: str
+    amount: int = Field(description="In the pool's ``unit``")
+    state: Literal["pending", "succeeded", "failed", "resumed"]
+    attempts: int = Field(description="Payment attempts so far")
+    created_at: str
+    updated_at: str
+    next_attempt_at: str | None
+    error: str | None = Field(description="What the gateway said when it did not pay")
+    grant_id: str | None
+
+
+class PoolAutoTopUpOut(_Out):
+    """A pool's auto top-up in its ``unit``: when a commit leaves the member's credit
+    below ``threshold``, buy ``amount`` (or up to ``target``), at most ``monthly_cap`` a
+    month; ``status`` says why it is not buying, if it is not."""
+
+    threshold: int
+    amount: int | None
+    target: int | None
+    monthly_cap: int | None
+    status: Literal["auto_topup_failed", "auto_topup_monthly_limit_reached"] | None = Field(
+        description="auto_topup_failed: a payment failed, paused until resumed; "
+        "auto_topup_monthly_limit_reached: another top-up would pass ``monthly_cap``"
+    )
+    latest: TopUpOut | None = Field(description="The member's latest top-up")
+
+
 class PoolDisplay(_Out):
     """A pool member's credit and debt in human units."""
 
@@ -549,7 +582,14 @@ class PoolOut(_Out):
     available: int
     debt: int
     grants: list[PoolGrantOut]
+    auto_topup: PoolAutoTopUpOut | None = Field(description="None: the pool has no auto top-up")
     display: PoolDisplay = Field(description=_DISPLAY)
+
+
+class ResumedOut(_Out):
+    """Whether auto top-up was paused and is now re-enabled (false: nothing changed)."""
+
+    resumed: bool
 
 
 class CreditEntryDisplay(_Out):
@@ -564,7 +604,8 @@ class CreditEntryOut(_Out):
 
     id: int | None
     member: str
-    kind: Literal["grant", "debit", "refund", "expiry", "void", "debt", "repayment"]
+    kind: Literal["grant", "debit", "refund", "expiry", "void", "debt", "repayment",
+                  "topup_started", "topup_declined", "topup_failed", "topup_resumed"]  # fmt: skip
     amount: int = Field(description="Positive; ``kind`` says which way it moved")
     balance: int
     at: str

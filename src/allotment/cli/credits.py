@@ -1,4 +1,5 @@
-"""``allotment credits``: a credit pool's grants, balances and ledger, locally or remotely.
+"""``allotment credits``: a credit pool's grants, balances, auto top-up and ledger, locally
+or remotely.
 
 A pool is a budget with ``credits: true`` (``allotment budgets set … --credits``).
 Amounts are given in human units of its meter, as a budget's ``--limit`` is.
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from allotment._client_base import RemoteGrant, credit_entry_json, grant_json, pool_json
+from allotment._client_base import RemoteGrant, credit_entry_json, grant_json, pool_answer
 from allotment._render import format_amount, make_console, print_json
 from allotment.cli._group import Group
 from allotment.cli._input import instant, pairs
@@ -30,7 +31,9 @@ from allotment.governor import Governor
 __all__ = ["credits_app"]
 
 credits_app = typer.Typer(
-    cls=Group, help="Credit pools: grants, balances and the credit ledger.", no_args_is_help=True
+    cls=Group,
+    help="Credit pools: grants, balances, auto top-up and the credit ledger.",
+    no_args_is_help=True,
 )
 Pool = Annotated[str, typer.Argument(metavar="POOL", help="The pool: its budget's id.")]
 OfTenant = Annotated[
@@ -122,16 +125,44 @@ def credits_show(
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """A member's grants in burn order, with what each has left, the total and the debt."""
+    """A member's grants in burn order, with what each has left, the total and the debt;
+    the pool's auto top-up, its status and the latest top-up."""
     with _opened(target(db, url, api_key)) as gov:
         if isinstance(gov, Client):
             data = gov.pool(pool, tenant=tenant, member=member).to_dict()
         else:
-            data = pool_json(gov.pool(pool, tenant=tenant, member=member), gov.currency)
+            data = pool_answer(gov, pool, tenant, member)
     if as_json:
         print_json(data)
+        return
+    console = make_console()
+    console.print(_pool_table(data))
+    if data["auto_topup"] is not None:
+        console.print(_auto_topup_line(data, data["auto_topup"]), markup=False, soft_wrap=True)
+
+
+@credits_app.command("resume")
+def credits_resume(
+    pool: Pool,
+    tenant: OfTenant = None,
+    member: Member = "",
+    as_json: AsJson = False,
+    db: Db = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Re-enable a member's auto top-up after a failed payment."""
+    with _opened(target(db, url, api_key)) as gov:
+        resumed = gov.resume_topups(pool, tenant=tenant, member=member)
+    if as_json:
+        print_json({"resumed": resumed})
+        return
+    whose = f"pool {pool}" + (f" member {member}" if member else "")
+    if resumed:
+        text = f"resumed auto top-up of {whose}"
     else:
-        make_console().print(_pool_table(data))
+        text = f"auto top-up of {whose} was not paused: nothing changed"
+    make_console().print(text, markup=False)
 
 
 @credits_app.command("ledger")
@@ -221,6 +252,23 @@ def _pool_table(pool: dict[str, Any]) -> Table:
         table.add_row(g["id"], g["kind"], str(g["priority"]), _when(g["effective_at"]),
                       _when(g["expires_at"]), *amounts, _state(g))  # fmt: skip
     return table
+
+
+def _auto_topup_line(pool: dict[str, Any], auto: dict[str, Any]) -> str:
+    """The pool's auto top-up, why it is not buying (if it is not) and the latest top-up."""
+    if auto["amount"] is not None:
+        buys = f"buy {_amount(pool, auto['amount'])}"
+    else:
+        buys = f"buy up to {_amount(pool, auto['target'])}"
+    cap = auto["monthly_cap"]
+    limit = "no monthly cap" if cap is None else f"at most {_amount(pool, cap)} a month"
+    text = f"auto top-up: below {_amount(pool, auto['threshold'])}, {buys} ({limit}); "
+    text += f"status: {auto['status'] or 'active'}; latest: "
+    latest = auto["latest"]
+    if latest is None:
+        return text + "none"
+    text += f"{latest['state']} {_amount(pool, latest['amount'])} at {_when(latest['updated_at'])}"
+    return text + (f" ({latest['error']})" if latest["error"] else "")
 
 
 def _ledger_table(entries: list[dict[str, Any]], pool: str) -> Table:

@@ -37,6 +37,7 @@ from allotment.settings import Settings, build_governor
 __all__ = ["demo", "serve"]
 
 ADMIN_KEY_ENV = "ALLOTMENT_ADMIN_KEY"
+TOPUP_GATEWAY_ENV = "ALLOTMENT_TOPUP_GATEWAY"
 Seed = Annotated[int, typer.Option(help="Seed of the simulated day.")]
 Reset = Annotated[
     bool, typer.Option("--reset", help="Simulate the demo afresh (else an earlier one is kept).")
@@ -56,7 +57,10 @@ def serve(
     reset: Reset = False,
     db: Db = None,
 ) -> None:
-    """Run the HTTP service (uvicorn with uvloop and httptools)."""
+    """Run the HTTP service (uvicorn with uvloop and httptools).
+
+    With --demo and no ALLOTMENT_TOPUP_GATEWAY, auto top-ups are paid by the test gateway.
+    """
     if reset and not demo:
         raise typer.BadParameter("only with --demo", param_hint="--reset")
     uvicorn = _server()
@@ -68,6 +72,10 @@ def serve(
                 "the served demo needs a SQLite file, e.g. --db sqlite:///x.db"
             )
         run_demo(url, 7, console, datetime.now(UTC), reset=reset)
+        if not os.environ.get(TOPUP_GATEWAY_ENV, "").strip():  # the demo's pool tops up
+            os.environ[TOPUP_GATEWAY_ENV] = "test"
+            console.print(f"auto top-ups are paid by the test gateway (set {TOPUP_GATEWAY_ENV} "
+                          "to use yours)", markup=False)  # fmt: skip
     os.environ["ALLOTMENT_DB"] = url
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="allotment-metrics-")

@@ -37,6 +37,7 @@ __all__ = [
     "maybe_start",
     "report",
     "resume",
+    "standing",
     "status_of",
     "topped_up",
 ]
@@ -140,6 +141,15 @@ def report(
         view = shown.get((pool.key, pool.member))
         if view is not None and view.credit is not None and budget.auto_topup is not None:
             view.credit.topup = status_of(tx, budget, pool)
+
+
+def standing(
+    tx: _StartTx, budget: Budget, member: str, now: datetime
+) -> tuple[TopUpStatus | None, TopUp | None]:
+    """``status_of`` a member's pool, and its latest top-up (reads only)."""
+    credits.check_member(budget, member)
+    pool = credits.open_pool(tx, budget.key, member, now, write=False)
+    return status_of(tx, budget, pool), tx.latest_topup(budget.key, member)
 
 
 def claim(

@@ -131,6 +131,8 @@ class ToppingUp(Protocol):
 
     ``start_topup`` takes the member's one pending slot, or answers False when
     a pending top-up holds it (another transaction's too: it waits for it).
+    ``latest_topup`` is the member's open top-up (pending, or failed and not yet
+    resumed: at most one exists), else the newest.
     """
 
     def latest_topup(self, pool: str, member: str) -> TopUp | None: ...

@@ -359,7 +359,7 @@ class SqlTx:
     def latest_topup(self, pool: str, member: str) -> TopUp | None:
         rows = self._rows(
             f"{_TOPUP_SELECT} WHERE pool = ? AND member = ? "
-            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            "ORDER BY state IN ('pending', 'failed') DESC, created_at DESC, id DESC LIMIT 1",
             (pool, member),
         )
         return topup_from_row(rows[0]) if rows else None

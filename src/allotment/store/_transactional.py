@@ -16,7 +16,7 @@ from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
-from allotment.core.topups import TopUp
+from allotment.core.topups import TopUp, TopUpStatus
 from allotment.errors import StoreError
 from allotment.lifecycle import (
     authorize,
@@ -203,8 +203,10 @@ class TransactionalStore:
     def resume_topups(self, budget: Budget, member: str, now: datetime) -> bool:
         return self._write(lambda tx: topups.resume(tx, budget, member, now))
 
-    def latest_topup(self, budget: Budget, member: str) -> TopUp | None:
-        return self._read(lambda tx: tx.latest_topup(budget.key, member))
+    def topup_status(
+        self, budget: Budget, member: str, now: datetime
+    ) -> tuple[TopUpStatus | None, TopUp | None]:
+        return self._read(lambda tx: topups.standing(tx, budget, member, now))
 
     def rebuild(self) -> RebuildStats:
         return self._write(lambda tx: maintenance.rebuild(tx))

@@ -21,7 +21,7 @@ from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
-from allotment.core.topups import TopUp
+from allotment.core.topups import TopUp, TopUpStatus
 from allotment.lifecycle._shared import PriceFn
 from allotment.lifecycle.authorize import AuthorizeRequest
 from allotment.lifecycle.commit import CommitRequest
@@ -90,7 +90,9 @@ class Store(Protocol):
     ) -> list[tuple[TopUp, Budget | None]]: ...
     def finish_topup(self, topup_id: str, outcome: Outcome, now: datetime) -> TopUp: ...
     def resume_topups(self, budget: Budget, member: str, now: datetime) -> bool: ...
-    def latest_topup(self, budget: Budget, member: str) -> TopUp | None: ...
+    def topup_status(
+        self, budget: Budget, member: str, now: datetime
+    ) -> tuple[TopUpStatus | None, TopUp | None]: ...
     def rebuild(self) -> RebuildStats: ...
     def archive(
         self, before: datetime, sink: Callable[[Sequence[Event]], None], page_size: int = 5000

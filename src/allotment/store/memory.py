@@ -330,14 +330,17 @@ class _MemoryTx:
     def grants(self, pool: str, member: str) -> list[Grant]:
         return [g for g in self._s.grants.get(pool, {}).values() if g.member == member]
 
-    def _set_grant(self, grant: Grant) -> None:
-        grants = self._s.grants[grant.pool]
-        before = grants.get(grant.id)
-        grants[grant.id] = grant
+    def _put(self, rows: dict[str, Any], key: str, row: object) -> None:
+        """``rows[key] = row``, undone by putting back what was there (or nothing)."""
+        before = rows.get(key)
+        rows[key] = row
         if before is None:
-            self._log(lambda: grants.pop(grant.id))
+            self._log(lambda: rows.pop(key))
         else:
-            self._log(lambda: grants.__setitem__(grant.id, before))
+            self._log(lambda: rows.__setitem__(key, before))
+
+    def _set_grant(self, grant: Grant) -> None:
+        self._put(self._s.grants[grant.pool], grant.id, grant)
 
     def close_grant(self, pool: str, member: str, grant_id: str) -> None:
         self._set_grant(replace(self._s.grants[pool][grant_id], closed=True))
@@ -383,7 +386,7 @@ class _MemoryTx:
     # auto top-ups
     def latest_topup(self, pool: str, member: str) -> TopUp | None:
         mine = [t for t in self._s.topups.values() if (t.pool, t.member) == (pool, member)]
-        return max(mine, key=lambda t: (t.created_at, t.id), default=None)
+        return max(mine, key=lambda t: (t.state in _OPEN, t.created_at, t.id), default=None)
 
     def start_topup(self, topup: TopUp) -> bool:
         if any((t.pool, t.member, t.state) == (topup.pool, topup.member, TopUpState.PENDING)
@@ -406,13 +409,7 @@ class _MemoryTx:
         return self._s.topups.get(topup_id)
 
     def put_topup(self, topup: TopUp) -> None:
-        topups = self._s.topups
-        before = topups.get(topup.id)
-        topups[topup.id] = topup
-        if before is None:
-            self._log(lambda: topups.pop(topup.id))
-        else:
-            self._log(lambda: topups.__setitem__(topup.id, before))
+        self._put(self._s.topups, topup.id, topup)
 
     # reservations, keyed by (request id, tenant): a request id belongs to its tenant
     def reservations(self, request_id: str) -> list[Reservation]:
@@ -564,6 +561,8 @@ class _MemoryTx:
 
 
 _COUNTING = frozenset(s.value for s in EventStatus if s.counts)
+#: a member's top-up that is under way or paused its auto top-up: at most one at a time
+_OPEN = (TopUpState.PENDING, TopUpState.FAILED)
 
 
 def _forget_key(keys: dict[str, tuple[ApiKey, str]], key_id: str) -> None:
