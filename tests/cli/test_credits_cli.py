@@ -5,48 +5,20 @@ alike."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from allotment.cli import app
 from allotment.governor import Governor
 from allotment.payments import TestGateway
-from tests.e2e.server import ADMIN, serve
+from tests.cli.served import both, local, remote, runner
 
-runner = CliRunner()
 POOL = ["budgets", "set", "--id", "plan", "--tenant", "acme", "--meter", "tokens", "--window",
         "month", "--limit", "100", "--credits"]  # fmt: skip
 #: a payment's grant, sent as a payment system would send it again
 PAYMENT = ["credits", "grant", "plan", "50", "--tenant", "acme", "--idempotency-key", "pay_1",
            "--effective-at", "2026-01-01T00:00:00Z", "--meta", "order=o-7"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('credits') / 'credits.db'}"
-    with serve(url, workers=1) as base:
-        yield url, base
-
-
-def local(served: tuple[str, str], *args: str) -> Result:
-    return runner.invoke(app, [*args, "--db", served[0]])
-
-
-def remote(served: tuple[str, str], *args: str) -> Result:
-    return runner.invoke(app, [*args, "--url", served[1], "--api-key", ADMIN])
-
-
-def both(served: tuple[str, str], *args: str) -> tuple[Any, Any]:
-    """The JSON answers of ``args`` on the file and through the service."""
-    answers = []
-    for result in (local(served, *args, "--json"), remote(served, *args, "--json")):
-        assert result.exit_code == 0, result.output
-        answers.append(json.loads(result.stdout))
-    return answers[0], answers[1]
 
 
 def test_grants_balances_and_the_ledger_through_the_service(served: tuple[str, str]) -> None:

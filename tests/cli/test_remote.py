@@ -9,41 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
-from typer.testing import CliRunner, Result
 
 from allotment.cli import app
-from tests.e2e.server import ADMIN, serve
-
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('remote') / 'remote.db'}"
-    with serve(url, workers=1) as base:
-        yield url, base
-
-
-def local(served: tuple[str, str], *args: str) -> Result:
-    return runner.invoke(app, [*args, "--db", served[0]])
-
-
-def remote(served: tuple[str, str], *args: str) -> Result:
-    return runner.invoke(app, [*args, "--url", served[1], "--api-key", ADMIN])
-
-
-def both(served: tuple[str, str], *args: str) -> tuple[Any, Any]:
-    """The JSON answers of ``args`` on the file and through the service."""
-    answers = []
-    for result in (local(served, *args, "--json"), remote(served, *args, "--json")):
-        assert result.exit_code == 0, result.output
-        answers.append(json.loads(result.stdout))
-    return answers[0], answers[1]
+from tests.cli.served import both, local, remote, runner
+from tests.e2e.server import ADMIN
 
 
 def test_budgets_through_the_service(served: tuple[str, str], tmp_path: Path) -> None:

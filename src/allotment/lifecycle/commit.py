@@ -140,7 +140,7 @@ def commit(tx: CallTx, request: CommitRequest, now: datetime) -> CommitResult:
     applied = _counted(tx, request, reservation)
     amounts = engine.amounts(applied, event.usage)
     charges = reservation.charges
-    if credits.has_credit(applied) or credits.grant_charges(charges):
+    if credits.has_credit(applied) or credits.holds_credit(charges):
         # Pools take what their allowance has room for; their grants and debt the rest.
         counted, pools = credits.settle(
             tx, applied, amounts, charges, late, now, request.request_id
