@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.postgres
 	$(BIN)/python -m bench.ledger
+	$(BIN)/python -m bench.credits
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,8 +6,8 @@
 - pool: a period budget whose allowance is spent, with 10 grants behind it,
   so every call draws on the grants (and reads them all).
 
-The goal is a ratio pool / plain of at least 0.7. Rounds alternate so that
-a noisy neighbour slows both alike; the table shows the median of each.
+The goal is a ratio pool / plain of at least 0.7. Many short rounds alternate
+so that a noisy neighbour slows both alike; the table shows the median of each.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def pairs(gov: Governor, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=1500, help="pairs per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=300, help="pairs per round")
+    parser.add_argument("--rounds", type=int, default=31, help="rounds, alternating")
     parser.add_argument("--grants", type=int, default=10)
     parser.add_argument("--memory", action="store_true", help="the memory store, not SQLite")
     args = parser.parse_args()

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from allotment.errors import ValidationError
@@ -119,6 +120,10 @@ class Grant:
     metadata: Mapping[str, str] = field(default_factory=dict)
     voided_at: datetime | None = None
     closed: bool = False
+    #: the grant's counter (``grant_key``)
+    key: str = field(init=False, repr=False, compare=False)
+    #: where the grant stands in the burn order (``burn_order``)
+    rank: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -134,10 +139,9 @@ class Grant:
         if self.expires_at is not None and self.expires_at <= self.effective_at:
             raise ValidationError("expires_at", "must be after effective_at")
         _check_metadata(self.metadata)
-
-    @property
-    def key(self) -> str:
-        return grant_key(self.pool, self.id)
+        # Worked out once: every call on a pool reads and orders all its grants.
+        object.__setattr__(self, "key", grant_key(self.pool, self.id))
+        object.__setattr__(self, "rank", _burn_rank(self))
 
     def live(self, at: datetime) -> bool:
         """Whether the grant counts at ``at``."""
@@ -169,6 +173,9 @@ class Grant:
         }
 
 
+_RANK = attrgetter("rank")
+
+
 def _burn_rank(grant: Grant) -> tuple[Any, ...]:
     expires = grant.expires_at
     return (
@@ -183,7 +190,7 @@ def _burn_rank(grant: Grant) -> tuple[Any, ...]:
 
 def burn_order(grants: Iterable[Grant]) -> list[Grant]:
     """``grants`` in the order calls draw on them (see the module docstring)."""
-    return sorted(grants, key=_burn_rank)
+    return sorted(grants, key=_RANK)
 
 
 @dataclass(frozen=True, slots=True)

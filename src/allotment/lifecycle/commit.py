@@ -142,13 +142,13 @@ def commit(tx: CallTx, request: CommitRequest, now: datetime) -> CommitResult:
     charges = reservation.charges
     if credits.has_credit(applied) or credits.holds_credit(charges):
         # Pools take what their allowance has room for; their grants and debt the rest.
-        counted, pools = credits.settle(
+        counted, pools, kept = credits.settle(
             tx, applied, amounts, charges, late, now, request.request_id
         )
         started = tuple(t.id for t in topups.topped_up(tx, pools))
         own = [c for c in charges if not credits.grant_charges((c,))]
         released = [] if late else [(c.budget_key, c.member, c.bucket, 0, -c.amount) for c in own]
-        deltas = merge_deltas(released + usage_deltas(applied, counted))
+        deltas = merge_deltas(released + usage_deltas(applied, counted) + kept)
         adjusted = adjustments(applied, amounts, own)
     else:
         counted, started = amounts, ()

@@ -138,7 +138,8 @@ class Pool:
                 amount -= take
                 if hold:  # the reservation's charge: authorize reserves it with the others
                     self.held.setdefault(grant.id, [0, 0])[1] += take
-                    self._available = None
+                    if self._available is not None:  # take <= the grant's room: exact
+                        self._available -= take
                 else:
                     self._move(grant.id, take, 0)
                 charges.append(Charge(grant.key, self.member, 0, take))
@@ -280,27 +281,31 @@ def settle(
     late: bool,
     now: datetime,
     request_id: str,
-) -> tuple[list[int], list[tuple[Budget, Pool]]]:
+) -> tuple[list[int], list[tuple[Budget, Pool]], list[Delta]]:
     """A commit's credit moves: each pool keeps from its allowance's hold, then its
     grants' holds in the order drawn (the rest refunded, last drawn first), then
     draws further (room, grants in burn order, debt). Returns what lands on each
-    budget's own counter, and the pools moved, for the caller to ``flush`` (after
-    starting a top-up where one is due). Grant holds whose pool no longer counts
-    the call are refunded."""
+    budget's own counter, the pools moved, for the caller to ``flush`` (after
+    starting a top-up where one is due), and the deltas of grant holds used as
+    held, for the caller to write with its own. Grant holds whose pool no longer
+    counts the call are refunded."""
     counted = list(amounts)
     moved: list[tuple[Budget, Pool]] = []
+    deltas: list[Delta] = []
     held: dict[tuple[str, str], list[Charge]] = {}
     for c in () if late else grant_charges(charges):  # a late commit's holds were given back
         held.setdefault((_pool_of(c), c.member), []).append(c)
     for i, a in enumerate(applied):
         if a.budget.credits:
             mine = held.pop((a.budget.key, a.member), [])
-            counted[i], pool = _settle_pool(tx, a, amounts[i], charges, mine, late, now, request_id)
+            counted[i], pool = _settle_pool(
+                tx, a, amounts[i], charges, mine, late, now, request_id, deltas
+            )
             if pool is not None:
                 moved.append((a.budget, pool))
     for (pool_key, member), stale in held.items():
         unhold(tx, pool_key, member, stale, now, request_id)
-    return counted, moved
+    return counted, moved, deltas
 
 
 def _settle_pool(
@@ -312,6 +317,7 @@ def _settle_pool(
     late: bool,
     now: datetime,
     request_id: str,
+    kept_as_held: list[Delta],
 ) -> tuple[int, Pool | None]:
     """``settle`` for one pool: what lands on its own counter, and the pool if it moved
     credit (None: the holds were used as held, so no balance moved)."""
@@ -332,7 +338,8 @@ def _settle_pool(
         own_used += more
         rest -= more
     if not rest and all(n == take for _, n, take in kept) and a.budget.auto_topup is None:
-        tx.add([(grant_key(a.budget.key, g), a.member, 0, n, -n) for g, n, _ in kept])
+        # The holds are used as held: the caller writes them with its own deltas.
+        kept_as_held.extend((grant_key(a.budget.key, g), a.member, 0, n, -n) for g, n, _ in kept)
         return own_used, None
     pool = open_pool(tx, a.budget.key, a.member, now)
     for grant_id, _, take in kept:

@@ -80,7 +80,7 @@ def record(tx: CallTx, request: RecordRequest, now: datetime) -> CommitResult:
     counted: list[int] = amounts
     started: tuple[str, ...] = ()
     if credits.has_credit(applied):  # a pool's allowance has room for part; grants the rest
-        counted, pools = credits.settle(tx, applied, amounts, (), True, now, request.request_id)
+        counted, pools, _ = credits.settle(tx, applied, amounts, (), True, now, request.request_id)
         started = tuple(t.id for t in topped_up(tx, pools))
     tx.add(usage_deltas(applied, counted))
     event = append(tx, event)
