@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from allotment.core.credits import EntryKind
+from allotment.core.credits import EntryKind, debt_key, grant_key
 from allotment.core.decisions import Reason
 from allotment.errors import ConflictError, ValidationError
 from allotment.governor import Governor
@@ -242,3 +242,25 @@ def test_rebuild_restores_every_balance_after_a_random_workload(
     gov.rebuild()
     assert gov.store.counters() == before
     assert {u: gov.pool("plan", member=u) for u in ("u1", "u2")} == pools
+
+
+def test_held_grants_read_the_counters_grant_key_names(gov: Governor) -> None:
+    """SQLite reads a member's grants and their counters in one join that builds each
+    counter key in SQL: it must name the counters ``grant_key`` and ``debt_key`` name."""
+    pool(gov, limit=0)
+    gov.add_grant("plan", 30, grant_id="g1", priority=1)
+    gov.add_grant("plan", 30, grant_id="g2", priority=2)
+    assert gov.authorize("r1", ACME, "openai", "m", tokens(40)).allowed
+    gov.commit("r1", tokens(75))  # 60 from the grants, 15 of debt
+    assert gov.authorize("r2", ACME, "openai", "m", tokens(0)).allowed
+    key = gov.store.find_budget("plan", "acme").key
+    wanted = [(grant_key(key, "g1"), "", 0), (grant_key(key, "g2"), "", 0), (debt_key(key), "", 0)]
+
+    def both(tx: Any) -> tuple[Any, Any]:
+        return tx.held_grants(key, ""), tx.read_keys(wanted)
+
+    (grants, held, debt), direct = gov.store._read(both)  # type: ignore[attr-defined]
+    assert dict(zip([g.id for g in grants], held, strict=True)) == {"g1": direct[0],
+                                                                    "g2": direct[1]}  # fmt: skip
+    assert debt == direct[2] and debt.used == 15
+    assert [tuple(c) for c in direct[:2]] == [(30, 0), (30, 0)]

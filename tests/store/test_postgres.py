@@ -267,13 +267,13 @@ def test_concurrent_topup_starts_take_one_pending_slot(
 def test_instances_crossing_the_threshold_start_one_topup(
     clean_postgres_url: str, clock: Clock
 ) -> None:
-    """Calls on four instances cross a pool's auto top-up threshold together: one
+    """64 calls on four instances cross a pool's auto top-up threshold together: one
     top-up starts, and only it reserves the month's cap."""
     govs = [Governor(clean_postgres_url, clock=clock) for _ in range(4)]
     auto = {"threshold": 500, "amount": 1000, "monthly_cap": 5000}
     govs[0].create_budget({"id": "plan", "tenant": "acme", "meter": "tokens", "window": "month",
                            "limit": 1000, "credits": True, "auto_topup": auto})  # fmt: skip
-    barrier = threading.Barrier(16)
+    barrier = threading.Barrier(64)
 
     def run(i: int) -> tuple[str, ...]:
         barrier.wait(timeout=10)
@@ -281,8 +281,8 @@ def test_instances_crossing_the_threshold_start_one_topup(
         return govs[i % 4].record(f"r{i}", SUBJECT, "openai", "m", usage).topups
 
     try:
-        with ThreadPoolExecutor(16) as pool:
-            started = [t for ids in pool.map(run, range(16)) for t in ids]
+        with ThreadPoolExecutor(64) as pool:
+            started = [t for ids in pool.map(run, range(64)) for t in ids]
         budget = govs[0].store.find_budget("plan", "acme")
         _, latest = govs[0].store.topup_status(budget, "", clock.now)
         assert latest is not None and latest.state is TopUpState.PENDING

@@ -31,6 +31,7 @@ from typing import Any
 from allotment.errors import ValidationError
 
 __all__ = [
+    "GRANT_SEPARATOR",
     "CreditEntry",
     "EntryKind",
     "Grant",
@@ -43,7 +44,7 @@ __all__ = [
 
 #: between a pool's key and a grant id in a grant's counter key: never in a budget id or
 #: a grant id, so the last one splits a grant key, and no budget key ends in ``!<id>``
-_SEP = "!"
+GRANT_SEPARATOR = _SEP = "!"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
 _MAX_METADATA = 32
 

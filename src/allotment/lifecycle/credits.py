@@ -195,12 +195,9 @@ def _voided(grant: Grant, at: datetime) -> bool:
 def open_pool(tx: _CreditTx, key: str, member: str, now: datetime, write: bool = True) -> Pool:
     """``key``'s grants for ``member``, locked; with ``write``, expired grants are closed
     and debt repaid, as first observed."""
-    grants = burn_order(tx.grants(key, member))
-    keys = [(g.key, member, 0) for g in grants] + [(debt_key(key), member, 0)]
-    counters = tx.read_keys(keys)
-    held = {g.id: [c.used, c.reserved] for g, c in zip(grants, counters, strict=False)}
-    debt = counters[-1].used
-    pool = Pool(key, member, now, grants, held, debt)
+    found, counters, debt = tx.held_grants(key, member)
+    held = {g.id: [c.used, c.reserved] for g, c in zip(found, counters, strict=True)}
+    pool = Pool(key, member, now, burn_order(found), held, debt.used)
     if write:
         pool.close_ended()
         pool.repay()

@@ -108,9 +108,13 @@ class Crediting(Protocol):
 
     ``grants`` locks the member's grants (every one, closed ones too) until
     the transaction ends; their consumption is in counters (``read_keys``).
+    ``held_grants`` is both, with the member's debt counter: the grants, each
+    one's counter in the same order, and the debt (one statement where a
+    store can read them consistently in one).
     """
 
     def grants(self, pool: str, member: str) -> list[Grant]: ...
+    def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]: ...
     def close_grant(self, pool: str, member: str, grant_id: str) -> None: ...
     def append_credits(self, entries: Sequence[CreditEntry]) -> None: ...
 

@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from allotment.core.budgets import Budget
-from allotment.core.credits import CreditEntry, Grant
+from allotment.core.credits import CreditEntry, Grant, debt_key
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import Rates
 from allotment.core.ledger import Event, Reservation
@@ -312,6 +312,13 @@ class BatchTx:
     # credit pools, passed through: written in the batch's transaction, undone if it fails
     def grants(self, pool: str, member: str) -> list[Grant]:
         return self._inner.grants(pool, member)
+
+    def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]:
+        # The grants from the database, their counters from this batch (its writes so far)
+        grants = self._inner.grants(pool, member)
+        *held, debt = self.read_keys([*((g.key, member, 0) for g in grants),
+                                      (debt_key(pool), member, 0)])  # fmt: skip
+        return grants, held, debt
 
     def close_grant(self, pool: str, member: str, grant_id: str) -> None:
         self._inner.close_grant(pool, member, grant_id)

@@ -17,12 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 from allotment.core.budgets import Budget
-from allotment.core.credits import CreditEntry, Grant
+from allotment.core.credits import CreditEntry, Grant, debt_key
+from allotment.core.engine import Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.topups import TopUp
-from allotment.lifecycle.tx import ROLLUP_TOTALS, RollupKey
+from allotment.lifecycle.tx import ROLLUP_TOTALS, Key, RollupKey
 from allotment.store._rows import (
     CREDIT_ENTRY_COLUMNS,
     EVENT_COLUMNS,
@@ -151,6 +152,10 @@ class SqlTx:
         raise NotImplementedError
 
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
+        """Single-bucket counters (each backend reads, and locks, its own way)."""
         raise NotImplementedError
 
     def clear_counters(self, keys: Sequence[str] | None) -> None:
@@ -302,6 +307,13 @@ class SqlTx:
             (pool, member),
         )
         return [grant_from_row(row) for row in rows]
+
+    def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]:
+        # Two statements: the counters are read (and locked) once the grants are locked.
+        grants = self.grants(pool, member)
+        *held, debt = self.read_keys([*((g.key, member, 0) for g in grants),
+                                      (debt_key(pool), member, 0)])  # fmt: skip
+        return grants, held, debt
 
     def close_grant(self, pool: str, member: str, grant_id: str) -> None:
         self._run("UPDATE grants SET closed = ? WHERE pool = ? AND id = ?", (True, pool, grant_id))

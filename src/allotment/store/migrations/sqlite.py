@@ -294,8 +294,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX grants_member ON grants (pool, member);
 
         -- Every movement of credit, with the member's balance after it.
+        -- Never deleted, so rowids are never reused: no AUTOINCREMENT, whose
+        -- sqlite_sequence row every hold would write again.
         CREATE TABLE credit_entries (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id INTEGER PRIMARY KEY,
             pool TEXT NOT NULL,
             member TEXT NOT NULL,
             kind TEXT NOT NULL,
