@@ -37,6 +37,8 @@ __all__ = [
     "RemoteEvent",
     "RemoteKey",
     "RemoteOvershoot",
+    "RemotePlan",
+    "RemotePlanAssignment",
     "RemoteRefusal",
     "RemoteUsageRow",
     "RemoteWarning",
@@ -45,6 +47,8 @@ __all__ = [
     "decision_from",
     "event_from",
     "key_from",
+    "plan_assignment_from",
+    "plan_from",
     "usage_row_from",
     "view_from",
 ]
@@ -283,6 +287,7 @@ class RemoteBudget(_Answer):
     protected: bool = False
     credits: bool = False
     auto_topup: dict[str, str | None] | None = None
+    recurring_grants: list[dict[str, Any]] = field(default_factory=list)
     unit: str | None = None
     limit_units: int | None = None
     display: dict[str, str | None] | None = None
@@ -295,6 +300,40 @@ class RemoteBudget(_Answer):
         if self.at_limit is None:
             del spec["at_limit"]
         return spec
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePlan(_Answer):
+    """A plan (``Plan``) in spec form: its budget templates in human units, as
+    ``Plan.to_spec()`` writes them, and ``key``, where it is stored (``tenant#id``)."""
+
+    id: str
+    tenant: str | None = None
+    name: str | None = None
+    per: str = ""
+    default: bool = False
+    version: int = 1
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    key: str = ""
+
+    def to_spec(self) -> dict[str, Any]:
+        """The spec, for ``Plan.from_spec`` or another ``set_plan``."""
+        spec = self.to_dict()
+        del spec["key"]
+        return spec
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePlanAssignment(_Answer):
+    """A member's plan, assigned server-side (``Assignment``); ``assigned_at`` is an ISO
+    8601 string, ``usage`` ``carry`` or ``reset``."""
+
+    tenant: str
+    member: str
+    plan: str
+    assigned_at: str
+    epoch: int = 0
+    usage: str = "carry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +432,16 @@ def usage_row_from(data: Mapping[str, Any]) -> RemoteUsageRow:
 def budget_from(data: Mapping[str, Any]) -> RemoteBudget:
     """A budget in spec form."""
     return _pick(RemoteBudget, data)
+
+
+def plan_from(data: Mapping[str, Any]) -> RemotePlan:
+    """A plan, as ``/v1/plans`` answers it."""
+    return _pick(RemotePlan, data)
+
+
+def plan_assignment_from(data: Mapping[str, Any]) -> RemotePlanAssignment:
+    """A member's assignment, as ``/v1/plans/assignments`` answers it."""
+    return _pick(RemotePlanAssignment, data)
 
 
 def key_from(data: Mapping[str, Any]) -> RemoteKey:

@@ -18,12 +18,16 @@ from allotment._answers import (
     RemoteDecision,
     RemoteEvent,
     RemoteKey,
+    RemotePlan,
+    RemotePlanAssignment,
     RemoteUsageRow,
     budget_from,
     commit_from,
     decision_from,
     event_from,
     key_from,
+    plan_assignment_from,
+    plan_from,
     usage_row_from,
     view_from,
 )
@@ -48,7 +52,8 @@ from allotment.async_governor import AsyncHold
 from allotment.core.budgets import Budget
 from allotment.core.fx import FxRate
 from allotment.core.ledger import ReservationState
-from allotment.errors import ConflictError
+from allotment.core.plans import Plan
+from allotment.errors import ConflictError, NotFoundError
 from allotment.governor import SubjectLike, UsageLike
 from allotment.store.base import EventQuery
 
@@ -248,17 +253,50 @@ class AsyncClient(Base):
     async def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
         """See ``Governor.load_budgets``: the file is checked here, then applied by the
         service in one transaction."""
-        budgets, rates = file_config(path)
-        return await self.apply_config(budgets, rates)
+        budgets, rates, plans = file_config(path)
+        return await self.apply_config(budgets, rates, plans)
 
     async def apply_config(
         self,
         budgets: Sequence[Budget | Mapping[str, Any]],
         rates: Sequence[FxRate | Mapping[str, Any]] = (),
+        plans: Sequence[Plan | Mapping[str, Any]] = (),
     ) -> list[RemoteBudget]:
-        """See ``Governor.apply_config``: all or nothing, in one request."""
-        answer = await self._send(self._config(budgets, rates))
+        """See ``Governor.apply_config``: in one request; the budgets."""
+        answer = await self._send(self._config(budgets, rates, plans))
         return [budget_from(b) for b in answer["budgets"]]
+
+    # plans
+    async def set_plan(self, plan: Plan | Mapping[str, Any]) -> RemotePlan:
+        """See ``Governor.set_plan``: create or replace; the answer has its ``version``."""
+        return plan_from(await self._send(self._set_plan(plan)))
+
+    async def get_plan(self, plan_id: str, *, tenant: str | None = None) -> RemotePlan:
+        """See ``Governor.get_plan``."""
+        return plan_from(await self._send(self._plan("GET", plan_id, tenant=tenant)))
+
+    async def list_plans(self, tenant: str | None = None) -> list[RemotePlan]:
+        """See ``Governor.list_plans`` (a tenant's key: its own and the deployment-wide)."""
+        answer = await self._send(self._plan("GET", tenant=tenant))
+        return [plan_from(p) for p in answer["plans"]]
+
+    async def delete_plan(self, plan_id: str, *, tenant: str | None = None) -> None:
+        """See ``Governor.delete_plan``."""
+        await self._send(self._plan("DELETE", plan_id, tenant=tenant))
+
+    async def assign_plan(
+        self, tenant: str, member: str, plan: str, *, usage: str = "carry"
+    ) -> RemotePlanAssignment:
+        """See ``Governor.assign_plan``."""
+        answer = await self._send(self._assign_plan(tenant, member, plan, usage))
+        return plan_assignment_from(answer)
+
+    async def plan_of(self, tenant: str, member: str) -> RemotePlanAssignment | None:
+        """See ``Governor.plan_of``: None when the member has no assignment."""
+        try:
+            return plan_assignment_from(await self._send(self._plan_of(tenant, member)))
+        except NotFoundError:
+            return None
 
     # exchange rates
     async def set_rate(

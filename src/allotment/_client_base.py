@@ -3,10 +3,10 @@
 The two faces differ only in how they send a ``Call`` (httpx's own clients
 are built the same way); everything a request carries, and every rule about
 retrying it or reading its answer, is written here once. So is the wire form
-of credit pools' answers (``grant_json``, ``pool_json``, ``credit_entry_json``):
-the service sends it, the CLI prints it from a local Governor, and the clients
-read it back as ``RemoteGrant``, ``RemotePoolStatus``, ``RemoteCreditEntry`` and
-``RemoteTopUp``.
+of credit pools' answers (``grant_json``, ``pool_json``, ``credit_entry_json``)
+and of plans' (``plan_json``): the service sends it, the CLI prints it from a
+local Governor, and the clients read it back as ``RemoteGrant``,
+``RemotePoolStatus``, ``RemoteCreditEntry``, ``RemoteTopUp`` and ``RemotePlan``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from urllib.parse import quote
 import httpx
 
 from allotment._answers import RemoteDecision, RemoteKey, key_from
-from allotment.config import load_budget_specs, load_rates
+from allotment.config import load_budget_specs, load_plan_specs, load_rates
 from allotment.core.budgets import Budget
 from allotment.core.credits import CreditEntry, Grant
 from allotment.core.fx import FxRate
+from allotment.core.plans import Plan
 from allotment.core.subjects import Subject
 from allotment.core.topups import AutoTopUp, TopUp, TopUpStatus
 from allotment.core.units import UNITS, shown
@@ -47,6 +48,7 @@ __all__ = [
     "BACKOFF",
     "Base",
     "Call",
+    "FileConfig",
     "RemoteCreditEntry",
     "RemoteGrant",
     "RemoteGrantBalance",
@@ -59,6 +61,8 @@ __all__ = [
     "file_config",
     "grant_from",
     "grant_json",
+    "plan_json",
+    "plan_spec_of",
     "pool_answer",
     "pool_from",
     "pool_json",
@@ -196,12 +200,16 @@ class Base:
 
     @staticmethod
     def _config(
-        budgets: Sequence[Budget | Mapping[str, Any]], rates: Sequence[FxRate | Mapping[str, Any]]
+        budgets: Sequence[Budget | Mapping[str, Any]],
+        rates: Sequence[FxRate | Mapping[str, Any]],
+        plans: Sequence[Plan | Mapping[str, Any]] = (),
     ) -> Call:
-        """Rates and budgets applied at once: sent again after a lost answer, it
-        sets them again."""
-        body = {"budgets": [spec_of(b) for b in budgets],
+        """Rates, budgets and plans applied at once: sent again after a lost answer, it
+        sets them again (a plan then counts one more version)."""
+        body: dict[str, Any] = {"budgets": [spec_of(b) for b in budgets],
                 "rates": [r.to_spec() if isinstance(r, FxRate) else r for r in rates]}  # fmt: skip
+        if plans:  # a service without plans takes the body it took before
+            body["plans"] = [plan_spec_of(p) for p in plans]
         return Call("POST", "/v1/config", _json(body))
 
     @staticmethod
@@ -228,6 +236,31 @@ class Base:
     @staticmethod
     def _new_key(data: Any) -> tuple[RemoteKey, str]:
         return key_from(data), str(data["secret"])
+
+    # plans: changes are sent once, as budget changes are
+    @staticmethod
+    def _plan(method: str, plan_id: str = "", spec: Any = None, tenant: str | None = None) -> Call:
+        path = "/v1/plans" + (f"/{quote(plan_id, safe='')}" if plan_id else "")
+        body = None if spec is None else _json(spec)
+        return Call(method, path, body, params=_clean({"tenant": tenant}), retry=method == "GET")
+
+    @staticmethod
+    def _set_plan(plan: Plan | Mapping[str, Any]) -> Call:
+        """``PUT /v1/plans/{id}``: the id is the spec's (a ValidationError without one)."""
+        spec = plan_spec_of(plan)
+        plan_id = spec.get("id")
+        if not isinstance(plan_id, str) or not plan_id:
+            raise ValidationError("id", "a plan needs an id")
+        return Base._plan("PUT", plan_id, spec)
+
+    @staticmethod
+    def _assign_plan(tenant: str, member: str, plan: str, usage: str) -> Call:
+        body = {"tenant": tenant, "member": member, "plan": plan, "usage": usage}
+        return Call("PUT", "/v1/plans/assignments", body, retry=False)
+
+    @staticmethod
+    def _plan_of(tenant: str, member: str) -> Call:
+        return Call("GET", "/v1/plans/assignments", params={"tenant": tenant, "member": member})
 
     # credit pools
     @staticmethod
@@ -565,6 +598,14 @@ def credit_entry_from(data: Mapping[str, Any]) -> RemoteCreditEntry:
     return RemoteCreditEntry(**_known(RemoteCreditEntry, data))
 
 
+# --- plans on the wire --------------------------------------------------------------------
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """A plan as the service answers it: its spec form and ``key``, where it is stored."""
+    return plan.to_spec() | {"key": plan.key}
+
+
 # --- requests -----------------------------------------------------------------------------
 
 
@@ -596,8 +637,17 @@ def whole(spec: Mapping[str, Any]) -> dict[str, Any]:
     return Budget.from_spec(spec).to_spec()
 
 
-def file_config(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The budgets and rates of a config file, each checked before any is sent."""
+def plan_spec_of(plan: Plan | Mapping[str, Any]) -> dict[str, Any]:
+    return plan.to_spec() if isinstance(plan, Plan) else dict(plan)
+
+
+#: a config file's budgets, rates and plans, as ``POST /v1/config`` takes them
+FileConfig = tuple[list[dict[str, Any]], list[dict[str, str]], list[dict[str, Any]]]
+
+
+def file_config(path: str | Path) -> FileConfig:
+    """The budgets, rates and plans of a config file, each checked before any is sent
+    (a plan on its own: the service checks it against the others)."""
     rates = [r.to_spec() for r in load_rates(path)]
     specs = load_budget_specs(path)
     for i, spec in enumerate(specs):
@@ -605,7 +655,13 @@ def file_config(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, 
             Budget.from_spec(spec)
         except ValidationError as exc:
             raise exc.within(f"budgets[{i}]") from None
-    return [dict(s) for s in specs], rates
+    plans = load_plan_specs(path)
+    for i, plan in enumerate(plans):
+        try:
+            Plan.from_spec(plan)
+        except ValidationError as exc:
+            raise exc.within(f"plans[{i}]") from None
+    return [dict(s) for s in specs], rates, [dict(p) for p in plans]
 
 
 def _clean(params: Mapping[str, Any]) -> dict[str, Any]:

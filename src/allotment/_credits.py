@@ -68,7 +68,7 @@ class CreditPools:
         key are a ConflictError. A new grant repays the member's debt first.
         Returns the grant and whether it was added now.
         """
-        budget = self.store.find_budget(pool, tenant)
+        budget = self.store.find_pool(pool, tenant)
         now = self.now()
         check_identifier(idempotency_key, "idempotency_key")
         check_identifier(member or None, "member")
@@ -92,12 +92,12 @@ class CreditPools:
     ) -> Grant:
         """Void a grant: what it has left is gone; calls holding it keep their hold.
         Voiding twice changes nothing."""
-        budget = self.store.find_budget(pool, tenant)
+        budget = self.store.find_pool(pool, tenant)
         return self.store.void_grant(budget, member, grant_id, self.now())
 
     def pool(self, pool: str, *, tenant: str | None = None, member: str = "") -> PoolStatus:
         """Where ``member``'s credit stands: each grant's balance, the total, the debt."""
-        budget = self.store.find_budget(pool, tenant)
+        budget = self.store.find_pool(pool, tenant)
         return self.store.pool_status(budget, member, self.now())
 
     def credit_ledger(
@@ -115,7 +115,7 @@ class CreditPools:
             raise ValidationError("limit", f"must be 1-{_MAX_PAGE}")
         if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:
             raise ValidationError("after_id", "must be a non-negative integer")
-        budget = self.store.find_budget(pool, tenant)
+        budget = self.store.find_pool(pool, tenant)
         check_pool(budget)
         return self.store.credit_entries(budget, member, after_id, limit)
 
@@ -141,7 +141,7 @@ class CreditPools:
 
     def resume_topups(self, pool: str, *, tenant: str | None = None, member: str = "") -> bool:
         """Re-enable auto top-up after a failed payment; False if it was not paused."""
-        budget = self.store.find_budget(pool, tenant)
+        budget = self.store.find_pool(pool, tenant)
         return self.store.resume_topups(budget, member, self.now())
 
     def topup_status(
@@ -150,7 +150,7 @@ class CreditPools:
         """Why auto top-up is not keeping ``member``'s credit topped up (None: it is, or
         the pool has none), and the member's latest top-up; read in one transaction, by
         the rule decisions and the 402 use (``lifecycle.topups.status_of``)."""
-        budget = self.store.find_budget(pool, tenant)
+        budget = self.store.find_pool(pool, tenant)
         return self.store.topup_status(budget, member, self.now())
 
     def _topups_started(self, started: tuple[str, ...]) -> None:

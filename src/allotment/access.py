@@ -13,9 +13,9 @@ What each role may do (``may_*``)::
       release, record events
     read status, prices                  yes    yes           yes      yes
     read usage, the ledger, budgets,     yes    yes           no       yes
-      rates, credit pools
-    manage budgets and keys, add and     yes    yes           no       no
-      void grants
+      plans, rates, credit pools
+    manage budgets, plans and keys,      yes    yes           no       no
+      add and void grants
     set exchange rates                   yes    no            no       no
 
 Which tenant: every key but an admin's belongs to one tenant and acts on it
@@ -29,6 +29,9 @@ alone (naming another is a 403); an admin acts on the tenant it names.
   (``sees``, ``visible``, ``in_scope``); a tenant admin changes only its
   tenant's, a deployment-wide one is a 403 (``may_change``), and what it creates
   belongs to its tenant (``owned``).
+- plans (``allotment.core.plans``) are seen, changed and created as budgets are
+  (``sees``, ``visible``, ``may_change``, ``owned``); a member's plan is assigned by
+  a key that may manage its tenant (``tenant``), and read by one that may read it.
 - credit pools (budgets with ``credits: true``): grants are added and voided
   as the pool budget is changed (``may_change``); a read covers the members
   ``pool_member`` allows: any of its tenant's pool, and of a deployment-wide
@@ -37,8 +40,8 @@ alone (naming another is a 403); an admin acts on the tenant it names.
 - keys: a tenant admin creates keys of its tenant only, never an admin key
   (``new_key_tenant``).
 
-Refusals are ``AccessDenied`` (HTTP 403 ``forbidden``); a budget of another
-tenant is ``NotFoundError`` (404), as if it were not there at all, so a key
+Refusals are ``AccessDenied`` (HTTP 403 ``forbidden``); a budget (or plan) of
+another tenant is ``NotFoundError`` (404), as if it were not there at all, so a key
 cannot learn which ids other tenants use; an admin naming no tenant where one is
 needed is ``ValidationError`` on ``tenant`` (422).
 """
@@ -46,13 +49,13 @@ needed is ``ValidationError`` on ``tenant`` (422).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from allotment.core.budgets import Budget
 from allotment.core.keys import ApiKey, Role
 from allotment.errors import AccessDenied, NotFoundError, ValidationError
 
-__all__ = ["Caller", "in_scope"]
+__all__ = ["Caller", "Owned", "in_scope"]
 
 #: what each role may do
 _WRITE_USAGE = frozenset({Role.ADMIN, Role.TENANT_ADMIN, Role.SERVICE})
@@ -61,10 +64,28 @@ _READ_STATUS = _READ | {Role.SERVICE}
 _MANAGE = frozenset({Role.ADMIN, Role.TENANT_ADMIN})
 
 
-def in_scope(budget: Budget, scope: str | None) -> bool:
-    """Whether ``budget`` is seen within ``scope`` (as ``Caller.within`` gives it; None:
-    every tenant): a budget of that tenant, or a deployment-wide one."""
+class Owned(Protocol):
+    """What belongs to a tenant, or (``tenant`` None) to the deployment: a budget, a plan."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant(self) -> str | None: ...
+
+
+OwnedT = TypeVar("OwnedT", bound=Owned)
+
+
+def in_scope(budget: Owned, scope: str | None) -> bool:
+    """Whether ``budget`` (or a plan) is seen within ``scope`` (as ``Caller.within`` gives
+    it; None: every tenant): one of that tenant, or a deployment-wide one."""
     return scope is None or budget.tenant is None or budget.tenant == scope
+
+
+def _kind(owned: Owned) -> str:
+    """What ``owned`` is called in messages: a budget, else a plan (``Plan``: the rules
+    import no more than budgets and keys)."""
+    return "budget" if isinstance(owned, Budget) else "plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,39 +168,41 @@ class Caller:
             return None if self.admin else self.key.tenant
         return self.tenant(named)
 
-    # budgets
-    def sees(self, budget: Budget) -> bool:
-        """Whether this key may see ``budget``: its tenant's or a deployment-wide one."""
+    # budgets and plans
+    def sees(self, budget: Owned) -> bool:
+        """Whether this key may see ``budget`` (or a plan): its tenant's or a
+        deployment-wide one."""
         return self.admin or budget.tenant is None or budget.tenant == self.key.tenant
 
-    def visible(self, budget: Budget) -> Budget:
-        """``budget``, once this key may see it.
+    def visible(self, budget: OwnedT) -> OwnedT:
+        """``budget`` (or a plan), once this key may see it.
 
         Raises:
-            NotFoundError: a budget of another tenant, as if there were none.
+            NotFoundError: one of another tenant, as if there were none.
         """
         if self.sees(budget):
             return budget
-        raise NotFoundError(f"no budget with id {budget.id!r}")
+        raise NotFoundError(f"no {_kind(budget)} with id {budget.id!r}")
 
-    def may_change(self, budget: Budget) -> None:
-        """Update or delete ``budget``: a tenant admin only its tenant's.
+    def may_change(self, budget: Owned) -> None:
+        """Update or delete ``budget`` (or a plan): a tenant admin only its tenant's.
 
         Raises:
             AccessDenied: a key that may not manage, or a tenant admin and a
-                deployment-wide budget.
-            NotFoundError: a budget of another tenant.
+                deployment-wide one.
+            NotFoundError: one of another tenant.
         """
         self._need(_MANAGE)
         if self.admin:
             return
         self.visible(budget)
         if budget.tenant is None:
-            raise AccessDenied("deployment-wide budgets are changed by admins only")
+            raise AccessDenied(f"deployment-wide {_kind(budget)}s are changed by admins only")
 
     def owned(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """A budget spec as this key creates it: a tenant admin's always belongs to
-        its own tenant (an admin's is as given, deployment-wide without ``tenant``).
+        """A budget (or plan) spec as this key creates it: a tenant admin's always
+        belongs to its own tenant (an admin's is as given, deployment-wide without
+        ``tenant``).
 
         Raises:
             AccessDenied: a key that may not manage, or a spec naming another tenant.

@@ -28,6 +28,7 @@ from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
+from allotment.core.plans import Assignment, Plan
 from allotment.core.subjects import Subject
 from allotment.core.topups import TopUp, TopUpStatus
 from allotment.errors import BudgetExceeded
@@ -67,11 +68,12 @@ class AsyncGovernor:
         default_ttl: int = 300,
         gateway: PaymentGateway | None = None,
         topup_worker: bool = True,
+        plan_from_subject: bool = False,
     ) -> None:
         self.sync = Governor(
             store, pricer=pricer, currency=currency, unknown_model=unknown_model,
             uncovered=uncovered, estimates=estimates, clock=clock, default_ttl=default_ttl,
-            gateway=gateway, topup_worker=topup_worker,
+            gateway=gateway, topup_worker=topup_worker, plan_from_subject=plan_from_subject,
         )  # fmt: skip
 
     # the call lifecycle
@@ -226,9 +228,38 @@ class AsyncGovernor:
         self,
         budgets: Sequence[Budget | Mapping[str, Any]],
         rates: Sequence[FxRate | Mapping[str, Any]] = (),
+        plans: Sequence[Plan | Mapping[str, Any]] = (),
     ) -> list[Budget]:
         """See ``Governor.apply_config``."""
-        return await asyncio.to_thread(self.sync.apply_config, budgets, rates)
+        return await asyncio.to_thread(self.sync.apply_config, budgets, rates, plans)
+
+    # plans
+    async def set_plan(self, plan: Plan | Mapping[str, Any]) -> Plan:
+        """See ``Governor.set_plan``."""
+        return await asyncio.to_thread(self.sync.set_plan, plan)
+
+    async def get_plan(self, plan_id: str, *, tenant: str | None = None) -> Plan:
+        """See ``Governor.get_plan``."""
+        return await asyncio.to_thread(self.sync.get_plan, plan_id, tenant=tenant)
+
+    async def list_plans(self, tenant: str | None = None) -> list[Plan]:
+        """See ``Governor.list_plans``."""
+        return await asyncio.to_thread(self.sync.list_plans, tenant)
+
+    async def delete_plan(self, plan_id: str, *, tenant: str | None = None) -> None:
+        """See ``Governor.delete_plan``."""
+        await asyncio.to_thread(self.sync.delete_plan, plan_id, tenant=tenant)
+
+    async def assign_plan(
+        self, tenant: str, member: str, plan: str, *, usage: str = "carry"
+    ) -> Assignment:
+        """See ``Governor.assign_plan``."""
+        assign = partial(self.sync.assign_plan, tenant, member, plan, usage=usage)
+        return await asyncio.to_thread(assign)
+
+    async def plan_of(self, tenant: str, member: str) -> Assignment | None:
+        """See ``Governor.plan_of``."""
+        return await asyncio.to_thread(self.sync.plan_of, tenant, member)
 
     # credit pools
     async def add_grant(

@@ -17,9 +17,9 @@ authorization is returned (``allowed=False``), as the Governor does.
 (``retries`` times, 0.1 / 0.3 / 1 s by default) for the calls that are safe
 to repeat: authorize, commit, release and record (their request ids make a
 retry count once), voiding a grant, adding one under an idempotency key,
-resuming auto top-up, and every read. Budget and key changes, and grants
-without a key, are sent once. When the service stays unreachable the error is
-``StoreError``, never an ``httpx`` exception.
+resuming auto top-up, and every read. Budget, plan and key changes, plan
+assignments, and grants without a key, are sent once. When the service stays
+unreachable the error is ``StoreError``, never an ``httpx`` exception.
 """
 
 from __future__ import annotations
@@ -41,12 +41,16 @@ from allotment._answers import (
     RemoteDecision,
     RemoteEvent,
     RemoteKey,
+    RemotePlan,
+    RemotePlanAssignment,
     RemoteUsageRow,
     budget_from,
     commit_from,
     decision_from,
     event_from,
     key_from,
+    plan_assignment_from,
+    plan_from,
     usage_row_from,
     view_from,
 )
@@ -74,7 +78,8 @@ from allotment.core.budgets import Budget
 from allotment.core.decisions import Decision
 from allotment.core.fx import FxRate
 from allotment.core.ledger import ReservationState
-from allotment.errors import BudgetExceeded, ConflictError
+from allotment.core.plans import Plan
+from allotment.errors import BudgetExceeded, ConflictError, NotFoundError
 from allotment.governor import Hold, SubjectLike, UsageLike
 from allotment.store.base import EventQuery
 
@@ -90,6 +95,8 @@ __all__ = [
     "RemoteGrant",
     "RemoteGrantBalance",
     "RemoteKey",
+    "RemotePlan",
+    "RemotePlanAssignment",
     "RemotePoolStatus",
     "RemoteTopUp",
     "RemoteUsageRow",
@@ -298,17 +305,50 @@ class Client(Base):
     def load_budgets(self, path: str | Path) -> list[RemoteBudget]:
         """See ``Governor.load_budgets``: the file is checked here, then applied by the
         service in one transaction."""
-        budgets, rates = file_config(path)
-        return self.apply_config(budgets, rates)
+        budgets, rates, plans = file_config(path)
+        return self.apply_config(budgets, rates, plans)
 
     def apply_config(
         self,
         budgets: Sequence[Budget | Mapping[str, Any]],
         rates: Sequence[FxRate | Mapping[str, Any]] = (),
+        plans: Sequence[Plan | Mapping[str, Any]] = (),
     ) -> list[RemoteBudget]:
-        """See ``Governor.apply_config``: all or nothing, in one request."""
-        answer = self._send(self._config(budgets, rates))
+        """See ``Governor.apply_config``: in one request; the budgets."""
+        answer = self._send(self._config(budgets, rates, plans))
         return [budget_from(b) for b in answer["budgets"]]
+
+    # plans
+    def set_plan(self, plan: Plan | Mapping[str, Any]) -> RemotePlan:
+        """See ``Governor.set_plan``: create or replace; the answer has its ``version``."""
+        return plan_from(self._send(self._set_plan(plan)))
+
+    def get_plan(self, plan_id: str, *, tenant: str | None = None) -> RemotePlan:
+        """See ``Governor.get_plan``."""
+        return plan_from(self._send(self._plan("GET", plan_id, tenant=tenant)))
+
+    def list_plans(self, tenant: str | None = None) -> list[RemotePlan]:
+        """See ``Governor.list_plans`` (a tenant's key: its own and the deployment-wide)."""
+        answer = self._send(self._plan("GET", tenant=tenant))
+        return [plan_from(p) for p in answer["plans"]]
+
+    def delete_plan(self, plan_id: str, *, tenant: str | None = None) -> None:
+        """See ``Governor.delete_plan``."""
+        self._send(self._plan("DELETE", plan_id, tenant=tenant))
+
+    def assign_plan(
+        self, tenant: str, member: str, plan: str, *, usage: str = "carry"
+    ) -> RemotePlanAssignment:
+        """See ``Governor.assign_plan``."""
+        answer = self._send(self._assign_plan(tenant, member, plan, usage))
+        return plan_assignment_from(answer)
+
+    def plan_of(self, tenant: str, member: str) -> RemotePlanAssignment | None:
+        """See ``Governor.plan_of``: None when the member has no assignment."""
+        try:
+            return plan_assignment_from(self._send(self._plan_of(tenant, member)))
+        except NotFoundError:
+            return None
 
     # exchange rates
     def set_rate(

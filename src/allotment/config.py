@@ -16,7 +16,16 @@ and ``rates:``, exchange rates for budgets kept in other currencies::
     rates:
       - {source: USD, target: EUR, rate: "0.92", effective_from: "2026-01-01T00:00:00Z"}
 
-Both sections are optional: a file with only ``pricing:`` (or only
+and ``plans:``, tiers whose budgets each member of ``per`` gets (see
+``allotment.core.plans``)::
+
+    plans:
+      - {id: core, tenant: relay, per: install, default: true, budgets: [
+          {id: credits, meter: credits, window: lifetime, limit: 100}]}
+      - {id: pro, tenant: relay, per: install, budgets: [
+          {id: credits, meter: credits, window: month, limit: 1000}]}
+
+Every section is optional: a file with only ``pricing:`` (or only
 ``rates:``) holds no budgets, and that is fine.
 
 The store URL comes from ``ALLOTMENT_DB`` or ``--db``, defaulting to
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,7 @@ import yaml
 
 from allotment.core.decisions import Uncovered
 from allotment.core.fx import FxRate
+from allotment.core.plans import Plan
 from allotment.errors import ConfigurationError, ValidationError
 from allotment.pricing.catalog import CatalogPricer, PriceOverride
 from allotment.pricing.static import ModelRate
@@ -48,9 +58,12 @@ __all__ = [
     "PricingConfig",
     "db_url",
     "load_budget_specs",
+    "load_plan_file",
+    "load_plan_specs",
     "load_pricing",
     "load_rates",
     "load_uncovered",
+    "parse_plans",
     "parse_pricing",
     "redact_url",
     "service_key",
@@ -105,6 +118,52 @@ def load_rates(path: str | Path) -> list[FxRate]:
     if not isinstance(rates, list):
         raise ValidationError("rates", "must be a list of exchange rates")
     return [FxRate.from_spec(r, f"rates[{i}]") for i, r in enumerate(rates)]
+
+
+def load_plan_specs(path: str | Path) -> list[Mapping[str, Any]]:
+    """Read ``plans: [{id, tenant?, per, default?, budgets: [...]}, ...]`` (empty if
+    absent); ``parse_plans`` checks them."""
+    data = _read(Path(path))
+    return _plan_list((data.get("plans") or []) if isinstance(data, Mapping) else [])
+
+
+def load_plan_file(path: str | Path) -> list[Mapping[str, Any]]:
+    """Read a plan file: one plan (an ``id:`` at the top), else its ``plans:``."""
+    data = _read(Path(path))
+    if isinstance(data, Mapping) and "plans" not in data:
+        return [data]
+    return _plan_list(data.get("plans") if isinstance(data, Mapping) else data)
+
+
+def _plan_list(plans: object) -> list[Mapping[str, Any]]:
+    if not isinstance(plans, list) or not all(isinstance(p, Mapping) for p in plans):
+        raise ValidationError("plans", "must be a list of plan objects")
+    return plans
+
+
+def parse_plans(specs: Sequence[Plan | Mapping[str, Any]]) -> list[Plan]:
+    """A config's ``plans:`` entries as plans, each given once; an error names the entry
+    (``plans[1].id``). How they fit the stored plans and budgets is the store step's
+    to check, as it writes them (``allotment.lifecycle.plans.put_config``)."""
+    plans = [_plan(spec, i) for i, spec in enumerate(specs)]
+    seen: set[str] = set()
+    for i, plan in enumerate(plans):
+        if plan.key in seen:
+            where = "" if plan.tenant is None else f" in tenant {plan.tenant!r}"
+            raise ValidationError(f"plans[{i}].id", f"{plan.id!r} is given twice{where}")
+        seen.add(plan.key)
+    return plans
+
+
+def _plan(spec: Plan | Mapping[str, Any], i: int) -> Plan:
+    if isinstance(spec, Plan):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ValidationError(f"plans[{i}]", "must be a plan object")
+    try:
+        return Plan.from_spec(spec)
+    except ValidationError as exc:
+        raise exc.within(f"plans[{i}]") from None
 
 
 def load_uncovered(path: str | Path) -> Uncovered | None:

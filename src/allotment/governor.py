@@ -17,14 +17,16 @@ from typing import Any, Self
 
 from allotment._credits import CreditPools, TopUpWorker
 from allotment._keys_and_rates import KeysAndRates
+from allotment._plans import Plans
 from allotment.archive import ArchiveWriter
-from allotment.config import load_budget_specs, load_rates
+from allotment.config import load_budget_specs, load_plan_specs, load_rates, parse_plans
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call, Failure
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Uncovered, Warning
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
+from allotment.core.plans import Plan
 from allotment.core.subjects import Subject, check_identifier, check_text, parse_subject
 from allotment.core.usage import Usage, parse_usage
 from allotment.devices import SECRET_NAME, DeviceIds
@@ -74,7 +76,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Governor(KeysAndRates, CreditPools):
+class Governor(KeysAndRates, CreditPools, Plans):
     """Budgets in front of AI calls, in-process.
 
     Args:
@@ -97,6 +99,9 @@ class Governor(KeysAndRates, CreditPools):
             one, top-ups that commits start wait, pending, for a governor that has.
         topup_worker: pay top-ups in a background thread as commits start them
             (False: only when ``run_topups`` is called).
+        plan_from_subject: take a member's plan from the subject's ``plan`` tag
+            (a deployment that trusts its callers); else plans are assigned
+            server-side (``assign_plan``) and such a tag is ignored.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class Governor(KeysAndRates, CreditPools):
         default_ttl: int = 300,
         gateway: PaymentGateway | None = None,
         topup_worker: bool = True,
+        plan_from_subject: bool = False,
     ) -> None:
         self.store = open_store(store) if isinstance(store, str) else store
         if isinstance(pricer, _Default):
@@ -133,6 +139,7 @@ class Governor(KeysAndRates, CreditPools):
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self._clock = clock
         self.gateway = gateway
+        self.plan_from_subject = plan_from_subject
         self._topup_worker = (
             TopUpWorker(self.run_topups) if gateway is not None and topup_worker else None
         )
@@ -246,6 +253,7 @@ class Governor(KeysAndRates, CreditPools):
             parts,
             warnings,
             self.uncovered,
+            self.plan_from_subject,
         )
         return prepared, now
 
@@ -355,6 +363,7 @@ class Governor(KeysAndRates, CreditPools):
             parsed,
             tenant,
             parts,
+            self.plan_from_subject,
         )
 
     def release(
@@ -430,7 +439,7 @@ class Governor(KeysAndRates, CreditPools):
         )  # fmt: skip
         return RecordRequest(
             _check_id(request_id), call, actual, outcome, at, payload_hash(*parts), self.currency,
-            self._price, check_text(reason, "reason"), parts,
+            self._price, check_text(reason, "reason"), parts, self.plan_from_subject,
         )  # fmt: skip
 
     def hold(
@@ -471,7 +480,7 @@ class Governor(KeysAndRates, CreditPools):
         call = Call(
             self._subject(subject), _opt_name(provider, "provider"), _opt_name(model, "model")
         )
-        return self.store.status(call, self.now())
+        return self.store.status(call, self.now(), self.plan_from_subject)
 
     def usage(
         self,
@@ -565,20 +574,19 @@ class Governor(KeysAndRates, CreditPools):
         self.store.delete_budget(self.store.find_budget(budget_id, tenant))
 
     def load_budgets(self, path: str | Path) -> list[Budget]:
-        """Apply a YAML or TOML file: its ``rates:``, then its ``budgets:``, all or nothing
-        (see ``apply_config``)."""
-        return self.apply_config(load_budget_specs(path), load_rates(path))
+        """Apply a YAML or TOML file: its ``rates:``, then its ``budgets:``, then its
+        ``plans:`` (see ``apply_config``)."""
+        return self.apply_config(load_budget_specs(path), load_rates(path), load_plan_specs(path))
 
     def apply_config(
         self,
         budgets: Sequence[Budget | Mapping[str, Any]],
         rates: Sequence[FxRate | Mapping[str, Any]] = (),
+        plans: Sequence[Plan | Mapping[str, Any]] = (),
     ) -> list[Budget]:
-        """Set ``rates``, then create or replace ``budgets``, all or nothing.
-
-        Everything is validated first (each budget, its currency against the
-        stored rates and the given ones, ids given twice), then written in one
-        transaction. An error names the entry: ``budgets[1].currency``.
+        """Set ``rates``, then create or replace ``budgets``, then ``plans``, all or
+        nothing, in one transaction; an error names the entry
+        (``budgets[1].currency``, ``plans[0].default``). Returns the budgets.
         """
         parsed_rates = [
             r if isinstance(r, FxRate) else FxRate.from_spec(r, f"rates[{i}]")
@@ -599,7 +607,7 @@ class Governor(KeysAndRates, CreditPools):
                 raise exc.within(f"budgets[{i}]") from None
             seen.add(budget.key)
             parsed.append(budget)
-        self.store.put_config(parsed_rates, parsed)
+        self.store.put_config(parsed_rates, parsed, parse_plans(plans))
         return parsed
 
     def reprice(

@@ -18,7 +18,10 @@ Settings come from the environment, and the config file it names:
   ``https://`` URL (``http://`` only to this host), signed with
   ``ALLOTMENT_TOPUP_SECRET`` (a ``whsec_`` secret); or ``test``,
   ``test:declined``, ``test:failed`` for the test gateway (demos). Unset:
-  top-ups wait, pending.
+  top-ups wait, pending;
+- ``ALLOTMENT_PLAN_FROM_SUBJECT``: ``1`` takes a member's plan from the
+  subject's ``plan`` tag (a deployment that trusts its callers); unset or
+  ``0``: plans are assigned server-side and such a tag is ignored.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Settings:
     sweep_seconds: float = 1.0
     topup_gateway: str | None = None
     topup_secret: str | None = None
+    plan_from_subject: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, db: str | None = None) -> Settings:
@@ -73,6 +77,9 @@ class Settings:
             sweep_seconds=_seconds(env.get("ALLOTMENT_SWEEP_SECONDS"), "ALLOTMENT_SWEEP_SECONDS"),
             topup_gateway=env.get("ALLOTMENT_TOPUP_GATEWAY") or None,
             topup_secret=env.get("ALLOTMENT_TOPUP_SECRET") or None,
+            plan_from_subject=_flag(
+                env.get("ALLOTMENT_PLAN_FROM_SUBJECT"), "ALLOTMENT_PLAN_FROM_SUBJECT"
+            ),
         ).checked()
 
     def checked(self) -> Settings:
@@ -102,6 +109,7 @@ def build_governor(settings: Settings, *, load_budgets: bool = False, **options:
     if uncovered is not None:
         kwargs["uncovered"] = uncovered.value
     kwargs["gateway"] = build_gateway(settings)
+    kwargs["plan_from_subject"] = settings.plan_from_subject
     governor = Governor(settings.db, **(kwargs | options))
     if load_budgets and settings.config:
         try:
@@ -143,6 +151,15 @@ def _choice(value: str, name: str) -> Uncovered:
         return Uncovered(value)
     except ValueError:
         raise ConfigurationError(f"{name} must be allow, warn or deny, got {value!r}") from None
+
+
+def _flag(value: str | None, name: str) -> bool:
+    given = (value or "").strip().lower()
+    if given in ("", "0", "false", "no", "off"):
+        return False
+    if given in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be 1 or 0, got {value!r}")
 
 
 def _positive(value: str | None, name: str) -> int:

@@ -31,6 +31,8 @@ from allotment.client import (
     RemoteDecision,
     RemoteGrant,
     RemoteKey,
+    RemotePlan,
+    RemotePlanAssignment,
     RemotePoolStatus,
     RemoteTopUp,
 )
@@ -372,6 +374,107 @@ def test_async_faces_resume_auto_topup(tmp_path: Path) -> None:
 @pytest.mark.parametrize("face", [Client, AsyncClient, AsyncGovernor])
 def test_the_faces_take_the_governors_credit_arguments(face: type) -> None:
     for name in CREDIT_METHODS:
+        ours = inspect.signature(getattr(face, name)).parameters.values()
+        theirs = inspect.signature(getattr(Governor, name)).parameters.values()
+        assert [(p.name, p.kind, p.default) for p in ours] == [
+            (p.name, p.kind, p.default) for p in theirs
+        ], name
+
+
+# --- plans --------------------------------------------------------------------------------
+
+TIERS = [
+    {"id": "core", "tenant": "acme", "per": "install", "default": True,
+     "budgets": [{"id": "credits", "meter": "credits", "window": "lifetime", "limit": 100}]},
+    {"id": "pro", "tenant": "acme", "per": "install",
+     "budgets": [{"id": "credits", "meter": "credits", "window": "month", "limit": 1000}]},
+]  # fmt: skip
+INSTALL = {"tenant": "acme", "install": "i-1"}
+PLAN_METHODS = ("set_plan", "get_plan", "list_plans", "delete_plan", "assign_plan", "plan_of")
+
+
+def plan_workflow(gov: Any) -> tuple[Any, ...]:
+    """Plans, written once against the Governor's API: in-process or remote."""
+    for spec in TIERS:
+        gov.set_plan(spec)
+    bigger = [TIERS[1]["budgets"][0] | {"limit": 1500}]  # type: ignore[index]
+    changed = gov.set_plan(TIERS[1] | {"budgets": bigger})
+    pro = gov.get_plan("pro", tenant="acme")
+    listed = gov.list_plans("acme")
+    before = gov.plan_of("acme", "i-1")
+    on_core = gov.status(INSTALL)[0]
+    assigned = gov.assign_plan("acme", "i-1", "pro")
+    read = gov.plan_of("acme", "i-1")
+    on_pro = gov.status(INSTALL)[0]
+    reset = gov.assign_plan("acme", "i-1", "core", usage="reset")
+    with pytest.raises(NotFoundError):
+        gov.assign_plan("acme", "i-1", "gold")
+    with pytest.raises(ValidationError) as bad:
+        gov.assign_plan("acme", "i-1", "pro", usage="forget")
+    gov.delete_plan("pro", tenant="acme")
+    with pytest.raises(NotFoundError):
+        gov.get_plan("pro", tenant="acme")
+    return (
+        changed.version, pro.to_spec(), [(p.id, p.version) for p in listed], before,
+        (on_core.budget_id, on_core.remaining), (assigned.plan, assigned.epoch, assigned.usage),
+        read.plan, (on_pro.budget_id, on_pro.remaining), (reset.plan, reset.epoch, reset.usage),
+        bad.value.field,
+    )  # fmt: skip
+
+
+def test_plans_run_the_same_in_process_and_remote(tmp_path: Path) -> None:
+    local = plan_workflow(Governor("memory://"))
+    with serve(f"sqlite:///{tmp_path / 'pl.db'}") as base, Client(base, ADMIN) as remote:
+        assert plan_workflow(remote) == local
+        assert local[0] == 2 and local[2] == [("core", 1), ("pro", 2)] and local[3] is None
+        assert local[4:] == (("core.credits", 100), ("pro", 0, "carry"), "pro",
+                             ("pro.credits", 1500), ("core", 1, "reset"), "usage")  # fmt: skip
+        plan = remote.get_plan("core", tenant="acme")
+        assert isinstance(plan, RemotePlan) and plan.key == "acme#core"
+        assert remote.set_plan(plan.to_spec()).version == 2  # round trip
+        assert isinstance(remote.plan_of("acme", "i-1"), RemotePlanAssignment)
+        file = tmp_path / "tiers.yaml"
+        file.write_text("plans:\n  - {id: max, tenant: acme, per: install, budgets: "
+                        "[{id: credits, meter: credits, window: month}]}\n")  # fmt: skip
+        assert remote.load_budgets(file) == []
+        assert remote.get_plan("max", tenant="acme").budgets[0]["limit"] is None
+
+
+def test_async_faces_set_and_assign_plans(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'apl.db'}"
+    gov = Governor(url)
+    _, admin = gov.create_key("tenant_admin", "acme")
+    transport = httpx.ASGITransport(app=create_app(gov))
+
+    async def main() -> None:
+        async with AsyncClient("http://allotment", admin, transport=transport) as client:
+            saved = await client.set_plan(TIERS[0] | {"tenant": None})  # its tenant's
+            assert (saved.tenant, saved.version) == ("acme", 1)
+            await client.apply_config([], plans=[TIERS[1]])
+            assert [p.id for p in await client.list_plans()] == ["core", "pro"]
+            assert (await client.get_plan("pro")).budgets[0]["limit"] == "1000"
+            assert await client.plan_of("acme", "i-1") is None
+            assigned = await client.assign_plan("acme", "i-1", "pro", usage="reset")
+            assert (assigned.plan, assigned.epoch) == ("pro", 1)
+            await client.delete_plan("pro")
+            assert [p.id for p in await client.list_plans("acme")] == ["core"]
+        async with AsyncGovernor(url) as local:
+            assert (await local.get_plan("core", tenant="acme")).default
+            await local.set_plan(TIERS[1])
+            assert (await local.assign_plan("acme", "i-2", "pro")).plan == "pro"
+            assert (await local.plan_of("acme", "i-2")) is not None
+            assert [p.id for p in await local.list_plans("acme")] == ["core", "pro"]
+            await local.delete_plan("pro", tenant="acme")
+            await local.apply_config([], plans=[TIERS[1]])
+            assert (await local.get_plan("pro", tenant="acme")).version == 1
+
+    asyncio.run(main())
+    gov.close()
+
+
+@pytest.mark.parametrize("face", [Client, AsyncClient, AsyncGovernor])
+def test_the_faces_take_the_governors_plan_arguments(face: type) -> None:
+    for name in (*PLAN_METHODS, "apply_config"):
         ours = inspect.signature(getattr(face, name)).parameters.values()
         theirs = inspect.signature(getattr(Governor, name)).parameters.values()
         assert [(p.name, p.kind, p.default) for p in ours] == [

@@ -1,4 +1,4 @@
-"""User systems 1, 2, 3 and 5 through the HTTP service, as they pass through the library.
+"""User systems 1 to 5 through the HTTP service, as they pass through the library.
 
 The Python client talks to the real app in-process; the governor behind it
 runs on the test's clock and store (both backends).
@@ -23,6 +23,7 @@ from allotment.pricing import ModelRate, StaticPricer
 from allotment.store.base import EventQuery
 from tests.conftest import Clock
 from tests.scenarios.test_system3_credits import SUBSCRIPTION, customer
+from tests.scenarios.test_system4_tiers import TIERS
 
 
 def remote(gov: Governor, role: str = "admin", tenant: str | None = None) -> Client:
@@ -231,3 +232,91 @@ def provider_errors_are_error_events_with_zero_usage(desk: Desk) -> None:
     errors = desk.admin.events(EventQuery(tenant="desk", status="error"))  # type: ignore[arg-type]
     assert [(e.request_id, e.reason, e.usage.cost_micros) for e in errors] == [
         ("e", "upstream 503", 0)]  # fmt: skip
+
+
+#: one call of system 4's app: one credit
+TIER_CALL = {"credits": 1}
+
+
+class Relay:
+    """System 4's service: the app's calls (a service key), the operator (an admin key
+    through ``Client``, and its raw HTTP), and what the app reads (a viewer key)."""
+
+    def __init__(self, gov: Governor) -> None:
+        app = create_app(gov)
+        _, admin = gov.create_key("admin")
+        self.http = TestClient(app, headers={"Authorization": f"Bearer {admin}"})
+        self.admin = Client("http://allotment", admin, http=TestClient(app))
+        self.service = remote(gov, "service", "relay")
+        _, viewer = gov.create_key("viewer", "relay")
+        self.viewer = TestClient(app, headers={"Authorization": f"Bearer {viewer}"})
+
+    def calls(self, n: int, prefix: str, install: str) -> int:
+        """Plan, call, then commit on success (system 4's flow), ``n`` times; how many ran."""
+        ran = 0
+        for i in range(n):
+            subject = {"tenant": "relay", "install": install}
+            decision = self.service.authorize(f"{prefix}-{i}", subject, "hosted", "relay-model",
+                                              TIER_CALL)  # fmt: skip
+            if decision.allowed:
+                self.service.commit(f"{prefix}-{i}", TIER_CALL)
+                ran += 1
+        return ran
+
+    def standing(self, install: str) -> tuple[str, int, int | None]:
+        """The install's one plan budget, as ``GET /v1/status`` answers it."""
+        answer = self.viewer.get("/v1/status", params={"tenant": "relay", "install": install})
+        schemas.StatusOut.model_validate(answer.json())
+        [view] = answer.json()["budgets"]
+        return view["budget_id"], view["used"], view["remaining"]
+
+    def assign(self, install: str, plan: str) -> dict[str, Any]:
+        body = {"tenant": "relay", "member": install, "plan": plan}
+        answer = self.http.put("/v1/plans/assignments", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+def test_system4_tiers(gov: Governor, clock: Clock) -> None:
+    clock.now = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    relay = Relay(gov)
+    for spec in TIERS:
+        saved = relay.http.put(f"/v1/plans/{spec['id']}", json=spec)
+        assert saved.status_code == 200 and saved.json()["version"] == 1, saved.text
+    assert [p.id for p in relay.admin.list_plans("relay")] == ["core", "max", "pro"]
+    a_tier_change_mid_month_and_months_that_roll_over_lazily(relay, clock)
+    core_is_a_lifetime_quota_that_never_resets(relay, clock)
+
+
+def a_tier_change_mid_month_and_months_that_roll_over_lazily(relay: Relay, clock: Clock) -> None:
+    assert relay.calls(30, "core", "i-1") == 30
+    assignment = relay.assign("i-1", "pro")  # takes effect on the next request
+    assert (assignment["plan"], assignment["epoch"], assignment["usage"]) == ("pro", 0, "carry")
+    assert relay.standing("i-1") == ("pro.credits", 0, 1000)
+    assert relay.calls(1001, "pro", "i-1") == 1000
+    assert relay.standing("i-1") == ("pro.credits", 1000, 0)
+    clock.now = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)  # no job ran: the month rolled
+    assert relay.standing("i-1") == ("pro.credits", 0, 1000)
+    relay.assign("i-1", "max")
+    assert relay.calls(5, "max", "i-1") == 5
+    assert relay.standing("i-1") == ("max.credits", 5, None)  # unlimited: remaining null
+    relay.assign("i-1", "core")  # back to core: its lifetime quota survived
+    assert relay.standing("i-1") == ("core.credits", 30, 70)
+    assert relay.admin.plan_of("relay", "i-1") is not None
+    plans: list[str | None] = []
+    query = EventQuery(tenant="relay", limit=1000)
+    while page := relay.admin.events(query):
+        plans += [e.subject.tag("plan") for e in page if e.subject.install == "i-1"]
+        query = EventQuery(tenant="relay", limit=1000, after_id=page[-1].id or 0)
+    assert {p: plans.count(p) for p in set(plans)} == {"core": 30, "pro": 1001, "max": 5}
+
+
+def core_is_a_lifetime_quota_that_never_resets(relay: Relay, clock: Clock) -> None:
+    assert relay.calls(101, "a", "i-2") == 100  # i-2 has no assignment: the default, core
+    subject = {"tenant": "relay", "install": "i-2"}
+    refused = relay.service.authorize("b", subject, "hosted", "relay-model", TIER_CALL)
+    assert refused.refusals[0].reason == "hard_cap_exceeded"
+    assert refused.refusals[0].budget_id == "core.credits"
+    clock.now = datetime(2027, 3, 1, tzinfo=UTC)  # months later: still spent
+    assert relay.standing("i-2") == ("core.credits", 100, 0)
+    assert relay.admin.plan_of("relay", "i-2") is None

@@ -264,3 +264,24 @@ def test_held_grants_read_the_counters_grant_key_names(gov: Governor) -> None:
                                                                     "g2": direct[1]}  # fmt: skip
     assert debt == direct[2] and debt.used == 15
     assert [tuple(c) for c in direct[:2]] == [(30, 0), (30, 0)]
+
+
+def test_recurring_grants_are_given_once_a_period_and_expire_at_its_end(
+    gov: Governor, clock: Clock
+) -> None:
+    pool(gov, limit=0, recurring_grants=[{"amount": 30, "every": "month"}])
+    assert gov.pool("plan").available == 30  # due, not given yet: shown as if given
+    assert gov.authorize("r1", ACME, "openai", "m", tokens(20)).allowed
+    gov.commit("r1", tokens(20))
+    assert not gov.authorize("r2", ACME, "openai", "m", tokens(20)).allowed
+    [given] = gov.pool("plan").grants
+    assert (given.grant.kind.value, given.used, given.available) == ("promotional", 20, 10)
+    assert given.grant.expires_at is not None and given.grant.expires_at.day == 1
+    clock.now = given.grant.expires_at + timedelta(hours=1)  # the next month
+    assert gov.authorize("r3", ACME, "openai", "m", tokens(25)).allowed
+    kinds = [e[0] for e in ledger(gov)]
+    assert kinds.count("grant") == 2 and kinds.count("expiry") == 1
+    assert ("expiry", given.grant.id, 10, 30) in ledger(gov)
+    live = gov.store.counters()
+    gov.rebuild()
+    assert gov.store.counters() == live

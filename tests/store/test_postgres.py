@@ -111,6 +111,13 @@ def test_migrations_apply_once_with_instances_starting_together(postgres_url: st
             store.close()
 
 
+#: what migration 9 (plans and their assignments) did, undone
+UNDO_9 = (
+    "DROP TABLE plan_assignments",
+    "DROP TABLE plans",
+    "DELETE FROM schema_migrations WHERE version >= 9",
+)
+
 #: what migration 8 (credit pools, auto top-ups) did, undone
 UNDO_8 = (
     "DROP TABLE topups",
@@ -143,7 +150,7 @@ def test_upgrade_keys_reservations_by_tenant_and_keeps_them(postgres_url: str) -
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:  # back to version 3's key
         conn.execute(f'SET search_path TO "{schema}"')
-        for undo in UNDO_8 + UNDO_7:
+        for undo in UNDO_9 + UNDO_8 + UNDO_7:
             conn.execute(undo)
         conn.execute("ALTER TABLE reservations DROP CONSTRAINT reservations_pkey")
         conn.execute("ALTER TABLE reservations ADD PRIMARY KEY (request_id)")
@@ -177,7 +184,7 @@ def test_upgrade_scopes_budget_ids_by_tenant(postgres_url: str) -> None:
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}"')
-        for undo in UNDO_8 + UNDO_7:
+        for undo in UNDO_9 + UNDO_8 + UNDO_7:
             conn.execute(undo)
         conn.execute("DELETE FROM schema_migrations WHERE version > 6")
         conn.execute("INSERT INTO counter_baseline VALUES ('d', %s, %s, 3)", (member, bucket))

@@ -25,6 +25,7 @@ SYNC_ONLY = {"now", "authorize_async", "commit_async", "create_first_key", "auth
 NOT_OVER_HTTP = SYNC_ONLY | {"sweep", "reprice", "rebuild", "archive", "run_topups"}
 BUDGET_METHODS = {"create_budget", "set_budget", "update_budget", "get_budget", "list_budgets",
                   "delete_budget", "load_budgets"}  # fmt: skip
+PLAN_METHODS = {"set_plan", "get_plan", "list_plans", "delete_plan", "assign_plan", "plan_of"}
 
 
 def public(cls: type) -> dict[str, Callable[..., Any]]:
@@ -42,13 +43,14 @@ def public(cls: type) -> dict[str, Callable[..., Any]]:
 
 def test_async_governor_has_every_method_of_the_governor() -> None:
     assert set(public(Governor)) - SYNC_ONLY - {"close"} <= set(public(AsyncGovernor))
+    assert PLAN_METHODS <= set(public(AsyncGovernor))  # the Plans mixin's, too
 
 
 @pytest.mark.parametrize("face", [Client, AsyncClient])
 def test_the_clients_have_the_governors_methods_over_http(face: type) -> None:
     wanted = set(public(Governor)) - NOT_OVER_HTTP - {"close"}
     assert wanted <= set(public(face))
-    assert BUDGET_METHODS <= set(public(face))
+    assert BUDGET_METHODS | PLAN_METHODS <= set(public(face))
 
 
 @pytest.mark.parametrize("face", [AsyncGovernor, Client, AsyncClient])

@@ -8,14 +8,24 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from allotment._client_base import plan_json
 from allotment.access import Caller, in_scope
 from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import ERRORS, documented
 from allotment.api.inputs import Changes, Config, Rate, Roles, Spec
-from allotment.api.schemas import BudgetOut, BudgetsOut, KeyOut, KeysOut, RateOut, RatesOut
+from allotment.api.schemas import (
+    BudgetOut,
+    BudgetsOut,
+    ConfigOut,
+    KeyOut,
+    KeysOut,
+    RateOut,
+    RatesOut,
+)
 from allotment.core.budgets import Budget
 from allotment.core.fx import FxRate
+from allotment.core.plans import Plan
 from allotment.core.units import UNITS, shown
 from allotment.errors import ValidationError
 from allotment.governor import Governor
@@ -126,23 +136,33 @@ def delete_budget(
     gov.delete_budget(budget.id, tenant=budget.tenant)
 
 
-@router.post("/config", response_model=None, responses=documented(BudgetsOut))
+@router.post("/config", response_model=None, responses=documented(ConfigOut))
 def apply_config(body: Config, caller: CallerDep, gov: GovernorDep) -> dict[str, Any]:
-    """Apply a budgets file as JSON: its ``rates``, then its ``budgets``, all or nothing
-    (``allotment budgets set --file`` through the service). Tenant admins: budgets of
-    their tenant only, and no rates (they are deployment-wide)."""
+    """Apply a budgets file as JSON: its ``rates``, then its ``budgets``, then its
+    ``plans`` (``allotment budgets set --file`` through the service). All of it is
+    checked before anything is written; rates and budgets are then written in one
+    transaction, each plan after them. Tenant admins: budgets and plans of their
+    tenant only, and no rates (they are deployment-wide)."""
     caller.may_manage()
-    for name in sorted(set(body) - {"rates", "budgets"}):
-        raise ValidationError(name, "is not a config field (rates, budgets)")
-    rates, budgets = body.get("rates") or [], body.get("budgets") or []
-    for name, value in (("rates", rates), ("budgets", budgets)):
+    for name in sorted(set(body) - _CONFIG):
+        raise ValidationError(name, "is not a config field (rates, budgets, plans)")
+    rates, budgets, plans = (body.get(name) or [] for name in ("rates", "budgets", "plans"))
+    for name, value in (("rates", rates), ("budgets", budgets), ("plans", plans)):
         if not isinstance(value, list):
             raise ValidationError(name, "must be a list")
     if rates:
         caller.may_set_rates()
     owned = [caller.owned(b) if isinstance(b, dict) else b for b in budgets]
-    saved = gov.apply_config(owned, rates)
-    return {"budgets": [budget_out(b, gov.currency) for b in saved]}
+    owned_plans = [caller.owned(p) if isinstance(p, dict) else p for p in plans]
+    saved = gov.apply_config(owned, rates, owned_plans)
+    written = [Plan.from_spec(p) for p in owned_plans]  # valid: apply_config took them
+    return {
+        "budgets": [budget_out(b, gov.currency) for b in saved],
+        "plans": [plan_json(gov.get_plan(p.id, tenant=p.tenant)) for p in written],
+    }
+
+
+_CONFIG = frozenset(("rates", "budgets", "plans"))
 
 
 @router.get("/rates", response_model=None, responses=documented(RatesOut))

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, suppress
 import anyio.to_thread
 from fastapi import FastAPI
 
-from allotment.api import admin, calls, docs, errors, metrics, pools, reads
+from allotment.api import admin, calls, docs, errors, metrics, plans, pools, reads
 from allotment.api.fast import Service
 from allotment.api.instruments import STORE_ERRORS
 from allotment.errors import AllotmentError, ConfigurationError
@@ -69,7 +69,7 @@ def create_app(
     )
     app.state.governor = governor
     errors.install(app)
-    for module in (calls, reads, admin, pools):
+    for module in (calls, reads, admin, pools, plans):
         app.include_router(module.router)
     app.include_router(reads.health)
     app.include_router(metrics.router)

@@ -23,6 +23,7 @@ __all__ = [
     "Changes",
     "Config",
     "EstimateObject",
+    "PlanSpec",
     "Rate",
     "Roles",
     "Spec",
@@ -135,6 +136,16 @@ class AutoTopUpIn(_In):
     monthly_cap: str | int | None = None
 
 
+class RecurringGrantIn(_In):
+    """A grant a credit pool gives each member every period (human units of its meter)."""
+
+    amount: str | int
+    every: str | WindowIn = Field("month", description="day, week, month or year")
+    kind: Literal["purchase", "promotional", "top_up", "adjustment"] = "promotional"
+    priority: int = 0
+    expires: bool = Field(True, description="Gone at the period's end")
+
+
 _Selector = dict[str, str | list[str]]
 _Percents = list[str | int | float] | str | int | float
 
@@ -176,6 +187,9 @@ class BudgetIn(_In):
         "(POST /v1/pools/{id}/grants); needs a limit (0: grants only) and mode enforce",
     )
     auto_topup: AutoTopUpIn | None = Field(None, description="A credit pool's automatic top-up")
+    recurring_grants: list[RecurringGrantIn] | None = Field(
+        None, description="A credit pool's grants given each member every period"
+    )
     unit: Unit | None = Field(None, description="As answered; must agree")
     limit_units: int | None = Field(None, description="As answered; must agree")
     display: dict[str, Any] | None = Field(None, description="As answered; must agree")
@@ -203,11 +217,50 @@ class RateIn(_In):
     effective_from: str | None = Field(None, description="ISO 8601 with offset; default: now")
 
 
+#: a plan's id, and its templates' (no ".": a plan's budget is ``<plan>.<template id>``)
+_PLAN_ID = r"^[A-Za-z0-9][A-Za-z0-9_:@/-]{0,63}$"
+#: what a plan sets on its templates, and what only answers carry
+_NOT_IN_TEMPLATES = ("tenant", "per", "unit", "limit_units", "display")
+
+
+def _template(schema: dict[str, Any]) -> None:
+    for name in _NOT_IN_TEMPLATES:
+        schema["properties"].pop(name, None)
+
+
+class PlanBudgetIn(BudgetIn):
+    """A plan's budget template: a budget in spec form without ``tenant`` and ``per``
+    (the plan's); its ``id`` names the slot (README: Plans)."""
+
+    model_config = ConfigDict(json_schema_extra=_template)
+    id: str = Field(pattern=_PLAN_ID)
+
+
+class PlanIn(_In):
+    """A plan (tier): budget templates counted per member of ``per`` (README: Plans).
+
+    ``PUT /v1/plans/{plan_id}`` takes it without ``id`` (or with the same one);
+    ``version`` and ``key``, which answers carry, may be sent back (``key`` must agree).
+    """
+
+    id: str | None = Field(
+        None, pattern=_PLAN_ID, description="As in the path (in a config: required)"
+    )
+    tenant: str | None = Field(None, description="Owning tenant; none: deployment-wide")
+    name: str | None = None
+    per: str = Field(description="install, user, ... or tags.NAME: whose budgets these are")
+    default: bool = Field(False, description="The plan of members without an assignment")
+    version: int | None = Field(None, ge=1, description="As answered (the store sets it)")
+    key: str | None = Field(None, description="As answered; must agree")
+    budgets: list[PlanBudgetIn]
+
+
 class ConfigIn(_In):
-    """A budgets file as JSON: its rates, then its budgets, applied all or nothing."""
+    """A budgets file as JSON: its rates, then its budgets and plans, applied at once."""
 
     rates: list[RateIn] = []
     budgets: list[BudgetIn] = []
+    plans: list[PlanIn] = []
 
 
 _PROVIDER_USAGE: dict[str, Any] = {
@@ -231,7 +284,9 @@ Spec = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(BudgetIn))]
 Changes = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(BudgetChangesIn))]
 #: an exchange rate to set (``POST /v1/rates``)
 Rate = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(RateIn))]
-#: rates and budgets to apply at once (``POST /v1/config``)
+#: a plan to create or replace (``PUT /v1/plans/{plan_id}``)
+PlanSpec = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(PlanIn))]
+#: rates, budgets and plans to apply at once (``POST /v1/config``)
 Config = Annotated[dict[str, Any], Body(), WithJsonSchema(_inline(ConfigIn))]
 #: a key's role, documented as the four there are (the Governor checks it)
 Roles = Annotated[

@@ -402,6 +402,16 @@ class AutoTopUpOut(_Out):
     monthly_cap: str | None
 
 
+class RecurringGrantOut(_Out):
+    """A grant a credit pool gives each member every period, in human units of its meter."""
+
+    amount: str
+    every: WindowOut = Field(description="The period: day, week, month or year")
+    kind: str
+    priority: int
+    expires: bool = Field(description="Whether it is gone at the period's end")
+
+
 class BudgetOut(_Out):
     """A budget in spec form (human units, as the input takes it), with its ``unit`` and
     its limit as an integer in that unit (``limit_units``)."""
@@ -426,6 +436,9 @@ class BudgetOut(_Out):
     protected: bool
     credits: bool = Field(description="A credit pool: calls draw its grants once the limit is used")
     auto_topup: AutoTopUpOut | None = Field(None, description="A credit pool's automatic top-up")
+    recurring_grants: list[RecurringGrantOut] = Field(
+        [], description="A credit pool's grants given each member every period"
+    )
     unit: Unit = Field(description=_UNIT)
     limit_units: int | None = Field(description="``limit`` in ``unit``")
     display: BudgetDisplay = Field(description=_DISPLAY)
@@ -435,6 +448,75 @@ class BudgetsOut(_Out):
     """Budgets in spec form (human units)."""
 
     budgets: list[BudgetOut]
+
+
+class PlanBudgetOut(_Out):
+    """One budget template of a plan, in spec form (human units, as the input takes it).
+
+    The plan sets its tenant and ``per``; its budget is ``<plan>.<id>`` in decisions
+    and status, counted on the slot ``id`` that the tenant's plans share.
+    """
+
+    id: str = Field(description="The slot: the template's id within the plan")
+    name: str | None
+    meter: str
+    window: WindowOut
+    limit: str | None = Field(description="Human units; none: unlimited (metered only)")
+    match: dict[str, list[str]]
+    exclude: dict[str, list[str]]
+    soft: list[str]
+    at_limit: str
+    mode: str
+    overrides: bool
+    enabled: bool
+    failure: str
+    currency: str | None
+    policy: str | None
+    protected: bool
+    credits: bool
+    auto_topup: AutoTopUpOut | None = None
+    recurring_grants: list[RecurringGrantOut] = []
+
+
+class PlanOut(_Out):
+    """A plan (tier): a named, versioned template of budgets counted per member of ``per``."""
+
+    id: str
+    tenant: str | None = Field(description="The owning tenant; none: deployment-wide")
+    name: str | None
+    per: str = Field(description="The dimension whose members each get the plan's budgets")
+    default: bool = Field(description="The plan of the tenant's members without an assignment")
+    version: int = Field(description="1 when created, one more at each change")
+    budgets: list[PlanBudgetOut]
+    key: str = Field(
+        description="Where it is stored: ``tenant#id``, or the id when deployment-wide"
+    )
+
+
+class PlansOut(_Out):
+    """Plans."""
+
+    plans: list[PlanOut]
+
+
+class AssignmentOut(_Out):
+    """A member's plan, assigned server-side; it applies from the member's next request."""
+
+    tenant: str
+    member: str
+    plan: str
+    assigned_at: str = Field(description="ISO 8601")
+    epoch: int = Field(description="How many ``reset`` assignments the member has had")
+    usage: Literal["carry", "reset"] = Field(
+        description="carry: the current windows' use was kept; reset: started afresh"
+    )
+
+
+class ConfigOut(_Out):
+    """What a budgets file applied: its budgets and its plans, as stored."""
+
+    budgets: list[BudgetOut]
+    plans: list[PlanOut] = []
 
 
 class RateOut(_Out):

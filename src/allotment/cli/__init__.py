@@ -1,5 +1,5 @@
-"""The ``allotment`` command line: budgets, credit pools, status, usage, records, keys, the
-service, a demo.
+"""The ``allotment`` command line: budgets, credit pools, plans, status, usage, records,
+keys, the service, a demo.
 
 Each command opens what it works on and closes it before returning: a
 ``Governor`` on ``--db`` (default ``$ALLOTMENT_DB`` or
@@ -24,6 +24,7 @@ from allotment.cli.calls import record, status, usage
 from allotment.cli.credits import credits_app
 from allotment.cli.keys import keys_app
 from allotment.cli.maintenance import db_app, ledger_app
+from allotment.cli.plans import plans_app
 from allotment.cli.prices import prices_app
 from allotment.cli.rates import rates_app
 from allotment.cli.serve import demo, serve
@@ -63,7 +64,8 @@ def _root(
 for command in (status, usage, record, serve, demo):
     app.command()(command)
 for group, name in (
-    (budgets_app, "budgets"), (credits_app, "credits"), (ledger_app, "ledger"),
-    (prices_app, "prices"), (rates_app, "rates"), (keys_app, "keys"), (db_app, "db"),
+    (budgets_app, "budgets"), (credits_app, "credits"), (plans_app, "plans"),
+    (ledger_app, "ledger"), (prices_app, "prices"), (rates_app, "rates"), (keys_app, "keys"),
+    (db_app, "db"),
 ):  # fmt: skip
     app.add_typer(group, name=name)

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 __all__ = [
-    "Agent", "ApiKey", "AsJson", "Currency", "Db", "Feature", "Groups", "Key", "Model", "Pairs",
+    "Agent", "ApiKey", "AsJson", "Currency", "Db", "Feature", "Groups", "Install", "Key", "Model",
+    "Pairs",
     "Provider", "Tags", "Tenant", "TenantOpt", "Url", "User",
 ]  # fmt: skip
 
@@ -46,6 +47,7 @@ Groups = Annotated[
 Key = Annotated[str | None, typer.Option("--key", help="The provider key used.")]
 Agent = Annotated[str | None, typer.Option("--agent")]
 Feature = Annotated[str | None, typer.Option("--feature")]
+Install = Annotated[str | None, typer.Option("--install", help="The install (a plan member).")]
 Tags = Annotated[list[str] | None, typer.Option("--tag", help="name=value; repeatable.")]
 Provider = Annotated[str | None, typer.Option("--provider")]
 Model = Annotated[str | None, typer.Option("--model")]

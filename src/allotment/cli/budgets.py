@@ -12,6 +12,7 @@ from allotment.cli._group import Group
 from allotment.cli._input import pairs
 from allotment.cli._options import ApiKey, AsJson, Db, Pairs, TenantOpt, Url
 from allotment.cli._target import backend, target
+from allotment.config import load_plan_specs
 
 __all__ = ["budgets_app"]
 
@@ -91,7 +92,7 @@ def budgets_set(
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Create or replace a budget from flags, or every budget in --file.
+    """Create or replace a budget from flags, or every budget (and plan) in --file.
 
     Replacing is wholesale: fields not given take their defaults.
     """
@@ -103,14 +104,17 @@ def budgets_set(
     spec = {k: v for k, v in flags.items() if v is not None}
     if file is not None and (spec or overrides or disabled or protected or credits):
         raise typer.BadParameter("cannot be combined with budget flags", param_hint="--file")
+    plans = 0
     with backend(target(db, url, api_key)) as gov:
         if file is not None:
             saved = list(gov.load_budgets(file))
+            plans = len(load_plan_specs(file))
         else:
             switches = {"overrides": overrides, "enabled": not disabled, "protected": protected,
                         "credits": credits}  # fmt: skip
             saved = [gov.set_budget(spec | switches)]
-    make_console().print(budgets_table(saved), f"saved {len(saved)} budget(s)")
+    with_plans = f" and {plans} plan(s) (allotment plans list)" if plans else ""
+    make_console().print(budgets_table(saved), f"saved {len(saved)} budget(s){with_plans}")
 
 
 @budgets_app.command("delete")

@@ -24,6 +24,7 @@ from allotment.cli._options import (
     Db,
     Feature,
     Groups,
+    Install,
     Key,
     Model,
     Provider,
@@ -44,6 +45,7 @@ def status(
     key: Key = None,
     agent: Agent = None,
     feature: Feature = None,
+    install: Install = None,
     tag: Tags = None,
     provider: Provider = None,
     model: Model = None,
@@ -54,7 +56,8 @@ def status(
     api_key: ApiKey = None,
 ) -> None:
     """Show every budget that applies to a subject, and where it stands now."""
-    dims = {"user": user, "groups": group, "key": key, "agent": agent, "feature": feature}
+    dims = {"user": user, "groups": group, "key": key, "agent": agent, "feature": feature,
+            "install": install}  # fmt: skip
     who = subject(tenant, tag, **dims)
     with backend(target(db, url, api_key), currency=currency) as gov:
         views = gov.status(who, provider, model)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
+from allotment.core.credits import RecurringGrant
 from allotment.core.decisions import State
 from allotment.core.money import decimal_to_units, parse_decimal, units_to_decimal
 from allotment.core.subjects import (
@@ -33,6 +34,8 @@ from allotment.errors import ValidationError
 
 __all__ = ["PER_DIMENSIONS", "Budget", "Call", "Failure", "Mode", "budget_key", "in_order"]
 
+#: the subject tag of a member's epoch of a plan (``allotment.core.plans``)
+EPOCH_TAG = "plan_epoch"
 #: Dimensions a ``per`` budget can split on.
 PER_DIMENSIONS = (*SCALAR_DIMENSIONS, "provider", "model")
 _MATCH_DIMENSIONS = frozenset((*SCALAR_DIMENSIONS, "group", "provider", "model"))
@@ -142,6 +145,8 @@ class Budget:
         credits: the budget is a credit pool (``allotment.core.credits``): once its
             allowance for the window is gone, calls draw on its grants.
         auto_topup: a pool's automatic top-up (``allotment.core.topups``).
+        recurring_grants: grants a pool gives each member every period
+            (``allotment.core.credits.RecurringGrant``), as a plan's monthly credits.
     """
 
     id: str
@@ -164,6 +169,11 @@ class Budget:
     protected: bool = False
     credits: bool = False
     auto_topup: AutoTopUp | None = None
+    recurring_grants: tuple[RecurringGrant, ...] = ()
+    #: the plan whose template this budget is (``allotment.core.plans``), and the
+    #: template's id: its counter is the slot's, shared by the tenant's plans
+    plan: str | None = None
+    slot: str | None = None
     #: where the budget is stored: its id, within its tenant (see ``budget_key``)
     key: str = field(init=False, repr=False, compare=False)
     level: int = field(init=False, repr=False, compare=False)
@@ -197,7 +207,13 @@ class Budget:
             raise ValidationError("credits", message)
         if self.auto_topup is not None and not self.credits:
             raise ValidationError("auto_topup", "only a credit pool (credits: true) tops up")
-        object.__setattr__(self, "key", budget_key(self.id, self.tenant))
+        if self.recurring_grants and not self.credits:
+            message = "only a credit pool (credits: true) gives grants"
+            raise ValidationError("recurring_grants", message)
+        if (self.plan is None) != (self.slot is None):
+            raise ValidationError("plan", "a plan's budget names its plan and its slot")
+        counted_as = self.id if self.slot is None else f"~{self.slot}"  # "~": in no budget id
+        object.__setattr__(self, "key", budget_key(counted_as, self.tenant))
         object.__setattr__(self, "level", _level(self))
         # Thresholds in basis points keep state checks in integer arithmetic.
         object.__setattr__(self, "_soft_bp", int(self.soft[0] * 100) if self.soft else None)
@@ -206,7 +222,10 @@ class Budget:
         if self.policy is not None and quiet is not None:
             quiet = 0  # a policy's threshold depends on which budgets apply: always look closely
         object.__setattr__(self, "quiet_below", quiet)
-        object.__setattr__(self, "_member_of", _member_getter(self.per))
+        member_of = _member_getter(self.per)
+        if self.plan is not None and member_of is not None and self.window.kind != "lifetime":
+            member_of = _per_epoch(member_of)
+        object.__setattr__(self, "_member_of", member_of)
 
     @property
     def enforced(self) -> bool:
@@ -291,6 +310,7 @@ class Budget:
             protected=_flag(spec, "protected", False),
             credits=_flag(spec, "credits", False),
             auto_topup=_auto_topup(spec.get("auto_topup"), meter),
+            recurring_grants=_recurring(spec.get("recurring_grants"), meter),
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -317,7 +337,13 @@ class Budget:
             "protected": self.protected,
             "credits": self.credits,
             "auto_topup": None if self.auto_topup is None else self.auto_topup.to_spec(scale),
+            "recurring_grants": [r.to_spec(scale) for r in self.recurring_grants],
         }
+
+    @classmethod
+    def of_plan(cls, template: Budget, plan: str, slot: str) -> Budget:
+        """``template`` as the budget of ``plan``'s template ``slot``."""
+        return replace(template, plan=plan, slot=slot)
 
     def human(self, units: int) -> Decimal:
         """Base units of this budget's meter as a human amount."""
@@ -341,12 +367,21 @@ def _order(budget: Budget) -> tuple[bool, str, str]:
 
 _SPEC_KEYS = frozenset(
     "id tenant name meter window limit match exclude per soft at_limit mode overrides "
-    "enabled failure currency policy protected credits auto_topup".split()
+    "enabled failure currency policy protected credits auto_topup recurring_grants".split()
 )
 
 
 def _auto_topup(spec: object, meter: Meter) -> AutoTopUp | None:
     return None if spec is None else AutoTopUp.from_spec(spec, meter.scale)
+
+
+def _recurring(spec: object, meter: Meter) -> tuple[RecurringGrant, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, list | tuple):
+        raise ValidationError("recurring_grants", "must be a list")
+    return tuple(RecurringGrant.from_spec(s, meter.scale, f"recurring_grants[{i}]")
+                 for i, s in enumerate(spec))  # fmt: skip
 
 
 def _quiet_below(limit: int | None, soft_bp: int | None) -> int | None:
@@ -365,6 +400,18 @@ def _member_getter(per: str | None) -> Callable[[Call], str | None] | None:
     if _is_tag(per):
         return lambda call: call.value(per)
     return attrgetter(per if per in ("provider", "model") else f"subject.{per}")
+
+
+def _per_epoch(member_of: Callable[[Call], str | None]) -> Callable[[Call], str | None]:
+    """A windowed plan budget's member: the member, and its epoch once a ``reset``
+    assignment started one (lifetime plan budgets never reset)."""
+
+    def member(call: Call) -> str | None:
+        value = member_of(call)
+        epoch = call.subject.tag(EPOCH_TAG) if value is not None else None
+        return value if not epoch else f"{value}~{epoch}"
+
+    return member
 
 
 def _is_tag(dimension: str) -> bool:

@@ -28,6 +28,8 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
+from allotment.core.money import decimal_to_units, units_to_decimal
+from allotment.core.windows import Window
 from allotment.errors import ValidationError
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "EntryKind",
     "Grant",
     "GrantKind",
+    "RecurringGrant",
     "burn_order",
     "debt_key",
     "grant_key",
@@ -192,6 +195,67 @@ def _burn_rank(grant: Grant) -> tuple[Any, ...]:
 def burn_order(grants: Iterable[Grant]) -> list[Grant]:
     """``grants`` in the order calls draw on them (see the module docstring)."""
     return sorted(grants, key=_RANK)
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringGrant:
+    """A grant a pool gives each member every period (a plan's monthly credits):
+    ``amount`` base units, effective from the period's start and, with ``expires``,
+    gone at its end. Given lazily, by the first call that opens the member's pool
+    in the period; its id names the period, so it is given once."""
+
+    amount: int
+    every: Window
+    kind: GrantKind = GrantKind.PROMOTIONAL
+    priority: int = 0
+    expires: bool = True
+
+    def grant(self, index: int, pool: str, member: str, at: datetime) -> Grant:
+        """The grant of the period that holds ``at`` (``index``: its place in the pool's list)."""
+        span = self.every.span(at)
+        assert span is not None and span.start is not None
+        grant_id = f"r{index}-{span.bucket}"
+        return Grant(
+            pool, member, grant_id, self.amount, self.kind, span.start, at,
+            expires_at=span.end if self.expires else None, priority=self.priority,
+            idempotency_key=f"recurring:{grant_id}",
+        )  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, spec: object, scale: int, path: str) -> RecurringGrant:
+        if not isinstance(spec, Mapping):
+            raise ValidationError(path, "must be an object")
+        unknown = set(spec) - {"amount", "every", "kind", "priority", "expires"}
+        if unknown:
+            raise ValidationError(f"{path}.{sorted(unknown)[0]}", "is not a recurring grant field")
+        every = Window.parse(spec.get("every", "month"))
+        if every.kind.value not in ("day", "week", "month", "year"):
+            raise ValidationError(f"{path}.every", "a calendar period: day, week, month or year")
+        amount = decimal_to_units(spec.get("amount"), scale, f"{path}.amount")
+        if amount <= 0:
+            raise ValidationError(f"{path}.amount", "must be positive")
+        try:
+            kind = GrantKind(spec.get("kind", "promotional"))
+        except ValueError:
+            raise ValidationError(
+                f"{path}.kind", "purchase, promotional, top_up or adjustment"
+            ) from None
+        priority = spec.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValidationError(f"{path}.priority", "must be an integer")
+        expires = spec.get("expires", True)
+        if not isinstance(expires, bool):
+            raise ValidationError(f"{path}.expires", "must be true or false")
+        return cls(amount, every, kind, priority, expires)
+
+    def to_spec(self, scale: int) -> dict[str, Any]:
+        return {
+            "amount": str(units_to_decimal(self.amount, scale)),
+            "every": self.every.to_spec(),
+            "kind": self.kind.value,
+            "priority": self.priority,
+            "expires": self.expires,
+        }
 
 
 @dataclass(frozen=True, slots=True)

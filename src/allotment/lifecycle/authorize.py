@@ -20,9 +20,9 @@ from allotment.core.ledger import (
 )
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError
-from allotment.lifecycle import credits, topups
+from allotment.lifecycle import credits, plans, topups
 from allotment.lifecycle._shared import append, counted_by, pick
-from allotment.lifecycle.tx import CallTx, Configured, Key, StatusTx
+from allotment.lifecycle.tx import CallTx, Configured, Key, PlannedTx, StatusTx
 
 __all__ = ["NO_BUDGET", "AuthorizeRequest", "authorize", "footprint"]
 
@@ -50,12 +50,17 @@ class AuthorizeRequest:
     warnings: tuple[Warning, ...] = ()
     #: what to do when no budget applies
     uncovered: Uncovered = Uncovered.WARN
+    #: take the member's plan from the subject's ``plan`` tag (callers are trusted)
+    plan_from_subject: bool = False
 
 
-def footprint(tx: Configured, request: AuthorizeRequest, now: datetime) -> set[Key]:
-    """The counters ``authorize`` will read or charge (a replay, at its own authorization
-    time, may read others: a batch locks those on demand)."""
-    return {(a.budget.key, a.member, a.span.bucket) for a in _counted(tx, request, now)}
+def footprint(tx: PlannedTx, request: AuthorizeRequest, now: datetime) -> set[Key]:
+    """The counters ``authorize`` will read or charge, its member's plan's among them (a
+    replay, at its own authorization time, may read others: a batch locks those on
+    demand, as it does a grant's)."""
+    call = plans.planned(tx, request.call, request.plan_from_subject)
+    return {(a.budget.key, a.member, a.span.bucket)
+            for a in counted_by(tx, call, now, request.currency)}  # fmt: skip
 
 
 def _counted(tx: Configured, request: AuthorizeRequest, now: datetime) -> list[Applied]:
@@ -64,7 +69,9 @@ def _counted(tx: Configured, request: AuthorizeRequest, now: datetime) -> list[A
 
 def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
     """Reserve on every applicable budget, or refuse and reserve nothing."""
-    call = request.call
+    call = plans.planned(tx, request.call, request.plan_from_subject)
+    if call is not request.call:  # the member's plan, written into the subject
+        request = replace(request, call=call)
     existing = pick(tx.reservations(request.request_id), request.request_id, call.subject.tenant)
     if existing is not None:
         if not same_payload(existing.payload_hash, request.payload_hash, request.payload):

@@ -35,7 +35,7 @@ from allotment.lifecycle._shared import (
     usage_deltas,
     used_event,
 )
-from allotment.lifecycle.tx import CallTx, Configured, Delta, Key
+from allotment.lifecycle.tx import CallTx, Configured, Delta, Key, PlannedTx
 
 __all__ = ["CommitRequest", "commit", "footprint"]
 
@@ -63,10 +63,12 @@ class CommitRequest:
     tenant: str | None = None
     #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
     payload: tuple[object, ...] = ()
+    #: a post-hoc commit takes the member's plan from the subject (callers are trusted)
+    plan_from_subject: bool = False
 
 
 def footprint(
-    tx: Configured, request: CommitRequest, now: datetime, found: Sequence[Reservation]
+    tx: PlannedTx, request: CommitRequest, now: datetime, found: Sequence[Reservation]
 ) -> set[Key]:
     """The counters ``commit`` will read or charge, given the request id's reservations.
 
@@ -115,6 +117,7 @@ def _post_hoc(request: CommitRequest, now: datetime) -> recording.RecordRequest 
         request.price,
         request.reason,
         request.payload,
+        request.plan_from_subject,
     )
 
 

@@ -28,7 +28,8 @@ from allotment.core.decisions import CreditView, Decision
 from allotment.core.engine import Applied
 from allotment.core.ledger import Charge
 from allotment.errors import ConflictError, NotFoundError, ValidationError
-from allotment.lifecycle.tx import Counting, Crediting, Credits, Delta
+from allotment.lifecycle.budgets import find_budget
+from allotment.lifecycle.tx import Config, Counting, Crediting, Credits, Delta
 
 __all__ = [
     "GrantBalance",
@@ -36,6 +37,7 @@ __all__ = [
     "PoolStatus",
     "add_grant",
     "credit_of",
+    "find_pool",
     "grant_charges",
     "has_credit",
     "hold",
@@ -192,16 +194,43 @@ def _voided(grant: Grant, at: datetime) -> bool:
     return grant.voided_at is not None and grant.voided_at <= at
 
 
-def open_pool(tx: _CreditTx, key: str, member: str, now: datetime, write: bool = True) -> Pool:
-    """``key``'s grants for ``member``, locked; with ``write``, expired grants are closed
-    and debt repaid, as first observed."""
+def open_pool(
+    tx: _CreditTx,
+    key: str,
+    member: str,
+    now: datetime,
+    write: bool = True,
+    budget: Budget | None = None,
+) -> Pool:
+    """``key``'s grants for ``member``, locked; with ``write``, the period's recurring
+    grants of ``budget`` are given, expired grants closed and debt repaid, as first
+    observed (without: the recurring grants due are counted as if given)."""
     found, counters, debt = tx.held_grants(key, member)
     held = {g.id: [c.used, c.reserved] for g, c in zip(found, counters, strict=True)}
-    pool = Pool(key, member, now, burn_order(found), held, debt.used)
+    due = _recurring_due(budget, key, member, now, held) if budget is not None else []
+    if due and write:
+        due = [tx.insert_grant(g) for g in due]
+    pool = Pool(key, member, now, burn_order([*found, *due]), held, debt.used)
+    for grant in due:
+        held[grant.id] = [0, 0]
+        if write:
+            pool._entry(EntryKind.GRANT, grant.amount, grant.id, None)
     if write:
         pool.close_ended()
         pool.repay()
     return pool
+
+
+def _recurring_due(
+    budget: Budget, key: str, member: str, now: datetime, held: dict[str, list[int]]
+) -> list[Grant]:
+    """``budget``'s recurring grants of the current periods not given yet."""
+    due = []
+    for i, recurring in enumerate(budget.recurring_grants):
+        grant = recurring.grant(i, key, member, now)
+        if grant.id not in held:
+            due.append(grant)
+    return due
 
 
 def grant_charges(charges: Iterable[Charge]) -> list[Charge]:
@@ -216,7 +245,7 @@ def _grant_id(charge: Charge) -> str:
 
 
 def _pools(tx: _CreditTx, applied: Sequence[Applied], now: datetime) -> dict[int, Pool]:
-    return {i: open_pool(tx, a.budget.key, a.member, now)
+    return {i: open_pool(tx, a.budget.key, a.member, now, budget=a.budget)
             for i, a in enumerate(applied) if a.budget.credits}  # fmt: skip
 
 
@@ -338,7 +367,7 @@ def _settle_pool(
         # The holds are used as held: the caller writes them with its own deltas.
         kept_as_held.extend((grant_key(a.budget.key, g), a.member, 0, n, -n) for g, n, _ in kept)
         return own_used, None
-    pool = open_pool(tx, a.budget.key, a.member, now)
+    pool = open_pool(tx, a.budget.key, a.member, now, budget=a.budget)
     for grant_id, _, take in kept:
         pool.keep(grant_id, take)
     for grant_id, n, take in reversed(kept):  # the last drawn is given back first
@@ -379,6 +408,20 @@ def release(tx: _CreditTx, charges: Sequence[Charge], now: datetime, request_id:
 
 class _GrantTx(Counting, Credits, Protocol):
     """What adding, voiding and reading grants takes."""
+
+
+def find_pool(tx: Config, pool_id: str, tenant: str | None) -> Budget:
+    """The credit pool ``pool_id`` as ``tenant`` sees it: a budget (``find_budget``), or a
+    plan's budget (``<plan>.<slot>``: grants layered on a plan belong to its slot)."""
+    try:
+        return find_budget(tx, pool_id, tenant)
+    except NotFoundError:
+        for plan in tx.all_plans(None):
+            if tenant is None or plan.tenant in (None, tenant):
+                for budget in plan.budgets:
+                    if budget.id == pool_id:
+                        return budget
+        raise
 
 
 def check_pool(budget: Budget) -> None:
@@ -434,7 +477,7 @@ def void_grant(tx: _GrantTx, budget: Budget, member: str, grant_id: str, now: da
         raise NotFoundError(f"no grant {grant_id!r} in pool {budget.id!r}")
     if found[0].voided_at is None:
         tx.void_grant(budget.key, member, grant_id, now)
-        pool = open_pool(tx, budget.key, member, now)
+        pool = open_pool(tx, budget.key, member, now, budget=budget)
         pool.flush(tx)
         found = [g for g in tx.grants(budget.key, member) if g.id == grant_id]
     return found[0]
@@ -464,7 +507,7 @@ class PoolStatus:
 def pool_status(tx: _GrantTx, budget: Budget, member: str, now: datetime) -> PoolStatus:
     """Where ``member``'s credit stands in ``budget``'s pool (reads only)."""
     check_member(budget, member)
-    pool = open_pool(tx, budget.key, member, now, write=False)
+    pool = open_pool(tx, budget.key, member, now, write=False, budget=budget)
     rows = []
     for grant in pool.grants:
         used, reserved = pool.held.get(grant.id, (0, 0))

@@ -144,7 +144,8 @@ def _without_history(price: dict[str, object]) -> dict[str, object]:
 
 def rebuild(tx: MaintenanceTx) -> RebuildStats:
     """Recompute every counter and rollup from the ledger."""
-    budgets = list(tx.all_budgets(None))
+    plans = tx.all_plans(None)
+    budgets = [*tx.all_budgets(None), *(b for p in plans for b in p.budgets)]
     tx.clear_counters(None)
     events = rebuild_counters(tx, budgets)
     # Rollups of archived hours stay: their events are no longer here to recount.

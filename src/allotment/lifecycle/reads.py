@@ -10,7 +10,7 @@ from allotment.core import engine
 from allotment.core.budgets import Call
 from allotment.core.decisions import BudgetView
 from allotment.errors import ValidationError
-from allotment.lifecycle import credits, topups
+from allotment.lifecycle import credits, plans, topups
 from allotment.lifecycle.queries import UsageQuery, UsageRow
 from allotment.lifecycle.tx import ROLLUP_DIMENSIONS, ROLLUP_TOTALS, Ledger, RollupKey, StatusTx
 
@@ -20,14 +20,20 @@ __all__ = ["BREAKDOWN_BY", "USAGE_ORDER", "check_usage_query", "status", "usage"
 BREAKDOWN_BY = (*ROLLUP_DIMENSIONS, "hour", "day")
 
 
-def status(tx: StatusTx, call: Call, now: datetime) -> list[BudgetView]:
-    """Every budget that applies to ``call`` at ``now``, as it stands."""
+def status(
+    tx: StatusTx, call: Call, now: datetime, plan_from_subject: bool = False
+) -> list[BudgetView]:
+    """Every budget that applies to ``call`` at ``now``, as it stands (the member's
+    plan's budgets among them)."""
+    call = plans.planned(tx, call, plan_from_subject)
     applied = engine.resolve(tx.budgets_for(call.subject.tenant), call, now)
     views = [engine.view(a, c) for a, c in zip(applied, tx.read(applied), strict=True)]
     pools = []
     for hit, view in zip(applied, views, strict=True):
         if hit.budget.credits:
-            pool = credits.open_pool(tx, hit.budget.key, hit.member, now, write=False)
+            pool = credits.open_pool(
+                tx, hit.budget.key, hit.member, now, write=False, budget=hit.budget
+            )
             view.credit = pool.view()
             pools.append((hit.budget, pool))
     topups.report(tx, pools, [v for v in views if v.credit is not None])

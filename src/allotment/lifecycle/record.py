@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from allotment.core import engine
@@ -18,7 +18,7 @@ from allotment.core.ledger import (
 )
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError
-from allotment.lifecycle import credits
+from allotment.lifecycle import credits, plans
 from allotment.lifecycle._shared import (
     PriceFn,
     adjustments,
@@ -30,7 +30,7 @@ from allotment.lifecycle._shared import (
     used_event,
 )
 from allotment.lifecycle.topups import topped_up
-from allotment.lifecycle.tx import CallTx, Configured, Key
+from allotment.lifecycle.tx import CallTx, Configured, Key, PlannedTx
 
 __all__ = ["RecordRequest", "footprint", "record"]
 
@@ -50,11 +50,15 @@ class RecordRequest:
     reason: str | None = None
     #: the parts ``payload_hash`` was made of (to match a fingerprint kept by an older version)
     payload: tuple[object, ...] = ()
+    #: take the member's plan from the subject's ``plan`` tag (callers are trusted)
+    plan_from_subject: bool = False
 
 
-def footprint(tx: Configured, request: RecordRequest) -> set[Key]:
-    """The counters ``record`` will charge."""
-    return {(a.budget.key, a.member, a.span.bucket) for a in _counted(tx, request)}
+def footprint(tx: PlannedTx, request: RecordRequest) -> set[Key]:
+    """The counters ``record`` will charge, its member's plan's among them."""
+    call = plans.planned(tx, request.call, request.plan_from_subject)
+    return {(a.budget.key, a.member, a.span.bucket)
+            for a in counted_by(tx, call, request.occurred_at, request.currency)}  # fmt: skip
 
 
 def _counted(tx: Configured, request: RecordRequest) -> list[Applied]:
@@ -64,6 +68,9 @@ def _counted(tx: Configured, request: RecordRequest) -> list[Applied]:
 
 def record(tx: CallTx, request: RecordRequest, now: datetime) -> CommitResult:
     """Meter a call that was never authorized; idempotent per request id."""
+    call = plans.planned(tx, request.call, request.plan_from_subject)
+    if call is not request.call:  # the member's plan, written into the subject
+        request = replace(request, call=call)
     tenant = request.call.subject.tenant
     existing = pick(tx.reservations(request.request_id), request.request_id, tenant)
     if existing is not None:

@@ -148,7 +148,7 @@ def standing(
 ) -> tuple[TopUpStatus | None, TopUp | None]:
     """``status_of`` a member's pool, and its latest top-up (reads only)."""
     credits.check_member(budget, member)
-    pool = credits.open_pool(tx, budget.key, member, now, write=False)
+    pool = credits.open_pool(tx, budget.key, member, now, write=False, budget=budget)
     return status_of(tx, budget, pool), tx.latest_topup(budget.key, member)
 
 

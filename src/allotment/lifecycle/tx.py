@@ -24,6 +24,7 @@ from allotment.core.engine import Applied, Counter
 from allotment.core.fx import FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
+from allotment.core.plans import Assignment, Plan
 from allotment.core.topups import TopUp
 from allotment.core.usage import USAGE_FIELDS
 from allotment.lifecycle.queries import EventQuery
@@ -46,6 +47,8 @@ __all__ = [
     "Ledger",
     "MaintenanceTx",
     "Meta",
+    "PlannedTx",
+    "Planning",
     "Recording",
     "Reservations",
     "Reserving",
@@ -69,9 +72,12 @@ ROLLUP_TOTALS = USAGE_FIELDS
 
 
 class Configured(Protocol):
-    """The budgets and exchange rates in force (cached per process, checked per transaction)."""
+    """The budgets, plans and exchange rates in force (cached per process, checked per
+    transaction). ``budgets_for`` includes the budgets of the plans ``plans_for`` lists
+    (``Plan.budgets``): a tenant's own and the deployment-wide ones."""
 
     def budgets_for(self, tenant: str) -> Sequence[Budget]: ...
+    def plans_for(self, tenant: str) -> Sequence[Plan]: ...
     def rates(self) -> Rates: ...
 
 
@@ -86,6 +92,22 @@ class Config(Configured, Protocol):
     def insert_budget(self, budget: Budget) -> bool: ...
     def delete_budget(self, key: str) -> None: ...
     def put_rate(self, rate: FxRate) -> None: ...
+    def all_plans(self, tenant: str | None) -> Sequence[Plan]: ...
+    def plan(self, key: str) -> Plan | None: ...
+    def put_plan(self, plan: Plan) -> None: ...
+    def delete_plan(self, key: str) -> None: ...
+
+
+class Planning(Protocol):
+    """Which plan each member is on (assigned server-side; not configuration: assigning
+    one reloads nothing)."""
+
+    def assignment(self, tenant: str, member: str) -> Assignment | None: ...
+    def put_assignment(self, assignment: Assignment) -> None: ...
+
+
+class PlannedTx(Configured, Planning, Protocol):
+    """What finding the budgets of a call takes: its member's plan among them."""
 
 
 class Counting(Protocol):
@@ -116,13 +138,13 @@ class Crediting(Protocol):
     def grants(self, pool: str, member: str) -> list[Grant]: ...
     def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]: ...
     def close_grant(self, pool: str, member: str, grant_id: str) -> None: ...
+    def insert_grant(self, grant: Grant) -> Grant: ...
     def append_credits(self, entries: Sequence[CreditEntry]) -> None: ...
 
 
 class Credits(Crediting, Protocol):
-    """Grants added, voided and listed; the credit ledger read."""
+    """Grants voided and listed; the credit ledger read."""
 
-    def insert_grant(self, grant: Grant) -> Grant: ...
     def void_grant(self, pool: str, member: str, grant_id: str, at: datetime) -> None: ...
     def pool_grants(self, pool: str, member: str | None) -> list[Grant]: ...
     def credit_entries(
@@ -213,7 +235,7 @@ class Keys(Protocol):
     def update_key(self, key: ApiKey) -> None: ...
 
 
-class CallTx(Configured, Counting, Crediting, ToppingUp, Reserving, Recording, Protocol):
+class CallTx(Configured, Planning, Counting, Crediting, ToppingUp, Reserving, Recording, Protocol):
     """What authorize, commit, record and release use: all a group-commit batch serves."""
 
 
@@ -221,11 +243,13 @@ class SweepTx(CallTx, Reservations, Protocol):
     """Releasing expired reservations."""
 
 
-class StatusTx(Configured, Counting, Crediting, ToppingUp, Protocol):
+class StatusTx(Configured, Planning, Counting, Crediting, ToppingUp, Protocol):
     """Reading where the applicable budgets stand."""
 
 
-class BudgetTx(Config, Counters, Credits, TopUps, Reservations, Ledger, Baseline, Protocol):
+class BudgetTx(
+    Config, Planning, Counters, Credits, TopUps, Reservations, Ledger, Baseline, Protocol
+):
     """Writing budgets and rates, and recounting the counters they change."""
 
 

@@ -41,11 +41,12 @@ from allotment.core.credits import CreditEntry, Grant, debt_key
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import Rates
 from allotment.core.ledger import Event, Reservation
+from allotment.core.plans import Assignment, Plan
 from allotment.core.topups import TopUp
 from allotment.lifecycle import authorize, commit
 from allotment.lifecycle.authorize import AuthorizeRequest
 from allotment.lifecycle.commit import CommitRequest
-from allotment.lifecycle.tx import CallTx, Configured, Delta, Key, RollupKey
+from allotment.lifecycle.tx import CallTx, Delta, Key, PlannedTx, RollupKey
 
 __all__ = ["BatchTx", "Batcher", "Item", "lock_plan"]
 
@@ -91,7 +92,7 @@ class Item:
             return authorize.authorize(tx, self.request, self.now)
         return commit.commit(tx, self.request, self.now)
 
-    def footprint(self, tx: Configured, found: Sequence[Reservation]) -> set[Key]:
+    def footprint(self, tx: PlannedTx, found: Sequence[Reservation]) -> set[Key]:
         """The counters ``run`` will read or charge: its step's own footprint, given
         the reservations under its request id."""
         if isinstance(self.request, AuthorizeRequest):
@@ -219,7 +220,7 @@ class Batcher:
 
 
 def lock_plan(
-    tx: Configured, items: Sequence[Item], reservations: dict[str, list[Reservation]]
+    tx: PlannedTx, items: Sequence[Item], reservations: dict[str, list[Reservation]]
 ) -> set[Key]:
     """Every counter the calls will read or charge, as far as can be known before running them.
 
@@ -263,8 +264,18 @@ class BatchTx:
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
         return self._inner.budgets_for(tenant)
 
+    def plans_for(self, tenant: str) -> Sequence[Plan]:
+        return self._inner.plans_for(tenant)
+
     def rates(self) -> Rates:
         return self._inner.rates()
+
+    # plan assignments, passed through: not configuration, read (and written) per call
+    def assignment(self, tenant: str, member: str) -> Assignment | None:
+        return self._inner.assignment(tenant, member)
+
+    def put_assignment(self, assignment: Assignment) -> None:
+        self._inner.put_assignment(assignment)
 
     # counters
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
@@ -322,6 +333,9 @@ class BatchTx:
 
     def close_grant(self, pool: str, member: str, grant_id: str) -> None:
         self._inner.close_grant(pool, member, grant_id)
+
+    def insert_grant(self, grant: Grant) -> Grant:
+        return self._inner.insert_grant(grant)
 
     def append_credits(self, entries: Sequence[CreditEntry]) -> None:
         self._inner.append_credits(entries)

@@ -6,7 +6,8 @@ charges, price records and grant metadata are JSON text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -20,6 +21,7 @@ from allotment.core.credits import CreditEntry, EntryKind, Grant, GrantKind
 from allotment.core.fx import Rates
 from allotment.core.keys import ApiKey, Role
 from allotment.core.ledger import Charge, Event, EventStatus, Reservation, ReservationState
+from allotment.core.plans import Assignment, Plan, Usage
 from allotment.core.subjects import Subject, parse_subject
 from allotment.core.topups import TopUp, TopUpState
 from allotment.core.usage import USAGE_FIELDS, parse_usage, usage_from_row
@@ -55,6 +57,12 @@ TOPUP_COLUMNS = (
     " claimed_until error grant_id"
 ).split()
 
+#: a plan assignment's columns, in the order ``assignment_values`` writes and
+#: ``assignment_from_row`` reads
+ASSIGNMENT_COLUMNS = ("tenant", "member", "plan", "epoch", "usage", "assigned_at")
+#: a plan's columns, in the order ``plan_values`` writes
+PLAN_COLUMNS = ("key", "id", "tenant", "spec")
+
 
 def dumps(value: Any) -> str:
     """JSON text of ``value`` (orjson: several times the standard library's speed)."""
@@ -82,21 +90,35 @@ def statements(sql: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Budgets by tenant and exchange rates, as of one config version."""
+    """Budgets and plans by tenant, and exchange rates, as of one config version."""
 
     version: int
     budgets: dict[str | None, list[Budget]]
     rates: Rates
+    #: plans by tenant, each tenant's sorted by (id, key)
+    plans: dict[str | None, list[Plan]] = field(default_factory=dict)
     #: what ``budgets_for`` answered for each tenant so far: sorted once per version
     _applicable: dict[str, list[Budget]] = field(default_factory=dict, compare=False, repr=False)
 
     def budgets_for(self, tenant: str) -> list[Budget]:
-        """The deployment-wide budgets and ``tenant``'s, ``in_order`` (do not change it)."""
+        """The deployment-wide budgets and ``tenant``'s, with the budgets of the plans
+        ``plans_for`` lists, ``in_order`` (do not change it)."""
         found = self._applicable.get(tenant)
         if found is None:
-            found = [*self.budgets.get(None, ()), *self.budgets.get(tenant, ())]
+            planned = (b for plan in self.plans_for(tenant) for b in plan.budgets)
+            found = [*self.budgets.get(None, ()), *self.budgets.get(tenant, ()), *planned]
             found = self._applicable[tenant] = in_order(found)
         return found
+
+    def plans_for(self, tenant: str) -> list[Plan]:
+        """The deployment-wide plans, then ``tenant``'s."""
+        return [*self.plans.get(None, ()), *self.plans.get(tenant, ())]
+
+    def all_plans(self, tenant: str | None) -> list[Plan]:
+        """``tenant``'s plans (None: every plan, deployment-wide ones first)."""
+        if tenant is not None:
+            return list(self.plans.get(tenant, ()))
+        return sorted((p for group in self.plans.values() for p in group), key=_plan_order)
 
     def all_budgets(self, tenant: str | None) -> list[Budget]:
         """``tenant``'s budgets (None: every budget), ``in_order``."""
@@ -109,6 +131,39 @@ class Config:
         if self.version < 0:
             return None
         return list(self.budgets_for(tenant))
+
+
+def _plan_order(plan: Plan) -> tuple[bool, str, str]:
+    return plan.tenant is not None, plan.id, plan.key
+
+
+def plans_by_tenant(plans: Iterable[Plan]) -> dict[str | None, list[Plan]]:
+    """``plans`` grouped by tenant, each group sorted as ``Config.all_plans`` lists it."""
+    index: dict[str | None, list[Plan]] = {}
+    for plan in sorted(plans, key=_plan_order):
+        index.setdefault(plan.tenant, []).append(plan)
+    return index
+
+
+def plan_values(plan: Plan) -> tuple[Any, ...]:
+    """A plan as a row of ``PLAN_COLUMNS``: its spec as JSON (``Plan.to_spec``)."""
+    return plan.key, plan.id, plan.tenant, json.dumps(plan.to_spec())
+
+
+def plan_from_spec(spec: str) -> Plan:
+    """A stored plan's ``spec`` column as its plan."""
+    return Plan.from_spec(json.loads(spec))
+
+
+def assignment_values(a: Assignment) -> tuple[Any, ...]:
+    """An assignment as a row of ``ASSIGNMENT_COLUMNS``."""
+    return a.tenant, a.member, a.plan, a.epoch, a.usage.value, to_us(a.assigned_at)
+
+
+def assignment_from_row(row: Sequence[Any]) -> Assignment:
+    """A row of ``ASSIGNMENT_COLUMNS`` as its assignment."""
+    tenant, member, plan, epoch, usage, assigned_at = row
+    return Assignment(tenant, member, plan, from_us(assigned_at), epoch, Usage(usage))
 
 
 def opt_us(value: datetime | None) -> int | None:

@@ -22,16 +22,21 @@ from allotment.core.engine import Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
+from allotment.core.plans import Assignment, Plan
 from allotment.core.topups import TopUp
 from allotment.lifecycle.tx import ROLLUP_TOTALS, Key, RollupKey
 from allotment.store._rows import (
+    ASSIGNMENT_COLUMNS,
     CREDIT_ENTRY_COLUMNS,
     EVENT_COLUMNS,
     GRANT_COLUMNS,
+    PLAN_COLUMNS,
     ROLLUP_COLUMNS,
     ROLLUP_KEY_COLUMNS,
     TOPUP_COLUMNS,
     Config,
+    assignment_from_row,
+    assignment_values,
     credit_entry_from_row,
     credit_entry_values,
     dumps,
@@ -41,6 +46,9 @@ from allotment.store._rows import (
     grant_values,
     key_from_row,
     opt_us,
+    plan_from_spec,
+    plan_values,
+    plans_by_tenant,
     reservation_from_row,
     reservation_values,
     rollup_from_row,
@@ -101,6 +109,16 @@ _TOPUP_START = (
 _TOPUP_PUT = f"INSERT INTO topups {_TOPUP_VALUES} ON CONFLICT (id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in TOPUP_COLUMNS[1:]
 )
+_PLAN_PUT = (
+    f"INSERT INTO plans ({', '.join(PLAN_COLUMNS)}) VALUES ({', '.join('?' * len(PLAN_COLUMNS))}) "
+    "ON CONFLICT (key) DO UPDATE SET spec = excluded.spec"
+)
+_ASSIGNMENT_SELECT = f"SELECT {', '.join(ASSIGNMENT_COLUMNS)} FROM plan_assignments"
+_ASSIGNMENT_PUT = (
+    f"INSERT INTO plan_assignments ({', '.join(ASSIGNMENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ASSIGNMENT_COLUMNS))}) ON CONFLICT (tenant, member) "
+    f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in ASSIGNMENT_COLUMNS[2:])}"
+)
 _ROLLUP_UPSERT = (
     f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))}) {ROLLUP_ADD}"
@@ -113,7 +131,8 @@ def reservation_update(r: Reservation) -> tuple[Any, ...]:
 
 
 class SqlConfig:
-    """Budgets and exchange rates as last loaded by this process, for every transaction."""
+    """Budgets, plans and exchange rates as last loaded by this process, for every
+    transaction."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,7 +149,7 @@ class SqlConfig:
                 self._config_cache = config
 
 
-#: the version of budgets and rates: every change bumps it, so a cache knows it is stale
+#: the version of budgets, plans and rates: every change bumps it, so a cache knows it is stale
 CONFIG_VERSION = "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'config_version'"
 
 
@@ -143,6 +162,8 @@ class SqlTx:
     def __init__(self, store: SqlConfig) -> None:
         self._store = store
         self._config: Config | None = None
+        #: whether this transaction changed the configuration (see ``_bump_config_version``)
+        self._config_changed = False
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -183,7 +204,8 @@ class SqlTx:
         ((version,),) = self._rows("SELECT MAX(version) FROM schema_migrations")
         return int(version or 0)
 
-    # budgets and exchange rates: configuration cached per process, checked per transaction
+    # budgets, plans and exchange rates: configuration cached per process, checked per
+    # transaction
     def _configuration(self) -> Config:
         if self._config is not None:
             return self._config
@@ -191,19 +213,26 @@ class SqlTx:
         return self.configure(version)
 
     def configure(self, version: int) -> Config:
-        """Budgets and rates as of config ``version`` (read by the caller), loaded if new."""
+        """Budgets, plans and rates as of config ``version`` (read by the caller), loaded
+        if new."""
         config = self._store._config_cache
-        if config.version != version:
-            index: dict[str | None, list[Budget]] = {}
-            for (spec,) in self._rows("SELECT spec FROM budgets"):  # Config puts them in_order
-                budget = Budget.from_spec(json.loads(spec))
-                index.setdefault(budget.tenant, []).append(budget)
-            rows = self._rows("SELECT source, target, rate, effective_from FROM fx_rates")
-            rates = Rates(FxRate(s, t, Decimal(r), from_us(f)) for s, t, r, f in rows)
-            config = Config(version, index, rates)
-            self._store._remember(config)
+        if config.version != version or self._config_changed:
+            config = self._load_config(version)
+            if not self._config_changed:  # else not committed yet: this transaction's own
+                self._store._remember(config)
         self._config = config
         return config
+
+    def _load_config(self, version: int) -> Config:
+        index: dict[str | None, list[Budget]] = {}
+        for (spec,) in self._rows("SELECT spec FROM budgets"):  # Config puts them in_order
+            budget = Budget.from_spec(json.loads(spec))
+            index.setdefault(budget.tenant, []).append(budget)
+        specs = self._rows("SELECT spec FROM plans")
+        plans = plans_by_tenant(plan_from_spec(spec) for (spec,) in specs)
+        rows = self._rows("SELECT source, target, rate, effective_from FROM fx_rates")
+        rates = Rates(FxRate(s, t, Decimal(r), from_us(f)) for s, t, r, f in rows)
+        return Config(version, index, rates, plans)
 
     def lock_config(self) -> None:
         # Bumping the version takes its row lock until commit (PostgreSQL); SQLite
@@ -215,6 +244,9 @@ class SqlTx:
             "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
             "WHERE key = 'config_version'"
         )
+        # From here on this transaction reads its own change (a recount resolves against
+        # it), loaded afresh and kept from the process's cache until it commits.
+        self._config, self._config_changed = None, True
 
     def rates(self) -> Rates:
         return self._configuration().rates
@@ -264,6 +296,33 @@ class SqlTx:
         self._run("DELETE FROM counter_baseline WHERE budget_key = ?", (key,))
         self.clear_counters([key])
         self._bump_config_version()
+
+    # plans: configuration; assignments: read per call
+    def plans_for(self, tenant: str) -> Sequence[Plan]:
+        return self._configuration().plans_for(tenant)
+
+    def all_plans(self, tenant: str | None) -> Sequence[Plan]:
+        return self._configuration().all_plans(tenant)
+
+    def plan(self, key: str) -> Plan | None:
+        rows = self._rows("SELECT spec FROM plans WHERE key = ?", (key,))
+        return plan_from_spec(rows[0][0]) if rows else None
+
+    def put_plan(self, plan: Plan) -> None:
+        self._run(_PLAN_PUT, plan_values(plan))
+        self._bump_config_version()
+
+    def delete_plan(self, key: str) -> None:
+        # Its budgets' counters are its slots', which the tenant's other plans share: kept.
+        if self._run("DELETE FROM plans WHERE key = ?", (key,)):
+            self._bump_config_version()
+
+    def assignment(self, tenant: str, member: str) -> Assignment | None:
+        rows = self._rows(f"{_ASSIGNMENT_SELECT} WHERE tenant = ? AND member = ?", (tenant, member))
+        return assignment_from_row(rows[0]) if rows else None
+
+    def put_assignment(self, assignment: Assignment) -> None:
+        self._run(_ASSIGNMENT_PUT, assignment_values(assignment))
 
     # keys
     def insert_key(self, key: ApiKey, secret_hash: str) -> None:

@@ -16,6 +16,8 @@ from allotment.core.decisions import BudgetView, Decision
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
+from allotment.core.plans import Assignment, Plan
+from allotment.core.plans import Usage as PlanUsage
 from allotment.core.topups import TopUp, TopUpStatus
 from allotment.errors import StoreError
 from allotment.lifecycle import (
@@ -23,6 +25,7 @@ from allotment.lifecycle import (
     commit,
     credits,
     maintenance,
+    plans,
     reads,
     record,
     release,
@@ -30,6 +33,7 @@ from allotment.lifecycle import (
 )
 from allotment.lifecycle import budgets as budget_steps
 from allotment.lifecycle.credits import PoolStatus
+from allotment.lifecycle.plans import put_config
 from allotment.lifecycle.tx import Tx
 from allotment.store._batch import Batcher, Item
 from allotment.store.base import (
@@ -116,8 +120,10 @@ class TransactionalStore:
     def sweep(self, now: datetime, limit: int = 1000) -> int:
         return self._write(lambda tx: release.sweep(tx, now, limit))
 
-    def status(self, call: Call, now: datetime) -> list[BudgetView]:
-        return self._read(lambda tx: reads.status(tx, call, now))
+    def status(
+        self, call: Call, now: datetime, plan_from_subject: bool = False
+    ) -> list[BudgetView]:
+        return self._read(lambda tx: reads.status(tx, call, now, plan_from_subject))
 
     def usage(self, query: UsageQuery) -> list[UsageRow]:
         return self._read(lambda tx: reads.usage(tx, query))
@@ -132,9 +138,11 @@ class TransactionalStore:
         """Add ``budget``, or raise ConflictError if its id is taken: one transaction."""
         self._write(lambda tx: budget_steps.create_budget(tx, budget))
 
-    def put_config(self, rates: Sequence[FxRate], budgets: Sequence[Budget]) -> None:
-        """Set ``rates``, then create or replace ``budgets``, in one transaction."""
-        self._write(lambda tx: budget_steps.put_config(tx, rates, budgets))
+    def put_config(
+        self, rates: Sequence[FxRate], budgets: Sequence[Budget], plans: Sequence[Plan] = ()
+    ) -> list[Plan]:
+        """Set ``rates``, create or replace ``budgets``, then ``plans``: one transaction."""
+        return self._write(lambda tx: put_config(tx, rates, budgets, plans))
 
     def rates(self) -> list[FxRate]:
         rates = self._read(lambda tx: list(tx.rates()))
@@ -177,7 +185,31 @@ class TransactionalStore:
         """Delete ``budget`` (found with ``find_budget``) unless it is protected by now."""
         self._write(lambda tx: budget_steps.delete_budget(tx, budget))
 
+    # plans
+    def put_plan(self, plan: Plan) -> Plan:
+        return self._write(lambda tx: plans.put_plan(tx, plan))
+
+    def find_plan(self, plan_id: str, tenant: str | None) -> Plan:
+        return self._read(lambda tx: plans.find_plan(tx, plan_id, tenant))
+
+    def list_plans(self, tenant: str | None) -> list[Plan]:
+        return self._read(lambda tx: list(tx.all_plans(tenant)))
+
+    def delete_plan(self, plan: Plan) -> None:
+        self._write(lambda tx: plans.delete_plan(tx, plan))
+
+    def assign_plan(
+        self, tenant: str, member: str, plan_id: str, usage: PlanUsage, now: datetime
+    ) -> Assignment:
+        return self._write(lambda tx: plans.assign(tx, tenant, member, plan_id, usage, now))
+
+    def assignment(self, tenant: str, member: str) -> Assignment | None:
+        return self._read(lambda tx: tx.assignment(tenant, member))
+
     # credit pools
+    def find_pool(self, pool_id: str, tenant: str | None = None) -> Budget:
+        return self._read(lambda tx: credits.find_pool(tx, pool_id, tenant))
+
     def add_grant(self, budget: Budget, grant: Grant, now: datetime) -> tuple[Grant, bool]:
         return self._write(lambda tx: credits.add_grant(tx, budget, grant, now))
 

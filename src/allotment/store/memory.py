@@ -43,6 +43,7 @@ from allotment.core.ledger import (
     ReservationState,
     charge_from_row,
 )
+from allotment.core.plans import Assignment, Plan
 from allotment.core.subjects import Subject
 from allotment.core.topups import TopUp, TopUpState
 from allotment.core.usage import usage_from_row
@@ -65,6 +66,12 @@ class _State:
         self.rates: Rates = NO_RATES
         self.keys: dict[str, tuple[ApiKey, str]] = {}
         self.by_tenant: dict[str | None, list[Budget]] = {}
+        #: by Plan.key
+        self.plans: dict[str, Plan] = {}
+        #: cleared with ``by_tenant``
+        self.plans_by_tenant: dict[str, list[Plan]] = {}
+        #: by (tenant, member)
+        self.assignments: dict[tuple[str, str], Assignment] = {}
         self.counters: dict[tuple[str, str, int], list[int]] = {}
         #: by (request id, tenant): held reservations as objects, finished ones as rows
         self.reservations: dict[tuple[str, str], Reservation | _ReservationRow] = {}
@@ -211,9 +218,54 @@ class _MemoryTx:
     def budgets_for(self, tenant: str) -> Sequence[Budget]:
         cached = self._s.by_tenant.get(tenant)
         if cached is None:
-            cached = in_order(b for b in self._s.budgets.values() if b.tenant in (None, tenant))
+            planned = (b for p in self.plans_for(tenant) for b in p.budgets)
+            own = (b for b in self._s.budgets.values() if b.tenant in (None, tenant))
+            cached = in_order([*own, *planned])
             self._s.by_tenant[tenant] = cached
         return cached
+
+    def plans_for(self, tenant: str) -> Sequence[Plan]:
+        cached = self._s.plans_by_tenant.get(tenant)
+        if cached is None:
+            cached = [p for p in self._s.plans.values() if p.tenant in (None, tenant)]
+            self._s.plans_by_tenant[tenant] = cached
+        return cached
+
+    def all_plans(self, tenant: str | None) -> Sequence[Plan]:
+        plans = self._s.plans.values()
+        return sorted((p for p in plans if tenant is None or p.tenant == tenant),
+                      key=lambda p: (p.tenant is not None, p.id, p.key))  # fmt: skip
+
+    def plan(self, key: str) -> Plan | None:
+        return self._s.plans.get(key)
+
+    def put_plan(self, plan: Plan) -> None:
+        self._forget_config()
+        self._log(self._forget_config)  # undone last: after the plan is put back
+        self._put(self._s.plans, plan.key, plan)
+
+    def _forget_config(self) -> None:
+        self._s.by_tenant.clear()
+        self._s.plans_by_tenant.clear()
+
+    def delete_plan(self, key: str) -> None:
+        before = self._s.plans.pop(key, None)
+        self._forget_config()
+        self._log(self._forget_config)  # undone last: after the plan is back
+        if before is not None:
+            self._log(partial(self._s.plans.__setitem__, key, before))
+
+    def assignment(self, tenant: str, member: str) -> Assignment | None:
+        return self._s.assignments.get((tenant, member))
+
+    def put_assignment(self, assignment: Assignment) -> None:
+        key = (assignment.tenant, assignment.member)
+        before = self._s.assignments.get(key)
+        self._s.assignments[key] = assignment
+        if before is None:
+            self._log(lambda: self._s.assignments.pop(key))
+        else:
+            self._log(lambda: self._s.assignments.__setitem__(key, before))
 
     def rates(self) -> Rates:
         return self._s.rates

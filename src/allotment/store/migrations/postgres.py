@@ -288,4 +288,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX topups_due ON topups (state, next_attempt_at);
         """,
     ),
+    (
+        9,
+        "plans: named templates of budgets, and the plan each member is assigned",
+        """
+        -- See the SQLite migration 9: plans are configuration (cached with the
+        -- budgets), assignments are read per call.
+        CREATE TABLE plans (
+            key TEXT PRIMARY KEY,
+            id TEXT NOT NULL,
+            tenant TEXT,
+            spec TEXT NOT NULL
+        );
+
+        CREATE TABLE plan_assignments (
+            tenant TEXT NOT NULL,
+            member TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            epoch BIGINT NOT NULL,
+            usage TEXT NOT NULL,
+            assigned_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant, member)
+        );
+        """,
+    ),
 ]

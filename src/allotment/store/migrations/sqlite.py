@@ -333,4 +333,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX topups_due ON topups (state, next_attempt_at);
         """,
     ),
+    (
+        9,
+        "plans: named templates of budgets, and the plan each member is assigned",
+        """
+        -- A plan is configuration, as budgets are: loaded with them into each process's
+        -- cache, its spec (Plan.to_spec) kept as JSON under its key ('tenant#id', or
+        -- its id when deployment-wide). Its budgets count in ordinary counters, the
+        -- slot's ('tenant#~slot'), shared by the tenant's plans.
+        CREATE TABLE plans (
+            key TEXT PRIMARY KEY,
+            id TEXT NOT NULL,
+            tenant TEXT,
+            spec TEXT NOT NULL
+        );
+
+        -- A member's plan, assigned server-side: read per call, never cached.
+        -- epoch counts its 'reset' assignments (windowed plan budgets count per epoch).
+        CREATE TABLE plan_assignments (
+            tenant TEXT NOT NULL,
+            member TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            usage TEXT NOT NULL,
+            assigned_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant, member)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
