@@ -46,6 +46,13 @@ class CreditPools:
         """The current time (the Governor's clock)."""
         raise NotImplementedError
 
+    def get_pool(self, pool: str, *, tenant: str | None = None) -> Budget:
+        """The credit pool ``pool`` as ``tenant`` sees it: a budget with ``credits: true``,
+        or a plan's (``core.credits``); ValidationError naming ``pool`` if it is no pool."""
+        budget = self.store.find_pool(pool, tenant)
+        check_pool(budget)
+        return budget
+
     def add_grant(
         self,
         pool: str,

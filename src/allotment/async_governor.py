@@ -292,6 +292,10 @@ class AsyncGovernor:
         void = partial(self.sync.void_grant, pool, grant_id, tenant=tenant, member=member)
         return await asyncio.to_thread(void)
 
+    async def get_pool(self, pool: str, *, tenant: str | None = None) -> Budget:
+        """See ``Governor.get_pool``."""
+        return await asyncio.to_thread(self.sync.get_pool, pool, tenant=tenant)
+
     async def pool(self, pool: str, *, tenant: str | None = None, member: str = "") -> PoolStatus:
         """See ``Governor.pool``."""
         return await asyncio.to_thread(self.sync.pool, pool, tenant=tenant, member=member)

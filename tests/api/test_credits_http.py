@@ -384,3 +384,17 @@ def test_auto_topup_is_resumed_by_keys_that_may_change_the_pool(
     not_a_pool = api.call("POST", "/v1/pools/day/topups/resume", "acme-admin", json={})
     assert not_a_pool.status_code == 422 and not_a_pool.json()["error"]["field"] == "pool"
     assert api.call("POST", "/v1/pools/nope/topups/resume", "acme-admin").status_code == 404
+
+
+def test_grants_layer_on_a_plans_pool(api: Api) -> None:
+    """A plan's template with ``credits: true`` is a pool: ``<plan>.<template id>``."""
+    credits = {"id": "credits", "meter": "tokens", "window": "lifetime", "limit": 10,
+               "credits": True}  # fmt: skip
+    tiers = {"per": "user", "default": True, "budgets": [credits]}
+    assert api.call("PUT", "/v1/plans/core", "acme-admin", json=tiers).status_code == 200
+    path = "/v1/pools/core.credits/grants"
+    added = api.call("POST", path, "acme-admin", json={"amount": 30, "member": "u1"})
+    assert added.status_code == 201, added.text
+    shown = api.call("GET", "/v1/pools/core.credits?member=u1", "acme-admin").json()
+    assert (shown["available"], shown["pool"]) == (30, "core.credits")
+    assert authorize(api, "r1", 40).status_code == 200  # the plan's 10, then 30 bought

@@ -22,7 +22,7 @@ SPEC = {"id": "d", "tenant": "acme", "meter": "tokens", "window": "day", "limit"
 #: the Governor's own plumbing, for the service and the sync face
 SYNC_ONLY = {"now", "authorize_async", "commit_async", "create_first_key", "authenticate"}
 #: what has no HTTP endpoint (the store's maintenance) or needs no client
-NOT_OVER_HTTP = SYNC_ONLY | {"sweep", "reprice", "rebuild", "archive", "run_topups"}
+NOT_OVER_HTTP = SYNC_ONLY | {"sweep", "reprice", "rebuild", "archive", "run_topups", "get_pool"}
 BUDGET_METHODS = {"create_budget", "set_budget", "update_budget", "get_budget", "list_budgets",
                   "delete_budget", "load_budgets"}  # fmt: skip
 PLAN_METHODS = {"set_plan", "get_plan", "list_plans", "delete_plan", "assign_plan", "plan_of"}

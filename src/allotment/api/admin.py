@@ -206,3 +206,8 @@ def revoke_key(key_id: str, caller: CallerDep, gov: GovernorDep) -> None:
 def found_budget(caller: Caller, gov: Governor, budget_id: str, tenant: str | None) -> Budget:
     """The budget ``budget_id`` as the caller's tenant (an admin: ``tenant``) sees it."""
     return caller.visible(gov.get_budget(budget_id, tenant=caller.within(tenant)))
+
+
+def found_pool(caller: Caller, gov: Governor, pool_id: str, tenant: str | None) -> Budget:
+    """The credit pool ``pool_id`` (a budget, or a plan's) as the caller's tenant sees it."""
+    return caller.visible(gov.get_pool(pool_id, tenant=caller.within(tenant)))

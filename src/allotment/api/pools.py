@@ -1,9 +1,9 @@
 """Credit pools over HTTP: grants added and voided, a member's credit and auto top-up,
 auto top-up resumed after a failed payment, the credit ledger.
 
-A pool is a budget with ``credits: true``, found as ``GET /v1/budgets/{id}``
-finds a budget (``admin.found_budget``: a tenant's key reaches its own, else
-the deployment-wide one; another tenant's is a 404). Who may add or void its
+A pool is a budget with ``credits: true`` (or a plan's: ``core.credits``), found
+as ``GET /v1/budgets/{id}`` finds a budget (``admin.found_pool``: a tenant's key
+reaches its own, else the deployment-wide one; another tenant's is a 404). Who may add or void its
 grants, and whose credit a read covers, is ``allotment.access``'s to say
 (``may_change``, ``pool_member``). Amounts in a body are human units of the
 pool's meter (``"12.50"`` USD, ``100`` credits); answers give integers in
@@ -21,7 +21,7 @@ from pydantic.json_schema import WithJsonSchema
 
 from allotment._client_base import credit_entry_json, grant_json, pool_answer
 from allotment.access import Caller
-from allotment.api.admin import found_budget
+from allotment.api.admin import found_pool
 from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import documented
@@ -30,7 +30,6 @@ from allotment.api.schemas import AddedGrantOut, CreditPage, GrantOut, PoolOut, 
 from allotment.core.budgets import Budget
 from allotment.errors import ValidationError
 from allotment.governor import Governor
-from allotment.lifecycle.credits import check_pool
 
 __all__ = ["router"]
 
@@ -183,9 +182,9 @@ def ledger(
 def _changed(caller: Caller, gov: Governor, pool_id: str, tenant: str | None) -> Budget:
     """The pool whose grants the caller adds or voids (as it would change the budget)."""
     caller.may_manage()
-    budget = found_budget(caller, gov, pool_id, tenant)
+    budget = found_pool(caller, gov, pool_id, tenant)
     caller.may_change(budget)
-    return _credit_pool(budget)
+    return budget
 
 
 def _read(
@@ -193,13 +192,8 @@ def _read(
 ) -> tuple[Budget, str | None]:
     """The pool the caller reads, and the member the read covers (None: every one)."""
     caller.may_read()
-    budget = _credit_pool(found_budget(caller, gov, pool_id, tenant))
+    budget = found_pool(caller, gov, pool_id, tenant)
     return budget, caller.pool_member(budget, member)
-
-
-def _credit_pool(budget: Budget) -> Budget:
-    check_pool(budget)
-    return budget
 
 
 def _instant(value: str | None, field: str) -> datetime | None:

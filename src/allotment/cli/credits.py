@@ -210,14 +210,14 @@ def _wire_grant(
     if isinstance(grant, RemoteGrant):
         return grant.to_dict()
     assert isinstance(gov, Governor)
-    return grant_json(grant, gov.get_budget(pool, tenant=tenant), gov.currency)
+    return grant_json(grant, gov.get_pool(pool, tenant=tenant), gov.currency)
 
 
 def _entries(
     gov: Governor, pool: str, tenant: str | None, member: str | None, after_id: int, limit: int
 ) -> list[dict[str, Any]]:
     page = gov.credit_ledger(pool, tenant=tenant, member=member, after_id=after_id, limit=limit)
-    budget = gov.get_budget(pool, tenant=tenant)
+    budget = gov.get_pool(pool, tenant=tenant)
     return [credit_entry_json(e, budget, gov.currency) for e in page]
 
 
