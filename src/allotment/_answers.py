@@ -216,6 +216,8 @@ class RemoteCommitResult(_Answer):
     late: bool = False
     adjustments: tuple[Adjustment, ...] = ()
     late_overshoot: tuple[Overshoot, ...] = ()
+    #: ids of the auto top-ups the commit started
+    topups: tuple[str, ...] = ()
 
     @property
     def overshoot(self) -> tuple[Adjustment, ...]:
@@ -230,6 +232,7 @@ class RemoteCommitResult(_Answer):
             "late": self.late,
             "adjustments": [_adjustment(a) for a in self.adjustments],
             "late_overshoot": [o.to_dict() for o in self.late_overshoot],
+            "topups": list(self.topups),
         }
 
 
@@ -417,6 +420,7 @@ def commit_from(data: Mapping[str, Any]) -> RemoteCommitResult:
         event=event_from(data["event"]),
         adjustments=adjustments,
         late_overshoot=overshoot,
+        topups=tuple(data.get("topups", ())),
     )
 
 

@@ -169,9 +169,10 @@ def top_up_to_the_monthly_cap(desk: Desk, gateway: TestGateway) -> None:
     desk.call("x1", "cust-1", "6.00")  # 2 from the period, 4 of extra credit
     assert desk.gov.run_topups() == [] and desk.latest("cust-1") == (None, None)
     assert desk.client_view("cust-1")["extra_credit"]["active"] is True
-    desk.call("x2", "cust-1", "2.00")  # 4 left: one top-up starts
+    started = desk.call("x2", "cust-1", "2.00")  # 4 left: one top-up starts
     status, pending = desk.latest("cust-1")
     assert status is None and pending is not None and pending.state == "pending"
+    assert started.topups == (pending.id,)  # the commit's answer names it
     [paid] = desk.gov.run_topups()
     assert (paid.id, paid.amount, gateway.requests[0].amount) == (pending.id, 10_000_000, 10)
     desk.call("x3", "cust-1", "10.00")  # 4 left again: the second top-up, 20 of the cap of 20

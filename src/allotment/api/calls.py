@@ -281,6 +281,7 @@ def _committed(result: CommitResult, gov: Governor) -> dict[str, Any]:
             o.to_dict() | {"currency": _unit(o.meter, o.currency, gov.currency)[1]}
             for o in result.late_overshoot
         ],
+        "topups": list(result.topups),
     }
 
 

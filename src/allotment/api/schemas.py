@@ -327,6 +327,11 @@ class CommitOut(_Out):
         description="For a commit after its reservation expired or was released: "
         "the hard limits it crossed, and by how much",
     )
+    topups: list[str] = Field(
+        default_factory=list,
+        description="The auto top-ups this commit started (their ids): it left a credit "
+        "pool's balance below its threshold",
+    )
 
 
 class ReleaseOut(_Out):
