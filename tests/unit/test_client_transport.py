@@ -37,7 +37,7 @@ EVENT = {"id": 7, "request_id": "r1", "status": "success", "subject": SUBJECT,
          "estimate": None, "currency": "USD", "price": {"source": "catalog"}, "reason": None,
          "budget_id": None, "occurred_at": "2026-11-23T00:00:00+00:00",
          "recorded_at": "2026-11-23T00:00:01+00:00"}  # fmt: skip
-COMMITTED = {"event": EVENT, "replayed": False, "late": False, "late_overshoot": [],
+COMMITTED = {"event": EVENT, "replayed": False, "late": False, "late_overshoot": [], "topups": [],
              "adjustments": [{"budget_id": "d", "member": "", "estimated": 400, "actual": 600,
                               "difference": -200, "unit": "tokens", "currency": None}]}  # fmt: skip
 REFUSAL = {"budget_id": "d", "reason": "estimate_exceeds_remaining", "requested": 700,

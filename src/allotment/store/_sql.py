@@ -17,33 +17,23 @@ from decimal import Decimal
 from typing import Any
 
 from allotment.core.budgets import Budget
-from allotment.core.credits import CreditEntry, Grant, debt_key
-from allotment.core.engine import Counter
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.plans import Assignment, Plan
-from allotment.core.topups import TopUp
-from allotment.lifecycle.tx import ROLLUP_TOTALS, Key, RollupKey
+from allotment.lifecycle.tx import ROLLUP_TOTALS, RollupKey
 from allotment.store._rows import (
     ASSIGNMENT_COLUMNS,
-    CREDIT_ENTRY_COLUMNS,
     EVENT_COLUMNS,
-    GRANT_COLUMNS,
     PLAN_COLUMNS,
     ROLLUP_COLUMNS,
     ROLLUP_KEY_COLUMNS,
-    TOPUP_COLUMNS,
     Config,
     assignment_from_row,
     assignment_values,
-    credit_entry_from_row,
-    credit_entry_values,
     dumps,
     event_from_row,
     from_us,
-    grant_from_row,
-    grant_values,
     key_from_row,
     opt_us,
     plan_from_spec,
@@ -54,9 +44,8 @@ from allotment.store._rows import (
     rollup_from_row,
     statements,
     to_us,
-    topup_from_row,
-    topup_values,
 )
+from allotment.store._sql_credits import SqlCredits
 from allotment.store.base import EventQuery
 
 __all__ = [
@@ -87,27 +76,6 @@ _KEY_COLUMNS = "id, tenant, role, name, created_at, revoked_at, last_used_at"
 ROLLUP_KEY = ", ".join(ROLLUP_KEY_COLUMNS)
 ROLLUP_ADD = f"ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET " + ", ".join(
     f"{c} = rollups.{c} + excluded.{c}" for c in ("calls", *ROLLUP_TOTALS)
-)
-_GRANT_SELECT = f"SELECT {', '.join(GRANT_COLUMNS)} FROM grants"
-#: a new grant, unless its id or idempotency key is taken in its pool
-_GRANT_INSERT = (
-    f"INSERT INTO grants ({', '.join(GRANT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(GRANT_COLUMNS))}) ON CONFLICT DO NOTHING"
-)
-_CREDIT_SELECT = f"SELECT {', '.join(CREDIT_ENTRY_COLUMNS)} FROM credit_entries"
-_CREDIT_INSERT = (
-    f"INSERT INTO credit_entries ({', '.join(CREDIT_ENTRY_COLUMNS[1:])}) "
-    f"VALUES ({', '.join('?' * (len(CREDIT_ENTRY_COLUMNS) - 1))})"
-)
-_TOPUP_SELECT = f"SELECT {', '.join(TOPUP_COLUMNS)} FROM topups"
-_TOPUP_VALUES = f"({', '.join(TOPUP_COLUMNS)}) VALUES ({', '.join('?' * len(TOPUP_COLUMNS))})"
-#: a new pending top-up, unless its member holds the pending slot (``topups_pending``)
-_TOPUP_START = (
-    f"INSERT INTO topups {_TOPUP_VALUES} "
-    "ON CONFLICT (pool, member) WHERE state = 'pending' DO NOTHING"
-)
-_TOPUP_PUT = f"INSERT INTO topups {_TOPUP_VALUES} ON CONFLICT (id) DO UPDATE SET " + ", ".join(
-    f"{c} = excluded.{c}" for c in TOPUP_COLUMNS[1:]
 )
 _PLAN_PUT = (
     f"INSERT INTO plans ({', '.join(PLAN_COLUMNS)}) VALUES ({', '.join('?' * len(PLAN_COLUMNS))}) "
@@ -153,31 +121,15 @@ class SqlConfig:
 CONFIG_VERSION = "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'config_version'"
 
 
-class SqlTx:
-    """The ``Tx`` primitives over one connection, in SQL both dialects understand."""
-
-    #: appended to a SELECT of rows this transaction will change (PostgreSQL: " FOR UPDATE")
-    _lock_rows = ""
+class SqlTx(SqlCredits):
+    """The ``Tx`` primitives over one connection, in SQL both dialects understand (credit
+    pools' and top-ups' in ``SqlCredits``)."""
 
     def __init__(self, store: SqlConfig) -> None:
         self._store = store
         self._config: Config | None = None
         #: whether this transaction changed the configuration (see ``_bump_config_version``)
         self._config_changed = False
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Execute ``sql``; the number of rows it changed."""
-        raise NotImplementedError
-
-    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError
-
-    def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
-        """Single-bucket counters (each backend reads, and locks, its own way)."""
-        raise NotImplementedError
 
     def clear_counters(self, keys: Sequence[str] | None) -> None:
         raise NotImplementedError
@@ -358,111 +310,6 @@ class SqlTx:
             "WHERE used != 0 OR reserved != 0"
         )
         return {(b, m, k): (u, r) for b, m, k, u, r in rows}
-
-    # credit pools
-    def grants(self, pool: str, member: str) -> list[Grant]:
-        rows = self._rows(
-            f"{_GRANT_SELECT} WHERE pool = ? AND member = ? ORDER BY id{self._lock_rows}",
-            (pool, member),
-        )
-        return [grant_from_row(row) for row in rows]
-
-    def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]:
-        # Two statements: the counters are read (and locked) once the grants are locked.
-        grants = self.grants(pool, member)
-        *held, debt = self.read_keys([*((g.key, member, 0) for g in grants),
-                                      (debt_key(pool), member, 0)])  # fmt: skip
-        return grants, held, debt
-
-    def close_grant(self, pool: str, member: str, grant_id: str) -> None:
-        self._run("UPDATE grants SET closed = ? WHERE pool = ? AND id = ?", (True, pool, grant_id))
-
-    def void_grant(self, pool: str, member: str, grant_id: str, at: datetime) -> None:
-        self._run(
-            "UPDATE grants SET voided_at = ? WHERE pool = ? AND id = ?", (to_us(at), pool, grant_id)
-        )
-
-    def insert_grant(self, grant: Grant) -> Grant:
-        # Inserted first: a concurrent insert of the same id or key is waited for, then found.
-        if self._run(_GRANT_INSERT, grant_values(grant)):
-            return grant
-        rows: list[tuple[Any, ...]] = []
-        if grant.idempotency_key is not None:  # the key names the grant before its id does
-            rows = self._rows(
-                f"{_GRANT_SELECT} WHERE pool = ? AND idempotency_key = ?",
-                (grant.pool, grant.idempotency_key),
-            )
-        if not rows:
-            rows = self._rows(f"{_GRANT_SELECT} WHERE pool = ? AND id = ?", (grant.pool, grant.id))
-        return grant_from_row(rows[0])
-
-    def pool_grants(self, pool: str, member: str | None) -> list[Grant]:
-        if member is None:
-            rows = self._rows(
-                f"{_GRANT_SELECT} WHERE pool = ? ORDER BY member, created_at, id", (pool,)
-            )
-        else:
-            rows = self._rows(
-                f"{_GRANT_SELECT} WHERE pool = ? AND member = ? ORDER BY created_at, id",
-                (pool, member),
-            )
-        return [grant_from_row(row) for row in rows]
-
-    def append_credits(self, entries: Sequence[CreditEntry]) -> None:
-        # One row at a time, in order: the database numbers them as they come.
-        self._run_many(_CREDIT_INSERT, [credit_entry_values(e) for e in entries])
-
-    def credit_entries(
-        self, pool: str | None, member: str | None, after_id: int, limit: int
-    ) -> list[CreditEntry]:
-        where: list[str] = ["id > ?"]
-        params: list[object] = [after_id]
-        for clause, value in (("pool = ?", pool), ("member = ?", member)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        rows = self._rows(
-            f"{_CREDIT_SELECT} WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", (*params, limit)
-        )
-        return [credit_entry_from_row(row) for row in rows]
-
-    # auto top-ups
-    def latest_topup(self, pool: str, member: str) -> TopUp | None:
-        rows = self._rows(
-            f"{_TOPUP_SELECT} WHERE pool = ? AND member = ? "
-            "ORDER BY state IN ('pending', 'failed') DESC, created_at DESC, id DESC LIMIT 1",
-            (pool, member),
-        )
-        return topup_from_row(rows[0]) if rows else None
-
-    def start_topup(self, topup: TopUp) -> bool:
-        # PostgreSQL: an insert that meets another transaction's pending row in the
-        # unique index waits for that transaction, then does nothing if it committed.
-        return self._run(_TOPUP_START, topup_values(topup)) == 1
-
-    def drop_topup(self, topup: TopUp) -> None:
-        self._run("DELETE FROM topups WHERE id = ?", (topup.id,))
-
-    def due_topups(self, now: datetime, limit: int) -> list[TopUp]:
-        # SKIP LOCKED where rows are locked: concurrent workers never claim the same one.
-        lock = f"{self._lock_rows} SKIP LOCKED" if self._lock_rows else ""
-        at = to_us(now)
-        rows = self._rows(
-            f"{_TOPUP_SELECT} WHERE state = 'pending' "
-            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
-            "AND (claimed_until IS NULL OR claimed_until <= ?) "
-            "ORDER BY created_at, id LIMIT ?" + lock,
-            (at, at, limit),
-        )
-        return [topup_from_row(row) for row in rows]
-
-    def topup(self, topup_id: str) -> TopUp | None:
-        # Locked by a writer: of two workers finishing one top-up, the second sees it finished.
-        rows = self._rows(f"{_TOPUP_SELECT} WHERE id = ?{self._lock_rows}", (topup_id,))
-        return topup_from_row(rows[0]) if rows else None
-
-    def put_topup(self, topup: TopUp) -> None:
-        self._run(_TOPUP_PUT, topup_values(topup))
 
     # reservations
     def reservations(self, request_id: str) -> list[Reservation]:
