@@ -6,6 +6,7 @@ Through the library on every store.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -136,18 +137,14 @@ def test_plans_are_versioned_validated_and_assigned_only_to_existing_plans(
 
 
 def test_a_subject_may_name_its_plan_only_where_callers_are_trusted(
-    make_governor: object, clock: Clock
+    make_governor: Callable[..., Governor],
 ) -> None:
-    from collections.abc import Callable
-
-    assert callable(make_governor)
-    make: Callable[..., Governor] = make_governor
-    strict = make()
+    strict = make_governor()
     for spec in TIERS:
         strict.set_plan(spec)
     tagged = {**INSTALL, "tags": {"plan": "max"}}
     assert standing(strict, tagged)[0] == "core.credits"  # the tag is ignored: the default
-    trusting = make(plan_from_subject=True)
+    trusting = make_governor(plan_from_subject=True)
     assert standing(trusting, tagged)[0] == "max.credits"
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "GrantKind",
     "RecurringGrant",
     "burn_order",
+    "counter_keys",
     "debt_key",
     "grant_key",
     "split_key",
@@ -92,6 +93,12 @@ def grant_key(pool: str, grant_id: str) -> str:
 def debt_key(pool: str) -> str:
     """The counter of a pool's debt (``used``), per member."""
     return f"{pool}{_SEP}"
+
+
+def counter_keys(pool: str, member: str, grants: Iterable[Grant]) -> list[tuple[str, str, int]]:
+    """The counters of ``member``'s ``grants`` in ``pool``, then its debt's: what a
+    store reads for ``held_grants``."""
+    return [*((g.key, member, 0) for g in grants), (debt_key(pool), member, 0)]
 
 
 def split_key(key: str) -> tuple[str, str] | None:

@@ -19,6 +19,7 @@ from allotment.lifecycle.tx import BudgetTx, Config, Configured, Credits, Key
 
 __all__ = [
     "contributions",
+    "counts_differently",
     "create_budget",
     "delete_budget",
     "find_budget",
@@ -77,7 +78,7 @@ def put_budget(tx: BudgetTx, budget: Budget) -> None:
     _claim_id(tx, budget)
     previous = tx.budget(budget.key)
     tx.put_budget(budget)
-    if previous is None or _counts_differently(previous, budget):
+    if previous is None or counts_differently(previous, budget):
         rebuild_counters(tx, [budget])
 
 
@@ -111,7 +112,7 @@ def delete_budget(tx: BudgetTx, budget: Budget) -> None:
     tx.delete_budget(budget.key)
 
 
-def _counts_differently(old: Budget, new: Budget) -> bool:
+def counts_differently(old: Budget, new: Budget) -> bool:
     """Whether a budget change alters which usage lands on which counter."""
     return (old.meter, old.window, old.match, old.exclude, old.per, old.tenant) != (
         new.meter,

@@ -149,7 +149,7 @@ def commit(tx: CallTx, request: CommitRequest, now: datetime) -> CommitResult:
             tx, applied, amounts, charges, late, now, request.request_id
         )
         started = tuple(t.id for t in topups.topped_up(tx, pools))
-        own = [c for c in charges if not credits.grant_charges((c,))]
+        own = credits.budget_charges(charges)
         released = [] if late else [(c.budget_key, c.member, c.bucket, 0, -c.amount) for c in own]
         deltas = merge_deltas(released + usage_deltas(applied, counted) + kept)
         adjusted = adjustments(applied, amounts, own)

@@ -36,6 +36,7 @@ __all__ = [
     "Pool",
     "PoolStatus",
     "add_grant",
+    "budget_charges",
     "credit_of",
     "find_pool",
     "grant_charges",
@@ -238,15 +239,23 @@ def grant_charges(charges: Iterable[Charge]) -> list[Charge]:
     return [c for c in charges if split_key(c.budget_key) is not None]
 
 
+def budget_charges(charges: Iterable[Charge]) -> list[Charge]:
+    """The charges that hold room on a budget: all but ``grant_charges``."""
+    return [c for c in charges if split_key(c.budget_key) is None]
+
+
+def _by_member(charges: Iterable[Charge]) -> dict[tuple[str, str], list[Charge]]:
+    """Grant holds by (pool, member), in the order held."""
+    held: dict[tuple[str, str], list[Charge]] = {}
+    for c in grant_charges(charges):
+        held.setdefault((_pool_of(c), c.member), []).append(c)
+    return held
+
+
 def _grant_id(charge: Charge) -> str:
     found = split_key(charge.budget_key)
     assert found is not None, f"{charge.budget_key!r} is not a grant's counter"
     return found[1]
-
-
-def _pools(tx: _CreditTx, applied: Sequence[Applied], now: datetime) -> dict[int, Pool]:
-    return {i: open_pool(tx, a.budget.key, a.member, now, budget=a.budget)
-            for i, a in enumerate(applied) if a.budget.credits}  # fmt: skip
 
 
 def has_credit(applied: Sequence[Applied]) -> bool:
@@ -269,7 +278,8 @@ def holds_credit(charges: Sequence[Charge]) -> bool:
 
 def open_pools(tx: _CreditTx, applied: Sequence[Applied], now: datetime) -> dict[int, Pool]:
     """The pools among ``applied`` (by position), open."""
-    return _pools(tx, applied, now)
+    return {i: open_pool(tx, a.budget.key, a.member, now, budget=a.budget)
+            for i, a in enumerate(applied) if a.budget.credits}  # fmt: skip
 
 
 def credit_of(applied: Sequence[Applied], pools: dict[int, Pool]) -> list[int]:
@@ -318,9 +328,7 @@ def settle(
     counted = list(amounts)
     moved: list[tuple[Budget, Pool]] = []
     deltas: list[Delta] = []
-    held: dict[tuple[str, str], list[Charge]] = {}
-    for c in () if late else grant_charges(charges):  # a late commit's holds were given back
-        held.setdefault((_pool_of(c), c.member), []).append(c)
+    held = {} if late else _by_member(charges)  # a late commit's holds were given back
     for i, a in enumerate(applied):
         if a.budget.credits:
             mine = held.pop((a.budget.key, a.member), [])
@@ -399,10 +407,7 @@ def _pool_of(charge: Charge) -> str:
 
 def release(tx: _CreditTx, charges: Sequence[Charge], now: datetime, request_id: str) -> None:
     """Refund a released reservation's grant holds (its other charges are the caller's)."""
-    held: dict[tuple[str, str], list[Charge]] = {}
-    for c in grant_charges(charges):
-        held.setdefault((_pool_of(c), c.member), []).append(c)
-    for (pool_key, member), mine in held.items():
+    for (pool_key, member), mine in _by_member(charges).items():
         unhold(tx, pool_key, member, mine, now, request_id)
 
 

@@ -19,7 +19,7 @@ from allotment.core.plans import PLAN_TAG, Assignment, Plan, Usage, plan_key
 from allotment.core.subjects import check_identifier
 from allotment.errors import ConflictError, NotFoundError, ValidationError
 from allotment.lifecycle import budgets as budget_steps
-from allotment.lifecycle.budgets import rebuild_counters
+from allotment.lifecycle.budgets import counts_differently, rebuild_counters
 from allotment.lifecycle.tx import BudgetTx, Config, PlannedTx
 
 __all__ = ["assign", "delete_plan", "find_plan", "planned", "put_config", "put_plan"]
@@ -83,19 +83,17 @@ def put_plan(tx: BudgetTx, plan: Plan) -> Plan:
             raise ConflictError(budget.id, "is a budget's id already")
     stored = replace(plan, version=1 if previous is None else previous.version + 1)
     tx.put_plan(stored)
-    changed = [b for b in stored.budgets if previous is None or _counts_differently(previous, b)]
+    changed = [b for b in stored.budgets if previous is None or _recounted(previous, b)]
     if previous is not None and changed:
         rebuild_counters(tx, changed)
     return stored
 
 
-def _counts_differently(previous: Plan, budget: Budget) -> bool:
+def _recounted(previous: Plan, budget: Budget) -> bool:
     """Whether ``budget`` counts other usage than its slot did in ``previous``."""
     for old in previous.budgets:
         if old.slot == budget.slot:
-            return (old.meter, old.window, old.match, old.exclude, old.per) != (
-                budget.meter, budget.window, budget.match, budget.exclude, budget.per,
-            )  # fmt: skip
+            return counts_differently(old, budget)
     return True
 
 

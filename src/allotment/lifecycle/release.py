@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from allotment.core.credits import split_key
 from allotment.core.ledger import Reservation, ReservationState
 from allotment.errors import NotFoundError
 from allotment.lifecycle import credits
@@ -44,9 +43,8 @@ def sweep(tx: SweepTx, now: datetime, limit: int) -> int:
 
 def _unreserve(reservations: Sequence[Reservation]) -> list[Delta]:
     """The budgets' holds given back (grants' holds: ``credits.release``, with their entries)."""
-    return merge_deltas([(c.budget_key, c.member, c.bucket, 0, -c.amount)
-                         for r in reservations for c in r.charges
-                         if split_key(c.budget_key) is None])  # fmt: skip
+    own = (c for r in reservations for c in credits.budget_charges(r.charges))
+    return merge_deltas([(c.budget_key, c.member, c.bucket, 0, -c.amount) for c in own])
 
 
 def _released(tx: CallTx, reservation: Reservation, reason: str, now: datetime) -> None:

@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from allotment.core.budgets import Budget
-from allotment.core.credits import CreditEntry, Grant, debt_key
+from allotment.core.credits import CreditEntry, Grant, counter_keys
 from allotment.core.engine import Applied, Counter
 from allotment.core.fx import Rates
 from allotment.core.ledger import Event, Reservation
@@ -327,8 +327,7 @@ class BatchTx:
     def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]:
         # The grants from the database, their counters from this batch (its writes so far)
         grants = self._inner.grants(pool, member)
-        *held, debt = self.read_keys([*((g.key, member, 0) for g in grants),
-                                      (debt_key(pool), member, 0)])  # fmt: skip
+        *held, debt = self.read_keys(counter_keys(pool, member, grants))
         return grants, held, debt
 
     def close_grant(self, pool: str, member: str, grant_id: str) -> None:

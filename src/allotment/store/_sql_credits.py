@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from allotment.core.credits import CreditEntry, Grant, debt_key
+from allotment.core.credits import CreditEntry, Grant, counter_keys
 from allotment.core.engine import Counter
 from allotment.core.topups import TopUp
 from allotment.lifecycle.tx import Key
@@ -89,8 +89,7 @@ class SqlCredits(SqlPrimitives):
     def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]:
         # Two statements: the counters are read (and locked) once the grants are locked.
         grants = self.grants(pool, member)
-        *held, debt = self.read_keys([*((g.key, member, 0) for g in grants),
-                                      (debt_key(pool), member, 0)])  # fmt: skip
+        *held, debt = self.read_keys(counter_keys(pool, member, grants))
         return grants, held, debt
 
     def close_grant(self, pool: str, member: str, grant_id: str) -> None:

@@ -30,7 +30,7 @@ from operator import add, sub
 from typing import Any, TypeVar
 
 from allotment.core.budgets import Budget, in_order
-from allotment.core.credits import CreditEntry, Grant, debt_key
+from allotment.core.credits import CreditEntry, Grant, counter_keys
 from allotment.core.engine import Applied, Counter, counter_from_row
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
@@ -384,8 +384,7 @@ class _MemoryTx:
 
     def held_grants(self, pool: str, member: str) -> tuple[list[Grant], list[Counter], Counter]:
         grants = self.grants(pool, member)
-        *held, debt = self.read_keys([*((g.key, member, 0) for g in grants),
-                                      (debt_key(pool), member, 0)])  # fmt: skip
+        *held, debt = self.read_keys(counter_keys(pool, member, grants))
         return grants, held, debt
 
     def _put(self, rows: dict[str, Any], key: str, row: object) -> None:
