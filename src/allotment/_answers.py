@@ -35,6 +35,7 @@ __all__ = [
     "RemoteCommitResult",
     "RemoteDecision",
     "RemoteEvent",
+    "RemoteHeartbeat",
     "RemoteKey",
     "RemoteOvershoot",
     "RemotePlan",
@@ -46,6 +47,7 @@ __all__ = [
     "commit_from",
     "decision_from",
     "event_from",
+    "heartbeat_from",
     "key_from",
     "plan_assignment_from",
     "plan_from",
@@ -125,6 +127,7 @@ class RemoteRefusal(_Answer):
     unit: str | None = None
     currency: str | None = None
     resets_at: str | None = None
+    retry_at: str | None = None
     display: dict[str, str] | None = None
 
 
@@ -151,9 +154,23 @@ class RemoteDecision(_Answer):
     shadow_refusals: list[RemoteRefusal] = field(default_factory=list)
     budgets: list[RemoteBudgetView] = field(default_factory=list)
     expires_at: str | None = None
+    retry_at: str | None = None
     replayed: bool = False
     degraded: bool = False
     commit_with: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteHeartbeat(_Answer):
+    """A lease after a heartbeat (``Heartbeat``): alive until ``expires_at``, or ended."""
+
+    lease_id: str
+    alive: bool
+    stop: bool
+    reason: str | None = None
+    expires_at: str | None = None
+    max_until: str | None = None
+    budgets: list[RemoteBudgetView] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +392,7 @@ def view_from(data: Mapping[str, Any]) -> RemoteBudgetView:
 
 
 def decision_from(data: Mapping[str, Any]) -> RemoteDecision:
-    """A decision from ``/v1/authorize`` (granted, or inside a 402)."""
+    """A decision from ``/v1/authorize`` (granted, or inside a 402 or 429)."""
     refusals = [_pick(RemoteRefusal, r) for r in data.get("refusals", ())]
     return _pick(
         RemoteDecision,
@@ -385,6 +402,11 @@ def decision_from(data: Mapping[str, Any]) -> RemoteDecision:
         shadow_refusals=[_pick(RemoteRefusal, r) for r in data.get("shadow_refusals", ())],
         budgets=[view_from(v) for v in data.get("budgets", ())],
     )
+
+
+def heartbeat_from(data: Mapping[str, Any]) -> RemoteHeartbeat:
+    """A lease's heartbeat answer."""
+    return _pick(RemoteHeartbeat, data, budgets=[view_from(v) for v in data.get("budgets", ())])
 
 
 def _usage(data: Mapping[str, Any]) -> Usage:

@@ -17,6 +17,7 @@ from allotment._answers import (
     RemoteCommitResult,
     RemoteDecision,
     RemoteEvent,
+    RemoteHeartbeat,
     RemoteKey,
     RemotePlan,
     RemotePlanAssignment,
@@ -25,6 +26,7 @@ from allotment._answers import (
     commit_from,
     decision_from,
     event_from,
+    heartbeat_from,
     key_from,
     plan_assignment_from,
     plan_from,
@@ -111,9 +113,12 @@ class AsyncClient(Base):
         *,
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
+        max_duration: int | None = None,
     ) -> RemoteDecision:
         """See ``Governor.authorize``; a refusal is returned with ``allowed`` False."""
-        call = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
+        call = self._authorize(
+            request_id, subject, provider, model, estimate, ttl, request, max_duration
+        )
         return self._granted(decision_from(await self._send(call)))
 
     async def commit(
@@ -132,6 +137,12 @@ class AsyncClient(Base):
         fields = {"reason": reason, "provider": provider, "model": model, "subject": subject,
                   "tenant": tenant}  # fmt: skip
         return commit_from(await self._send(self._commit(request_id, usage, status, fields)))
+
+    async def heartbeat(
+        self, lease_id: str, *, ttl: int | None = None, tenant: str | None = None
+    ) -> RemoteHeartbeat:
+        """See ``Governor.heartbeat``."""
+        return heartbeat_from(await self._send(self._heartbeat(lease_id, ttl, tenant)))
 
     async def release(
         self, request_id: str, reason: str = "released", *, tenant: str | None = None

@@ -140,10 +140,17 @@ class Base:
         estimate: UsageLike | None,
         ttl: int | None,
         request: Mapping[str, Any] | None,
+        max_duration: int | None,
     ) -> Call:
         body = {"request_id": request_id, "subject": subject, "provider": provider, "model": model,
-                "estimate": estimate, "ttl_seconds": ttl, "request": request}  # fmt: skip
+                "estimate": estimate, "ttl_seconds": ttl, "request": request,
+                "max_duration_seconds": max_duration}  # fmt: skip
         return Call("POST", "/v1/authorize", _body(body))
+
+    @staticmethod
+    def _heartbeat(lease_id: str, ttl: int | None, tenant: str | None) -> Call:
+        path = f"/v1/leases/{quote(lease_id, safe='')}/heartbeat"
+        return Call("POST", path, _body({"ttl_seconds": ttl, "tenant": tenant}))
 
     def _commit(
         self, request_id: str, usage: UsageLike, status: str, fields: dict[str, Any]
@@ -313,10 +320,10 @@ def _pool_path(pool: str) -> str:
 def answer(response: httpx.Response) -> Any:
     """The JSON of a successful answer (None for 204); an error as allotment's exception.
 
-    A 402 is a refused authorization: its decision is the answer.
+    A 402 or 429 is a refused authorization: its decision is the answer.
     """
     status = response.status_code
-    if status == 402:
+    if status in (402, 429):
         return _read(response)["error"]["decision"]
     if status >= 400:
         raise _error(response)

@@ -110,7 +110,13 @@ def format_money(micros: int, currency: str | None = None) -> str:
 
 
 #: how a table labels an amount of each base unit (cost is labelled by its currency)
-_LABELS = {"tokens": "tokens", "ms": "s", "requests": "requests", "credits": "credits"}
+_LABELS = {
+    "tokens": "tokens",
+    "ms": "s",
+    "requests": "requests",
+    "credits": "credits",
+    "leases": "leases",
+}
 
 
 def format_amount(meter: str, units: int | None, currency: str | None = None) -> str:

@@ -34,6 +34,7 @@ from allotment.core.topups import TopUp, TopUpStatus
 from allotment.errors import BudgetExceeded
 from allotment.governor import _DEFAULT, Governor, SubjectLike, UsageLike, _Default, _utcnow
 from allotment.lifecycle.credits import PoolStatus
+from allotment.lifecycle.leases import Heartbeat
 from allotment.payments import PaymentGateway
 from allotment.pricing.base import Pricer
 from allotment.pricing.estimate import EstimateSettings
@@ -87,11 +88,13 @@ class AsyncGovernor:
         *,
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
+        max_duration: int | None = None,
     ) -> Decision:
         """See ``Governor.authorize`` (batched without a thread per call on SQL stores)."""
         return await self.sync.authorize_async(
-            request_id, subject, provider, model, estimate, ttl=ttl, request=request
-        )
+            request_id, subject, provider, model, estimate, ttl=ttl, request=request,
+            max_duration=max_duration,
+        )  # fmt: skip
 
     async def commit(
         self,
@@ -110,6 +113,12 @@ class AsyncGovernor:
             request_id, usage, status=status, reason=reason, provider=provider, model=model,
             subject=subject, tenant=tenant,
         )  # fmt: skip
+
+    async def heartbeat(
+        self, lease_id: str, *, ttl: int | None = None, tenant: str | None = None
+    ) -> Heartbeat:
+        """See ``Governor.heartbeat``."""
+        return await asyncio.to_thread(self.sync.heartbeat, lease_id, ttl=ttl, tenant=tenant)
 
     async def release(
         self, request_id: str, reason: str = "released", *, tenant: str | None = None

@@ -40,6 +40,7 @@ from allotment._answers import (
     RemoteCommitResult,
     RemoteDecision,
     RemoteEvent,
+    RemoteHeartbeat,
     RemoteKey,
     RemotePlan,
     RemotePlanAssignment,
@@ -48,6 +49,7 @@ from allotment._answers import (
     commit_from,
     decision_from,
     event_from,
+    heartbeat_from,
     key_from,
     plan_assignment_from,
     plan_from,
@@ -162,9 +164,12 @@ class Client(Base):
         *,
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
+        max_duration: int | None = None,
     ) -> RemoteDecision:
         """See ``Governor.authorize``; a refusal is returned with ``allowed`` False."""
-        call = self._authorize(request_id, subject, provider, model, estimate, ttl, request)
+        call = self._authorize(
+            request_id, subject, provider, model, estimate, ttl, request, max_duration
+        )
         return self._granted(decision_from(self._send(call)))
 
     def commit(
@@ -183,6 +188,12 @@ class Client(Base):
         fields = {"reason": reason, "provider": provider, "model": model, "subject": subject,
                   "tenant": tenant}  # fmt: skip
         return commit_from(self._send(self._commit(request_id, usage, status, fields)))
+
+    def heartbeat(
+        self, lease_id: str, *, ttl: int | None = None, tenant: str | None = None
+    ) -> RemoteHeartbeat:
+        """See ``Governor.heartbeat``."""
+        return heartbeat_from(self._send(self._heartbeat(lease_id, ttl, tenant)))
 
     def release(
         self, request_id: str, reason: str = "released", *, tenant: str | None = None

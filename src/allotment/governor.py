@@ -35,6 +35,7 @@ from allotment.errors import (
     StoreError,
     ValidationError,
 )
+from allotment.lifecycle.leases import Heartbeat
 from allotment.payments import PaymentGateway
 from allotment.pricing.base import Pricer
 from allotment.pricing.catalog import CatalogPricer
@@ -164,6 +165,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         *,
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
+        max_duration: int | None = None,
     ) -> Decision:
         """Reserve ``estimate`` on every applicable budget, or refuse.
 
@@ -171,12 +173,18 @@ class Governor(KeysAndRates, CreditPools, Plans):
         ``request`` itself (chat messages, ``max_tokens``): its input tokens are
         counted offline and its output is ``max_tokens`` or a default.
 
+        A ``concurrency`` budget counting the call makes it a lease: it holds a
+        slot until committed or released, or until ``ttl`` seconds pass without
+        a ``heartbeat``; ``max_duration`` (seconds) caps how long heartbeats
+        can keep it. A refusal by a rate or concurrency limit says when to
+        retry (``Decision.retry_at``).
+
         Idempotent per ``request_id``: a retry of a granted authorization
         gets the same grant back (``replayed=True``); the same id with a
         different payload raises ``ConflictError``.
         """
         prepared, now = self._authorize_request(
-            request_id, subject, provider, model, estimate, ttl, request
+            request_id, subject, provider, model, estimate, ttl, request, max_duration
         )
         try:
             return self.store.authorize(prepared, now)
@@ -193,6 +201,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         *,
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
+        max_duration: int | None = None,
     ) -> Decision:
         """``authorize`` for an event loop.
 
@@ -201,7 +210,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         store runs in a worker thread.
         """
         prepared, now = self._authorize_request(
-            request_id, subject, provider, model, estimate, ttl, request
+            request_id, subject, provider, model, estimate, ttl, request, max_duration
         )
         submit = getattr(self.store, "authorize_async", None)
         try:
@@ -221,6 +230,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         estimate: UsageLike | None,
         ttl: int | None,
         request: Mapping[str, Any] | None,
+        max_duration: int | None = None,
     ) -> tuple[AuthorizeRequest, datetime]:
         """Validate, estimate and price an authorization: everything before the store."""
         now = self.now()
@@ -232,7 +242,16 @@ class Governor(KeysAndRates, CreditPools, Plans):
         else:
             usage = parse_usage(estimate, "estimate")
         ttl_seconds = self.default_ttl if ttl is None else _check_ttl(ttl, "ttl")
-        parts = ("authorize", call.subject.as_tuple(), provider, model, usage.as_tuple())
+        parts: tuple[object, ...] = (
+            "authorize",
+            call.subject.as_tuple(),
+            provider,
+            model,
+            usage.as_tuple(),
+        )
+        max_seconds = None if max_duration is None else _check_ttl(max_duration, "max_duration")
+        if max_seconds is not None:  # named only when given: older fingerprints stay valid
+            parts = (*parts, ("max_duration", max_seconds))
         digest = payload_hash(*parts)
         priced, price = self._price(call, usage, now)
         refusal, warnings = None, _NO_WARNINGS
@@ -254,6 +273,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
             warnings,
             self.uncovered,
             self.plan_from_subject,
+            max_seconds,
         )
         return prepared, now
 
@@ -375,6 +395,20 @@ class Governor(KeysAndRates, CreditPools, Plans):
         """
         request_id = _check_id(request_id)
         return self.store.release(request_id, _reason(reason), self.now(), tenant)
+
+    def heartbeat(
+        self, lease_id: str, *, ttl: int | None = None, tenant: str | None = None
+    ) -> Heartbeat:
+        """Keep a lease alive: extend it to min(now + ttl, its maximum duration).
+
+        ``ttl`` defaults to the lease's own. An expired lease is reclaimed, never
+        revived; the answer says ``stop=True`` once the lease has ended
+        (maximum duration reached, expired, released or revoked, committed),
+        and how the budgets it counts on stand.
+        """
+        lease_id = _check_id(lease_id)
+        ttl_seconds = None if ttl is None else _check_ttl(ttl, "ttl")
+        return self.store.heartbeat(lease_id, self.now(), ttl_seconds, tenant)
 
     def record(
         self,

@@ -111,6 +111,14 @@ def test_migrations_apply_once_with_instances_starting_together(postgres_url: st
             store.close()
 
 
+#: what migration 10 (leases) did, undone
+UNDO_10 = (
+    "DROP TABLE lease_slots",
+    "ALTER TABLE reservations DROP COLUMN max_until",
+    "ALTER TABLE reservations DROP COLUMN lease_ttl",
+    "DELETE FROM schema_migrations WHERE version >= 10",
+)
+
 #: what migration 9 (plans and their assignments) did, undone
 UNDO_9 = (
     "DROP TABLE plan_assignments",
@@ -150,7 +158,7 @@ def test_upgrade_keys_reservations_by_tenant_and_keeps_them(postgres_url: str) -
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:  # back to version 3's key
         conn.execute(f'SET search_path TO "{schema}"')
-        for undo in UNDO_9 + UNDO_8 + UNDO_7:
+        for undo in UNDO_10 + UNDO_9 + UNDO_8 + UNDO_7:
             conn.execute(undo)
         conn.execute("ALTER TABLE reservations DROP CONSTRAINT reservations_pkey")
         conn.execute("ALTER TABLE reservations ADD PRIMARY KEY (request_id)")
@@ -184,7 +192,7 @@ def test_upgrade_scopes_budget_ids_by_tenant(postgres_url: str) -> None:
     schema = postgres_url.rsplit("schema=", 1)[1]
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}"')
-        for undo in UNDO_9 + UNDO_8 + UNDO_7:
+        for undo in UNDO_10 + UNDO_9 + UNDO_8 + UNDO_7:
             conn.execute(undo)
         conn.execute("DELETE FROM schema_migrations WHERE version > 6")
         conn.execute("INSERT INTO counter_baseline VALUES ('d', %s, %s, 3)", (member, bucket))

@@ -128,6 +128,14 @@ UNDO_5_AND_6 = """
 """
 
 
+#: what migration 10 (leases) did, undone
+UNDO_10 = """
+    DROP TABLE lease_slots;
+    ALTER TABLE reservations DROP COLUMN max_until;
+    ALTER TABLE reservations DROP COLUMN lease_ttl;
+    DELETE FROM schema_migrations WHERE version >= 10;
+"""
+
 #: what migration 9 (plans and their assignments) did, undone
 UNDO_9 = """
     DROP TABLE plan_assignments; DROP TABLE plans;
@@ -166,7 +174,7 @@ def test_sqlite_upgrades_an_older_schema(tmp_path: Path) -> None:
     with Governor(url) as gov:
         gov.record("p", SUBJECT, "openai", "m", {"input_tokens": 5})
     conn = sqlite3.connect(tmp_path / "old.db")  # roll the file back to schema version 1
-    conn.executescript(UNDO_9 + UNDO_8 + UNDO_7)
+    conn.executescript(UNDO_10 + UNDO_9 + UNDO_8 + UNDO_7)
     conn.execute("DROP TABLE api_keys")
     conn.execute("DROP TABLE counter_baseline")
     conn.execute("DROP INDEX reservations_done_time")
@@ -193,7 +201,7 @@ def test_sqlite_upgrade_keys_reservations_by_tenant_and_keeps_them(tmp_path: Pat
     )
     conn = sqlite3.connect(tmp_path / "v3.db")
     conn.executescript(
-        UNDO_9 + UNDO_8 + UNDO_7 + f"ALTER TABLE reservations RENAME TO r4; {v1_table};"
+        UNDO_10 + UNDO_9 + UNDO_8 + UNDO_7 + f"ALTER TABLE reservations RENAME TO r4; {v1_table};"
         "INSERT INTO reservations SELECT * FROM r4; DROP TABLE r4;"
         "CREATE INDEX reservations_done_time ON reservations (authorized_at) WHERE state != 'held';"
         "DELETE FROM schema_migrations WHERE version > 3;" + UNDO_5_AND_6
@@ -222,7 +230,7 @@ def test_sqlite_upgrade_scopes_budget_ids_by_tenant(tmp_path: Path) -> None:
     assert {k[0] for k in before} == {"acme#d", "all"}
     conn = sqlite3.connect(tmp_path / "v6.db")
     conn.executescript(
-        UNDO_9 + UNDO_8 + UNDO_7 + "DELETE FROM schema_migrations WHERE version > 6;"
+        UNDO_10 + UNDO_9 + UNDO_8 + UNDO_7 + "DELETE FROM schema_migrations WHERE version > 6;"
     )
     [(_, member, bucket)] = [k for k in before if k[0] == "acme#d"]
     conn.execute("INSERT INTO counter_baseline VALUES ('d', ?, ?, 3)", (member, bucket))

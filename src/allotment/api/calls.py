@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from allotment.access import Caller
+from allotment.api import ratelimit
 from allotment.api.auth import CallerDep, GovernorDep
 from allotment.api.bodies import JsonRoute
 from allotment.api.contract import BUDGET_HEADERS, REFUSED, documented
@@ -32,7 +33,7 @@ from allotment.api.errors import ApiError, refusal_response
 from allotment.api.inputs import EstimateObject, SubjectObject, UsageObject
 from allotment.api.instruments import LATE_COMMITS, LATE_OVERSHOOT, STORE_ERRORS, decisions
 from allotment.api.responses import Json
-from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, ReleaseOut
+from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, HeartbeatOut, ReleaseOut
 from allotment.core.decisions import Decision
 from allotment.core.ledger import CommitResult
 from allotment.core.units import UNITS
@@ -67,6 +68,10 @@ class AuthorizeBody(_Body):
         None, description="The provider request itself; estimated offline when no estimate."
     )
     ttl_seconds: StrictInt | None = Field(None, description="1 to 604800 (a week).")
+    max_duration_seconds: StrictInt | None = Field(
+        None,
+        description="A lease's maximum duration: heartbeats never keep it past this (1 to 604800).",
+    )
 
 
 class CommitBody(_Body):
@@ -100,6 +105,17 @@ class ReleaseBody(_Body):
         None,
         description="Whose request id: for an admin key when several tenants use it "
         "(a tenant's key always acts on its own tenant).",
+    )
+
+
+class HeartbeatBody(_Body):
+    """Keep a lease alive."""
+
+    ttl_seconds: StrictInt | None = Field(
+        None, description="Extend it by this much (default: the lease's own TTL)."
+    )
+    tenant: str | None = Field(
+        None, description="Whose lease id: for an admin key when several tenants use it."
     )
 
 
@@ -149,6 +165,21 @@ async def release(body: ReleaseBody, caller: CallerDep, gov: GovernorDep) -> Res
     return await do_release(body, caller, gov)
 
 
+@router.post(
+    "/leases/{lease_id}/heartbeat", response_model=None, responses=documented(HeartbeatOut)
+)
+async def heartbeat(
+    lease_id: str, caller: CallerDep, gov: GovernorDep, body: HeartbeatBody | None = None
+) -> Response:
+    """Extend a lease to min(now + ttl, its maximum duration); an expired one is
+    reclaimed, never revived. ``stop: true``: the lease has ended, stop its work."""
+    caller.may_write_usage()
+    ttl, tenant = (None, None) if body is None else (body.ttl_seconds, body.tenant)
+    beat = partial(gov.heartbeat, lease_id, ttl=ttl, tenant=caller.within(tenant))
+    answer = await run_in_threadpool(beat) if _blocking(gov) else beat()
+    return Json(answer.to_dict(currency=gov.currency))
+
+
 # The work of the three routes above, shared with the lean path in allotment.api.fast.
 async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Response:
     caller.may_write_usage()
@@ -163,19 +194,20 @@ async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Re
     try:
         decision = await call(
             body.request_id, body.subject, body.provider, body.model, estimate,
-            ttl=body.ttl_seconds,
+            ttl=body.ttl_seconds, max_duration=body.max_duration_seconds,
         )  # fmt: skip
     except ValidationError as exc:
         raise _on_the_wire(exc) from None
     if not decision.allowed:
         decisions("refused", decision.refusals[0].reason.value).inc()
-        return refusal_response(decision, gov.currency)
+        return refusal_response(decision, gov.currency, gov.now())
     decisions("allowed", "store_unavailable" if decision.degraded else "").inc()
     if decision.degraded:
         STORE_ERRORS.inc()
     # No ``display``: it takes half as long again to write (9.5 -> 14 µs with two budgets).
     answer = decision.to_dict(currency=gov.currency, display=False)
-    return Json(answer, headers=_budget_headers(decision, gov.currency))
+    headers = _budget_headers(decision, gov.currency) | ratelimit.headers(decision, gov.now())
+    return Json(answer, headers=headers)
 
 
 async def do_commit(body: CommitBody, caller: Caller, gov: Governor) -> Response:
@@ -293,12 +325,11 @@ def _unit(meter: str | None, own: str | None, ledger: str) -> tuple[str | None, 
 
 
 def _budget_headers(decision: Decision, currency: str) -> dict[str, str]:
-    """The tightest enforced budget: how much room is left (in ``X-Budget-Unit``, of
-    ``X-Budget-Currency`` for cost) and when it resets."""
-    limited = [v for v in decision.budgets if v.remaining is not None and v.mode == "enforce"]
-    if not limited:
+    """The tightest enforced budget (``Decision.binding``): how much room is left (in
+    ``X-Budget-Unit``, of ``X-Budget-Currency`` for cost) and when it resets."""
+    tightest = decision.binding
+    if tightest is None:
         return {}
-    tightest = min(limited, key=lambda v: (v.percent or 0) * -1)
     unit = UNITS[tightest.budget.meter]
     headers = {
         "X-Budget-Id": tightest.budget_id,

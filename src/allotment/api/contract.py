@@ -50,14 +50,19 @@ REFUSED: dict[int | str, dict[str, Any]] = {
         "description": "refused: ``budget_exceeded``, ``credits_exhausted`` (a credit pool's "
         "allowance and grants cannot cover the call; ``auto_topup_failed`` or "
         "``auto_topup_monthly_limit_reached`` when its auto top-up cannot help), "
+        "``estimate_exceeds_limit`` (larger than a rate or concurrency limit itself), "
         "``unknown_model`` or ``no_budget``",
     },
     429: {
-        "model": ErrorBody,
-        "description": "``rate_limited`` or ``concurrency_limited``, with ``Retry-After``: "
-        "reserved by the contract for leases and rate limits (this version refuses "
-        "over rolling windows with 402)",
-        "headers": {"Retry-After": {"description": "Seconds", "schema": {"type": "integer"}}},
+        "model": RefusalBody,
+        "description": "refused by rate or concurrency limits only: ``rate_limited`` (a "
+        "budget over a rolling window is full until enough usage leaves it) or "
+        "``concurrency_limited`` (every slot of a concurrency budget is held by a lease); "
+        "``Retry-After`` says when the call can fit, and the body's ``retry_at`` the instant. "
+        "A call larger than such a limit itself is a 402 ``estimate_exceeds_limit``",
+        "headers": {
+            "Retry-After": {"description": "Seconds", "schema": {"type": "integer"}},
+        },
     },
 }
 
@@ -76,6 +81,12 @@ BUDGET_HEADERS: dict[int | str, dict[str, Any]] = {
             "X-Budget-Currency": _header("For a cost budget: its currency"),
             "X-Budget-Percent-Used": _header("Used and reserved, in percent (two decimals)"),
             "X-Budget-Resets-At": _header("When its window resets (ISO 8601)"),
+            "RateLimit-Policy": _header(
+                'IETF draft: the binding budget, its quota and window: "day";q=1000;w=86400'
+            ),
+            "RateLimit": _header(
+                'IETF draft: what it has left and when more frees up: "day";r=250;t=3600'
+            ),
         }
     }
 }

@@ -6,12 +6,14 @@ Every error body is ``{"error": {"code": ..., "message": ..., ...details}}``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from allotment.api import ratelimit
 from allotment.api.instruments import STORE_ERRORS
 from allotment.api.responses import Json
 from allotment.core.decisions import Decision, Reason, Refusal
@@ -63,12 +65,16 @@ def error(
     return Json({"error": {"code": code, "message": message, **details}}, status, headers)
 
 
-def refusal_response(decision: Decision, currency: str | None = None) -> Json:
-    """402 for a refused authorization, with what an end user can be shown.
+def refusal_response(
+    decision: Decision, currency: str | None = None, now: datetime | None = None
+) -> Json:
+    """402 for a refused authorization, with what an end user can be shown; 429 when
+    only rate or concurrency limits refused it, with ``Retry-After``.
 
     ``budget_exceeded`` names the budget; ``credits_exhausted``, when a credit pool's
     allowance and grants cannot cover the call, names it as ``pool`` too.
     ``currency`` is the ledger's, named by cost budgets that have none of their own.
+    ``now`` (default: the clock) is when the rate-limit headers count from.
     """
     refusal = decision.refusals[0]
     answer = decision.to_dict(currency=currency)
@@ -79,12 +85,18 @@ def refusal_response(decision: Decision, currency: str | None = None) -> Json:
         return error(402, "no_budget", "No budget covers this call; such calls are denied.",
                      reason=refusal.reason.value, decision=answer)  # fmt: skip
     resets = refusal.resets_at.isoformat() if refusal.resets_at else None
-    code, message, pool = _exceeded(decision, refusal, resets)
+    limited = all(r.reason.retryable for r in decision.refusals)
+    pool: dict[str, Any] = {}
+    if limited:
+        code, message = refusal.reason.value, _LIMITED[refusal.reason]
+    else:
+        code, message, pool = _exceeded(decision, refusal, resets)
     first = answer["refusals"][0]
     shown = first["display"] and {"remaining": first["display"]["remaining"],
                                   "limit": first["display"]["limit"]}  # fmt: skip
+    retry_at = decision.retry_at
     return error(
-        402,
+        429 if limited else 402,
         code,
         message,
         **pool,
@@ -96,8 +108,17 @@ def refusal_response(decision: Decision, currency: str | None = None) -> Json:
         currency=first["currency"],
         display=shown,
         resets_at=resets,
+        retry_at=None if retry_at is None else retry_at.isoformat(),
         decision=answer,
+        headers=ratelimit.headers(decision, now or datetime.now(UTC)),
     )
+
+
+#: what an end user is told of a refusal by a limit that passes by itself
+_LIMITED = {
+    Reason.RATE_LIMITED: "Too many requests for now; retry after the time given.",
+    Reason.CONCURRENCY_LIMITED: "Every slot is in use; retry when one frees up.",
+}
 
 
 def _exceeded(
@@ -114,6 +135,9 @@ def _exceeded(
         message = "This request needs more credit than is left (allowance and prepaid credit)."
         message += f" The allowance renews at {resets}." if resets else ""
         return "credits_exhausted", message, {"pool": refusal.budget_id}
+    if refusal.reason is Reason.ESTIMATE_EXCEEDS_LIMIT:
+        message = "This request is larger than the limit allows at once; retrying cannot help."
+        return refusal.reason.value, message, {}
     message = "This request would exceed the budget."
     return "budget_exceeded", message + (f" It resets at {resets}." if resets else ""), {}
 

@@ -159,7 +159,14 @@ class BudgetIn(_In):
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
     meter: Literal[
-        "tokens", "input_tokens", "output_tokens", "cost", "requests", "audio_seconds", "credits"
+        "tokens",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "requests",
+        "audio_seconds",
+        "credits",
+        "concurrency",
     ]
     window: str | WindowIn = Field(
         description="day, week, month, year (each with @Zone), rolling:15m, lifetime, or a mapping"

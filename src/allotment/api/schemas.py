@@ -34,7 +34,7 @@ class ErrorBody(_Out):
 
 
 #: the base unit an object's amounts are counted in (see allotment.core.units)
-Unit = Literal["tokens", "micros", "ms", "requests", "credits"]
+Unit = Literal["tokens", "micros", "ms", "requests", "credits", "leases"]
 _UNIT = "The base unit of the amounts beside it: tokens, micros (of ``currency``), ms (audio), "
 _UNIT += "requests or credits"
 _PERCENT = "For people: a decimal string with two decimals, rounded down"
@@ -153,6 +153,9 @@ class RefusalOut(_Out):
     unit: Unit | None = Field(description=_UNIT)
     currency: str | None
     resets_at: str | None
+    retry_at: str | None = Field(
+        None, description="For a rate or concurrency limit: the soonest the call can fit"
+    )
     display: RefusalDisplay | None = Field(None, description=_DISPLAY)
 
 
@@ -200,6 +203,11 @@ class DecisionOut(_Out):
     shadow_refusals: list[RefusalOut]
     budgets: list[BudgetViewOut]
     expires_at: str | None
+    retry_at: str | None = Field(
+        None,
+        description="Refused by rate or concurrency limits only: when to try again "
+        "(``Retry-After`` says it in seconds)",
+    )
     replayed: bool
     degraded: bool
     commit_with: CommitWithOut | None = Field(
@@ -332,6 +340,20 @@ class CommitOut(_Out):
         description="The auto top-ups this commit started (their ids): it left a credit "
         "pool's balance below its threshold",
     )
+
+
+class HeartbeatOut(_Out):
+    """A lease after a heartbeat: alive until ``expires_at``, or ended (``stop``)."""
+
+    lease_id: str
+    alive: bool
+    stop: bool = Field(description="The lease has ended: its holder should stop")
+    reason: str | None = Field(
+        description="Why it stopped: max_duration, expired, released or committed"
+    )
+    expires_at: str | None
+    max_until: str | None = Field(description="When it reaches its maximum duration")
+    budgets: list[BudgetViewOut]
 
 
 class ReleaseOut(_Out):
@@ -744,7 +766,9 @@ class RefusalDetail(_Out):
     together cannot cover the call, and names the ``pool``; when that pool's auto
     top-up cannot help, the code says why instead: ``auto_topup_failed`` (a failed
     payment paused it) or ``auto_topup_monthly_limit_reached``. ``unknown_model``
-    and ``no_budget`` have no budget.
+    and ``no_budget`` have no budget. A 429's ``rate_limited`` and
+    ``concurrency_limited`` say in ``retry_at`` when the call can fit;
+    ``estimate_exceeds_limit`` (402) is a call larger than such a limit itself.
     """
 
     code: Literal[
@@ -754,6 +778,9 @@ class RefusalDetail(_Out):
         "auto_topup_monthly_limit_reached",
         "unknown_model",
         "no_budget",
+        "rate_limited",
+        "concurrency_limited",
+        "estimate_exceeds_limit",
     ]
     message: str = Field(description="A message an end user can be shown")
     reason: str
@@ -765,10 +792,11 @@ class RefusalDetail(_Out):
     currency: str | None = None
     display: RefusalDisplayTop | None = Field(None, description=_DISPLAY)
     resets_at: str | None = None
+    retry_at: str | None = Field(None, description="429: when the call can fit")
     decision: DecisionOut
 
 
 class RefusalBody(_Out):
-    """402: the authorization was refused."""
+    """402 or 429: the authorization was refused."""
 
     error: RefusalDetail

@@ -109,6 +109,14 @@ def _selector_matches(selector: Selector, call: Call, unknown: bool) -> bool:
     return True
 
 
+def _check_concurrency(budget: Budget) -> None:
+    """A concurrency budget counts leases in flight now: no window, no credit."""
+    if budget.window.kind != "lifetime":
+        raise ValidationError("window", "a concurrency budget counts leases now: lifetime")
+    if budget.credits:
+        raise ValidationError("credits", "a concurrency budget cannot be a credit pool")
+
+
 def _pattern_hit(pattern: str, value: str) -> bool:
     return fnmatchcase(value, pattern) if "*" in pattern or "?" in pattern else pattern == value
 
@@ -202,6 +210,8 @@ class Budget:
             self.meter is not Meter.COST or not re.fullmatch(r"[A-Z]{3}", self.currency)
         ):
             raise ValidationError("currency", "an ISO 4217 code, only on cost budgets")
+        if self.meter is Meter.CONCURRENCY:
+            _check_concurrency(self)
         if self.credits and (self.limit is None or self.mode is not Mode.ENFORCE):
             message = "a credit pool needs a limit (0: grants only) and mode enforce"
             raise ValidationError("credits", message)

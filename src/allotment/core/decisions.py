@@ -8,7 +8,7 @@ handing it out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,20 @@ class Reason(StrEnum):
     NO_BUDGET = "no_budget"
     #: a credit pool's allowance and grants together cannot cover the call
     CREDITS_EXHAUSTED = "credits_exhausted"
+    #: a rolling window (rate limit) is full until enough usage leaves it (429)
+    RATE_LIMITED = "rate_limited"
+    #: every slot of a concurrency budget is held by a lease (429)
+    CONCURRENCY_LIMITED = "concurrency_limited"
+    #: the call is larger than a rate or concurrency limit itself: retrying never helps
+    ESTIMATE_EXCEEDS_LIMIT = "estimate_exceeds_limit"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the refusal passes by itself soon: a rate or concurrency limit (429)."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset({Reason.RATE_LIMITED, Reason.CONCURRENCY_LIMITED})
 
 
 class Uncovered(StrEnum):
@@ -253,6 +267,8 @@ class Refusal:
     remaining: int
     limit: int
     resets_at: datetime | None
+    #: for a rate or concurrency limit: the soonest the call can fit (None: not known)
+    retry_at: datetime | None = None
 
     def to_dict(
         self, *, unit: str | None = None, currency: str | None = None, display: bool = False
@@ -269,6 +285,7 @@ class Refusal:
             "unit": unit,
             "currency": currency,
             "resets_at": _iso(self.resets_at),
+            "retry_at": _iso(self.retry_at),
         }
         if display:
             out["display"] = None if unit is None else {
@@ -331,6 +348,32 @@ class Decision:
         """The first refusal's reason, if refused."""
         return self.refusals[0].reason if self.refusals else None
 
+    @property
+    def binding(self) -> BudgetView | None:
+        """The budget that binds the call: the one that refused it (of limits that pass
+        by themselves, the last to free up), else the most used enforced budget with a
+        limit (the first of equals); None when no such budget applies."""
+        refusals = self.refusals
+        if refusals:
+            refusal = refusals[0]
+            if self.retry_at is not None:  # then every refusal has a retry time
+                refusal = max(refusals, key=lambda r: r.retry_at or _NEVER)
+            for view in self.budgets:
+                if view.budget.id == refusal.budget_id:
+                    return view
+            return None
+        limited = [v for v in self.budgets if v.budget.limit is not None and v.mode == "enforce"]
+        return max(limited, key=lambda v: v.percent or 0) if limited else None
+
+    @property
+    def retry_at(self) -> datetime | None:
+        """When to try again, for a call refused by rate or concurrency limits only:
+        the latest of their retry times (None when any refusal does not pass by itself)."""
+        refusals = self.refusals
+        if not refusals or not all(r.reason.retryable and r.retry_at for r in refusals):
+            return None
+        return max(r.retry_at for r in refusals if r.retry_at is not None)
+
     def to_dict(self, *, currency: str | None = None, display: bool = True) -> dict[str, Any]:
         """JSON-safe form: see ``BudgetView.to_dict`` for ``currency`` (the ledger's) and
         ``display``. The service's granted authorizations leave ``display`` out."""
@@ -345,6 +388,7 @@ class Decision:
             "shadow_refusals": _refusals(shadow, views, currency, display) if shadow else [],
             "budgets": [b.to_dict(currency=currency, display=display) for b in views],
             "expires_at": _iso(self.expires_at),
+            "retry_at": _iso(self.retry_at) if refusals else None,
             "replayed": self.replayed,
             "degraded": self.degraded,
             "commit_with": self.commit_with,
@@ -384,6 +428,7 @@ def _two_places(value: Decimal | None) -> str | None:
 
 
 _HUNDRED = Decimal(100)
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime | None) -> str | None:

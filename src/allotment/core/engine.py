@@ -15,10 +15,19 @@ from allotment.core.budgets import Budget, Call, Mode
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Warning
 from allotment.core.fx import NO_RATES, Rates
 from allotment.core.ledger import Charge, charge_from_row
-from allotment.core.usage import METER_AMOUNTS, Usage
-from allotment.core.windows import Span
+from allotment.core.usage import HELD_AMOUNTS, METER_AMOUNTS, Meter, Usage
+from allotment.core.windows import Span, WindowKind
 
-__all__ = ["Applied", "Counter", "amounts", "counter_from_row", "decide", "resolve", "view"]
+__all__ = [
+    "Applied",
+    "Counter",
+    "amounts",
+    "counter_from_row",
+    "decide",
+    "held",
+    "resolve",
+    "view",
+]
 
 _HUNDRED = Decimal(100)
 _tuple_new = tuple.__new__
@@ -153,17 +162,15 @@ def decide(
     the caller draws the rest on the grants.
     """
     if credit is not None:
-        return _decide(
-            request_id, applied, counters, amounts(applied, estimate), expires_at, credit
-        )
+        return _decide(request_id, applied, counters, held(applied, estimate), expires_at, credit)
     views: list[BudgetView] = []
     charges: list[Charge] = []
     for hit, (used, reserved) in zip(applied, counters, strict=True):
         budget = hit.budget
-        n = METER_AMOUNTS[budget.meter](estimate) if hit.rate is None else hit.amount(estimate)
+        n = HELD_AMOUNTS[budget.meter](estimate) if hit.rate is None else hit.amount(estimate)
         quiet_below = budget.quiet_below
         if quiet_below is not None and used + reserved + n >= quiet_below:
-            return _decide(request_id, applied, counters, amounts(applied, estimate), expires_at)
+            return _decide(request_id, applied, counters, held(applied, estimate), expires_at)
         views.append(BudgetView(budget, hit.member, hit.span, used, reserved + n))
         charges.append(charge_from_row((budget.key, hit.member, hit.span.bucket, n)))
     # Every budget stays below its limit and first threshold: allowed, nothing to warn of.
@@ -173,6 +180,13 @@ def decide(
 def amounts(applied: Sequence[Applied], usage: Usage) -> list[int]:
     """How much of each applied budget's meter ``usage`` consumes, in its own units."""
     return [METER_AMOUNTS[h.budget.meter](usage) if h.rate is None else h.amount(usage)
+            for h in applied]  # fmt: skip
+
+
+def held(applied: Sequence[Applied], estimate: Usage) -> list[int]:
+    """How much of each applied budget a reservation of ``estimate`` holds: what it
+    would use, and one slot of each concurrency budget."""
+    return [HELD_AMOUNTS[h.budget.meter](estimate) if h.rate is None else h.amount(estimate)
             for h in applied]  # fmt: skip
 
 
@@ -238,12 +252,20 @@ def _check(hit: Applied, counter: Counter, amount: int) -> Refusal | None:
     if limit is None or not budget.enabled or budget.mode is Mode.OFF:
         return None
     consumed = counter.used + counter.reserved
-    if consumed >= limit:
-        reason = Reason.HARD_CAP_EXCEEDED
-    elif consumed + amount > limit:
-        reason = Reason.ESTIMATE_EXCEEDS_REMAINING
-    else:
+    if consumed < limit and consumed + amount <= limit:
         return None
+    if budget.meter is Meter.CONCURRENCY or budget.window.kind is WindowKind.ROLLING:
+        # A limit that frees up by itself: retry later, unless the call can never fit.
+        if amount > limit:
+            reason = Reason.ESTIMATE_EXCEEDS_LIMIT
+        elif budget.meter is Meter.CONCURRENCY:
+            reason = Reason.CONCURRENCY_LIMITED
+        else:
+            reason = Reason.RATE_LIMITED
+    elif consumed >= limit:
+        reason = Reason.HARD_CAP_EXCEEDED
+    else:
+        reason = Reason.ESTIMATE_EXCEEDS_REMAINING
     return Refusal(budget.id, reason, amount, max(0, limit - consumed), limit, hit.span.resets_at)
 
 

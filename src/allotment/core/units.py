@@ -11,6 +11,7 @@ object holding it names that unit in ``unit``:
 | ``audio_seconds`` | ``ms`` | seconds |
 | ``requests`` | ``requests`` | requests |
 | ``credits`` | ``credits`` | credits |
+| ``concurrency`` | ``leases`` | leases in flight |
 
 Usage objects (a call's usage, usage totals) mix meters; there each field's
 name carries its unit (``*_tokens``, ``audio_ms``, ``cost_micros``), and their
@@ -41,6 +42,7 @@ UNITS: dict[str, str] = {
     Meter.AUDIO_SECONDS: "ms",
     Meter.REQUESTS: "requests",
     Meter.CREDITS: "credits",
+    Meter.CONCURRENCY: "leases",
 }
 
 #: ISO 4217 currencies whose usual number of decimals is not 2 (everything else has 2)

@@ -16,7 +16,15 @@ from typing import Any, NamedTuple
 from allotment.core.money import MAX_AMOUNT, MICROS, check_amount, decimal_to_units
 from allotment.errors import ValidationError
 
-__all__ = ["METER_AMOUNTS", "USAGE_FIELDS", "Meter", "Usage", "parse_usage", "usage_from_row"]
+__all__ = [
+    "HELD_AMOUNTS",
+    "METER_AMOUNTS",
+    "USAGE_FIELDS",
+    "Meter",
+    "Usage",
+    "parse_usage",
+    "usage_from_row",
+]
 
 
 class _Fields(NamedTuple):
@@ -163,6 +171,8 @@ class Meter(StrEnum):
     REQUESTS = "requests"
     AUDIO_SECONDS = "audio_seconds"
     CREDITS = "credits"
+    #: leases in flight: a reservation holds one slot until it ends (``HELD_AMOUNTS``)
+    CONCURRENCY = "concurrency"
 
     @property
     def scale(self) -> int:
@@ -193,4 +203,12 @@ METER_AMOUNTS: dict[Meter, Callable[[Usage], int]] = {
     Meter.AUDIO_SECONDS: itemgetter(_ALL_FIELDS.index("audio_ms")),
     Meter.CREDITS: itemgetter(_ALL_FIELDS.index("credits")),
     Meter.COST: lambda u: u.cost_micros or 0,
+    # What a call used takes no slot: a lease holds one only while it lasts.
+    Meter.CONCURRENCY: lambda u: 0,
+}
+#: how much of each meter a reservation of an estimate holds: as used, but one slot of
+#: a concurrency budget (engine.decide's amounts)
+HELD_AMOUNTS: dict[Meter, Callable[[Usage], int]] = {
+    **METER_AMOUNTS,
+    Meter.CONCURRENCY: lambda u: 1,
 }

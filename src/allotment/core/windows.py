@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -189,6 +189,19 @@ class Window:
     def granularity(self) -> int:
         """Seconds between counter buckets: N/60 for rolling windows, else 0 (one bucket)."""
         return max(1, self.seconds // 60) if self.seconds is not None else 0
+
+    def frees_at(self, buckets: Sequence[tuple[int, int]], need: int) -> datetime | None:
+        """When ``need`` base units of a rolling window's ``buckets`` (bucket, amount),
+        oldest first, have left it: a bucket leaves once the window's first bucket is
+        past it. None if they never free that much (or the window does not roll)."""
+        if self.seconds is None or self.kind is not WindowKind.ROLLING:
+            return None
+        freed = 0
+        for bucket, amount in buckets:
+            freed += amount
+            if freed >= need:
+                return _EPOCH + timedelta(0, bucket + self.granularity + self.seconds)
+        return None
 
     def _rolling_span(self, at: datetime) -> Span:
         """Slide an N-second window; buckets are N/60 seconds so a window spans ~60 counters."""

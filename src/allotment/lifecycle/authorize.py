@@ -20,7 +20,7 @@ from allotment.core.ledger import (
 )
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError
-from allotment.lifecycle import credits, plans, topups
+from allotment.lifecycle import credits, leases, limits, plans, topups
 from allotment.lifecycle._shared import append, counted_by, pick
 from allotment.lifecycle.tx import CallTx, Configured, Key, PlannedTx, StatusTx
 
@@ -52,6 +52,8 @@ class AuthorizeRequest:
     uncovered: Uncovered = Uncovered.WARN
     #: take the member's plan from the subject's ``plan`` tag (callers are trusted)
     plan_from_subject: bool = False
+    #: a lease's maximum duration: heartbeats never extend it past this (None: no maximum)
+    max_duration_seconds: int | None = None
 
 
 def footprint(tx: PlannedTx, request: AuthorizeRequest, now: datetime) -> set[Key]:
@@ -88,16 +90,21 @@ def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
         _blocked(tx, request, refusal, now)
         return decision
     expires_at = now + timedelta(seconds=request.ttl_seconds)
-    if credits.has_credit(applied):
-        decision, charges = _with_credit(tx, request, applied, counters, expires_at, now)
-    else:
-        decision, charges = engine.decide(
-            request.request_id, applied, counters, request.estimate, expires_at
-        )
+    max_duration = request.max_duration_seconds
+    max_until = None if max_duration is None else now + timedelta(seconds=max_duration)
+    if max_until is not None:
+        expires_at = min(expires_at, max_until)
+    decision, charges = _decide(tx, request, applied, counters, expires_at, now)
+    if not decision.allowed and leases.reclaim(tx, decision.refusals, applied, now):
+        # Expired leases held the slots it lacked: given back, it may fit now.
+        counters = tx.read(applied)
+        decision, charges = _decide(tx, request, applied, counters, expires_at, now)
     if request.warnings or (not applied and request.uncovered is Uncovered.WARN):
         decision = _flagged(decision, request, bool(applied))
     if decision.allowed:
         tx.add([(c.budget_key, c.member, c.bucket, 0, c.amount) for c in charges])
+        slots = leases.slots(applied, call.subject.tenant, request.request_id, expires_at)
+        leased = bool(slots) or max_until is not None
         tx.insert_reservation(
             Reservation(
                 request.request_id,
@@ -109,11 +116,29 @@ def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
                 now,
                 expires_at,
                 request.payload_hash,
+                lease_ttl=request.ttl_seconds if leased else None,
+                max_until=max_until,
             )
         )
+        if slots:
+            tx.insert_slots(slots)
     else:
+        decision = limits.timed(tx, decision, applied, counters, now)
         _blocked(tx, request, decision.refusals[0], now)
     return decision
+
+
+def _decide(
+    tx: CallTx,
+    request: AuthorizeRequest,
+    applied: list[Applied],
+    counters: list[Counter],
+    expires_at: datetime,
+    now: datetime,
+) -> tuple[Decision, tuple[Charge, ...]]:
+    if credits.has_credit(applied):
+        return _with_credit(tx, request, applied, counters, expires_at, now)
+    return engine.decide(request.request_id, applied, counters, request.estimate, expires_at)
 
 
 def _with_credit(
@@ -127,7 +152,7 @@ def _with_credit(
     """``engine.decide`` when credit pools count the call: each pool's grants add to its
     room, and hold what its allowance has no room for."""
     pools = credits.open_pools(tx, applied, now)
-    amounts = engine.amounts(applied, request.estimate)
+    amounts = engine.held(applied, request.estimate)
     decision, charges = engine.decide(
         request.request_id, applied, counters, request.estimate, expires_at,
         credit=credits.credit_of(applied, pools),

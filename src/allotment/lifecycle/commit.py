@@ -22,7 +22,7 @@ from allotment.core.ledger import (
 from allotment.core.subjects import Subject
 from allotment.core.usage import Usage
 from allotment.errors import ConflictError, NotFoundError
-from allotment.lifecycle import credits, topups
+from allotment.lifecycle import credits, leases, topups
 from allotment.lifecycle import record as recording
 from allotment.lifecycle._shared import (
     PriceFn,
@@ -162,6 +162,8 @@ def commit(tx: CallTx, request: CommitRequest, now: datetime) -> CommitResult:
     tx.update_reservation(
         reservation.moved(ReservationState.COMMITTED, request.payload_hash, event.id)
     )
+    if not late:
+        leases.end(tx, reservation)
     return CommitResult(event, adjusted, late=late, late_overshoot=overshoot, topups=started)
 
 

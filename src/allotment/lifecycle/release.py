@@ -7,7 +7,7 @@ from datetime import datetime
 
 from allotment.core.ledger import Reservation, ReservationState
 from allotment.errors import NotFoundError
-from allotment.lifecycle import credits
+from allotment.lifecycle import credits, leases
 from allotment.lifecycle._shared import append, merge_deltas, pick, released_event
 from allotment.lifecycle.tx import CallTx, Delta, SweepTx
 
@@ -25,6 +25,7 @@ def release(
         tx.add(_unreserve([reservation]))
         _released(tx, reservation, reason, now)
         credits.release(tx, reservation.charges, now, request_id)
+        leases.end(tx, reservation)
         return ReservationState.RELEASED
     return reservation.state
 
@@ -36,8 +37,9 @@ def sweep(tx: SweepTx, now: datetime, limit: int) -> int:
     # lock order stays counters before rollups, so sweeps cannot deadlock.
     tx.add(_unreserve(expired))
     for reservation in expired:
-        _released(tx, reservation, "expired", now)
+        _released(tx, reservation, leases.EXPIRED if reservation.leased else "expired", now)
         credits.release(tx, reservation.charges, now, reservation.request_id)
+        leases.end(tx, reservation)
     return len(expired)
 
 

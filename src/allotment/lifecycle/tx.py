@@ -8,8 +8,9 @@ A backend's transaction implements them all (``Tx``); a group-commit batch
 primitive that the call lifecycle starts to use cannot slip past the batch
 unbuffered: the type checker refuses the batch until it offers it.
 
-Room is left for what comes: leases and an outbox get a protocol each, and
-the steps that use them name it, as credit pools do (``Crediting``).
+Each kind of resource names its own primitives, and the steps that use them
+name the protocol, as credit pools do (``Crediting``), leases (``Leasing``)
+and rate limits (``Limiting``); an outbox will get its own.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ __all__ = [
     "Delta",
     "Key",
     "Keys",
+    "Leasing",
     "Ledger",
+    "Limiting",
     "MaintenanceTx",
     "Meta",
     "PlannedTx",
@@ -53,6 +56,7 @@ __all__ = [
     "Reservations",
     "Reserving",
     "RollupKey",
+    "Slot",
     "StatusTx",
     "SweepTx",
     "TopUps",
@@ -64,6 +68,8 @@ __all__ = [
 Key = tuple[str, str, int]
 #: (budget key, member, bucket, change of used, change of reserved)
 Delta = tuple[str, str, int, int, int]
+#: a lease's slot in a concurrency budget: (budget key, member, tenant, request id, expires at)
+Slot = tuple[str, str, str, str, datetime]
 #: tenant, hour (epoch s), user, key, agent, feature, provider, model, status
 RollupKey = tuple[str, int, str, str, str, str, str, str, str]
 ROLLUP_DIMENSIONS = ("user", "key", "agent", "feature", "provider", "model", "status")
@@ -190,6 +196,30 @@ class Reservations(Reserving, Protocol):
     def delete_finished_reservations(self, before: datetime) -> int: ...
 
 
+class Leasing(Protocol):
+    """Leases' slots: one row per (concurrency budget member, lease), with its expiry.
+
+    The counters hold how many slots are taken; these rows say which lease
+    holds each and until when, so an expired one is found and reclaimed, and a
+    refusal can say when the soonest slot frees up.
+    """
+
+    def insert_slots(self, slots: Sequence[Slot]) -> None: ...
+    def drop_slots(self, tenant: str, request_id: str) -> None: ...
+    def extend_slots(self, tenant: str, request_id: str, expires_at: datetime) -> None: ...
+    def soonest_slot(self, budget_key: str, member: str) -> datetime | None: ...
+    def expired_slots(
+        self, budget_key: str, member: str, now: datetime, limit: int
+    ) -> list[tuple[str, str]]: ...
+
+
+class Limiting(Protocol):
+    """Rolling windows' buckets one by one, to say when enough leaves one (Retry-After):
+    ``(bucket, used + reserved)`` of ``hit``'s counted buckets that hold any, oldest first."""
+
+    def buckets(self, hit: Applied) -> list[tuple[int, int]]: ...
+
+
 class Recording(Protocol):
     """Appending to the ledger, and the hourly rollup each entry adds to."""
 
@@ -235,7 +265,18 @@ class Keys(Protocol):
     def update_key(self, key: ApiKey) -> None: ...
 
 
-class CallTx(Configured, Planning, Counting, Crediting, ToppingUp, Reserving, Recording, Protocol):
+class CallTx(
+    Configured,
+    Planning,
+    Counting,
+    Crediting,
+    ToppingUp,
+    Reserving,
+    Leasing,
+    Limiting,
+    Recording,
+    Protocol,
+):
     """What authorize, commit, record and release use: all a group-commit batch serves."""
 
 
@@ -257,5 +298,5 @@ class MaintenanceTx(BudgetTx, Meta, Protocol):
     """Rebuilding, archiving and re-pricing the ledger."""
 
 
-class Tx(MaintenanceTx, Keys, Protocol):
+class Tx(MaintenanceTx, Keys, Leasing, Limiting, Protocol):
     """Everything a backend's transaction offers."""

@@ -46,7 +46,7 @@ from allotment.core.topups import TopUp
 from allotment.lifecycle import authorize, commit
 from allotment.lifecycle.authorize import AuthorizeRequest
 from allotment.lifecycle.commit import CommitRequest
-from allotment.lifecycle.tx import CallTx, Delta, Key, PlannedTx, RollupKey
+from allotment.lifecycle.tx import CallTx, Delta, Key, PlannedTx, RollupKey, Slot
 
 __all__ = ["BatchTx", "Batcher", "Item", "lock_plan"]
 
@@ -276,6 +276,30 @@ class BatchTx:
 
     def put_assignment(self, assignment: Assignment) -> None:
         self._inner.put_assignment(assignment)
+
+    # rolling windows' buckets: read from the database with this batch's writes applied
+    def buckets(self, hit: Applied) -> list[tuple[int, int]]:
+        self._flush_counters()
+        return self._inner.buckets(hit)
+
+    # leases' slots: passed through, written in the batch's transaction as they come
+    # (rows of their own, which no other write of the batch touches)
+    def insert_slots(self, slots: Sequence[Slot]) -> None:
+        self._inner.insert_slots(slots)
+
+    def drop_slots(self, tenant: str, request_id: str) -> None:
+        self._inner.drop_slots(tenant, request_id)
+
+    def extend_slots(self, tenant: str, request_id: str, expires_at: datetime) -> None:
+        self._inner.extend_slots(tenant, request_id, expires_at)
+
+    def soonest_slot(self, budget_key: str, member: str) -> datetime | None:
+        return self._inner.soonest_slot(budget_key, member)
+
+    def expired_slots(
+        self, budget_key: str, member: str, now: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        return self._inner.expired_slots(budget_key, member, now, limit)
 
     # counters
     def read(self, applied: Sequence[Applied]) -> list[Counter]:

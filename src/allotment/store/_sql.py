@@ -17,11 +17,12 @@ from decimal import Decimal
 from typing import Any
 
 from allotment.core.budgets import Budget
+from allotment.core.engine import Applied
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.plans import Assignment, Plan
-from allotment.lifecycle.tx import ROLLUP_TOTALS, RollupKey
+from allotment.lifecycle.tx import ROLLUP_TOTALS, RollupKey, Slot
 from allotment.store._rows import (
     ASSIGNMENT_COLUMNS,
     EVENT_COLUMNS,
@@ -66,9 +67,9 @@ EVENT_INSERT = (
     f"INSERT INTO events ({EVENT_SELECT.removeprefix('id, ')}) "
     f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) - 1))})"
 )
-RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 13)})"
+RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 15)})"
 RESERVATION_UPDATE = (
-    "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ? "
+    "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ?, expires_at = ? "
     "WHERE request_id = ? AND tenant = ?"
 )
 _KEY_COLUMNS = "id, tenant, role, name, created_at, revoked_at, last_used_at"
@@ -95,7 +96,10 @@ _ROLLUP_UPSERT = (
 
 def reservation_update(r: Reservation) -> tuple[Any, ...]:
     """The parameters of ``RESERVATION_UPDATE`` for ``r``."""
-    return (r.state.value, r.commit_hash, r.event_id, r.request_id, r.subject.tenant)
+    return (
+        r.state.value, r.commit_hash, r.event_id, to_us(r.expires_at), r.request_id,
+        r.subject.tenant,
+    )  # fmt: skip
 
 
 class SqlConfig:
@@ -310,6 +314,50 @@ class SqlTx(SqlCredits):
             "WHERE used != 0 OR reserved != 0"
         )
         return {(b, m, k): (u, r) for b, m, k, u, r in rows}
+
+    def buckets(self, hit: Applied) -> list[tuple[int, int]]:
+        rows = self._rows(
+            "SELECT bucket, used + reserved FROM counters WHERE budget_key = ? AND member = ? "
+            "AND bucket BETWEEN ? AND ? AND used + reserved != 0 ORDER BY bucket",
+            (hit.budget.key, hit.member, hit.span.first_bucket, hit.span.bucket),
+        )
+        return [(int(bucket), int(amount)) for bucket, amount in rows]
+
+    # leases' slots
+    def insert_slots(self, slots: Sequence[Slot]) -> None:
+        self._run_many(
+            "INSERT INTO lease_slots (budget_key, member, tenant, request_id, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(b, m, t, r, to_us(x)) for b, m, t, r, x in slots],
+        )
+
+    def drop_slots(self, tenant: str, request_id: str) -> None:
+        self._run(
+            "DELETE FROM lease_slots WHERE tenant = ? AND request_id = ?", (tenant, request_id)
+        )
+
+    def extend_slots(self, tenant: str, request_id: str, expires_at: datetime) -> None:
+        self._run(
+            "UPDATE lease_slots SET expires_at = ? WHERE tenant = ? AND request_id = ?",
+            (to_us(expires_at), tenant, request_id),
+        )
+
+    def soonest_slot(self, budget_key: str, member: str) -> datetime | None:
+        ((soonest,),) = self._rows(
+            "SELECT MIN(expires_at) FROM lease_slots WHERE budget_key = ? AND member = ?",
+            (budget_key, member),
+        )
+        return None if soonest is None else from_us(soonest)
+
+    def expired_slots(
+        self, budget_key: str, member: str, now: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        rows = self._rows(
+            "SELECT tenant, request_id FROM lease_slots WHERE budget_key = ? AND member = ? "
+            "AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (budget_key, member, to_us(now), limit),
+        )
+        return [(tenant, request_id) for tenant, request_id in rows]
 
     # reservations
     def reservations(self, request_id: str) -> list[Reservation]:

@@ -24,6 +24,7 @@ from allotment.lifecycle import (
     authorize,
     commit,
     credits,
+    leases,
     maintenance,
     plans,
     reads,
@@ -33,6 +34,7 @@ from allotment.lifecycle import (
 )
 from allotment.lifecycle import budgets as budget_steps
 from allotment.lifecycle.credits import PoolStatus
+from allotment.lifecycle.leases import Heartbeat
 from allotment.lifecycle.plans import put_config
 from allotment.lifecycle.tx import Tx
 from allotment.store._batch import Batcher, Item
@@ -119,6 +121,11 @@ class TransactionalStore:
 
     def sweep(self, now: datetime, limit: int = 1000) -> int:
         return self._write(lambda tx: release.sweep(tx, now, limit))
+
+    def heartbeat(
+        self, lease_id: str, now: datetime, ttl_seconds: int | None, tenant: str | None
+    ) -> Heartbeat:
+        return self._write(lambda tx: leases.heartbeat(tx, lease_id, now, ttl_seconds, tenant))
 
     def status(
         self, call: Call, now: datetime, plan_from_subject: bool = False

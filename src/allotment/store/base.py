@@ -28,6 +28,7 @@ from allotment.lifecycle._shared import PriceFn
 from allotment.lifecycle.authorize import AuthorizeRequest
 from allotment.lifecycle.commit import CommitRequest
 from allotment.lifecycle.credits import PoolStatus
+from allotment.lifecycle.leases import Heartbeat
 from allotment.lifecycle.maintenance import ArchiveStats, RebuildStats, RepriceRequest, RepriceStats
 from allotment.lifecycle.queries import EventQuery, UsageQuery, UsageRow
 from allotment.lifecycle.record import RecordRequest
@@ -64,6 +65,9 @@ class Store(Protocol):
         self, requests: Sequence[RecordRequest], now: datetime
     ) -> list[CommitResult]: ...
     def sweep(self, now: datetime, limit: int = 1000) -> int: ...
+    def heartbeat(
+        self, lease_id: str, now: datetime, ttl_seconds: int | None, tenant: str | None
+    ) -> Heartbeat: ...
     def status(
         self, call: Call, now: datetime, plan_from_subject: bool = False
     ) -> list[BudgetView]: ...

@@ -48,7 +48,7 @@ from allotment.core.subjects import Subject
 from allotment.core.topups import TopUp, TopUpState
 from allotment.core.usage import usage_from_row
 from allotment.errors import ConfigurationError
-from allotment.lifecycle.tx import Delta, RollupKey, Tx
+from allotment.lifecycle.tx import Delta, RollupKey, Slot, Tx
 from allotment.store._rows import dumps, loads
 from allotment.store._transactional import TransactionalStore
 from allotment.store.base import EventQuery
@@ -92,6 +92,10 @@ class _State:
         self.credit_entries: list[CreditEntry] = []
         #: by id, in the order started
         self.topups: dict[str, TopUp] = {}
+        #: leases' slots by (budget key, member): (tenant, request id) -> expires at
+        self.slots: dict[tuple[str, str], dict[tuple[str, str], datetime]] = defaultdict(dict)
+        #: the (budget key, member) of each lease's slots, by (tenant, request id)
+        self.slots_of: dict[tuple[str, str], list[tuple[str, str]]] = {}
 
     def intern(self, subject: Subject) -> int:
         """The index of ``subject`` in ``subjects`` (added when new; never undone)."""
@@ -128,18 +132,18 @@ class _State:
         return (
             r.request_id, self.intern(r.subject), r.provider, r.model, r.estimate.as_tuple(),
             sum(r.charges, ()), r.authorized_at, r.expires_at, r.payload_hash,
-            str(r.state), r.commit_hash, r.event_id,
+            str(r.state), r.commit_hash, r.event_id, r.lease_ttl, r.max_until,
         )  # fmt: skip
 
     def reservation(self, row: Reservation | _ReservationRow) -> Reservation:
         if isinstance(row, Reservation):
             return row
         (request_id, subject, provider, model, estimate, charges, authorized_at, expires_at,
-         payload_hash, state, commit_hash, event_id) = row  # fmt: skip
+         payload_hash, state, commit_hash, event_id, lease_ttl, max_until) = row  # fmt: skip
         return Reservation(
             request_id, self.subjects[subject], provider, model, usage_from_row(estimate),
             _charges(charges), authorized_at, expires_at, payload_hash,
-            _RESERVATION_STATE[state], commit_hash, event_id,
+            _RESERVATION_STATE[state], commit_hash, event_id, lease_ttl, max_until,
         )  # fmt: skip
 
 
@@ -151,7 +155,8 @@ _EventRow = tuple[Any, ...]
 #: codec, ``_State.event_row`` and ``_State.event``, is the one other place)
 _STATUS, _SUBJECT, _OCCURRED_AT = 2, 3, 7
 #: request_id, subject index, provider, model, estimate, charges (their fields in
-#: one flat tuple), authorized_at, expires_at, payload_hash, state, commit_hash, event_id
+#: one flat tuple), authorized_at, expires_at, payload_hash, state, commit_hash, event_id,
+#: lease_ttl, max_until
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
 _ZERO = Counter()
@@ -349,6 +354,57 @@ class _MemoryTx:
             out.append(Counter(used, reserved))
         return out
 
+    def buckets(self, hit: Applied) -> list[tuple[int, int]]:
+        span, at = hit.span, (hit.budget.key, hit.member)
+        out = []
+        for bucket in range(span.first_bucket, span.bucket + 1, hit.budget.window.granularity):
+            row = self._s.counters.get((*at, bucket))
+            if row and row[0] + row[1]:
+                out.append((bucket, row[0] + row[1]))
+        return out
+
+    # leases' slots
+    def insert_slots(self, slots: Sequence[Slot]) -> None:
+        for budget_key, member, tenant, request_id, expires_at in slots:
+            lease, at = (tenant, request_id), (budget_key, member)
+            self._s.slots[at][lease] = expires_at
+            self._s.slots_of.setdefault(lease, []).append(at)
+            self._log(partial(self._unslot, lease, at))
+
+    def _unslot(self, lease: tuple[str, str], at: tuple[str, str]) -> None:
+        self._s.slots[at].pop(lease, None)
+        held = self._s.slots_of.get(lease, [])
+        if at in held:
+            held.remove(at)
+        if not held:
+            self._s.slots_of.pop(lease, None)
+
+    def drop_slots(self, tenant: str, request_id: str) -> None:
+        lease = (tenant, request_id)
+        for at in list(self._s.slots_of.get(lease, ())):
+            expires_at = self._s.slots[at][lease]
+            self._unslot(lease, at)
+            self._log(partial(self.insert_slots, [(*at, *lease, expires_at)]))
+
+    def extend_slots(self, tenant: str, request_id: str, expires_at: datetime) -> None:
+        lease = (tenant, request_id)
+        for at in self._s.slots_of.get(lease, ()):
+            before = self._s.slots[at][lease]
+            self._s.slots[at][lease] = expires_at
+            self._log(partial(self._s.slots[at].__setitem__, lease, before))
+
+    def soonest_slot(self, budget_key: str, member: str) -> datetime | None:
+        held = self._s.slots.get((budget_key, member))
+        return min(held.values()) if held else None
+
+    def expired_slots(
+        self, budget_key: str, member: str, now: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        held = self._s.slots.get((budget_key, member), {})
+        return [lease for x, lease in sorted((x, lease) for lease, x in held.items() if x <= now)][
+            :limit
+        ]
+
     def add(self, deltas: Sequence[Delta]) -> None:
         counters = self._s.counters
         done: list[tuple[list[int], int, int]] = []
@@ -496,6 +552,12 @@ class _MemoryTx:
         previous = self._s.reservations[key]
         self._s.reservations[key] = self._s.reservation_row(reservation)
         self._log(lambda: self._s.reservations.__setitem__(key, previous))
+        if reservation.state is ReservationState.HELD and (
+            not isinstance(previous, Reservation) or previous.expires_at != reservation.expires_at
+        ):  # a heartbeat moved its expiry: expired() skips the stale entry
+            entry = (reservation.expires_at, *key)
+            heapq.heappush(self._s.expiry, entry)
+            self._log(partial(_unpush, self._s.expiry, entry))
 
     def _forget_reservation(
         self, request_id: str, tenant: str, tenants: str | tuple[str, ...] | None
@@ -513,7 +575,11 @@ class _MemoryTx:
             self._log(partial(heapq.heappush, self._s.expiry, entry))
             _, request_id, tenant = entry
             row = self._s.reservations.get((request_id, tenant))
-            if isinstance(row, Reservation) and row.state is ReservationState.HELD:
+            if (
+                isinstance(row, Reservation)
+                and row.state is ReservationState.HELD
+                and row.expires_at <= now  # else a heartbeat extended it: a later entry
+            ):
                 out.append(row)
         return out
 
@@ -638,3 +704,9 @@ def _sub(done: list[tuple[list[int], int, int]]) -> None:
 
 def _sub_all(row: list[int], values: Sequence[int]) -> None:
     row[:] = map(sub, row, values)
+
+
+def _unpush(heap: list[tuple[datetime, str, str]], entry: tuple[datetime, str, str]) -> None:
+    """Undo ``heapq.heappush(heap, entry)``."""
+    heap.remove(entry)
+    heapq.heapify(heap)

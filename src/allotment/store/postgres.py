@@ -184,11 +184,13 @@ _EVENT_INTS = {"id", *USAGE_FIELDS, "occurred_at", "recorded_at"}
 _EVENT_KINDS = "".join("i" if c in _EVENT_INTS else "t" for c in EVENT_COLUMNS)
 _INSERT_EVENTS = f"INSERT INTO events ({EVENT_SELECT}) SELECT * FROM {_unnest(_EVENT_KINDS)}"
 #: request_id .. commit_hash, event_id, subject .. charges, authorized_at, expires_at
-_RESERVATION_KINDS = "tttttitttttii"
+_RESERVATION_KINDS = "tttttitttttiiii"
 _INSERT_RESERVATIONS = f"INSERT INTO reservations SELECT * FROM {_unnest(_RESERVATION_KINDS)}"
 _UPDATE_RESERVATIONS = (
-    "UPDATE reservations AS r SET state = t.s, commit_hash = t.h, event_id = t.e "
-    f"FROM {_unnest('ttitt')} AS t(s, h, e, id, tn) WHERE r.request_id = t.id AND r.tenant = t.tn"
+    "UPDATE reservations AS r SET state = t.s, commit_hash = t.h, event_id = t.e, "
+    "expires_at = t.x "
+    f"FROM {_unnest('ttiitt')} AS t(s, h, e, x, id, tn) "
+    "WHERE r.request_id = t.id AND r.tenant = t.tn"
 )
 #: the key (tenant, hour, then seven texts), calls and the totals
 _ROLLUP_KINDS = "ti" + "t" * 7 + "i" * (1 + len(ROLLUP_TOTALS))
@@ -582,7 +584,7 @@ class _PostgresTx(SqlTx):
             self._run(_INSERT_RESERVATIONS, _arrays(rows, _RESERVATION_KINDS))
         if updates:
             changes = [reservation_update(r) for r in updates]
-            self._run(_UPDATE_RESERVATIONS, _arrays(changes, "ttitt"))
+            self._run(_UPDATE_RESERVATIONS, _arrays(changes, "ttiitt"))
 
     def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None:
         if rows:

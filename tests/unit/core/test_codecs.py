@@ -60,7 +60,8 @@ EVENT = dict(request_id="r1", status=EventStatus.ERROR, subject=SUBJECT, provide
 RESERVATION = dict(request_id="r1", subject=SUBJECT, provider="openai", model="gpt-4o",
                    estimate=ESTIMATE, charges=CHARGES, authorized_at=NOW,
                    expires_at=NOW + timedelta(minutes=5), payload_hash="p" * 32,
-                   state=ReservationState.COMMITTED, commit_hash="c" * 32, event_id=42)  # fmt: skip
+                   state=ReservationState.COMMITTED, commit_hash="c" * 32, event_id=42,
+                   lease_ttl=60, max_until=NOW + timedelta(hours=2))  # fmt: skip
 
 
 def full(kind: type[Any], values: dict[str, Any]) -> Any:

@@ -21,7 +21,7 @@ def test_every_meter_has_a_unit() -> None:
     assert {m: unit_of(m) for m in Meter} == {
         Meter.TOKENS: "tokens", Meter.INPUT_TOKENS: "tokens", Meter.OUTPUT_TOKENS: "tokens",
         Meter.COST: "micros", Meter.AUDIO_SECONDS: "ms", Meter.REQUESTS: "requests",
-        Meter.CREDITS: "credits",
+        Meter.CREDITS: "credits", Meter.CONCURRENCY: "leases",
     }  # fmt: skip
     assert UNITS["cost"] == "micros"  # by name too
 

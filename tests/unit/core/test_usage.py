@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from allotment.core.usage import USAGE_FIELDS, Meter, Usage, parse_usage
+from allotment.core.usage import HELD_AMOUNTS, USAGE_FIELDS, Meter, Usage, parse_usage
 from allotment.errors import ValidationError
 
 
@@ -55,6 +55,8 @@ def test_every_meter_counts_its_own_figure() -> None:
     usage = Usage(input_tokens=3, output_tokens=5, audio_ms=7, requests=11, credits=13,
                   cost_micros=17, cached_input_tokens=2, images=19)  # fmt: skip
     expected = {"tokens": 8, "input_tokens": 3, "output_tokens": 5, "requests": 11,
-                "audio_seconds": 7, "credits": 13, "cost": 17}  # fmt: skip
+                "audio_seconds": 7, "credits": 13, "cost": 17, "concurrency": 0}  # fmt: skip
     assert {m.value: m.amount(usage) for m in Meter} == expected
     assert Meter.COST.amount(Usage()) == 0  # unpriced
+    # A reservation holds what it would use, and one slot of a concurrency budget.
+    assert {m.value: HELD_AMOUNTS[m](usage) for m in Meter} == expected | {"concurrency": 1}

@@ -312,4 +312,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        10,
+        "leases: a reservation's TTL and maximum duration, and the slots it holds",
+        """
+        -- See the SQLite migration 10.
+        ALTER TABLE reservations ADD COLUMN lease_ttl BIGINT;
+        ALTER TABLE reservations ADD COLUMN max_until BIGINT;
+
+        CREATE TABLE lease_slots (
+            budget_key TEXT NOT NULL,
+            member TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant, request_id, budget_key, member)
+        );
+        CREATE INDEX lease_slots_expiry ON lease_slots (budget_key, member, expires_at);
+        """,
+    ),
 ]

@@ -361,4 +361,26 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        10,
+        "leases: a reservation's TTL and maximum duration, and the slots it holds",
+        """
+        -- A lease is a reservation that holds slots of concurrency budgets; a
+        -- heartbeat extends it by lease_ttl seconds, never past max_until (us).
+        ALTER TABLE reservations ADD COLUMN lease_ttl INTEGER;
+        ALTER TABLE reservations ADD COLUMN max_until INTEGER;
+
+        -- One row per slot a lease holds, with its expiry: the counters say how
+        -- many are taken, these rows which lease holds each and until when.
+        CREATE TABLE lease_slots (
+            budget_key TEXT NOT NULL,
+            member TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant, request_id, budget_key, member)
+        ) WITHOUT ROWID;
+        CREATE INDEX lease_slots_expiry ON lease_slots (budget_key, member, expires_at);
+        """,
+    ),
 ]
