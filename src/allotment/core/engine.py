@@ -70,6 +70,22 @@ def _applied(budget: Budget, member: str, span: Span) -> Applied:
 assert Applied._fields == ("budget", "member", "span", "rate"), "Applied changed: see _applied"
 
 
+#: the counter row (bucket) of a rolling window that admissions lock, in no window's range:
+#: writers that charge different buckets of one window still take turns on it
+ROLLING_ANCHOR = -1
+
+
+def locked_by(applied: Iterable[Applied]) -> set[tuple[str, str, int]]:
+    """The counter rows a step over ``applied`` locks: each budget's current bucket, and a
+    rolling window's anchor (``ROLLING_ANCHOR``). Steps and their footprints both ask this."""
+    keys = set()
+    for a in applied:
+        keys.add((a.budget.key, a.member, a.span.bucket))
+        if a.span.first_bucket < a.span.bucket:
+            keys.add((a.budget.key, a.member, ROLLING_ANCHOR))
+    return keys
+
+
 class Counter(NamedTuple):
     """Consumption of one budget member in one window."""
 

@@ -61,8 +61,7 @@ def footprint(tx: PlannedTx, request: AuthorizeRequest, now: datetime) -> set[Ke
     replay, at its own authorization time, may read others: a batch locks those on
     demand, as it does a grant's)."""
     call = plans.planned(tx, request.call, request.plan_from_subject)
-    return {(a.budget.key, a.member, a.span.bucket)
-            for a in counted_by(tx, call, now, request.currency)}  # fmt: skip
+    return engine.locked_by(counted_by(tx, call, now, request.currency))
 
 
 def _counted(tx: Configured, request: AuthorizeRequest, now: datetime) -> list[Applied]:

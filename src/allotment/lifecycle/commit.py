@@ -81,7 +81,7 @@ def footprint(
         return set() if post_hoc is None else recording.footprint(tx, post_hoc)
     if reservation.state is ReservationState.COMMITTED:
         return set()  # a replay reads nothing
-    keys = {(a.budget.key, a.member, a.span.bucket) for a in _counted(tx, request, reservation)}
+    keys = engine.locked_by(_counted(tx, request, reservation))
     if reservation.state is ReservationState.HELD:  # a late commit's charges are gone
         keys.update((c.budget_key, c.member, c.bucket) for c in reservation.charges)
     return keys

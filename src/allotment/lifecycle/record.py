@@ -57,8 +57,7 @@ class RecordRequest:
 def footprint(tx: PlannedTx, request: RecordRequest) -> set[Key]:
     """The counters ``record`` will charge, its member's plan's among them."""
     call = plans.planned(tx, request.call, request.plan_from_subject)
-    return {(a.budget.key, a.member, a.span.bucket)
-            for a in counted_by(tx, call, request.occurred_at, request.currency)}  # fmt: skip
+    return engine.locked_by(counted_by(tx, call, request.occurred_at, request.currency))
 
 
 def _counted(tx: Configured, request: RecordRequest) -> list[Applied]:

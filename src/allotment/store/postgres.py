@@ -42,6 +42,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
+from allotment.core import engine
 from allotment.core.engine import Applied, Counter
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
@@ -104,6 +105,13 @@ _LOCK_COUNTERS = (
     "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]) AS t(b, m, k) ORDER BY b, m, k "
     "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET used = c.used "
     "RETURNING budget_key, member, bucket, used, reserved"
+)
+#: The sums of ranges of counter buckets, one row per (budget key, member, first, last).
+_SUM_RANGES = (
+    "SELECT r.b, r.m, COALESCE(SUM(c.used), 0), COALESCE(SUM(c.reserved), 0) "
+    "FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[]) AS r(b, m, lo, hi) "
+    "LEFT JOIN counters c ON c.budget_key = r.b AND c.member = r.m "
+    "AND c.bucket BETWEEN r.lo AND r.hi GROUP BY r.b, r.m"
 )
 #: Read counter rows, unlocked (``_LOCK_COUNTERS`` locks them in a write transaction).
 _READ_COUNTERS = (
@@ -499,23 +507,36 @@ class _PostgresTx(SqlTx):
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
         if not applied:
             return []
-        current: dict[tuple[str, str, int], tuple[int, int]] = {}
+        # A rolling window's earlier buckets: summed, not locked (a write only adds to
+        # the current bucket, under the window's anchor, which is locked). A plain read
+        # sums every range, the current bucket's too.
+        top = 1 if self._locking else 0
+        rolling = [(a.budget.key, a.member, a.span.first_bucket, a.span.bucket - top)
+                   for a in applied if not top or a.span.first_bucket < a.span.bucket]  # fmt: skip
+        current: dict[Key, tuple[int, int]] = {}
+        earlier: dict[tuple[str, str], tuple[int, int]] = {}
         if self._locking:
-            keys = sorted({(a.budget.key, a.member, a.span.bucket) for a in applied})
-            current = self.lock_counters(keys)
+            keys = sorted(engine.locked_by(applied))
+            if rolling:
+                # One round trip: the sums are read after the locks are granted, by a
+                # statement of their own, so they see every writer that held them before.
+                with self._conn.pipeline():
+                    locked = self._conn.execute(_pg(_LOCK_COUNTERS), _arrays(keys, "tti"))
+                    summed = self._conn.execute(_pg(_SUM_RANGES), _arrays(rolling, "ttii"))
+                    rows, sums = locked.fetchall(), summed.fetchall()
+                current = {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
+            else:
+                current = self.lock_counters(keys)
+        else:
+            sums = self._rows(_SUM_RANGES, _arrays(rolling, "ttii"))
+        if rolling:
+            earlier = {(b, m): (int(u), int(r)) for b, m, u, r in sums}
         out = []
         for hit in applied:
-            last = hit.span.bucket
-            used, reserved = current.get((hit.budget.key, hit.member, last), (0, 0))
-            if not self._locking or hit.span.first_bucket < last:
-                # Earlier buckets of a rolling window (or a plain read): summed, not locked.
-                top = last if not self._locking else last - 1
-                ((u, r),) = self._rows(
-                    "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
-                    "WHERE budget_key = ? AND member = ? AND bucket BETWEEN ? AND ?",
-                    (hit.budget.key, hit.member, hit.span.first_bucket, top),
-                )
-                used, reserved = used + int(u), reserved + int(r)
+            used, reserved = current.get((hit.budget.key, hit.member, hit.span.bucket), (0, 0))
+            before = earlier.get((hit.budget.key, hit.member))
+            if before is not None:
+                used, reserved = used + before[0], reserved + before[1]
             out.append(Counter(used, reserved))
         return out
 
