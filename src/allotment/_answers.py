@@ -158,6 +158,10 @@ class RemoteDecision(_Answer):
     replayed: bool = False
     degraded: bool = False
     commit_with: dict[str, Any] | None = None
+    #: with route candidates: the one reserved ({provider, model, backend})
+    route: dict[str, Any] | None = None
+    #: with route candidates: those that could not take the call, each with its reason
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from allotment.core.budgets import Budget
 from allotment.core.credits import CreditEntry, Grant
 from allotment.core.fx import FxRate
 from allotment.core.plans import Plan
+from allotment.core.routes import Route
 from allotment.core.subjects import Subject
 from allotment.core.topups import AutoTopUp, TopUp, TopUpStatus
 from allotment.core.units import UNITS, shown
@@ -141,10 +142,14 @@ class Base:
         ttl: int | None,
         request: Mapping[str, Any] | None,
         max_duration: int | None,
+        routes: Sequence[Mapping[str, Any] | Route] | None,
     ) -> Call:
+        candidates = None if routes is None else [
+            r.to_dict() if isinstance(r, Route) else dict(r) for r in routes
+        ]  # fmt: skip
         body = {"request_id": request_id, "subject": subject, "provider": provider, "model": model,
                 "estimate": estimate, "ttl_seconds": ttl, "request": request,
-                "max_duration_seconds": max_duration}  # fmt: skip
+                "max_duration_seconds": max_duration, "routes": candidates}  # fmt: skip
         return Call("POST", "/v1/authorize", _body(body))
 
     @staticmethod

@@ -29,6 +29,7 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, ReservationState
 from allotment.core.plans import Assignment, Plan
+from allotment.core.routes import Route
 from allotment.core.subjects import Subject
 from allotment.core.topups import TopUp, TopUpStatus
 from allotment.errors import BudgetExceeded
@@ -89,11 +90,12 @@ class AsyncGovernor:
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
         max_duration: int | None = None,
+        routes: Sequence[Mapping[str, Any] | Route] | None = None,
     ) -> Decision:
         """See ``Governor.authorize`` (batched without a thread per call on SQL stores)."""
         return await self.sync.authorize_async(
             request_id, subject, provider, model, estimate, ttl=ttl, request=request,
-            max_duration=max_duration,
+            max_duration=max_duration, routes=routes,
         )  # fmt: skip
 
     async def commit(

@@ -81,6 +81,7 @@ from allotment.core.decisions import Decision
 from allotment.core.fx import FxRate
 from allotment.core.ledger import ReservationState
 from allotment.core.plans import Plan
+from allotment.core.routes import Route
 from allotment.errors import BudgetExceeded, ConflictError, NotFoundError
 from allotment.governor import Hold, SubjectLike, UsageLike
 from allotment.store.base import EventQuery
@@ -165,10 +166,11 @@ class Client(Base):
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
         max_duration: int | None = None,
+        routes: Sequence[Mapping[str, Any] | Route] | None = None,
     ) -> RemoteDecision:
         """See ``Governor.authorize``; a refusal is returned with ``allowed`` False."""
         call = self._authorize(
-            request_id, subject, provider, model, estimate, ttl, request, max_duration
+            request_id, subject, provider, model, estimate, ttl, request, max_duration, routes
         )
         return self._granted(decision_from(self._send(call)))
 

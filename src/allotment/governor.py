@@ -27,6 +27,7 @@ from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
 from allotment.core.plans import Plan
+from allotment.core.routes import Route, parse_routes
 from allotment.core.subjects import Subject, check_identifier, check_text, parse_subject
 from allotment.core.usage import Usage, parse_usage
 from allotment.devices import SECRET_NAME, DeviceIds
@@ -35,6 +36,7 @@ from allotment.errors import (
     StoreError,
     ValidationError,
 )
+from allotment.lifecycle.authorize import Candidate
 from allotment.lifecycle.leases import Heartbeat
 from allotment.payments import PaymentGateway
 from allotment.pricing.base import Pricer
@@ -166,6 +168,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
         max_duration: int | None = None,
+        routes: Sequence[Mapping[str, Any] | Route] | None = None,
     ) -> Decision:
         """Reserve ``estimate`` on every applicable budget, or refuse.
 
@@ -179,12 +182,19 @@ class Governor(KeysAndRates, CreditPools, Plans):
         can keep it. A refusal by a rate or concurrency limit says when to
         retry (``Decision.retry_at``).
 
+        ``routes`` lists where the call may be served, in order:
+        ``[{"provider", "model", "backend"?}, ...]``, the first being ``provider``
+        and ``model`` themselves. The first candidate whose every applicable
+        budget passes is reserved (``Decision.route``); each one passed over is
+        in ``Decision.skipped`` with its reasons. A backend is matched by
+        budgets as ``match: {backend: ...}`` (a sub-cap).
+
         Idempotent per ``request_id``: a retry of a granted authorization
         gets the same grant back (``replayed=True``); the same id with a
         different payload raises ``ConflictError``.
         """
         prepared, now = self._authorize_request(
-            request_id, subject, provider, model, estimate, ttl, request, max_duration
+            request_id, subject, provider, model, estimate, ttl, request, max_duration, routes
         )
         try:
             return self.store.authorize(prepared, now)
@@ -202,6 +212,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         ttl: int | None = None,
         request: Mapping[str, Any] | None = None,
         max_duration: int | None = None,
+        routes: Sequence[Mapping[str, Any] | Route] | None = None,
     ) -> Decision:
         """``authorize`` for an event loop.
 
@@ -210,7 +221,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
         store runs in a worker thread.
         """
         prepared, now = self._authorize_request(
-            request_id, subject, provider, model, estimate, ttl, request, max_duration
+            request_id, subject, provider, model, estimate, ttl, request, max_duration, routes
         )
         submit = getattr(self.store, "authorize_async", None)
         try:
@@ -231,16 +242,15 @@ class Governor(KeysAndRates, CreditPools, Plans):
         ttl: int | None,
         request: Mapping[str, Any] | None,
         max_duration: int | None = None,
+        routes: Sequence[Mapping[str, Any] | Route] | None = None,
     ) -> tuple[AuthorizeRequest, datetime]:
         """Validate, estimate and price an authorization: everything before the store."""
         now = self.now()
         call = self._call(subject, provider, model)
-        if estimate is None and request is not None:
-            usage = estimate_request(
-                request, provider=provider, model=model, settings=self.estimates
-            )
-        else:
-            usage = parse_usage(estimate, "estimate")
+        candidates = () if routes is None else parse_routes(routes, provider, model)
+        if candidates:  # the first candidate is the call itself, its backend in the subject
+            call = call._replace(subject=candidates[0].subject(call.subject))
+        usage = self._estimate(call, estimate, request)
         ttl_seconds = self.default_ttl if ttl is None else _check_ttl(ttl, "ttl")
         parts: tuple[object, ...] = (
             "authorize",
@@ -250,9 +260,51 @@ class Governor(KeysAndRates, CreditPools, Plans):
             usage.as_tuple(),
         )
         max_seconds = None if max_duration is None else _check_ttl(max_duration, "max_duration")
-        if max_seconds is not None:  # named only when given: older fingerprints stay valid
+        # Named only when given: older fingerprints stay valid.
+        if max_seconds is not None:
             parts = (*parts, ("max_duration", max_seconds))
+        if candidates:
+            parts = (*parts, ("routes", tuple(r.label for r in candidates)))
         digest = payload_hash(*parts)
+        first = self._candidate(candidates[0] if candidates else None, call, usage, now)
+        prepared = AuthorizeRequest(
+            _check_id(request_id),
+            call,
+            first.estimate,
+            ttl_seconds,
+            digest,
+            first.price,
+            first.refusal,
+            self.currency,
+            parts,
+            first.warnings,
+            self.uncovered,
+            self.plan_from_subject,
+            max_seconds,
+        )
+        if candidates:
+            others = []
+            for route in candidates[1:]:
+                served = Call(route.subject(call.subject), route.provider, route.model)
+                others.append(self._candidate(
+                    route, served, self._estimate(served, estimate, request), now
+                ))  # fmt: skip
+            prepared.routes = (first, *others)
+        return prepared, now
+
+    def _estimate(
+        self, call: Call, estimate: UsageLike | None, request: Mapping[str, Any] | None
+    ) -> Usage:
+        """The estimate given, else the provider ``request``'s, estimated offline."""
+        if estimate is None and request is not None:
+            return estimate_request(
+                request, provider=call.provider or "", model=call.model or "",
+                settings=self.estimates,
+            )  # fmt: skip
+        return parse_usage(estimate, "estimate")
+
+    def _candidate(self, route: Route | None, call: Call, usage: Usage, now: datetime) -> Candidate:
+        """``call`` priced: refused up front, or flagged, when its model has no price."""
         priced, price = self._price(call, usage, now)
         refusal, warnings = None, _NO_WARNINGS
         if price.get("unknown_model"):
@@ -260,22 +312,8 @@ class Governor(KeysAndRates, CreditPools, Plans):
                 refusal = Refusal(None, Reason.UNKNOWN_MODEL, 0, 0, 0, None)
             else:
                 warnings = _UNKNOWN_MODEL
-        prepared = AuthorizeRequest(
-            _check_id(request_id),
-            call,
-            priced,
-            ttl_seconds,
-            digest,
-            price,
-            refusal,
-            self.currency,
-            parts,
-            warnings,
-            self.uncovered,
-            self.plan_from_subject,
-            max_seconds,
-        )
-        return prepared, now
+        where = route or Route(call.provider or "", call.model or "")
+        return Candidate(where, call, priced, price, refusal, warnings)
 
     def _degraded(self, prepared: AuthorizeRequest, now: datetime, error: StoreError) -> Decision:
         """The fail-open decision while the store is down, or the store's error.

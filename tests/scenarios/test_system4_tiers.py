@@ -171,3 +171,74 @@ def test_a_plan_may_give_recurring_grants(gov: Governor, clock: Clock) -> None:
     gov.set_plan({"id": "pro", "tenant": "relay", "per": "install", "default": True,
                   "budgets": [credits]})  # fmt: skip
     assert calls(gov, 1101, "a") == 1100  # the month's 1,000, then its 100 bonus credits
+
+
+#: core with a hosted sub-cap: at most half its lifetime quota served by the hosted backend
+SUBCAPPED = {"id": "core", "tenant": "relay", "per": "install", "default": True, "budgets": [
+    {"id": "credits", "meter": "credits", "window": "lifetime", "limit": 100},
+    {"id": "hosted", "meter": "credits", "window": "lifetime", "share": "0.5",
+     "match": {"backend": "hosted"}},
+]}  # fmt: skip
+HOSTED = {"provider": "hosted", "model": "relay-model", "backend": "hosted"}
+OWN = {"provider": "self", "model": "relay-local", "backend": "own"}
+
+
+def routed(gov: Governor, request_id: str, routes: list[dict[str, str]]) -> object:
+    """Plan (authorize over the routes), call, then commit one credit on success."""
+    decision = gov.authorize(request_id, INSTALL, "hosted", "relay-model", ONE, routes=routes)
+    if decision.allowed:
+        gov.commit(request_id, ONE)
+    return decision
+
+
+def test_the_hosted_sub_cap_falls_back_to_own_hardware(gov: Governor) -> None:
+    plan = gov.set_plan(SUBCAPPED)
+    assert plan.budgets[1].limit == 50  # half of the plan's 100 credits
+    assert gov.get_plan("core", tenant="relay").to_spec()["budgets"][1]["share"] == "0.5"
+    served = [routed(gov, f"c{i}", [HOSTED, OWN]).route.backend for i in range(100)]
+    assert served == ["hosted"] * 50 + ["own"] * 50  # the 51st falls back to hardware
+    refused = routed(gov, "c100", [HOSTED, OWN])
+    assert not refused.allowed  # 100 lifetime credits: no route left
+    assert {r.budget_id for s in refused.skipped for r in s.refusals} == {
+        "core.credits", "core.hosted",
+    }  # fmt: skip
+    used = {v.budget_id: v.used for v in gov.status(INSTALL | {"tags": {"backend": "hosted"}})}
+    assert used == {"core.credits": 100, "core.hosted": 50}
+
+
+def test_without_hardware_the_51st_call_is_refused_naming_the_sub_cap(gov: Governor) -> None:
+    gov.set_plan(SUBCAPPED)
+    assert all(routed(gov, f"c{i}", [HOSTED]).allowed for i in range(50))
+    refused = routed(gov, "c50", [HOSTED])
+    assert refused.reason is Reason.HARD_CAP_EXCEEDED
+    assert [r.budget_id for r in refused.refusals] == ["core.hosted"]
+    assert [s.route.backend for s in refused.skipped] == ["hosted"]
+
+
+def test_planning_does_not_debit_and_commit_debits_on_success_only(gov: Governor) -> None:
+    gov.set_plan(SUBCAPPED)
+    held = gov.authorize("ok", INSTALL, "hosted", "relay-model", ONE, routes=[HOSTED, OWN])
+    [credits, hosted] = [v for v in held.budgets]
+    assert (credits.used, credits.reserved, hosted.used) == (0, 1, 0)  # planned, not debited
+    gov.commit("ok", ONE)
+    gov.authorize("failed", INSTALL, "hosted", "relay-model", ONE, routes=[HOSTED, OWN])
+    gov.commit("failed", {"credits": 0}, status="error", reason="upstream 500")
+    used = {v.budget_id: (v.used, v.reserved)
+            for v in gov.status(INSTALL | {"tags": {"backend": "hosted"}})}  # fmt: skip
+    assert used == {"core.credits": (1, 0), "core.hosted": (1, 0)}
+
+
+def test_a_share_needs_one_quota_to_share(gov: Governor) -> None:
+    lone = {**SUBCAPPED, "budgets": [SUBCAPPED["budgets"][1]]}  # type: ignore[index]
+    with pytest.raises(ValidationError) as caught:
+        gov.set_plan(lone)
+    assert caught.value.field == "budgets[0].share"
+    both = {
+        **SUBCAPPED,
+        "budgets": [
+            SUBCAPPED["budgets"][0],  # type: ignore[index]
+            {**SUBCAPPED["budgets"][1], "limit": 10},
+        ],
+    }  # type: ignore[index]
+    with pytest.raises(ValidationError):
+        gov.set_plan(both)

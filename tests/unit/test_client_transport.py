@@ -31,7 +31,7 @@ VIEW = {"budget_id": "d", "name": None, "meter": "tokens", "percent": "40.00",
 DECISION = {"request_id": "r1", "allowed": True, "reason": None, "refusals": [], "warnings": [],
             "shadow_refusals": [], "budgets": [VIEW], "expires_at": "2026-11-23T00:05:00+00:00",
             "retry_at": None, "replayed": False, "degraded": False,
-            "commit_with": None}  # fmt: skip
+            "commit_with": None, "route": None, "skipped": []}  # fmt: skip
 EVENT = {"id": 7, "request_id": "r1", "status": "success", "subject": SUBJECT,
          "provider": "openai", "model": "gpt-4o-mini",
          "usage": Usage(input_tokens=100, output_tokens=500, cost_micros=315).to_dict(),

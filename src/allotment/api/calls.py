@@ -49,11 +49,19 @@ T = TypeVar("T")
 P = ParamSpec("P")
 router = APIRouter(prefix="/v1", tags=["calls"], route_class=JsonRoute)
 #: the Governor's argument names that differ from the fields on the wire
-_WIRE_NAMES = {"ttl": "ttl_seconds"}
+_WIRE_NAMES = {"ttl": "ttl_seconds", "max_duration": "max_duration_seconds"}
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RouteIn(_Body):
+    """A route candidate."""
+
+    provider: str
+    model: str
+    backend: str | None = Field(None, description="Matched by budgets as match: {backend}")
 
 
 class AuthorizeBody(_Body):
@@ -71,6 +79,11 @@ class AuthorizeBody(_Body):
     max_duration_seconds: StrictInt | None = Field(
         None,
         description="A lease's maximum duration: heartbeats never keep it past this (1 to 604800).",
+    )
+    routes: list[RouteIn] | None = Field(
+        None,
+        description="Where the call may be served, in order, the first being provider and "
+        "model themselves: the first whose budgets all pass is reserved",
     )
 
 
@@ -176,7 +189,10 @@ async def heartbeat(
     caller.may_write_usage()
     ttl, tenant = (None, None) if body is None else (body.ttl_seconds, body.tenant)
     beat = partial(gov.heartbeat, lease_id, ttl=ttl, tenant=caller.within(tenant))
-    answer = await run_in_threadpool(beat) if _blocking(gov) else beat()
+    try:
+        answer = await run_in_threadpool(beat) if _blocking(gov) else beat()
+    except ValidationError as exc:
+        raise _on_the_wire(exc) from None
     return Json(answer.to_dict(currency=gov.currency))
 
 
@@ -195,6 +211,9 @@ async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Re
         decision = await call(
             body.request_id, body.subject, body.provider, body.model, estimate,
             ttl=body.ttl_seconds, max_duration=body.max_duration_seconds,
+            routes=None if body.routes is None else [
+                r.model_dump(exclude_none=True) for r in body.routes
+            ],
         )  # fmt: skip
     except ValidationError as exc:
         raise _on_the_wire(exc) from None

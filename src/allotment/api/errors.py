@@ -78,19 +78,27 @@ def refusal_response(
     """
     refusal = decision.refusals[0]
     answer = decision.to_dict(currency=currency)
-    if refusal.reason is Reason.UNKNOWN_MODEL:
+    # With route candidates, every one's reason.
+    details: dict[str, Any] = {"routes": answer["skipped"]} if decision.skipped else {}
+    if refusal.reason is Reason.UNKNOWN_MODEL and not decision.skipped:
         return error(402, "unknown_model", "This model has no price and is not allowed.",
                      reason=refusal.reason.value, decision=answer)  # fmt: skip
-    if refusal.reason is Reason.NO_BUDGET:
+    if refusal.reason is Reason.NO_BUDGET and not decision.skipped:
         return error(402, "no_budget", "No budget covers this call; such calls are denied.",
                      reason=refusal.reason.value, decision=answer)  # fmt: skip
     resets = refusal.resets_at.isoformat() if refusal.resets_at else None
-    limited = all(r.reason.retryable for r in decision.refusals)
-    pool: dict[str, Any] = {}
+    limited = decision.limited
     if limited:
-        code, message = refusal.reason.value, _LIMITED[refusal.reason]
+        tried = [s.refusals for s in decision.skipped] or [decision.refusals]
+        reason = next(rs[0].reason for rs in tried if all(r.reason.retryable for r in rs))
+        code, message = reason.value, _LIMITED[reason]
     else:
-        code, message, pool = _exceeded(decision, refusal, resets)
+        code, message, found = _exceeded(decision, refusal, resets)
+        details |= found
+    if decision.skipped:
+        reasons = "; ".join(f"{s.route.label}: {s.refusals[0].reason.value}"
+                            for s in decision.skipped if s.refusals)  # fmt: skip
+        message = f"No route can take this request ({reasons})."
     first = answer["refusals"][0]
     shown = first["display"] and {"remaining": first["display"]["remaining"],
                                   "limit": first["display"]["limit"]}  # fmt: skip
@@ -99,7 +107,7 @@ def refusal_response(
         429 if limited else 402,
         code,
         message,
-        **pool,
+        **details,
         budget_id=refusal.budget_id,
         reason=refusal.reason.value,
         remaining=refusal.remaining,

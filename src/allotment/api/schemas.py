@@ -192,6 +192,23 @@ class CommitWithOut(_Out):
     model: str
 
 
+class RouteOut(_Out):
+    """A route candidate: where a call may be served."""
+
+    provider: str
+    model: str
+    backend: str | None
+
+
+class SkippedOut(RouteOut):
+    """A route candidate that could not take the call, and why."""
+
+    reason: str | None
+    budget_id: str | None
+    retry_at: str | None
+    refusals: list[RefusalOut]
+
+
 class DecisionOut(_Out):
     """The answer to an authorization."""
 
@@ -214,6 +231,14 @@ class DecisionOut(_Out):
         None,
         description="For a degraded grant (the store was down): send these fields "
         "(subject, provider, model) with its commit so any worker meters it",
+    )
+    route: RouteOut | None = Field(
+        None, description="With route candidates: the one reserved (null when refused)"
+    )
+    skipped: list[SkippedOut] = Field(
+        default_factory=list,
+        description="With route candidates: those that could not take the call, in "
+        "order, each with its reason (all of them when refused)",
     )
 
 

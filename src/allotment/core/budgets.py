@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 from allotment.core.credits import RecurringGrant
 from allotment.core.decisions import State
 from allotment.core.money import decimal_to_units, parse_decimal, units_to_decimal
+from allotment.core.routes import BACKEND_TAG
 from allotment.core.subjects import (
     SCALAR_DIMENSIONS,
     Subject,
@@ -458,8 +459,10 @@ def _parse_selector(raw: object, field_name: str) -> Selector:
     if not isinstance(raw, Mapping):
         raise ValidationError(field_name, "must be an object of dimension: value(s)")
     out: list[tuple[str, tuple[str, ...]]] = []
-    for dimension, values in sorted(raw.items()):
-        path = f"{field_name}.{dimension}"
+    for given, values in sorted(raw.items()):
+        path = f"{field_name}.{given}"
+        # A route's backend is a tag of the call's subject (allotment.core.routes).
+        dimension = f"tags.{BACKEND_TAG}" if given == BACKEND_TAG else given
         if dimension not in _MATCH_DIMENSIONS and not _is_tag(str(dimension)):
             raise ValidationError(path, "is not a dimension budgets can select on")
         if _is_tag(str(dimension)) and is_secret_name(dimension[5:]):
@@ -470,7 +473,7 @@ def _parse_selector(raw: object, field_name: str) -> Selector:
         for item in items:
             check_identifier(item, path, required=True)
         out.append((dimension, tuple(items)))
-    return tuple(out)
+    return tuple(sorted(out))
 
 
 def _as_list(value: object, field_name: str) -> list[Any]:

@@ -7,12 +7,14 @@ handing it out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from allotment.core.routes import Route
 from allotment.core.topups import USER_MESSAGES, TopUpStatus
 from allotment.core.units import UNITS, shown
 
@@ -321,6 +323,36 @@ class Warning:
 
 
 @dataclass(slots=True)
+class Skipped:
+    """A route candidate that could not take the call, and why (its budgets' refusals)."""
+
+    route: Route
+    refusals: tuple[Refusal, ...]
+
+    @property
+    def retry_at(self) -> datetime | None:
+        """When the candidate can take the call, if only limits that pass by themselves
+        refused it (the latest of their retry times), else None."""
+        return _retry_at(self.refusals)
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.refusals[0] if self.refusals else None
+        return {
+            **self.route.to_dict(),
+            "reason": None if first is None else first.reason.value,
+            "budget_id": None if first is None else first.budget_id,
+            "retry_at": _iso(self.retry_at),
+            "refusals": [r.to_dict() for r in self.refusals],
+        }
+
+
+def _retry_at(refusals: Sequence[Refusal]) -> datetime | None:
+    if not refusals or not all(r.reason.retryable and r.retry_at for r in refusals):
+        return None
+    return max(r.retry_at for r in refusals if r.retry_at is not None)
+
+
+@dataclass(slots=True)
 class Decision:
     """The answer to an authorization.
 
@@ -342,6 +374,11 @@ class Decision:
     #: for a degraded grant: what its commit must send along (``subject``,
     #: ``provider``, ``model``) to be metered by a process that never saw it
     commit_with: dict[str, Any] | None = None
+    #: with route candidates: the one reserved (None: refused, or no candidates given)
+    route: Route | None = None
+    #: with route candidates: those that could not take the call, in order (every one
+    #: when refused); ``refusals`` are then the first candidate's
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def reason(self) -> Reason | None:
@@ -366,13 +403,25 @@ class Decision:
         return max(limited, key=lambda v: v.percent or 0) if limited else None
 
     @property
+    def limited(self) -> bool:
+        """Refused, but only by limits that pass by themselves (rate, concurrency), on
+        the one route or on some route candidate: worth retrying (HTTP 429)."""
+        if self.allowed:
+            return False
+        tried = [s.refusals for s in self.skipped] or [self.refusals]
+        return any(rs and all(r.reason.retryable for r in rs) for rs in tried)
+
+    @property
     def retry_at(self) -> datetime | None:
-        """When to try again, for a call refused by rate or concurrency limits only:
-        the latest of their retry times (None when any refusal does not pass by itself)."""
-        refusals = self.refusals
-        if not refusals or not all(r.reason.retryable and r.retry_at for r in refusals):
+        """When to try again, for a call refused by rate or concurrency limits only: the
+        latest of their retry times (with route candidates, the soonest any candidate
+        can take it); None when waiting cannot help."""
+        if self.allowed:
             return None
-        return max(r.retry_at for r in refusals if r.retry_at is not None)
+        if not self.skipped:
+            return _retry_at(self.refusals)
+        times = [t for t in (s.retry_at for s in self.skipped) if t is not None]
+        return min(times) if times else None
 
     def to_dict(self, *, currency: str | None = None, display: bool = True) -> dict[str, Any]:
         """JSON-safe form: see ``BudgetView.to_dict`` for ``currency`` (the ledger's) and
@@ -392,6 +441,8 @@ class Decision:
             "replayed": self.replayed,
             "degraded": self.degraded,
             "commit_with": self.commit_with,
+            "route": None if self.route is None else self.route.to_dict(),
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -107,13 +108,18 @@ class Plan:
         if not isinstance(templates, Sequence) or isinstance(templates, str | bytes):
             raise ValidationError("budgets", "must be a list of budget templates")
         budgets = []
+        shares: dict[int, Decimal] = {}
         slots: set[str] = set()
         for i, template in enumerate(templates):
-            budget = _materialise(template, plan_id, owner, per, f"budgets[{i}]")
+            budget, share = _materialise(template, plan_id, owner, per, f"budgets[{i}]")
             if budget.slot in slots:
                 raise ValidationError(f"budgets[{i}].id", f"{budget.slot!r} is given twice")
             slots.add(budget.slot or "")
             budgets.append(budget)
+            if share is not None:
+                shares[i] = share
+        for i, share in shares.items():
+            budgets[i] = _shared(budgets, i, share, f"budgets[{i}].share")
         return cls(plan_id, per, tuple(budgets), owner, default, version, name,
                    tuple(dict(t) for t in templates))  # fmt: skip
 
@@ -126,13 +132,32 @@ class Plan:
             "per": self.per,
             "default": self.default,
             "version": self.version,
-            "budgets": [_template_spec(b) for b in self.budgets],
+            "budgets": [
+                _template_spec(b, share)
+                for b, share in zip(self.budgets, self._shares(), strict=True)
+            ],
         }
 
+    def _shares(self) -> list[object]:
+        """Each template's ``share`` of the plan's quota, as given (None: a limit)."""
+        if not self.templates:
+            return [None] * len(self.budgets)
+        return [t.get("share") for t in self.templates]
 
-def _materialise(template: object, plan_id: str, tenant: str | None, per: str, path: str) -> Budget:
+
+def _materialise(
+    template: object, plan_id: str, tenant: str | None, per: str, path: str
+) -> tuple[Budget, Decimal | None]:
+    """The template as a budget, and its ``share`` of the plan's quota (if given: the
+    budget's limit is then set by ``_shared``)."""
     if not isinstance(template, Mapping):
         raise ValidationError(path, "must be an object")
+    share = None
+    if "share" in template:
+        share = _share(template["share"], f"{path}.share")
+        if template.get("limit") is not None:
+            raise ValidationError(f"{path}.share", "give a limit or a share, not both")
+        template = {k: v for k, v in template.items() if k != "share"}
     for name in _SET_BY_PLAN & set(template):
         raise ValidationError(f"{path}.{name}", "is set by the plan")
     slot = template.get("id")
@@ -151,15 +176,48 @@ def _materialise(template: object, plan_id: str, tenant: str | None, per: str, p
         budget = Budget.from_spec(spec)
     except ValidationError as exc:
         raise ValidationError(f"{path}.{exc.field}", exc.message) from None
-    return Budget.of_plan(budget, plan_id, slot)
+    return Budget.of_plan(budget, plan_id, slot), share
 
 
-def _template_spec(budget: Budget) -> dict[str, Any]:
+def _share(value: object, path: str) -> Decimal:
+    """A share of a quota: a decimal in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
+        raise ValidationError(path, "must be a decimal between 0 and 1, like 0.5")
+    try:
+        share = Decimal(str(value))
+    except ArithmeticError:
+        raise ValidationError(path, "must be a decimal between 0 and 1, like 0.5") from None
+    if not share.is_finite() or not 0 < share <= 1:
+        raise ValidationError(path, "must be a decimal between 0 and 1, like 0.5")
+    return share
+
+
+def _shared(budgets: list[Budget], index: int, share: Decimal, path: str) -> Budget:
+    """Budget ``index`` with its limit ``share`` of its plan's quota: the plan's one
+    budget on the same meter and window that selects nothing more than the plan (a
+    sub-cap on a backend is a share of the plan's quota of that meter)."""
+    sub = budgets[index]
+    plan_only = ((f"tags.{PLAN_TAG}", (sub.plan,)),)
+    quotas = [b for b in budgets if b is not sub and b.meter is sub.meter
+              and b.window == sub.window and b.match == plan_only and not b.exclude]  # fmt: skip
+    if len(quotas) != 1:
+        raise ValidationError(
+            path, f"is a share of the plan's {sub.meter.value} quota over the same window: "
+            "the plan needs exactly one such budget without a match",
+        )  # fmt: skip
+    limit = quotas[0].limit
+    return replace(sub, limit=None if limit is None else int(limit * share))
+
+
+def _template_spec(budget: Budget, share: object = None) -> dict[str, Any]:
     spec = budget.to_spec()
     for name in ("tenant", "per", "plan", "slot"):
         spec.pop(name, None)
     spec["id"] = budget.slot
     spec["match"] = {k: v for k, v in spec["match"].items() if k != f"tags.{PLAN_TAG}"}
+    if share is not None:  # the limit follows the quota
+        spec.pop("limit", None)
+        spec["share"] = str(share)
     return spec
 
 
