@@ -17,6 +17,7 @@ from allotment.async_governor import AsyncGovernor
 from allotment.core.budgets import Budget, Failure, Mode
 from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, State, Warning
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState
+from allotment.core.routes import Route
 from allotment.core.subjects import Subject
 from allotment.core.usage import Meter, Usage
 from allotment.core.windows import Window
@@ -32,6 +33,7 @@ from allotment.errors import (
     ValidationError,
 )
 from allotment.governor import Governor, Hold
+from allotment.lifecycle.leases import Heartbeat
 from allotment.pricing import ModelRate, Price, Pricer, StaticPricer
 from allotment.providers import StreamUsage, usage_from
 from allotment.store import MemoryStore, SQLiteStore, Store, open_store
@@ -53,6 +55,7 @@ __all__ = [
     "EventStatus",
     "Failure",
     "Governor",
+    "Heartbeat",
     "Hold",
     "InvalidData",
     "MemoryStore",
@@ -65,6 +68,7 @@ __all__ = [
     "Reason",
     "Refusal",
     "ReservationState",
+    "Route",
     "SQLiteStore",
     "State",
     "StaticPricer",

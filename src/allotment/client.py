@@ -97,6 +97,7 @@ __all__ = [
     "RemoteEvent",
     "RemoteGrant",
     "RemoteGrantBalance",
+    "RemoteHeartbeat",
     "RemoteKey",
     "RemotePlan",
     "RemotePlanAssignment",

@@ -439,14 +439,15 @@ class Governor(KeysAndRates, CreditPools, Plans):
     ) -> Heartbeat:
         """Keep a lease alive: extend it to min(now + ttl, its maximum duration).
 
-        ``ttl`` defaults to the lease's own. An expired lease is reclaimed, never
+        ``ttl`` defaults to the lease's own (for a reservation that is no lease, the
+        default TTL of authorizations). An expired lease is reclaimed, never
         revived; the answer says ``stop=True`` once the lease has ended
         (maximum duration reached, expired, released or revoked, committed),
         and how the budgets it counts on stand.
         """
         lease_id = _check_id(lease_id)
         ttl_seconds = None if ttl is None else _check_ttl(ttl, "ttl")
-        return self.store.heartbeat(lease_id, self.now(), ttl_seconds, tenant)
+        return self.store.heartbeat(lease_id, self.now(), ttl_seconds, tenant, self.default_ttl)
 
     def record(
         self,

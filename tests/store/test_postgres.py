@@ -115,7 +115,8 @@ def test_migrations_apply_once_with_instances_starting_together(postgres_url: st
 UNDO_10 = (
     "DROP TABLE lease_slots",
     "ALTER TABLE reservations DROP COLUMN max_until",
-    "ALTER TABLE reservations DROP COLUMN lease_ttl",
+    "ALTER TABLE reservations DROP COLUMN slots",
+    "ALTER TABLE reservations DROP COLUMN ttl",
     "DELETE FROM schema_migrations WHERE version >= 10",
 )
 

@@ -9,6 +9,7 @@ EXPECTED = {
     "Price", "Pricer", "Reason", "Refusal", "ReservationState", "SQLiteStore", "State",
     "StaticPricer", "Store", "StoreError", "Subject", "Usage", "ValidationError", "Warning",
     "Window", "__version__", "open_store", "StreamUsage", "usage_from", "InvalidData",
+    "Heartbeat", "Route",
 }  # fmt: skip
 
 

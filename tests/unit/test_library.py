@@ -132,7 +132,8 @@ UNDO_5_AND_6 = """
 UNDO_10 = """
     DROP TABLE lease_slots;
     ALTER TABLE reservations DROP COLUMN max_until;
-    ALTER TABLE reservations DROP COLUMN lease_ttl;
+    ALTER TABLE reservations DROP COLUMN slots;
+    ALTER TABLE reservations DROP COLUMN ttl;
     DELETE FROM schema_migrations WHERE version >= 10;
 """
 

@@ -62,6 +62,14 @@ REFUSED: dict[int | str, dict[str, Any]] = {
         "A call larger than such a limit itself is a 402 ``estimate_exceeds_limit``",
         "headers": {
             "Retry-After": {"description": "Seconds", "schema": {"type": "integer"}},
+            "RateLimit-Policy": {
+                "description": "The binding limit (IETF draft)",
+                "schema": {"type": "string"},
+            },
+            "RateLimit": {
+                "description": "What it has left, and in how many seconds the call can fit",
+                "schema": {"type": "string"},
+            },
         },
     },
 }

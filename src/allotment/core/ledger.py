@@ -112,15 +112,17 @@ class Reservation:
     state: ReservationState = ReservationState.HELD
     commit_hash: str | None = None
     event_id: int | None = None
-    #: a lease's TTL: what a heartbeat extends it by (None: not a lease)
-    lease_ttl: int | None = None
+    #: its TTL in seconds: what a heartbeat extends it by (None: kept by an older version)
+    ttl: int | None = None
     #: when a lease reaches its maximum duration (None: no maximum)
     max_until: datetime | None = None
+    #: how many slots of concurrency budgets it holds (``allotment.lifecycle.leases``)
+    slots: int = 0
 
     @property
     def leased(self) -> bool:
-        """Whether this reservation is a lease (slots, a heartbeat, a maximum duration)."""
-        return self.lease_ttl is not None
+        """Whether this reservation is a lease: it holds slots, or has a maximum duration."""
+        return self.slots > 0 or self.max_until is not None
 
     def moved(
         self, state: ReservationState, commit_hash: str | None = None, event_id: int | None = None
@@ -129,7 +131,7 @@ class Reservation:
         return Reservation(
             self.request_id, self.subject, self.provider, self.model, self.estimate, self.charges,
             self.authorized_at, self.expires_at, self.payload_hash, state, commit_hash, event_id,
-            self.lease_ttl, self.max_until,
+            self.ttl, self.max_until, self.slots,
         )  # fmt: skip
 
 

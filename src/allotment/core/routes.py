@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from allotment.core.subjects import Subject, check_identifier
@@ -48,17 +49,24 @@ class Route:
     def subject(self, subject: Subject, requested: Route | None = None) -> Subject:
         """``subject`` as this route serves it: its backend tag set (or dropped), and the
         route ``requested`` first, when it is another."""
-        tags = {k: v for k, v in subject.tags if k not in (BACKEND_TAG, REQUESTED_TAG)}
-        if self.backend is not None:
-            tags[BACKEND_TAG] = self.backend
-        if requested is not None and requested != self:
-            tags[REQUESTED_TAG] = requested.label
-        if tags == dict(subject.tags):
-            return subject
-        return replace(subject, tags=tuple(sorted(tags.items())))
+        return _served(subject, self.backend, None if requested == self else requested)
 
     def to_dict(self) -> dict[str, Any]:
         return {"provider": self.provider, "model": self.model, "backend": self.backend}
+
+
+@lru_cache(maxsize=4096)
+def _served(subject: Subject, backend: str | None, requested: Route | None) -> Subject:
+    """``Route.subject``, remembered: a new Subject validates every tag, and a routed
+    authorize makes one per candidate (11 % of a three-route pair, bench.routes)."""
+    tags = {k: v for k, v in subject.tags if k not in (BACKEND_TAG, REQUESTED_TAG)}
+    if backend is not None:
+        tags[BACKEND_TAG] = backend
+    if requested is not None:
+        tags[REQUESTED_TAG] = requested.label
+    if tags == dict(subject.tags):
+        return subject
+    return replace(subject, tags=tuple(sorted(tags.items())))
 
 
 def parse_routes(

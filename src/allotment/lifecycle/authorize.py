@@ -178,7 +178,6 @@ def _reserve(tx: CallTx, request: AuthorizeRequest, admission: _Admission, now: 
     call, charges, expires_at = request.call, admission.charges, admission.expires_at
     tx.add([(c.budget_key, c.member, c.bucket, 0, c.amount) for c in charges])
     slots = leases.slots(admission.applied, call.subject.tenant, request.request_id, expires_at)
-    leased = bool(slots) or admission.max_until is not None
     tx.insert_reservation(
         Reservation(
             request.request_id,
@@ -190,8 +189,9 @@ def _reserve(tx: CallTx, request: AuthorizeRequest, admission: _Admission, now: 
             now,
             expires_at,
             request.payload_hash,
-            lease_ttl=request.ttl_seconds if leased else None,
+            ttl=request.ttl_seconds,
             max_until=admission.max_until,
+            slots=len(slots),
         )
     )
     if slots:

@@ -55,7 +55,7 @@ def slots(applied: Sequence[Applied], tenant: str, request_id: str, until: datet
 
 def end(tx: CallTx, reservation: Reservation) -> None:
     """Free a lease's slots as its reservation is committed, released or swept."""
-    if reservation.leased:
+    if reservation.slots:
         tx.drop_slots(reservation.subject.tenant, reservation.request_id)
 
 
@@ -125,11 +125,13 @@ def heartbeat(
     tx: CallTx,
     lease_id: str,
     now: datetime,
-    ttl_seconds: int | None = None,
-    tenant: str | None = None,
+    ttl_seconds: int | None,
+    tenant: str | None,
+    default_ttl: int,
 ) -> Heartbeat:
     """Extend a live lease to min(now + ttl, its maximum); an expired one is reclaimed,
-    never revived."""
+    never revived. ``ttl`` is ``ttl_seconds``, else the reservation's own, else (one
+    kept by an older version) ``default_ttl``."""
     from allotment.lifecycle import release
 
     r = pick(tx.reservations(lease_id), lease_id, tenant)
@@ -143,13 +145,13 @@ def heartbeat(
         ended = r.max_until is not None and r.expires_at >= r.max_until
         reason = "max_duration" if ended else "expired"
         return Heartbeat(lease_id, False, True, reason, r.expires_at, r.max_until, _views(tx, r))
-    ttl = ttl_seconds or r.lease_ttl or int((r.expires_at - r.authorized_at).total_seconds())
+    ttl = ttl_seconds or r.ttl or default_ttl
     until = now + timedelta(seconds=ttl)
     if r.max_until is not None:
         until = min(until, r.max_until)
     if until > r.expires_at:
         tx.update_reservation(replace(r, expires_at=until))
-        if r.leased:
+        if r.slots:
             tx.extend_slots(r.subject.tenant, lease_id, until)
     else:
         until = r.expires_at  # a heartbeat never shortens a lease

@@ -195,7 +195,7 @@ def subject_from_json(text: str) -> Subject:
 
 def reservation_from_row(row: Sequence[Any]) -> Reservation:
     (request_id, _tenant, state, payload_hash, commit_hash, event_id, subject, provider, model,
-     estimate, charges, authorized_at, expires_at, lease_ttl, max_until) = row  # fmt: skip
+     estimate, charges, authorized_at, expires_at, ttl, max_until, slots) = row  # fmt: skip
     return Reservation(
         request_id=request_id,
         subject=subject_from_json(subject),
@@ -209,8 +209,9 @@ def reservation_from_row(row: Sequence[Any]) -> Reservation:
         state=ReservationState(state),
         commit_hash=commit_hash,
         event_id=event_id,
-        lease_ttl=lease_ttl,
+        ttl=ttl,
         max_until=None if max_until is None else from_us(max_until),
+        slots=slots,
     )
 
 
@@ -220,7 +221,7 @@ def reservation_values(r: Reservation) -> tuple[Any, ...]:
         r.request_id, r.subject.tenant, r.state.value, r.payload_hash, r.commit_hash, r.event_id,
         subject_json(r.subject), r.provider, r.model, dumps(r.estimate.to_dict()),
         dumps([tuple(c) for c in r.charges]), to_us(r.authorized_at), to_us(r.expires_at),
-        r.lease_ttl, None if r.max_until is None else to_us(r.max_until),
+        r.ttl, None if r.max_until is None else to_us(r.max_until), r.slots,
     )  # fmt: skip
 
 

@@ -67,7 +67,7 @@ EVENT_INSERT = (
     f"INSERT INTO events ({EVENT_SELECT.removeprefix('id, ')}) "
     f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) - 1))})"
 )
-RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 15)})"
+RESERVATION_INSERT = f"INSERT INTO reservations VALUES ({', '.join('?' * 16)})"
 RESERVATION_UPDATE = (
     "UPDATE reservations SET state = ?, commit_hash = ?, event_id = ?, expires_at = ? "
     "WHERE request_id = ? AND tenant = ?"

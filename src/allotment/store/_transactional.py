@@ -123,9 +123,16 @@ class TransactionalStore:
         return self._write(lambda tx: release.sweep(tx, now, limit))
 
     def heartbeat(
-        self, lease_id: str, now: datetime, ttl_seconds: int | None, tenant: str | None
+        self,
+        lease_id: str,
+        now: datetime,
+        ttl_seconds: int | None,
+        tenant: str | None,
+        default_ttl: int,
     ) -> Heartbeat:
-        return self._write(lambda tx: leases.heartbeat(tx, lease_id, now, ttl_seconds, tenant))
+        return self._write(
+            lambda tx: leases.heartbeat(tx, lease_id, now, ttl_seconds, tenant, default_ttl)
+        )
 
     def status(
         self, call: Call, now: datetime, plan_from_subject: bool = False

@@ -66,7 +66,12 @@ class Store(Protocol):
     ) -> list[CommitResult]: ...
     def sweep(self, now: datetime, limit: int = 1000) -> int: ...
     def heartbeat(
-        self, lease_id: str, now: datetime, ttl_seconds: int | None, tenant: str | None
+        self,
+        lease_id: str,
+        now: datetime,
+        ttl_seconds: int | None,
+        tenant: str | None,
+        default_ttl: int,
     ) -> Heartbeat: ...
     def status(
         self, call: Call, now: datetime, plan_from_subject: bool = False

@@ -132,18 +132,18 @@ class _State:
         return (
             r.request_id, self.intern(r.subject), r.provider, r.model, r.estimate.as_tuple(),
             sum(r.charges, ()), r.authorized_at, r.expires_at, r.payload_hash,
-            str(r.state), r.commit_hash, r.event_id, r.lease_ttl, r.max_until,
+            str(r.state), r.commit_hash, r.event_id, r.ttl, r.max_until, r.slots,
         )  # fmt: skip
 
     def reservation(self, row: Reservation | _ReservationRow) -> Reservation:
         if isinstance(row, Reservation):
             return row
         (request_id, subject, provider, model, estimate, charges, authorized_at, expires_at,
-         payload_hash, state, commit_hash, event_id, lease_ttl, max_until) = row  # fmt: skip
+         payload_hash, state, commit_hash, event_id, ttl, max_until, slots) = row  # fmt: skip
         return Reservation(
             request_id, self.subjects[subject], provider, model, usage_from_row(estimate),
             _charges(charges), authorized_at, expires_at, payload_hash,
-            _RESERVATION_STATE[state], commit_hash, event_id, lease_ttl, max_until,
+            _RESERVATION_STATE[state], commit_hash, event_id, ttl, max_until, slots,
         )  # fmt: skip
 
 
@@ -156,7 +156,7 @@ _EventRow = tuple[Any, ...]
 _STATUS, _SUBJECT, _OCCURRED_AT = 2, 3, 7
 #: request_id, subject index, provider, model, estimate, charges (their fields in
 #: one flat tuple), authorized_at, expires_at, payload_hash, state, commit_hash, event_id,
-#: lease_ttl, max_until
+#: ttl, max_until, slots
 _ReservationRow = tuple[Any, ...]
 _EVENT_STATUS = {s.value: s for s in EventStatus}
 _ZERO = Counter()
@@ -578,7 +578,7 @@ class _MemoryTx:
             if (
                 isinstance(row, Reservation)
                 and row.state is ReservationState.HELD
-                and row.expires_at <= now  # else a heartbeat extended it: a later entry
+                and row.expires_at == entry[0]  # else a heartbeat moved it: another entry
             ):
                 out.append(row)
         return out

@@ -192,7 +192,7 @@ _EVENT_INTS = {"id", *USAGE_FIELDS, "occurred_at", "recorded_at"}
 _EVENT_KINDS = "".join("i" if c in _EVENT_INTS else "t" for c in EVENT_COLUMNS)
 _INSERT_EVENTS = f"INSERT INTO events ({EVENT_SELECT}) SELECT * FROM {_unnest(_EVENT_KINDS)}"
 #: request_id .. commit_hash, event_id, subject .. charges, authorized_at, expires_at
-_RESERVATION_KINDS = "tttttitttttiiii"
+_RESERVATION_KINDS = "tttttitttttiiiii"
 _INSERT_RESERVATIONS = f"INSERT INTO reservations SELECT * FROM {_unnest(_RESERVATION_KINDS)}"
 _UPDATE_RESERVATIONS = (
     "UPDATE reservations AS r SET state = t.s, commit_hash = t.h, event_id = t.e, "

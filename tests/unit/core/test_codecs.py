@@ -61,7 +61,7 @@ RESERVATION = dict(request_id="r1", subject=SUBJECT, provider="openai", model="g
                    estimate=ESTIMATE, charges=CHARGES, authorized_at=NOW,
                    expires_at=NOW + timedelta(minutes=5), payload_hash="p" * 32,
                    state=ReservationState.COMMITTED, commit_hash="c" * 32, event_id=42,
-                   lease_ttl=60, max_until=NOW + timedelta(hours=2))  # fmt: skip
+                   ttl=60, max_until=NOW + timedelta(hours=2), slots=2)  # fmt: skip
 
 
 def full(kind: type[Any], values: dict[str, Any]) -> Any:

@@ -314,11 +314,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         10,
-        "leases: a reservation's TTL and maximum duration, and the slots it holds",
+        "leases: a reservation's TTL, maximum duration and slots, and who holds each slot",
         """
         -- See the SQLite migration 10.
-        ALTER TABLE reservations ADD COLUMN lease_ttl BIGINT;
+        ALTER TABLE reservations ADD COLUMN ttl BIGINT;
         ALTER TABLE reservations ADD COLUMN max_until BIGINT;
+        ALTER TABLE reservations ADD COLUMN slots BIGINT NOT NULL DEFAULT 0;
 
         CREATE TABLE lease_slots (
             budget_key TEXT NOT NULL,

@@ -363,12 +363,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
     (
         10,
-        "leases: a reservation's TTL and maximum duration, and the slots it holds",
+        "leases: a reservation's TTL, maximum duration and slots, and who holds each slot",
         """
-        -- A lease is a reservation that holds slots of concurrency budgets; a
-        -- heartbeat extends it by lease_ttl seconds, never past max_until (us).
-        ALTER TABLE reservations ADD COLUMN lease_ttl INTEGER;
+        -- A heartbeat extends a reservation by its ttl (seconds); a lease, one that
+        -- holds slots of concurrency budgets (or has a maximum duration), never past
+        -- max_until (us).
+        ALTER TABLE reservations ADD COLUMN ttl INTEGER;
         ALTER TABLE reservations ADD COLUMN max_until INTEGER;
+        ALTER TABLE reservations ADD COLUMN slots INTEGER NOT NULL DEFAULT 0;
 
         -- One row per slot a lease holds, with its expiry: the counters say how
         -- many are taken, these rows which lease holds each and until when.
