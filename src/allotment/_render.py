@@ -11,7 +11,7 @@ units, named in ``unit``, with ``display``; see ``allotment.core.units``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -23,16 +23,21 @@ from rich.table import Table
 from rich.text import Text
 
 from allotment.core.budgets import Budget
-from allotment.core.decisions import BudgetView, State
+from allotment.core.decisions import BudgetView, Decision, State
 from allotment.core.money import MICROS, units_to_decimal
+from allotment.core.routes import Route
 from allotment.core.units import UNITS, UsageLine, decimals, usage_row_json
 from allotment.core.usage import Meter
 
 __all__ = [
+    "DecisionLike",
     "UsageLine",
     "budgets_table",
+    "decision_json",
+    "decision_lines",
     "format_amount",
     "format_decimal",
+    "format_instant",
     "format_money",
     "make_console",
     "print_json",
@@ -76,6 +81,59 @@ class SpecLike(Protocol):
     """A budget that can say its spec: ``Budget``, or the client's ``RemoteBudget``."""
 
     def to_spec(self) -> dict[str, Any]: ...
+
+
+class RefusalLike(Protocol):
+    """Why a budget refused: ``Refusal``, or the client's ``RemoteRefusal``."""
+
+    @property
+    def budget_id(self) -> str | None: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class WarningLike(Protocol):
+    """A warning on a decision: ``Warning``, or the client's ``RemoteWarning``."""
+
+    @property
+    def budget_id(self) -> str | None: ...
+    @property
+    def code(self) -> str: ...
+
+
+class SkippedLike(Protocol):
+    """A route candidate passed over: ``Skipped`` (the client's are its JSON dicts)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class DecisionLike(Protocol):
+    """An authorization's answer: ``Decision``, or the client's ``RemoteDecision`` (whose
+    route and skipped candidates are the JSON dicts ``Route`` and ``Skipped`` write)."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def refusals(self) -> Sequence[RefusalLike]: ...
+    @property
+    def warnings(self) -> Sequence[WarningLike]: ...
+    @property
+    def budgets(self) -> Sequence[StatusRow]: ...
+    @property
+    def expires_at(self) -> datetime | str | None: ...
+    @property
+    def retry_at(self) -> datetime | str | None: ...
+    @property
+    def replayed(self) -> bool: ...
+    @property
+    def degraded(self) -> bool: ...
+    @property
+    def route(self) -> Route | Mapping[str, Any] | None: ...
+    @property
+    def skipped(self) -> Sequence[SkippedLike | Mapping[str, Any]]: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 _STATE_STYLES: dict[str, str] = {
@@ -239,6 +297,79 @@ def _currency_of(row: UsageLine, currency: str) -> str:
     is never labelled with the CLI's default, USD); the store's rows are the ledger's."""
     named: str | None = getattr(row, "currency", None)
     return named or currency
+
+
+def decision_json(decision: DecisionLike, currency: str) -> dict[str, Any]:
+    """A decision as ``/v1/authorize`` answers it; ``currency`` is the ledger's (see
+    ``status_json``)."""
+    if isinstance(decision, Decision):
+        return decision.to_dict(currency=currency)
+    return decision.to_dict()
+
+
+def decision_lines(decision: DecisionLike) -> list[Text]:
+    """An authorization in a few lines: allowed or refused, on which route, the candidates
+    passed over and why, when to retry, and its warnings (the budgets are a table)."""
+    lines = [_verdict(decision)]
+    skipped = [s if isinstance(s, Mapping) else s.to_dict() for s in decision.skipped]
+    for s in skipped:
+        line = Text("skipped", style="yellow")
+        line.append(f" {_label(s)}: {_why(s['refusals'])}{_retry(s.get('retry_at'))}")
+        lines.append(line)
+    if not decision.allowed and not skipped:
+        lines.append(Text(f"refused by {_why(decision.refusals)}"))
+    if decision.retry_at is not None:
+        lines.append(Text(f"retry at {format_instant(decision.retry_at)}"))
+    lines += [Text(f"warning {w.code}" + _on(w.budget_id)) for w in decision.warnings]
+    return lines
+
+
+def _on(budget_id: str | None) -> str:
+    return "" if budget_id is None else f" on {budget_id}"
+
+
+def _verdict(decision: DecisionLike) -> Text:
+    verdict = ("allowed", "green") if decision.allowed else ("refused", "bold red")
+    line = Text.assemble(verdict, f" request {decision.request_id}")
+    if decision.route is not None:
+        line.append(f" on {_label(decision.route)}")
+    if decision.allowed and decision.expires_at is not None:
+        line.append(f", held until {format_instant(decision.expires_at)}")
+    if decision.replayed:
+        line.append(" (replayed: already granted)")
+    if decision.degraded:
+        line.append(" (degraded: the store was unreachable)")
+    return line
+
+
+def _label(route: Route | Mapping[str, Any]) -> str:
+    """``provider/model@backend`` of a ``Route`` or of its JSON form."""
+    if isinstance(route, Route):
+        return route.label
+    return Route(route["provider"], route["model"], route.get("backend")).label
+
+
+def _why(refusals: Iterable[RefusalLike | Mapping[str, Any]]) -> str:
+    """``budget reason; budget reason`` (a refusal no budget made is its reason alone)."""
+    parts = []
+    for r in refusals:
+        if isinstance(r, Mapping):
+            budget, reason = r.get("budget_id"), str(r["reason"])
+        else:
+            budget, reason = r.budget_id, str(r.reason)
+        parts.append(reason if budget is None else f"{budget} {reason}")
+    return "; ".join(parts) or "-"
+
+
+def _retry(value: datetime | str | None) -> str:
+    return "" if value is None else f" (retry at {format_instant(value)})"
+
+
+def format_instant(value: datetime | str | None) -> str:
+    """A time to the second, in its own zone (UTC for the store's and the service's)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def print_json(data: object) -> None:

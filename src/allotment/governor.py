@@ -266,29 +266,29 @@ class Governor(KeysAndRates, CreditPools, Plans):
         if candidates:
             parts = (*parts, ("routes", tuple(r.label for r in candidates)))
         digest = payload_hash(*parts)
-        first = self._candidate(candidates[0] if candidates else None, call, usage, now)
+        priced, price, refusal, warnings = self._priced(call, usage, now)
         prepared = AuthorizeRequest(
             _check_id(request_id),
             call,
-            first.estimate,
+            priced,
             ttl_seconds,
             digest,
-            first.price,
-            first.refusal,
+            price,
+            refusal,
             self.currency,
             parts,
-            first.warnings,
+            warnings,
             self.uncovered,
             self.plan_from_subject,
             max_seconds,
         )
         if candidates:
+            first = Candidate(candidates[0], call, priced, price, refusal, warnings)
             others = []
             for route in candidates[1:]:
                 served = Call(route.subject(call.subject), route.provider, route.model)
-                others.append(self._candidate(
-                    route, served, self._estimate(served, estimate, request), now
-                ))  # fmt: skip
+                usage = self._estimate(served, estimate, request)
+                others.append(Candidate(route, served, *self._priced(served, usage, now)))
             prepared.routes = (first, *others)
         return prepared, now
 
@@ -303,8 +303,11 @@ class Governor(KeysAndRates, CreditPools, Plans):
             )  # fmt: skip
         return parse_usage(estimate, "estimate")
 
-    def _candidate(self, route: Route | None, call: Call, usage: Usage, now: datetime) -> Candidate:
-        """``call`` priced: refused up front, or flagged, when its model has no price."""
+    def _priced(
+        self, call: Call, usage: Usage, now: datetime
+    ) -> tuple[Usage, dict[str, Any], Refusal | None, tuple[Warning, ...]]:
+        """``usage`` priced for ``call``: refused up front, or flagged, when its model has
+        no price."""
         priced, price = self._price(call, usage, now)
         refusal, warnings = None, _NO_WARNINGS
         if price.get("unknown_model"):
@@ -312,8 +315,7 @@ class Governor(KeysAndRates, CreditPools, Plans):
                 refusal = Refusal(None, Reason.UNKNOWN_MODEL, 0, 0, 0, None)
             else:
                 warnings = _UNKNOWN_MODEL
-        where = route or Route(call.provider or "", call.model or "")
-        return Candidate(where, call, priced, price, refusal, warnings)
+        return priced, price, refusal, warnings
 
     def _degraded(self, prepared: AuthorizeRequest, now: datetime, error: StoreError) -> Decision:
         """The fail-open decision while the store is down, or the store's error.

@@ -20,7 +20,7 @@ import typer
 
 from allotment.cli._group import Group
 from allotment.cli.budgets import budgets_app
-from allotment.cli.calls import record, status, usage
+from allotment.cli.calls import authorize, commit, heartbeat, record, release, status, usage
 from allotment.cli.credits import credits_app
 from allotment.cli.keys import keys_app
 from allotment.cli.maintenance import db_app, ledger_app
@@ -61,7 +61,7 @@ def _root(
     """A budget in front of every AI call."""
 
 
-for command in (status, usage, record, serve, demo):
+for command in (status, usage, record, authorize, heartbeat, commit, release, serve, demo):
     app.command()(command)
 for group, name in (
     (budgets_app, "budgets"), (credits_app, "credits"), (plans_app, "plans"),

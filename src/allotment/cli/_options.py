@@ -8,8 +8,7 @@ import typer
 
 __all__ = [
     "Agent", "ApiKey", "AsJson", "Currency", "Db", "Feature", "Groups", "Install", "Key", "Model",
-    "Pairs",
-    "Provider", "Tags", "Tenant", "TenantOpt", "Url", "User",
+    "Owner", "Pairs", "Provider", "Tags", "Tenant", "TenantOpt", "Url", "User",
 ]  # fmt: skip
 
 Db = Annotated[
@@ -40,6 +39,10 @@ Currency = Annotated[
 ]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")]
 Tenant = Annotated[str, typer.Option("--tenant", help="The tenant.")]
+Owner = Annotated[
+    str | None,
+    typer.Option("--tenant", help="Whose request id it is (needed when several tenants use it)."),
+]
 User = Annotated[str | None, typer.Option("--user")]
 Groups = Annotated[
     list[str] | None, typer.Option("--group", "--groups", help="A group; repeatable.")

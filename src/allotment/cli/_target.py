@@ -27,17 +27,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 import typer
 
-from allotment._render import SpecLike, StatusRow, UsageLine
+from allotment._render import DecisionLike, SpecLike, StatusRow, UsageLine
 from allotment.client import Client
 from allotment.config import db_url, redact_url, service_key, service_url
 from allotment.core.fx import FxRate
-from allotment.core.ledger import Adjustment
+from allotment.core.ledger import Adjustment, ReservationState
 from allotment.errors import StoreError
 from allotment.governor import Governor
 from allotment.settings import Settings, build_governor
 from allotment.store.base import EventQuery
 
-__all__ = ["Backend", "Target", "backend", "local", "target"]
+__all__ = ["Backend", "HeartbeatLike", "Target", "backend", "local", "target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,26 @@ class Recorded(Protocol):
     def overshoot(self) -> Sequence[Adjustment]: ...
 
 
+class HeartbeatLike(Protocol):
+    """A lease after a heartbeat: ``Heartbeat``, or the client's ``RemoteHeartbeat``."""
+
+    @property
+    def lease_id(self) -> str: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def stop(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def expires_at(self) -> datetime | str | None: ...
+    @property
+    def max_until(self) -> datetime | str | None: ...
+    @property
+    def budgets(self) -> Sequence[StatusRow]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class KeyLike(Protocol):
     """An API key (never its secret), local or remote."""
 
@@ -133,6 +153,37 @@ class Backend(Protocol):
         occurred_at: datetime | None = ...,
         reason: str | None = ...,
     ) -> Recorded: ...
+
+    def authorize(
+        self,
+        request_id: str,
+        subject: Mapping[str, Any],
+        provider: str,
+        model: str,
+        estimate: Mapping[str, Any] | None = ...,
+        *,
+        ttl: int | None = ...,
+        max_duration: int | None = ...,
+        routes: Sequence[Mapping[str, Any]] | None = ...,
+    ) -> DecisionLike: ...
+
+    def commit(
+        self,
+        request_id: str,
+        usage: Mapping[str, Any],
+        *,
+        status: str = ...,
+        reason: str | None = ...,
+        tenant: str | None = ...,
+    ) -> Recorded: ...
+
+    def release(
+        self, request_id: str, reason: str = ..., *, tenant: str | None = ...
+    ) -> ReservationState: ...
+
+    def heartbeat(
+        self, lease_id: str, *, ttl: int | None = ..., tenant: str | None = ...
+    ) -> HeartbeatLike: ...
 
     def events(self, query: EventQuery | None = ...) -> Sequence[EventLike]: ...
     def list_budgets(self, tenant: str | None = ...) -> Sequence[SpecLike]: ...
