@@ -350,7 +350,9 @@ def _error(response: httpx.Response) -> AllotmentError:
         return StoreError(f"HTTP {response.status_code}: {response.text[:200]}")
     status = response.status_code
     if status in (400, 413, 422):
-        return ValidationError(str(error.get("field", "body")), message)
+        field = str(error.get("field", "body"))
+        # The service's message names the field already ("routes: ..."): once is enough.
+        return ValidationError(field, message.removeprefix(f"{field}: "))
     if status == 404:
         return NotFoundError(message)
     if status == 409:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +25,7 @@ from allotment.governor import Governor
 from allotment.store.base import EventQuery
 from tests.conftest import drop_postgres, fresh_postgres_url
 from tests.e2e.server import Instance, service_key
+from tests.store.lease_race_worker import most_held
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -224,3 +226,144 @@ def test_two_instances_draw_one_credit_pool_exactly(instances: tuple[str, list[I
         live = gov.store.counters()
         gov.rebuild()
         assert gov.store.counters() == live
+
+
+SLOTS = 10
+RATE = 50  # requests per rolling minute
+
+
+def _lease_body(rid: str, worker: int) -> dict[str, object]:
+    return {"request_id": rid, "subject": {"tenant": "acme", "agent": f"a{worker}"},
+            "provider": "openai", "model": "gpt-4o-mini", "estimate": {"output_tokens": 10},
+            "ttl_seconds": 30}  # fmt: skip
+
+
+def _refused_with_retry_after(response: httpx.Response, code: str, most: int) -> bool:
+    """Whether ``response`` is a 429 ``code`` with a ``Retry-After`` of 0 to ``most`` s."""
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == code
+    return 0 <= int(response.headers["Retry-After"]) <= most
+
+
+async def _lease_client(
+    base: str, headers: dict[str, str], worker: int, rounds: int
+) -> tuple[list[tuple[float, float]], Counter[str]]:
+    """Take a lease ``rounds`` times: hold it a few ms, then commit or release it.
+
+    Returns the spans in which it surely held a slot (``time.monotonic()`` from the
+    200 to the commit or release), and a count of its outcomes.
+    """
+    rng = random.Random(worker)
+    spans: list[tuple[float, float]] = []
+    seen: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        for i in range(rounds):
+            rid = f"l{worker}-{i}"
+            response = await client.post("/v1/authorize", json=_lease_body(rid, worker))
+            if response.status_code != 200:
+                seen["refused"] += 1
+                seen["bad_retry_after"] += not _refused_with_retry_after(
+                    response, "concurrency_limited", 30
+                )
+                await asyncio.sleep(rng.uniform(0, 0.01))
+                continue
+            start = time.monotonic()
+            [view] = [v for v in response.json()["budgets"] if v["meter"] == "concurrency"]
+            seen["over"] += not 1 <= view["reserved"] <= SLOTS  # its own slot included
+            await asyncio.sleep(rng.uniform(0, 0.02))
+            spans.append((start, time.monotonic()))
+            if rng.random() < 0.5:
+                done = await client.post("/v1/commit", json={"request_id": rid,
+                                         "usage": {"output_tokens": 10}})  # fmt: skip
+                seen["committed"] += 1
+            else:
+                done = await client.post("/v1/release", json={"request_id": rid})
+                seen["released"] += 1
+            done.raise_for_status()
+    return spans, seen
+
+
+def test_two_instances_never_hold_more_than_ten_slots(
+    instances: tuple[str, list[Instance]],
+) -> None:
+    """32 clients spread over both instances race for 10 slots of a concurrency budget
+    (issue 19): no answer shows more than 10 taken, no more than 10 are ever held at
+    once, every refusal is a 429 with ``Retry-After``, and none is held at the end."""
+    url, both = instances
+    slots = {"id": "slots", "tenant": "acme", "meter": "concurrency", "window": "lifetime",
+             "limit": SLOTS}  # fmt: skip
+    headers = {"Authorization": f"Bearer {service_key(both[0].base, 'acme', slots)}"}
+    bases = [i.base for i in both]
+
+    async def race() -> list[tuple[list[tuple[float, float]], Counter[str]]]:
+        return await asyncio.gather(
+            *(_lease_client(bases[w % 2], headers, w, rounds=6) for w in range(32))
+        )
+
+    results = asyncio.run(race())
+    spans = [span for s, _ in results for span in s]
+    seen = sum((c for _, c in results), Counter[str]())
+    assert (seen["over"], seen["bad_retry_after"]) == (0, 0)
+    assert seen["refused"] > 0 and len(spans) > SLOTS  # the slots really were contended
+    assert most_held(spans) <= SLOTS
+    with Governor(url) as gov:
+        [view] = gov.status({"tenant": "acme", "agent": "a0"})
+        assert (view.used, view.reserved) == (0, 0)
+        assert gov.store.held_count() == 0
+        outcomes = Counter(e.status.value for e in _events(gov))
+        assert outcomes == Counter({"success": seen["committed"], "released": seen["released"],
+                                    "blocked": seen["refused"]})  # fmt: skip
+        live = gov.store.counters()
+        gov.rebuild()
+        assert gov.store.counters() == live
+
+
+async def _rate_client(
+    base: str, headers: dict[str, str], worker: int, attempts: int
+) -> Counter[str]:
+    """Call ``attempts`` times as fast as answered, committing each allowed call."""
+    seen: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        for i in range(attempts):
+            rid = f"r{worker}-{i}"
+            body = _lease_body(rid, worker) | {"ttl_seconds": None}
+            response = await client.post("/v1/authorize", json=body)
+            if response.status_code != 200:
+                seen["refused"] += 1
+                seen["bad_retry_after"] += not _refused_with_retry_after(
+                    response, "rate_limited", 61
+                )
+                continue
+            seen["allowed"] += 1
+            assert "RateLimit-Policy" in response.headers
+            done = await client.post(
+                "/v1/commit", json={"request_id": rid, "usage": {"output_tokens": 10}}
+            )
+            done.raise_for_status()
+    return seen
+
+
+def test_two_instances_hold_a_rolling_rate_limit_exactly(
+    instances: tuple[str, list[Instance]],
+) -> None:
+    """128 calls in a few seconds through both instances for a limit of 50 requests per
+    rolling minute (issue 19): exactly 50 get through, the rest are 429s."""
+    url, both = instances
+    rpm = {"id": "rpm", "tenant": "acme", "meter": "requests", "window": "rolling:60",
+           "limit": RATE}  # fmt: skip
+    headers = {"Authorization": f"Bearer {service_key(both[0].base, 'acme', rpm)}"}
+    bases = [i.base for i in both]
+    started = time.monotonic()
+
+    async def race() -> list[Counter[str]]:
+        return await asyncio.gather(
+            *(_rate_client(bases[w % 2], headers, w, attempts=4) for w in range(32))
+        )
+
+    seen = sum(asyncio.run(race()), Counter[str]())
+    assert time.monotonic() - started < 50, "the race outlasted the window"
+    assert (seen["allowed"], seen["refused"], seen["bad_retry_after"]) == (RATE, 128 - RATE, 0)
+    with Governor(url) as gov:
+        [view] = gov.status({"tenant": "acme", "agent": "a0"})
+        assert (view.used, view.reserved, view.remaining) == (RATE, 0, 0)
+        assert sum(e.status.value == "success" for e in _events(gov)) == RATE

@@ -331,5 +331,4 @@ def _named(exc: ValidationError) -> Exception:
     """A route candidate the Governor (or the service) refuses, named as ``--route``."""
     if not exc.field.startswith("routes"):
         return exc
-    message = exc.message.removeprefix(f"{exc.field}: ")  # the service's repeats the field
-    return typer.BadParameter(f"{exc.field} {message}", param_hint="--route")
+    return typer.BadParameter(f"{exc.field} {exc.message}", param_hint="--route")

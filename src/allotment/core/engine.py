@@ -19,12 +19,16 @@ from allotment.core.usage import HELD_AMOUNTS, METER_AMOUNTS, Meter, Usage
 from allotment.core.windows import Span, WindowKind
 
 __all__ = [
+    "NEWEST_BUCKET",
+    "ROLLING_ANCHOR",
     "Applied",
     "Counter",
     "amounts",
+    "counted_range",
     "counter_from_row",
     "decide",
     "held",
+    "locked_by",
     "resolve",
     "view",
 ]
@@ -73,6 +77,23 @@ assert Applied._fields == ("budget", "member", "span", "rate"), "Applied changed
 #: the counter row (bucket) of a rolling window that admissions lock, in no window's range:
 #: writers that charge different buckets of one window still take turns on it
 ROLLING_ANCHOR = -1
+
+
+#: above any bucket: a rolling window counts every bucket from its first on
+NEWEST_BUCKET = 2**62
+
+
+def counted_range(span: Span) -> tuple[int, int]:
+    """The counter buckets a window counts at an instant (first, last, inclusive).
+
+    A calendar or lifetime window counts its one bucket. A rolling window counts
+    every bucket from its first on, newer ones too: a call that read the clock a
+    moment earlier than another may reach the store after it, and the window it
+    is admitted to must hold the usage the other already put in the next bucket.
+    """
+    if span.first_bucket == span.bucket:
+        return span.bucket, span.bucket
+    return span.first_bucket, NEWEST_BUCKET
 
 
 def locked_by(applied: Iterable[Applied]) -> set[tuple[str, str, int]]:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from allotment.core.budgets import Budget
-from allotment.core.engine import Applied
+from allotment.core.engine import Applied, counted_range
 from allotment.core.fx import NO_RATES, FxRate, Rates
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
@@ -319,7 +319,7 @@ class SqlTx(SqlCredits):
         rows = self._rows(
             "SELECT bucket, used + reserved FROM counters WHERE budget_key = ? AND member = ? "
             "AND bucket BETWEEN ? AND ? AND used + reserved != 0 ORDER BY bucket",
-            (hit.budget.key, hit.member, hit.span.first_bucket, hit.span.bucket),
+            (hit.budget.key, hit.member, *counted_range(hit.span)),
         )
         return [(int(bucket), int(amount)) for bucket, amount in rows]
 

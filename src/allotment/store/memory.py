@@ -345,8 +345,7 @@ class _MemoryTx:
                 out.append(counter_from_row(row) if row else _ZERO)
                 continue
             used = reserved = 0
-            step = hit.budget.window.granularity
-            for bucket in range(span.first_bucket, span.bucket + 1, step):
+            for bucket in _counted_buckets(hit):
                 row = self._s.counters.get((budget_key, member, bucket))
                 if row:
                     used += row[0]
@@ -355,9 +354,9 @@ class _MemoryTx:
         return out
 
     def buckets(self, hit: Applied) -> list[tuple[int, int]]:
-        span, at = hit.span, (hit.budget.key, hit.member)
+        at = (hit.budget.key, hit.member)
         out = []
-        for bucket in range(span.first_bucket, span.bucket + 1, hit.budget.window.granularity):
+        for bucket in _counted_buckets(hit):
             row = self._s.counters.get((*at, bucket))
             if row and row[0] + row[1]:
                 out.append((bucket, row[0] + row[1]))
@@ -710,3 +709,11 @@ def _unpush(heap: list[tuple[datetime, str, str]], entry: tuple[datetime, str, s
     """Undo ``heapq.heappush(heap, entry)``."""
     heap.remove(entry)
     heapq.heapify(heap)
+
+
+def _counted_buckets(hit: Applied) -> range:
+    """The buckets of a rolling window ``counted_range`` counts: newer ones too, up to a
+    window ahead (no call reads the clock a whole window before another)."""
+    window, span = hit.budget.window, hit.span
+    grain = window.granularity
+    return range(span.first_bucket, span.bucket + (window.seconds or 0) + grain, grain)

@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
 from allotment.core import engine
-from allotment.core.engine import Applied, Counter
+from allotment.core.engine import Applied, Counter, counted_range
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.usage import USAGE_FIELDS
@@ -106,13 +106,24 @@ _LOCK_COUNTERS = (
     "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET used = c.used "
     "RETURNING budget_key, member, bucket, used, reserved"
 )
-#: The sums of ranges of counter buckets, one row per (budget key, member, first, last).
+#: The sums of ranges of counter buckets, one row per (budget key, member, first, last,
+#: bucket left out).
 _SUM_RANGES = (
     "SELECT r.b, r.m, COALESCE(SUM(c.used), 0), COALESCE(SUM(c.reserved), 0) "
-    "FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[]) AS r(b, m, lo, hi) "
-    "LEFT JOIN counters c ON c.budget_key = r.b AND c.member = r.m "
-    "AND c.bucket BETWEEN r.lo AND r.hi GROUP BY r.b, r.m"
+    "FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[]) "
+    "AS r(b, m, lo, hi, skip) LEFT JOIN counters c ON c.budget_key = r.b AND c.member = r.m "
+    "AND c.bucket BETWEEN r.lo AND r.hi AND c.bucket <> r.skip GROUP BY r.b, r.m"
 )
+#: a bucket in no window (``_SUM_RANGES`` leaves none out)
+_NO_BUCKET = -2
+
+
+def _left_out(hit: Applied, locking: bool) -> int:
+    """The bucket ``_SUM_RANGES`` leaves out of ``hit``'s sum: the current one, which a
+    locking read has from the lock."""
+    return hit.span.bucket if locking else _NO_BUCKET
+
+
 #: Read counter rows, unlocked (``_LOCK_COUNTERS`` locks them in a write transaction).
 _READ_COUNTERS = (
     "SELECT budget_key, member, bucket, used, reserved FROM counters "
@@ -507,12 +518,21 @@ class _PostgresTx(SqlTx):
     def read(self, applied: Sequence[Applied]) -> list[Counter]:
         if not applied:
             return []
-        # A rolling window's earlier buckets: summed, not locked (a write only adds to
-        # the current bucket, under the window's anchor, which is locked). A plain read
-        # sums every range, the current bucket's too.
-        top = 1 if self._locking else 0
-        rolling = [(a.budget.key, a.member, a.span.first_bucket, a.span.bucket - top)
-                   for a in applied if not top or a.span.first_bucket < a.span.bucket]  # fmt: skip
+        # A rolling window's other buckets: summed, not locked (a write only adds to the
+        # current bucket, under the window's anchor, which is locked). A plain read sums
+        # every bucket counted, the current one's too. Rows: key, member, first, last, and
+        # the bucket left out (none: -2, in no window).
+        locking = self._locking
+        rolling = [
+            (
+                a.budget.key,
+                a.member,
+                *counted_range(a.span),
+                a.span.bucket if locking else _NO_BUCKET,
+            )
+            for a in applied
+            if not locking or a.span.first_bucket < a.span.bucket
+        ]
         current: dict[Key, tuple[int, int]] = {}
         earlier: dict[tuple[str, str], tuple[int, int]] = {}
         if self._locking:
@@ -522,13 +542,13 @@ class _PostgresTx(SqlTx):
                 # statement of their own, so they see every writer that held them before.
                 with self._conn.pipeline():
                     locked = self._conn.execute(_pg(_LOCK_COUNTERS), _arrays(keys, "tti"))
-                    summed = self._conn.execute(_pg(_SUM_RANGES), _arrays(rolling, "ttii"))
+                    summed = self._conn.execute(_pg(_SUM_RANGES), _arrays(rolling, "ttiii"))
                     rows, sums = locked.fetchall(), summed.fetchall()
                 current = {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
             else:
                 current = self.lock_counters(keys)
         else:
-            sums = self._rows(_SUM_RANGES, _arrays(rolling, "ttii"))
+            sums = self._rows(_SUM_RANGES, _arrays(rolling, "ttiii"))
         if rolling:
             earlier = {(b, m): (int(u), int(r)) for b, m, u, r in sums}
         out = []

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from allotment.core.credits import GRANT_SEPARATOR, Grant, debt_key
-from allotment.core.engine import Applied, Counter
+from allotment.core.engine import Applied, Counter, counted_range
 from allotment.core.ledger import Event
 from allotment.errors import AllotmentError, ConfigurationError, InvalidData, StoreError
 from allotment.lifecycle.tx import Delta, Key
@@ -398,9 +398,7 @@ class _SQLiteTx(SqlTx):
         # One statement for every counter of the call: (budget, member) pairs
         # with their bucket ranges (a range is one bucket but for rolling windows).
         ranges = ", ".join("(?, ?, ?, ?)" for _ in applied)
-        params = [
-            v for a in applied for v in (a.budget.key, a.member, a.span.first_bucket, a.span.bucket)
-        ]
+        params = [v for a in applied for v in (a.budget.key, a.member, *counted_range(a.span))]
         rows = self._rows(
             f"WITH wanted (b, m, lo, hi) AS (VALUES {ranges}) "
             "SELECT b, m, COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM wanted "
