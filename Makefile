@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.postgres
 	$(BIN)/python -m bench.ledger
+	$(BIN)/python -m bench.routes
+	$(BIN)/python -m bench.limits
 	$(BIN)/python -m bench.credits
 
 clean:

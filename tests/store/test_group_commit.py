@@ -235,3 +235,32 @@ def test_a_late_commit_is_in_the_lock_plan(tmp_path: Path, clock: Clock) -> None
         reservations = {"late": tx.reservations("late")}
         planned = lock_plan(tx, [item], reservations)
     assert {key[0] for key in planned} == {"acme#cap"}  # counters are keyed by Budget.key
+
+
+def test_a_rolling_window_counts_exactly_in_a_batch(shared_url: str, clock: Clock) -> None:
+    """A batch answers a rolling window from the rows it holds and one sum of the rest:
+    earlier buckets (some committed in the batch itself) and the current one together
+    admit exactly the limit, as calls run alone would."""
+    gov = Governor(shared_url, clock=clock)
+    gov.create_budget({"id": "rpm", "tenant": "acme", "meter": "tokens",
+                       "window": "rolling:60", "limit": 1_000})  # fmt: skip
+    for second in range(0, 40, 10):  # 4 x 100 held in earlier buckets
+        gov.authorize(f"early-{second}", SUBJECT, "openai", "gpt-4o", {"output_tokens": 100})
+        clock.advance(seconds=10)
+    threads = 16
+    barrier = threading.Barrier(threads)
+
+    def run(i: int) -> bool:
+        barrier.wait()
+        if i < 4:  # commits of earlier buckets' calls, using less than they held
+            gov.commit(f"early-{i * 10}", {"output_tokens": 50})
+            return False
+        return gov.authorize(f"r{i}", SUBJECT, "openai", "gpt-4o", {"output_tokens": 100}).allowed
+
+    with ThreadPoolExecutor(threads) as pool:
+        allowed = sum(pool.map(run, range(threads)))
+    [view] = gov.status(SUBJECT)
+    # 12 calls of 100 race for what the early four leave: 1000 - 4 x 50 at least, 600 at most
+    assert 6 <= allowed <= 8
+    assert view.used + view.reserved <= 1_000
+    assert view.used + view.reserved == 4 * 50 + allowed * 100

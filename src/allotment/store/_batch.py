@@ -38,7 +38,7 @@ from typing import Any, Protocol, cast
 
 from allotment.core.budgets import Budget
 from allotment.core.credits import CreditEntry, Grant, counter_keys
-from allotment.core.engine import Applied, Counter
+from allotment.core.engine import Applied, Counter, counted_range
 from allotment.core.fx import Rates
 from allotment.core.ledger import Event, Reservation
 from allotment.core.plans import Assignment, Plan
@@ -65,6 +65,9 @@ class BatchableTx(CallTx, Protocol):
         self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
     ) -> None: ...
     def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None: ...
+    def sum_buckets(
+        self, budget_key: str, member: str, first: int, last: int, skip: Sequence[int]
+    ) -> Counter: ...
 
 
 @dataclass(slots=True)
@@ -255,6 +258,9 @@ class BatchTx:
         planned = sorted(lock_plan(inner, items, self._reservations))
         self._counters = {k: list(v) for k, v in inner.lock_counters(planned).items()}
         self._pending: dict[Key, list[int]] = {}
+        #: rolling windows' buckets this batch does not hold, summed once: by
+        #: (budget key, member, first bucket)
+        self._others: dict[tuple[str, str, int], Counter] = {}
         self._inserts: dict[tuple[str, str], Reservation] = {}
         self._updates: dict[tuple[str, str], Reservation] = {}
         self._events: dict[int, Event] = {}
@@ -306,18 +312,50 @@ class BatchTx:
         out = []
         for hit in applied:
             key = (hit.budget.key, hit.member, hit.span.bucket)
-            if key not in self._counters or hit.span.first_bucket < hit.span.bucket:
-                # Not planned, or a rolling window's earlier buckets: ask the database,
-                # with this batch's writes so far applied first.
+            if key not in self._counters:
+                # Not planned: ask the database (and lock), this batch's writes applied first.
                 self._flush_counters()
                 [counter] = self._inner.read([hit])
-                if key not in self._counters:
-                    self._counters[key] = [counter.used, counter.reserved]
-                out.append(counter)
+                self._counters[key] = [counter.used, counter.reserved]
+                if hit.span.first_bucket < hit.span.bucket:
+                    out.append(self._rolling(hit))
+                else:
+                    out.append(counter)
+                continue
+            if hit.span.first_bucket < hit.span.bucket:
+                out.append(self._rolling(hit))
                 continue
             used, reserved = self._counters[key]
             out.append(Counter(used, reserved))
         return out
+
+    def _rolling(self, hit: Applied) -> Counter:
+        """A rolling window's count: the buckets this batch holds locked (the current
+        one, under the window's anchor, which it holds too), as they stand with its
+        writes, and the others as the database has them, read once per batch.
+
+        Asking the database for the whole window on each call (and flushing this
+        batch's writes first) cost two round trips per call with the hot rows locked:
+        0.45 against 0.82 of a day budget's pairs/s through two instances (bench.limits).
+        """
+        budget_key, member = hit.budget.key, hit.member
+        first, last = counted_range(hit.span)
+        held = [k for k in self._counters if k[0] == budget_key and k[1] == member
+                and first <= k[2] <= last]  # fmt: skip
+        others = self._others.get((budget_key, member, first))
+        if others is None:
+            skip = [k[2] for k in held]
+            others = self._inner.sum_buckets(budget_key, member, first, last, skip)
+            self._others[budget_key, member, first] = others
+        used, reserved = others
+        for key in held:
+            row = self._counters[key]
+            used, reserved = used + row[0], reserved + row[1]
+        for (b, m, bucket), (u, r) in self._pending.items():
+            if b == budget_key and m == member and first <= bucket <= last:
+                if (b, m, bucket) not in self._counters:  # unlocked, not yet written
+                    used, reserved = used + u, reserved + r
+        return Counter(used, reserved)
 
     def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
         missing = [key for key in keys if key not in self._counters]
@@ -343,6 +381,8 @@ class BatchTx:
         if self._pending:
             self._inner.add([(*k, u, r) for k, (u, r) in sorted(self._pending.items())])
             self._pending.clear()
+        # Read again, after the writes and with the rows locked since left out.
+        self._others.clear()
 
     # credit pools, passed through: written in the batch's transaction, undone if it fails
     def grants(self, pool: str, member: str) -> list[Grant]:

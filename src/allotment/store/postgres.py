@@ -560,6 +560,17 @@ class _PostgresTx(SqlTx):
             out.append(Counter(used, reserved))
         return out
 
+    def sum_buckets(
+        self, budget_key: str, member: str, first: int, last: int, skip: Sequence[int]
+    ) -> Counter:
+        ((used, reserved),) = self._rows(
+            "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
+            "WHERE budget_key = ? AND member = ? AND bucket BETWEEN ? AND ? "
+            "AND bucket <> ALL(?)",
+            (budget_key, member, first, last, _Ints(skip)),
+        )
+        return Counter(int(used), int(reserved))
+
     def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
         if not keys:
             return []
