@@ -8,11 +8,15 @@ where the call really ran), and the ledger keeps the route asked for too.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from allotment.config import load_plan_specs, load_pricing
 from allotment.core.decisions import Reason
 from allotment.core.routes import Route
 from allotment.errors import ValidationError
@@ -21,6 +25,7 @@ from allotment.pricing import CatalogPricer, ModelRate, PriceOverride
 from allotment.store.base import EventQuery
 from tests.conftest import Clock
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 ACME = {"tenant": "acme", "user": "u1"}
 HOSTED = {"provider": "openai", "model": "gpt-4o-mini", "backend": "hosted"}
 SECOND = {"provider": "anthropic", "model": "claude-3-5-haiku", "backend": "hosted"}
@@ -163,3 +168,29 @@ def test_a_budget_selects_a_backend(gov: Governor, clock: Clock) -> None:
     assert spec["match"] == {"tags.backend": ["hosted"]}
     assert ask(gov, "r1").route == Route(**HOSTED)
     assert ask(gov, "r2").route == Route(**OWN)  # 200 > 150: both hosted candidates skipped
+
+
+def test_the_readme_tiers_fall_back_to_own_hardware(make_governor: Any, tmp_path: Path) -> None:
+    """The README's system 4 config, loaded as printed: the 51st call runs on own
+    hardware, priced at the declared zero."""
+    readme = README.read_text()
+    section = readme[readme.index("### Routes and sub-caps") :]
+    path = tmp_path / "tiers.yaml"
+    path.write_text(re.findall(r"```yaml\n(.*?)```", section, re.S)[0])
+    pricing = load_pricing(path)
+    gov = make_governor(pricer=pricing.pricer)
+    for spec in load_plan_specs(path):
+        gov.set_plan(spec)
+    subject = {"tenant": "relay", "install": "i-7"}
+    routes = [{"provider": "hosted", "model": "relay-model", "backend": "hosted"},
+              {"provider": "self", "model": "llama-3-70b", "backend": "own"}]  # fmt: skip
+    gov.set_plan({**load_plan_specs(path)[0]})  # saved again: no change
+    served = []
+    for i in range(51):
+        decision = gov.authorize(f"r{i}", subject, "hosted", "relay-model", {"credits": 1},
+                                 routes=routes)  # fmt: skip
+        served.append(decision.route.backend)
+        gov.commit(f"r{i}", {"credits": 1})
+    assert served == ["hosted"] * 50 + ["own"]
+    last = gov.events(EventQuery(tenant="relay"))[-1]
+    assert (last.usage.cost_micros, last.price["source"]) == (0, "override")
