@@ -321,3 +321,110 @@ def core_is_a_lifetime_quota_that_never_resets(relay: Relay, clock: Clock) -> No
     clock.now = datetime(2027, 3, 1, tzinfo=UTC)  # months later: still spent
     assert relay.standing("i-2") == ("core.credits", 100, 0)
     assert relay.admin.plan_of("relay", "i-2") is None
+
+
+#: core with a hosted sub-cap (issue 19): at most half its 100 lifetime credits served by
+#: the hosted backend, the rest on the operator's own hardware
+SUBCAPPED_CORE = {**TIERS[0], "budgets": [
+    {"id": "credits", "meter": "credits", "window": "lifetime", "limit": 100},
+    {"id": "hosted", "meter": "credits", "window": "lifetime", "share": "0.5",
+     "match": {"backend": "hosted"}},
+]}  # fmt: skip
+HOSTED_ROUTE = {"provider": "hosted", "model": "relay-model", "backend": "hosted"}
+OWN_ROUTE = {"provider": "self", "model": "relay-local", "backend": "own"}
+
+
+def routed(relay: Relay, request_id: str, install: str, routes: list[dict[str, str]]) -> Any:
+    """Plan (authorize over the routes), call, then commit one credit on success."""
+    subject = {"tenant": "relay", "install": install}
+    decision = relay.service.authorize(request_id, subject, "hosted", "relay-model", TIER_CALL,
+                                       routes=routes)  # fmt: skip
+    if decision.allowed:
+        relay.service.commit(request_id, TIER_CALL)
+    return decision
+
+
+def on_hosted(relay: Relay, install: str) -> dict[str, tuple[int, int]]:
+    """(used, reserved) of each budget a hosted call of ``install`` counts on."""
+    params = {"tenant": "relay", "install": install, "tag": "backend:hosted"}
+    answer = relay.viewer.get("/v1/status", params=params)
+    schemas.StatusOut.model_validate(answer.json())
+    return {v["budget_id"]: (v["used"], v["reserved"]) for v in answer.json()["budgets"]}
+
+
+def test_system4_routes_and_sub_caps(gov: Governor, clock: Clock) -> None:
+    clock.now = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    relay = Relay(gov)
+    saved = relay.http.put("/v1/plans/core", json=SUBCAPPED_CORE)
+    assert saved.status_code == 200 and saved.json()["version"] == 1, saved.text
+    hosted = saved.json()["budgets"][1]
+    assert (hosted["id"], hosted["share"], hosted["match"]) == (
+        "hosted", "0.5", {"tags.backend": ["hosted"]})  # fmt: skip
+    the_51st_call_falls_back_to_own_hardware(relay)
+    without_hardware_the_51st_call_is_refused_naming_the_sub_cap(relay, gov)
+    planning_does_not_debit_and_a_failed_call_debits_nothing(relay)
+
+
+def the_51st_call_falls_back_to_own_hardware(relay: Relay) -> None:
+    served = [routed(relay, f"h-{i}", "i-1", [HOSTED_ROUTE, OWN_ROUTE]) for i in range(51)]
+    assert all(d.allowed for d in served)
+    assert [d.route for d in served] == [HOSTED_ROUTE] * 50 + [OWN_ROUTE]
+    assert all(d.skipped == [] for d in served[:50])
+    [skipped] = served[50].skipped
+    assert (skipped["backend"], skipped["reason"], skipped["budget_id"]) == (
+        "hosted", "hard_cap_exceeded", "core.hosted")  # fmt: skip
+    assert relay.standing("i-1") == ("core.credits", 51, 49)
+    assert on_hosted(relay, "i-1") == {"core.credits": (51, 0), "core.hosted": (50, 0)}
+    query = EventQuery(tenant="relay", limit=1000)
+    tags = {e.request_id: dict(e.subject.tags) for e in relay.admin.events(query)}
+    assert tags["h-0"] == {"backend": "hosted", "plan": "core"}
+    assert tags["h-50"] == {"backend": "own", "plan": "core",
+                            "requested_route": "hosted/relay-model@hosted"}  # fmt: skip
+
+
+def without_hardware_the_51st_call_is_refused_naming_the_sub_cap(
+    relay: Relay, gov: Governor
+) -> None:
+    assert all(routed(relay, f"o-{i}", "i-2", [HOSTED_ROUTE]).allowed for i in range(50))
+    _, secret = gov.create_key("service", "relay")
+    app = TestClient(create_app(gov), headers={"Authorization": f"Bearer {secret}"})
+    answer = app.post("/v1/authorize", json={
+        "request_id": "o-50", "subject": {"tenant": "relay", "install": "i-2"},
+        "provider": "hosted", "model": "relay-model", "estimate": TIER_CALL,
+        "routes": [HOSTED_ROUTE]})  # fmt: skip
+    assert answer.status_code == 402, answer.text
+    schemas.ErrorBody.model_validate(answer.json())  # RefusalBody lacks ``routes`` (a bug)
+    error = answer.json()["error"]
+    decision = schemas.DecisionOut.model_validate(error["decision"])
+    assert (error["code"], error["budget_id"], error["reason"]) == (
+        "budget_exceeded", "core.hosted", "hard_cap_exceeded")  # fmt: skip
+    assert (error["remaining"], error["limit"], error["unit"]) == (0, 50, "credits")
+    assert error["message"] == (
+        "No route can take this request (hosted/relay-model@hosted: hard_cap_exceeded)."
+    )
+    assert [(r["backend"], r["budget_id"]) for r in error["routes"]] == [("hosted", "core.hosted")]
+    assert [r.budget_id for r in decision.refusals] == ["core.hosted"]
+    assert "Retry-After" not in answer.headers  # a lifetime quota: waiting cannot help
+    assert relay.standing("i-2") == ("core.credits", 50, 50)  # the plan's own quota is not spent
+
+
+def planning_does_not_debit_and_a_failed_call_debits_nothing(relay: Relay) -> None:
+    subject = {"tenant": "relay", "install": "i-3"}
+    held = relay.service.authorize("ok", subject, "hosted", "relay-model", TIER_CALL,
+                                   routes=[HOSTED_ROUTE, OWN_ROUTE])  # fmt: skip
+    assert held.route == HOSTED_ROUTE
+    assert {v.budget_id: (v.used, v.reserved) for v in held.budgets} == {
+        "core.credits": (0, 1), "core.hosted": (0, 1)}  # fmt: skip
+    assert on_hosted(relay, "i-3") == {"core.credits": (0, 1), "core.hosted": (0, 1)}
+    relay.service.commit("ok", TIER_CALL)  # the call succeeded: now it is debited
+    assert on_hosted(relay, "i-3") == {"core.credits": (1, 0), "core.hosted": (1, 0)}
+    failing = relay.service.authorize("failed", subject, "hosted", "relay-model", TIER_CALL,
+                                      routes=[HOSTED_ROUTE, OWN_ROUTE])  # fmt: skip
+    assert failing.route == HOSTED_ROUTE
+    assert on_hosted(relay, "i-3") == {"core.credits": (1, 1), "core.hosted": (1, 1)}
+    result = relay.service.commit("failed", {"credits": 0}, status="error", reason="upstream 500")
+    assert (result.event.status, result.event.usage.credits) == ("error", 0)
+    assert on_hosted(relay, "i-3") == {"core.credits": (1, 0), "core.hosted": (1, 0)}
+    errors = relay.admin.events(EventQuery(tenant="relay", status="error"))  # type: ignore[arg-type]
+    failed = [(e.request_id, e.reason, e.usage.credits, e.subject.tag("backend")) for e in errors]
+    assert failed == [("failed", "upstream 500", 0, "hosted")]

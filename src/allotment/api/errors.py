@@ -86,12 +86,12 @@ def refusal_response(
     if refusal.reason is Reason.NO_BUDGET and not decision.skipped:
         return error(402, "no_budget", "No budget covers this call; such calls are denied.",
                      reason=refusal.reason.value, decision=answer)  # fmt: skip
-    resets = refusal.resets_at.isoformat() if refusal.resets_at else None
     limited = decision.limited
+    if limited:  # the refusal the call waits on speaks for it
+        refusal = decision.refusal[0]
+    resets = refusal.resets_at.isoformat() if refusal.resets_at else None
     if limited:
-        tried = [s.refusals for s in decision.skipped] or [decision.refusals]
-        reason = next(rs[0].reason for rs in tried if all(r.reason.retryable for r in rs))
-        code, message = reason.value, _LIMITED[reason]
+        code, message = refusal.reason.value, _LIMITED[refusal.reason]
     else:
         code, message, found = _exceeded(decision, refusal, resets)
         details |= found
@@ -99,7 +99,7 @@ def refusal_response(
         reasons = "; ".join(f"{s.route.label}: {s.refusals[0].reason.value}"
                             for s in decision.skipped if s.refusals)  # fmt: skip
         message = f"No route can take this request ({reasons})."
-    first = answer["refusals"][0]
+    first = decision.refusal_dict(currency=currency)
     shown = first["display"] and {"remaining": first["display"]["remaining"],
                                   "limit": first["display"]["limit"]}  # fmt: skip
     retry_at = decision.retry_at

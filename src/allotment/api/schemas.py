@@ -513,7 +513,12 @@ class PlanBudgetOut(_Out):
     name: str | None
     meter: str
     window: WindowOut
-    limit: str | None = Field(description="Human units; none: unlimited (metered only)")
+    limit: str | None = Field(
+        None, description="Human units; none: unlimited (metered only), or a share"
+    )
+    share: str | None = Field(
+        None, description="Instead of a limit: this share of the plan's quota of the meter"
+    )
     match: dict[str, list[str]]
     exclude: dict[str, list[str]]
     soft: list[str]
@@ -818,6 +823,9 @@ class RefusalDetail(_Out):
     display: RefusalDisplayTop | None = Field(None, description=_DISPLAY)
     resets_at: str | None = None
     retry_at: str | None = Field(None, description="429: when the call can fit")
+    routes: list[SkippedOut] | None = Field(
+        None, description="With route candidates: every one, with its reason"
+    )
     decision: DecisionOut
 
 

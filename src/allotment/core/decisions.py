@@ -328,6 +328,8 @@ class Skipped:
 
     route: Route
     refusals: tuple[Refusal, ...]
+    #: the candidate's budgets as they stood (their units name the refusals' amounts)
+    budgets: tuple[BudgetView, ...] = ()
 
     @property
     def retry_at(self) -> datetime | None:
@@ -335,14 +337,14 @@ class Skipped:
         refused it (the latest of their retry times), else None."""
         return _retry_at(self.refusals)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, currency: str | None = None, display: bool = True) -> dict[str, Any]:
         first = self.refusals[0] if self.refusals else None
         return {
             **self.route.to_dict(),
             "reason": None if first is None else first.reason.value,
             "budget_id": None if first is None else first.budget_id,
             "retry_at": _iso(self.retry_at),
-            "refusals": [r.to_dict() for r in self.refusals],
+            "refusals": _refusals(self.refusals, self.budgets, currency, display),
         }
 
 
@@ -388,19 +390,36 @@ class Decision:
     @property
     def binding(self) -> BudgetView | None:
         """The budget that binds the call: the one that refused it (of limits that pass
-        by themselves, the last to free up), else the most used enforced budget with a
-        limit (the first of equals); None when no such budget applies."""
-        refusals = self.refusals
-        if refusals:
-            refusal = refusals[0]
-            if self.retry_at is not None:  # then every refusal has a retry time
-                refusal = max(refusals, key=lambda r: r.retry_at or _NEVER)
-            for view in self.budgets:
+        by themselves, the one the call waits on), else the most used enforced budget
+        with a limit (the first of equals); None when no such budget applies."""
+        if self.refusals:
+            refusal, views = self.refusal
+            for view in views:
                 if view.budget.id == refusal.budget_id:
                     return view
             return None
         limited = [v for v in self.budgets if v.budget.limit is not None and v.mode == "enforce"]
         return max(limited, key=lambda v: v.percent or 0) if limited else None
+
+    @property
+    def refusal(self) -> tuple[Refusal, tuple[BudgetView, ...]]:
+        """The refusal that speaks for a refused call, with the budgets it is among:
+        the first; for a call worth retrying, the one it waits on (of the route
+        candidate that frees up soonest, the limit that frees up last)."""
+        if not self.limited:
+            return self.refusals[0], self.budgets
+        tried = [(s.refusals, s.budgets) for s in self.skipped] or [(self.refusals, self.budgets)]
+        waits = [(rs, vs) for rs, vs in tried if rs and all(r.reason.retryable for r in rs)]
+        retry_at = self.retry_at
+        refusals, views = next(
+            ((rs, vs) for rs, vs in waits if _retry_at(rs) == retry_at), waits[0]
+        )
+        return max(refusals, key=lambda r: r.retry_at or _NEVER), views
+
+    def refusal_dict(self, *, currency: str | None = None) -> dict[str, Any]:
+        """``refusal`` in JSON form, with its budget's unit and amounts for people."""
+        refusal, views = self.refusal
+        return _refusals((refusal,), views, currency, True)[0]
 
     @property
     def limited(self) -> bool:
@@ -442,7 +461,7 @@ class Decision:
             "degraded": self.degraded,
             "commit_with": self.commit_with,
             "route": None if self.route is None else self.route.to_dict(),
-            "skipped": [s.to_dict() for s in self.skipped],
+            "skipped": [s.to_dict(currency=currency, display=display) for s in self.skipped],
         }
 
 

@@ -138,7 +138,7 @@ def _routed(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
             _reserve(tx, replace(tried, call=tried.call._replace(subject=subject)), admission, now)
             return replace(admission.decision, route=candidate.route, skipped=tuple(skipped))
         decision = limits.timed(tx, admission.decision, admission.applied, admission.counters, now)
-        skipped.append(Skipped(candidate.route, decision.refusals))
+        skipped.append(Skipped(candidate.route, decision.refusals, decision.budgets))
         first = first or (tried, decision)
     assert first is not None  # routes are never empty
     tried, decision = first
