@@ -93,3 +93,32 @@ def test_frees_at(buckets: list[tuple[int, int]], need: int, at: int | None) -> 
     freed = window.frees_at(buckets, need)
     assert (None if freed is None else int(freed.timestamp())) == at
     assert Window.parse("day").frees_at(buckets, need) is None
+
+
+@pytest.mark.postgres
+def test_a_refusals_retry_time_costs_no_round_trip_on_postgres(
+    clean_postgres_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads a rolling window bucket by bucket with its sum, in the round
+    trip that locks it: a refusal's Retry-After asks the database for nothing more (a
+    group-commit batch answers it from the buckets it read: ``BatchTx._window``)."""
+    from allotment.store import postgres
+
+    gov = Governor(clean_postgres_url, clock=clock)
+    rpm(gov, limit=2)
+    for i in range(2):
+        gov.authorize(f"r{i}", ACME, "openai", "m")
+        clock.advance(seconds=5)
+    asked: list[str] = []
+    real = postgres._PostgresTx._rows
+
+    def rows(self: object, sql: str, params: object = ()) -> object:
+        asked.append(sql)
+        return real(self, sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(postgres._PostgresTx, "_rows", rows)
+    refused = gov.authorize("r2", ACME, "openai", "m")
+    assert refused.reason is Reason.RATE_LIMITED
+    assert refused.retry_at == clock.now - timedelta(seconds=10) + timedelta(seconds=61)
+    assert asked and not [sql for sql in asked if "FROM counters" in sql]
+    gov.close()

@@ -65,9 +65,9 @@ class BatchableTx(CallTx, Protocol):
         self, inserts: Sequence[Reservation], updates: Sequence[Reservation]
     ) -> None: ...
     def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None: ...
-    def sum_buckets(
+    def window_buckets(
         self, budget_key: str, member: str, first: int, last: int, skip: Sequence[int]
-    ) -> Counter: ...
+    ) -> dict[int, tuple[int, int]]: ...
 
 
 @dataclass(slots=True)
@@ -260,7 +260,7 @@ class BatchTx:
         self._pending: dict[Key, list[int]] = {}
         #: rolling windows' buckets this batch does not hold, summed once: by
         #: (budget key, member, first bucket)
-        self._others: dict[tuple[str, str, int], Counter] = {}
+        self._others: dict[tuple[str, str, int], dict[int, tuple[int, int]]] = {}
         self._inserts: dict[tuple[str, str], Reservation] = {}
         self._updates: dict[tuple[str, str], Reservation] = {}
         self._events: dict[int, Event] = {}
@@ -283,10 +283,9 @@ class BatchTx:
     def put_assignment(self, assignment: Assignment) -> None:
         self._inner.put_assignment(assignment)
 
-    # rolling windows' buckets: read from the database with this batch's writes applied
+    # rolling windows' buckets: as ``read`` counts them (see ``_window``)
     def buckets(self, hit: Applied) -> list[tuple[int, int]]:
-        self._flush_counters()
-        return self._inner.buckets(hit)
+        return sorted((k, u + r) for k, (u, r) in self._window(hit).items() if u + r)
 
     # leases' slots: passed through, written in the batch's transaction as they come
     # (rows of their own, which no other write of the batch touches)
@@ -330,9 +329,14 @@ class BatchTx:
         return out
 
     def _rolling(self, hit: Applied) -> Counter:
-        """A rolling window's count: the buckets this batch holds locked (the current
-        one, under the window's anchor, which it holds too), as they stand with its
-        writes, and the others as the database has them, read once per batch.
+        """A rolling window's count, bucket by bucket (``_window``)."""
+        window = self._window(hit).values()
+        return Counter(sum(u for u, _ in window), sum(r for _, r in window))
+
+    def _window(self, hit: Applied) -> dict[int, tuple[int, int]]:
+        """A rolling window's buckets: those this batch holds locked (the current one,
+        under the window's anchor, which it holds too), as they stand with its writes,
+        and the others as the database has them, read once per batch.
 
         Asking the database for the whole window on each call (and flushing this
         batch's writes first) cost two round trips per call with the hot rows locked:
@@ -345,17 +349,18 @@ class BatchTx:
         others = self._others.get((budget_key, member, first))
         if others is None:
             skip = [k[2] for k in held]
-            others = self._inner.sum_buckets(budget_key, member, first, last, skip)
+            others = self._inner.window_buckets(budget_key, member, first, last, skip)
             self._others[budget_key, member, first] = others
-        used, reserved = others
+        window = dict(others)
         for key in held:
-            row = self._counters[key]
-            used, reserved = used + row[0], reserved + row[1]
+            used, reserved = self._counters[key]
+            window[key[2]] = (used, reserved)
         for (b, m, bucket), (u, r) in self._pending.items():
             if b == budget_key and m == member and first <= bucket <= last:
                 if (b, m, bucket) not in self._counters:  # unlocked, not yet written
-                    used, reserved = used + u, reserved + r
-        return Counter(used, reserved)
+                    used, reserved = window.get(bucket, (0, 0))
+                    window[bucket] = (used + u, reserved + r)
+        return window
 
     def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
         missing = [key for key in keys if key not in self._counters]

@@ -106,22 +106,20 @@ _LOCK_COUNTERS = (
     "ON CONFLICT (budget_key, member, bucket) DO UPDATE SET used = c.used "
     "RETURNING budget_key, member, bucket, used, reserved"
 )
-#: The sums of ranges of counter buckets, one row per (budget key, member, first, last,
-#: bucket left out).
-_SUM_RANGES = (
-    "SELECT r.b, r.m, COALESCE(SUM(c.used), 0), COALESCE(SUM(c.reserved), 0) "
+#: The counter buckets in ranges that hold anything, one range per (budget key, member,
+#: first, last, bucket left out), bucket by bucket: a window's sum, and what a refusal's
+#: Retry-After needs, in the same rows.
+_WINDOW_BUCKETS = (
+    "SELECT r.b, r.m, c.bucket, c.used, c.reserved "
     "FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[]) "
-    "AS r(b, m, lo, hi, skip) LEFT JOIN counters c ON c.budget_key = r.b AND c.member = r.m "
-    "AND c.bucket BETWEEN r.lo AND r.hi AND c.bucket <> r.skip GROUP BY r.b, r.m"
+    "AS r(b, m, lo, hi, skip) JOIN counters c ON c.budget_key = r.b AND c.member = r.m "
+    "AND c.bucket BETWEEN r.lo AND r.hi AND c.bucket <> r.skip "
+    "AND (c.used <> 0 OR c.reserved <> 0)"
 )
-#: a bucket in no window (``_SUM_RANGES`` leaves none out)
+#: a bucket in no window (``_WINDOW_BUCKETS`` leaves none out)
 _NO_BUCKET = -2
-
-
-def _left_out(hit: Applied, locking: bool) -> int:
-    """The bucket ``_SUM_RANGES`` leaves out of ``hit``'s sum: the current one, which a
-    locking read has from the lock."""
-    return hit.span.bucket if locking else _NO_BUCKET
+#: a window's buckets that hold anything: bucket -> (used, reserved)
+Buckets = dict[int, tuple[int, int]]
 
 
 #: Read counter rows, unlocked (``_LOCK_COUNTERS`` locks them in a write transaction).
@@ -495,6 +493,8 @@ class _PostgresTx(SqlTx):
         self._conn = conn
         self._locking = locking
         self._lock_rows = " FOR UPDATE" if locking else ""
+        #: rolling windows as the last read found them, bucket by bucket (until a write)
+        self._windows: dict[tuple[str, str], Buckets] = {}
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(_pg(sql), params).fetchall()
@@ -534,42 +534,56 @@ class _PostgresTx(SqlTx):
             if not locking or a.span.first_bucket < a.span.bucket
         ]
         current: dict[Key, tuple[int, int]] = {}
-        earlier: dict[tuple[str, str], tuple[int, int]] = {}
         if self._locking:
             keys = sorted(engine.locked_by(applied))
             if rolling:
-                # One round trip: the sums are read after the locks are granted, by a
+                # One round trip: the buckets are read after the locks are granted, by a
                 # statement of their own, so they see every writer that held them before.
                 with self._conn.pipeline():
                     locked = self._conn.execute(_pg(_LOCK_COUNTERS), _arrays(keys, "tti"))
-                    summed = self._conn.execute(_pg(_SUM_RANGES), _arrays(rolling, "ttiii"))
-                    rows, sums = locked.fetchall(), summed.fetchall()
+                    found = self._conn.execute(_pg(_WINDOW_BUCKETS), _arrays(rolling, "ttiii"))
+                    rows, others = locked.fetchall(), found.fetchall()
                 current = {(b, m, k): (used, reserved) for b, m, k, used, reserved in rows}
             else:
                 current = self.lock_counters(keys)
         else:
-            sums = self._rows(_SUM_RANGES, _arrays(rolling, "ttiii"))
+            others = self._rows(_WINDOW_BUCKETS, _arrays(rolling, "ttiii"))
+        windows: dict[tuple[str, str], Buckets] = {}
         if rolling:
-            earlier = {(b, m): (int(u), int(r)) for b, m, u, r in sums}
+            for b, m, k, used, reserved in others:
+                windows.setdefault((b, m), {})[k] = (used, reserved)
         out = []
         for hit in applied:
-            used, reserved = current.get((hit.budget.key, hit.member, hit.span.bucket), (0, 0))
-            before = earlier.get((hit.budget.key, hit.member))
-            if before is not None:
-                used, reserved = used + before[0], reserved + before[1]
+            at = (hit.budget.key, hit.member)
+            used, reserved = current.get((*at, hit.span.bucket), (0, 0))
+            window = windows.get(at)
+            if window is not None or hit.span.first_bucket < hit.span.bucket:
+                window = window or {}
+                if used or reserved:
+                    window[hit.span.bucket] = (used, reserved)
+                self._windows[at] = window
+                used = sum(u for u, _ in window.values())
+                reserved = sum(r for _, r in window.values())
             out.append(Counter(used, reserved))
         return out
 
-    def sum_buckets(
+    def buckets(self, hit: Applied) -> list[tuple[int, int]]:
+        # Read with the window's sum (so a refusal's Retry-After costs no round trip),
+        # unless a write came since.
+        window = self._windows.get((hit.budget.key, hit.member))
+        if window is None:
+            return super().buckets(hit)
+        return sorted((k, u + r) for k, (u, r) in window.items() if u + r)
+
+    def window_buckets(
         self, budget_key: str, member: str, first: int, last: int, skip: Sequence[int]
-    ) -> Counter:
-        ((used, reserved),) = self._rows(
-            "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(reserved), 0) FROM counters "
-            "WHERE budget_key = ? AND member = ? AND bucket BETWEEN ? AND ? "
-            "AND bucket <> ALL(?)",
+    ) -> Buckets:
+        rows = self._rows(
+            "SELECT bucket, used, reserved FROM counters WHERE budget_key = ? AND member = ? "
+            "AND bucket BETWEEN ? AND ? AND bucket <> ALL(?) AND (used <> 0 OR reserved <> 0)",
             (budget_key, member, first, last, _Ints(skip)),
         )
-        return Counter(int(used), int(reserved))
+        return {k: (used, reserved) for k, used, reserved in rows}
 
     def read_keys(self, keys: Sequence[Key]) -> list[Counter]:
         if not keys:
@@ -585,6 +599,7 @@ class _PostgresTx(SqlTx):
         # One row per counter: an upsert may not change the same row twice.
         rows = [d for d in merge_deltas(deltas) if d[3] or d[4]]
         if rows:
+            self._windows.clear()
             self._run(_ADD_COUNTERS, _arrays(rows, "ttiii"))
 
     def clear_counters(self, keys: Sequence[str] | None) -> None:
