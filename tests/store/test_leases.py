@@ -194,3 +194,17 @@ def test_a_lease_survives_a_reopened_store(make_governor: Any, clock: Clock) -> 
     assert beat.alive and beat.max_until == clock.now + timedelta(seconds=40)
     assert second.release("run") is ReservationState.RELEASED
     assert held(second) == 0
+
+
+def test_a_deployment_wide_cap_counts_every_tenants_leases(gov: Governor, clock: Clock) -> None:
+    gov.create_budget({"id": "fleet", "meter": "concurrency", "window": "lifetime", "limit": 2})
+    assert gov.authorize("a", ACME, "openai", "m", RUN, ttl=60).allowed
+    other = {"tenant": "globex", "agent": "b1"}
+    assert gov.authorize("b", other, "openai", "m", RUN, ttl=60).allowed
+    refused = gov.authorize("c", {"tenant": "initech"}, "openai", "m", RUN, ttl=60)
+    assert (refused.reason, refused.retry_at) == (
+        Reason.CONCURRENCY_LIMITED, clock.now + timedelta(seconds=60),
+    )  # fmt: skip
+    clock.advance(seconds=60)  # acme's and globex's holders died: both reclaimed
+    assert gov.authorize("c", {"tenant": "initech"}, "openai", "m", RUN, ttl=60).allowed
+    assert reasons(gov) == [("a", "lease_expired")]  # (the ledger read is acme's)
