@@ -38,6 +38,7 @@ __all__ = [
     "end",
     "heartbeat",
     "reclaim",
+    "retry_at",
     "slots",
 ]
 
