@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from allotment.governor import Governor
 from allotment.store.base import EventQuery
-from tests.e2e.server import ADMIN, free_port, serve, service_key
+from tests.e2e.server import ADMIN, free_port, serve, service_key, wait_until_ready
 
 N = 150
 CLIENTS = 64
@@ -106,13 +105,7 @@ def _serving(db: str, *flags: str, env: dict[str, str] | None = None) -> Iterato
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while process.poll() is None and time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+            wait_until_ready(base, process, timeout=30)
             log.seek(0)
             lines = [line for line in log.read().decode().splitlines() if line.strip()]
             yield Started(base, lines)
