@@ -265,14 +265,14 @@ async def outage(
         for tenant in TENANTS
         for c in range(callers)
     ]
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.0)  # the callers run against the live server first
     await asyncio.to_thread(server.stop)
     timeline.down = time.monotonic()
     await asyncio.sleep(down_for)
     timeline.starting = time.monotonic()
     await asyncio.to_thread(server.start)
     timeline.up = time.monotonic()
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(BACK_WITHIN + 0.5)  # calls from BACK_WITHIN on must all succeed
     for load in loads:
         load.running = False
     # Calls that hang (10 s and more each before the fix) fail the test here.

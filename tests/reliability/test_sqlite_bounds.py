@@ -115,9 +115,10 @@ def test_the_wal_stays_bounded_under_steady_reads_and_writes(tmp_path: Path) -> 
     for thread in others:
         thread.join()
     assert gov.status(SUBJECT)[0].used == 2 * 1500 * 5
-    # The limit plus what the writers add between two checks (measured: 9-11 MiB in
-    # all); without the truncation the WAL reached 60 MB.
-    assert largest < limit + 16 * 1024 * 1024, f"the WAL reached {largest / 2**20:.1f} MiB"
+    # Without the truncation the WAL reached 60 MB, all that was written. With it, the
+    # limit plus what the writers add between two checks: 9-11 MiB on an idle machine,
+    # 24 MiB once on a loaded one (the checkpointer's thread waits for the GIL).
+    assert largest < 32 * 1024 * 1024, f"the WAL reached {largest / 2**20:.1f} MiB"
     assert checkpointer.failures == 0
     deadline = time.monotonic() + 5
     while wal_size(path) > limit and time.monotonic() < deadline:
