@@ -56,3 +56,7 @@ def test_a_sqlite_test_store_starts_migrated(tmp_path: Path) -> None:
 def test_what_imports_and_collection_made_is_frozen() -> None:
     assert gc.get_freeze_count() > 10_000  # 500,000 in a whole run
     assert gc.isenabled() and gc.get_threshold()[0] == 10_000
+
+
+def test_plugins_are_named_not_autoloaded(pytestconfig: pytest.Config) -> None:
+    assert pytestconfig.getoption("disable_plugin_autoload")
