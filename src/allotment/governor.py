@@ -22,7 +22,15 @@ from allotment.archive import ArchiveWriter
 from allotment.config import load_budget_specs, load_plan_specs, load_rates, parse_plans
 from allotment.core import engine
 from allotment.core.budgets import Budget, Call, Failure
-from allotment.core.decisions import BudgetView, Decision, Reason, Refusal, Uncovered, Warning
+from allotment.core.decisions import (
+    BudgetView,
+    Decision,
+    Reason,
+    Refusal,
+    Skipped,
+    Uncovered,
+    Warning,
+)
 from allotment.core.fx import FxRate
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import CommitResult, Event, EventStatus, ReservationState, payload_hash
@@ -325,10 +333,10 @@ class Governor(KeysAndRates, CreditPools, Plans):
         and its answer carries ``commit_with`` for commits that reach another
         process. Either way the commit meters the call post hoc.
         """
-        degraded = self._fail_open(prepared, now)
-        if degraded is None:
+        opened = self._fail_open(prepared, now)
+        if opened is None:
             raise error
-        call = prepared.call
+        degraded, call = opened
         remembered = self._degraded_calls
         if len(remembered) >= _DEGRADED_KEPT:
             del remembered[next(iter(remembered))]
@@ -740,25 +748,62 @@ class Governor(KeysAndRates, CreditPools, Plans):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _fail_open(self, request: AuthorizeRequest, now: datetime) -> Decision | None:
-        """Allow without the store if every enforced budget that applies fails open.
+    def _fail_open(self, request: AuthorizeRequest, now: datetime) -> tuple[Decision, Call] | None:
+        """Allow without the store if every enforced budget that applies fails open: the
+        decision and the call it grants.
 
         Which budgets apply is judged from the budgets this process last
-        loaded; with none known, or any fail-closed budget among them, the
-        store error stands.
+        loaded; with none known the store error stands. With route candidates,
+        the first whose budgets all fail open is granted, and each one before it
+        is skipped with a ``store_unavailable`` refusal naming its fail-closed
+        budgets (or with the refusal it had before the store was asked). With
+        no candidate left, the store error stands.
         """
         budgets = self.store.cached_budgets(request.call.subject.tenant)
-        if budgets is None or request.refusal is not None:
+        if budgets is None:
             return None
-        applied = engine.resolve(budgets, request.call, now)
+        if not request.routes:
+            if self._closed(budgets, request.call, request.refusal, now):
+                return None
+            return self._opened(request, request.call, None, ()), request.call
+        asked, skipped = request.routes[0].route, list[Skipped]()
+        for candidate in request.routes:
+            refusals = self._closed(budgets, candidate.call, candidate.refusal, now)
+            if refusals:
+                skipped.append(Skipped(candidate.route, refusals))
+                continue
+            # Served by this route: its subject keeps the route asked for, if another.
+            subject = candidate.route.subject(candidate.call.subject, asked)
+            call = candidate.call._replace(subject=subject)
+            return self._opened(request, call, candidate.route, tuple(skipped)), call
+        return None
+
+    def _closed(
+        self, budgets: Sequence[Budget], call: Call, refusal: Refusal | None, now: datetime
+    ) -> tuple[Refusal, ...]:
+        """Why ``call`` cannot be granted without the store: its ``refusal`` from before
+        the store was asked, or its enforced fail-closed budgets (none: it can)."""
+        if refusal is not None:
+            return (refusal,)
+        applied = engine.resolve(budgets, call, now)
         if not applied and self.uncovered is Uncovered.DENY:
-            return None
-        if any(a.budget.enforced and a.budget.failure is Failure.CLOSED for a in applied):
-            return None
-        call = request.call
+            return (Refusal(None, Reason.NO_BUDGET, 0, 0, 0, None),)
+        return tuple(
+            Refusal(a.budget.id, Reason.STORE_UNAVAILABLE, 0, 0, 0, None)
+            for a in applied
+            if a.budget.enforced and a.budget.failure is Failure.CLOSED
+        )
+
+    @staticmethod
+    def _opened(
+        request: AuthorizeRequest, call: Call, route: Route | None, skipped: tuple[Skipped, ...]
+    ) -> Decision:
+        """The degraded grant of ``call``, with what a commit reaching another process
+        needs to meter it (``commit_with``)."""
         commit_with = {"subject": call.subject.to_dict(), "provider": call.provider,
                        "model": call.model}  # fmt: skip
-        return Decision(request.request_id, True, (), degraded=True, commit_with=commit_with)
+        return Decision(request.request_id, True, (), degraded=True, commit_with=commit_with,
+                        route=route, skipped=skipped)  # fmt: skip
 
     def _subject(self, subject: SubjectLike) -> Subject:
         """``subject`` parsed, its device id hidden (see ``allotment.devices``)."""

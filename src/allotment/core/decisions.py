@@ -49,6 +49,8 @@ class Reason(StrEnum):
     CONCURRENCY_LIMITED = "concurrency_limited"
     #: the call is larger than a rate or concurrency limit itself: retrying never helps
     ESTIMATE_EXCEEDS_LIMIT = "estimate_exceeds_limit"
+    #: the store is down and the budget fails closed (a route candidate passed over)
+    STORE_UNAVAILABLE = "store_unavailable"
 
     @property
     def retryable(self) -> bool:
