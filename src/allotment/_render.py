@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 from rich import box
@@ -29,6 +29,9 @@ from allotment.core.routes import Route
 from allotment.core.units import UNITS, UsageLine, decimals, usage_row_json
 from allotment.core.usage import Meter
 
+if TYPE_CHECKING:
+    from allotment.replay import ReplayReport
+
 __all__ = [
     "DecisionLike",
     "UsageLine",
@@ -41,6 +44,7 @@ __all__ = [
     "format_money",
     "make_console",
     "print_json",
+    "replay_table",
     "status_json",
     "status_table",
     "to_budget",
@@ -281,6 +285,22 @@ def usage_table(
             f"{t['input_tokens'] + t['output_tokens']:,}",
             format_money(t["cost_micros"], _currency_of(row, currency)),
         )
+    return table
+
+
+def replay_table(report: ReplayReport) -> Table:
+    """``allotment replay``: each day and tenant, what each policy would have refused."""
+    table = _table("day", "tenant", title="replayed: current budgets vs proposed", brief=False)
+    for name in ("calls", "spend", "refused now", "spend refused now", "refused proposed",
+                 "spend avoided"):  # fmt: skip
+        table.add_column(name, justify="right")
+    money = report.currency
+    for r in report.rows:
+        table.add_row(
+            r.day.isoformat(), r.tenant, f"{r.calls:,}", format_money(r.spend_micros, money),
+            f"{r.current_refused:,}", format_money(r.current_refused_micros, money),
+            f"{r.proposed_refused:,}", format_money(r.proposed_refused_micros, money),
+        )  # fmt: skip
     return table
 
 

@@ -27,6 +27,7 @@ from allotment.cli.maintenance import db_app, ledger_app
 from allotment.cli.plans import plans_app
 from allotment.cli.prices import prices_app
 from allotment.cli.rates import rates_app
+from allotment.cli.replay import replay
 from allotment.cli.serve import demo, serve
 
 __all__ = ["app"]
@@ -61,7 +62,9 @@ def _root(
     """A budget in front of every AI call."""
 
 
-for command in (status, usage, record, authorize, heartbeat, commit, release, serve, demo):
+for command in (
+    status, usage, record, authorize, heartbeat, commit, release, replay, serve, demo
+):  # fmt: skip
     app.command()(command)
 for group, name in (
     (budgets_app, "budgets"), (credits_app, "credits"), (plans_app, "plans"),
