@@ -31,7 +31,13 @@ from allotment.api.bodies import JsonRoute
 from allotment.api.contract import BUDGET_HEADERS, REFUSED, documented
 from allotment.api.errors import ApiError, refusal_response
 from allotment.api.inputs import EstimateObject, SubjectObject, UsageObject
-from allotment.api.instruments import LATE_COMMITS, LATE_OVERSHOOT, STORE_ERRORS, decisions
+from allotment.api.instruments import (
+    LATE_COMMITS,
+    LATE_OVERSHOOT,
+    STORE_ERRORS,
+    decisions,
+    shadow_refusals,
+)
 from allotment.api.responses import Json
 from allotment.api.schemas import CommitOut, CommitsOut, DecisionOut, HeartbeatOut, ReleaseOut
 from allotment.core.decisions import Decision
@@ -217,6 +223,8 @@ async def do_authorize(body: AuthorizeBody, caller: Caller, gov: Governor) -> Re
         )  # fmt: skip
     except ValidationError as exc:
         raise _on_the_wire(exc) from None
+    for shadow in decision.shadow_refusals:
+        shadow_refusals(shadow.budget_id or "", shadow.reason.value).inc()
     if not decision.allowed:
         decisions("refused", decision.refusals[0].reason.value).inc()
         return refusal_response(decision, gov.currency, gov.now())

@@ -16,9 +16,11 @@ __all__ = [
     "LATENCY",
     "LATE_COMMITS",
     "LATE_OVERSHOOT",
+    "SHADOW_REFUSALS",
     "STORE_ERRORS",
     "decisions",
     "latency",
+    "shadow_refusals",
 ]
 
 DECISIONS = Counter(
@@ -29,6 +31,11 @@ LATENCY = Histogram(
     "Time to answer a request, by route",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SHADOW_REFUSALS = Counter(
+    "allotment_shadow_refusals",
+    "Calls a shadow budget would have refused (and let through), by budget and reason",
+    ["budget", "reason"],
 )
 STORE_ERRORS = Counter("allotment_store_errors", "Requests that failed because of the store")
 LATE_COMMITS = Counter(
@@ -51,3 +58,9 @@ def latency(method: str, route: str) -> Histogram:
 def decisions(outcome: str, reason: str) -> Counter:
     """The decision counter of one outcome and reason."""
     return DECISIONS.labels(outcome, reason)
+
+
+@cache
+def shadow_refusals(budget: str, reason: str) -> Counter:
+    """The shadow refusal counter of one budget and reason."""
+    return SHADOW_REFUSALS.labels(budget, reason)
