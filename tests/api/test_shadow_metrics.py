@@ -1,4 +1,5 @@
-"""A shadow budget never refuses; what it would have refused is counted by budget and reason."""
+"""A shadow budget never refuses; what it would have refused is counted by budget and
+reason, and listed in the ledger."""
 
 from __future__ import annotations
 
@@ -40,3 +41,6 @@ def test_shadow_refusals_are_counted_and_let_through() -> None:
     assert over["allowed"] and [r["budget_id"] for r in over["shadow_refusals"]] == ["trial"]  # type: ignore[attr-defined, index]
     authorize("over", 500)  # a replay is not counted again
     assert shadow_count(client, "trial", "estimate_exceeds_remaining") == before + 1
+    events = client.get("/v1/events", params={"tenant": "acme", "status": "shadow"},
+                        headers=headers).json()["events"]  # fmt: skip
+    assert [(e["request_id"], e["budget_id"]) for e in events] == [("over", "trial")]

@@ -51,6 +51,8 @@ class EventStatus(StrEnum):
     ERROR = "error"
     BLOCKED = "blocked"
     RELEASED = "released"
+    #: what a shadow budget would have refused (the call itself is another event)
+    SHADOW = "shadow"
 
     @property
     def counts(self) -> bool:

@@ -111,6 +111,7 @@ def authorize(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
     admission = _admit(tx, request, now)
     if admission.decision.allowed:
         _reserve(tx, request, admission, now)
+        _shadowed(tx, request, admission.decision, now)
         return admission.decision
     return _refuse(tx, request, admission, now)
 
@@ -135,14 +136,17 @@ def _routed(tx: CallTx, request: AuthorizeRequest, now: datetime) -> Decision:
         if admission.decision.allowed:
             # Served by this route: its subject keeps the route asked for, if another.
             subject = candidate.route.subject(tried.call.subject, asked)
-            _reserve(tx, replace(tried, call=tried.call._replace(subject=subject)), admission, now)
+            served = replace(tried, call=tried.call._replace(subject=subject))
+            _reserve(tx, served, admission, now)
+            _shadowed(tx, served, admission.decision, now)
             return replace(admission.decision, route=candidate.route, skipped=tuple(skipped))
         decision = limits.timed(tx, admission.decision, admission.applied, admission.counters, now)
         skipped.append(Skipped(candidate.route, decision.refusals, decision.budgets))
         first = first or (tried, decision)
     assert first is not None  # routes are never empty
     tried, decision = first
-    _blocked(tx, tried, decision.refusals[0], now)
+    _noted(tx, tried, decision.refusals[0], now)
+    _shadowed(tx, tried, decision, now)
     return replace(decision, skipped=tuple(skipped))
 
 
@@ -203,7 +207,8 @@ def _refuse(
 ) -> Decision:
     """The refusal, with when to retry a limit that passes by itself, in the ledger."""
     decision = limits.timed(tx, admission.decision, admission.applied, admission.counters, now)
-    _blocked(tx, request, decision.refusals[0], now)
+    _noted(tx, request, decision.refusals[0], now)
+    _shadowed(tx, request, decision, now)
     return decision
 
 
@@ -247,13 +252,27 @@ def _flagged(decision: Decision, request: AuthorizeRequest, covered: bool) -> De
     return replace(decision, warnings=(*decision.warnings, *flags))
 
 
-def _blocked(tx: CallTx, request: AuthorizeRequest, refusal: Refusal, now: datetime) -> None:
+def _shadowed(tx: CallTx, request: AuthorizeRequest, decision: Decision, now: datetime) -> None:
+    """In the ledger: what shadow budgets would have refused of the call."""
+    for refusal in decision.shadow_refusals:
+        _noted(tx, request, refusal, now, EventStatus.SHADOW)
+
+
+def _noted(
+    tx: CallTx,
+    request: AuthorizeRequest,
+    refusal: Refusal,
+    now: datetime,
+    status: EventStatus = EventStatus.BLOCKED,
+) -> None:
+    """A ledger entry of a refusal (``blocked``) or of a shadow budget's (``shadow``):
+    nothing used, the estimate asked for, the budget and its reason."""
     call = request.call
     append(
         tx,
         Event(
             request.request_id,
-            EventStatus.BLOCKED,
+            status,
             call.subject,
             call.provider or "",
             call.model or "",
