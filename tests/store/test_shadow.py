@@ -42,6 +42,8 @@ def test_what_a_shadow_budget_would_refuse_is_in_the_ledger(gov: Governor) -> No
     assert (view.used, view.reserved) == (450, 0)  # shadow entries count toward nothing
     [row] = gov.usage("acme")
     assert (row.calls, row.blocked) == (2, 1)
+    by_status = {r.group["status"]: r.calls + r.blocked for r in gov.usage("acme", ["status"])}
+    assert by_status == {"success": 2, "blocked": 1}  # usage reports calls, not shadow entries
     live = gov.store.counters()
     gov.rebuild()
     assert gov.store.counters() == live

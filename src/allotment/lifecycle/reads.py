@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from allotment.core import engine
 from allotment.core.budgets import Call
 from allotment.core.decisions import BudgetView
+from allotment.core.ledger import EventStatus
 from allotment.errors import ValidationError
 from allotment.lifecycle import credits, plans, topups
 from allotment.lifecycle.queries import UsageQuery, UsageRow
@@ -47,6 +48,8 @@ def usage(tx: Ledger, query: UsageQuery) -> list[UsageRow]:
     until = None if query.until is None else int(query.until.timestamp())
     groups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * (3 + len(ROLLUP_TOTALS)))
     for key, values in tx.rollups(query.tenant, since, until):
+        if key[8] == EventStatus.SHADOW:
+            continue  # what shadow budgets would have refused: not a call of its own
         group = tuple(_group_value(key, d) for d in query.by)
         row = groups[group]
         counted = key[8] in ("success", "error")
