@@ -99,6 +99,13 @@ def test_the_cli_prints_each_day_and_tenant(tmp_path: Path) -> None:
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0, table.output
     assert "2026-11-23" in table.stdout and "0.09 USD" in table.stdout
+    assert "proposed: 3 calls refused, 0.09 USD avoided (by user-day 3)" in table.stdout
     bad = CliRunner().invoke(app, [*args[:-2], "--budgets", str(tmp_path / "none.yaml"),
                                    "--db", db])  # fmt: skip
     assert bad.exit_code == 2 and "none.yaml" in bad.output
+    zone = CliRunner().invoke(app, [*args, "--tz", "Mars/Olympus"])
+    assert zone.exit_code == 2 and "--tz" in zone.output
+    remote = CliRunner().invoke(
+        app, [*args[:-2], "--url", "http://127.0.0.1:9", "--api-key", "ak_x"]
+    )
+    assert remote.exit_code == 2 and "--db" in remote.output

@@ -54,8 +54,11 @@ def replay(
     console.print(replay_table(report))
     avoided = sum(r.proposed_refused_micros for r in report.rows)
     refused = sum(r.proposed_refused for r in report.rows)
+    by = ", ".join(
+        f"{budget or 'no budget'} {n:,}" for budget, n in report.refused_by.most_common()
+    )
     console.print(f"proposed: {refused:,} calls refused, {format_money(avoided, report.currency)} "
-                  "avoided", markup=False)  # fmt: skip
+                  f"avoided{f' (by {by})' if by else ''}", markup=False)  # fmt: skip
     if report.not_replayed:
         console.print(f"not replayed (credit pools): {', '.join(report.not_replayed)}",
                       markup=False)  # fmt: skip
