@@ -22,13 +22,16 @@ __all__ = [
     "NEWEST_BUCKET",
     "ROLLING_ANCHOR",
     "Applied",
+    "Buckets",
     "Counter",
     "amounts",
+    "bucket_total",
     "counted_range",
     "counter_from_row",
     "decide",
     "held",
     "locked_by",
+    "occupied",
     "resolve",
     "view",
 ]
@@ -81,6 +84,22 @@ ROLLING_ANCHOR = -1
 
 #: above any bucket: a rolling window counts every bucket from its first on
 NEWEST_BUCKET = 2**62
+
+
+#: a rolling window's buckets that hold anything: bucket -> (used, reserved)
+Buckets = dict[int, tuple[int, int]]
+
+
+def bucket_total(buckets: Buckets) -> Counter:
+    """A rolling window's count: the sum of its buckets."""
+    values = buckets.values()
+    return Counter(sum(u for u, _ in values), sum(r for _, r in values))
+
+
+def occupied(buckets: Buckets) -> list[tuple[int, int]]:
+    """Each bucket that holds anything, oldest first, with what it holds (used plus
+    reserved): what a refusal's retry time is worked out from (``Limiting.buckets``)."""
+    return sorted((k, u + r) for k, (u, r) in buckets.items() if u + r)
 
 
 def counted_range(span: Span) -> tuple[int, int]:

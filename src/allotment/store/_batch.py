@@ -38,7 +38,14 @@ from typing import Any, Protocol, cast
 
 from allotment.core.budgets import Budget
 from allotment.core.credits import CreditEntry, Grant, counter_keys
-from allotment.core.engine import Applied, Counter, counted_range
+from allotment.core.engine import (
+    Applied,
+    Buckets,
+    Counter,
+    bucket_total,
+    counted_range,
+    occupied,
+)
 from allotment.core.fx import Rates
 from allotment.core.ledger import Event, Reservation
 from allotment.core.plans import Assignment, Plan
@@ -67,7 +74,7 @@ class BatchableTx(CallTx, Protocol):
     def bump_rollups(self, rows: Sequence[tuple[RollupKey, Sequence[int]]]) -> None: ...
     def window_buckets(
         self, budget_key: str, member: str, first: int, last: int, skip: Sequence[int]
-    ) -> dict[int, tuple[int, int]]: ...
+    ) -> Buckets: ...
 
 
 @dataclass(slots=True)
@@ -260,7 +267,7 @@ class BatchTx:
         self._pending: dict[Key, list[int]] = {}
         #: rolling windows' buckets this batch does not hold, summed once: by
         #: (budget key, member, first bucket)
-        self._others: dict[tuple[str, str, int], dict[int, tuple[int, int]]] = {}
+        self._others: dict[tuple[str, str, int], Buckets] = {}
         self._inserts: dict[tuple[str, str], Reservation] = {}
         self._updates: dict[tuple[str, str], Reservation] = {}
         self._events: dict[int, Event] = {}
@@ -285,7 +292,7 @@ class BatchTx:
 
     # rolling windows' buckets: as ``read`` counts them (see ``_window``)
     def buckets(self, hit: Applied) -> list[tuple[int, int]]:
-        return sorted((k, u + r) for k, (u, r) in self._window(hit).items() if u + r)
+        return occupied(self._window(hit))
 
     # leases' slots: passed through, written in the batch's transaction as they come
     # (rows of their own, which no other write of the batch touches)
@@ -317,23 +324,18 @@ class BatchTx:
                 [counter] = self._inner.read([hit])
                 self._counters[key] = [counter.used, counter.reserved]
                 if hit.span.first_bucket < hit.span.bucket:
-                    out.append(self._rolling(hit))
+                    out.append(bucket_total(self._window(hit)))
                 else:
                     out.append(counter)
                 continue
             if hit.span.first_bucket < hit.span.bucket:
-                out.append(self._rolling(hit))
+                out.append(bucket_total(self._window(hit)))
                 continue
             used, reserved = self._counters[key]
             out.append(Counter(used, reserved))
         return out
 
-    def _rolling(self, hit: Applied) -> Counter:
-        """A rolling window's count, bucket by bucket (``_window``)."""
-        window = self._window(hit).values()
-        return Counter(sum(u for u, _ in window), sum(r for _, r in window))
-
-    def _window(self, hit: Applied) -> dict[int, tuple[int, int]]:
+    def _window(self, hit: Applied) -> Buckets:
         """A rolling window's buckets: those this batch holds locked (the current one,
         under the window's anchor, which it holds too), as they stand with its writes,
         and the others as the database has them, read once per batch.

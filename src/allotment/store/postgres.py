@@ -43,7 +43,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from allotment.config import redact_url
 from allotment.core import engine
-from allotment.core.engine import Applied, Counter, counted_range
+from allotment.core.engine import (
+    Applied,
+    Buckets,
+    Counter,
+    bucket_total,
+    counted_range,
+    occupied,
+)
 from allotment.core.keys import ApiKey
 from allotment.core.ledger import Event, Reservation
 from allotment.core.usage import USAGE_FIELDS
@@ -118,8 +125,6 @@ _WINDOW_BUCKETS = (
 )
 #: a bucket in no window (``_WINDOW_BUCKETS`` leaves none out)
 _NO_BUCKET = -2
-#: a window's buckets that hold anything: bucket -> (used, reserved)
-Buckets = dict[int, tuple[int, int]]
 
 
 #: Read counter rows, unlocked (``_LOCK_COUNTERS`` locks them in a write transaction).
@@ -555,16 +560,15 @@ class _PostgresTx(SqlTx):
         out = []
         for hit in applied:
             at = (hit.budget.key, hit.member)
-            used, reserved = current.get((*at, hit.span.bucket), (0, 0))
+            counter = Counter(*current.get((*at, hit.span.bucket), (0, 0)))
             window = windows.get(at)
             if window is not None or hit.span.first_bucket < hit.span.bucket:
                 window = window or {}
-                if used or reserved:
-                    window[hit.span.bucket] = (used, reserved)
+                if counter.used or counter.reserved:
+                    window[hit.span.bucket] = counter
                 self._windows[at] = window
-                used = sum(u for u, _ in window.values())
-                reserved = sum(r for _, r in window.values())
-            out.append(Counter(used, reserved))
+                counter = bucket_total(window)
+            out.append(counter)
         return out
 
     def buckets(self, hit: Applied) -> list[tuple[int, int]]:
@@ -573,7 +577,7 @@ class _PostgresTx(SqlTx):
         window = self._windows.get((hit.budget.key, hit.member))
         if window is None:
             return super().buckets(hit)
-        return sorted((k, u + r) for k, (u, r) in window.items() if u + r)
+        return occupied(window)
 
     def window_buckets(
         self, budget_key: str, member: str, first: int, last: int, skip: Sequence[int]
