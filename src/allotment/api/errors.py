@@ -87,8 +87,7 @@ def refusal_response(
         return error(402, "no_budget", "No budget covers this call; such calls are denied.",
                      reason=refusal.reason.value, decision=answer)  # fmt: skip
     limited = decision.limited
-    if limited:  # the refusal the call waits on speaks for it
-        refusal = decision.refusal[0]
+    refusal = decision.refusal[0]  # for a call worth retrying, the one it waits on
     resets = refusal.resets_at.isoformat() if refusal.resets_at else None
     if limited:
         code, message = refusal.reason.value, _LIMITED[refusal.reason]
