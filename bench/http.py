@@ -19,7 +19,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -92,23 +92,31 @@ async def _connection(port: int, auth: bytes) -> tuple[Send, Callable[[], None]]
     return connection.send, transport.close
 
 
-def drive(
-    ports: list[int], auth: bytes, work: Work, cpu: Callable[[], float] = lambda: 0.0
-) -> tuple[float, float, float, float, float]:
-    """Run ``work`` back to back on ``CLIENTS`` connections; units/s, p50 ms, p99 ms,
-    the CPU µs per unit that ``cpu`` (a CPU-seconds reading) counted in the window,
-    and the CPU µs per unit of this generator itself.
+def run_clients(
+    ports: list[int],
+    auth: bytes,
+    work: Work,
+    cpus: Sequence[Callable[[], float]] = (),
+    *,
+    clients: int = CLIENTS,
+    warmup: float = WARMUP,
+    seconds: float = MEASURE,
+) -> tuple[list[float], list[float]]:
+    """Run ``work`` back to back on ``clients`` keep-alive connections, client ``w`` on
+    ``ports[w % len(ports)]``, for ``warmup + seconds``.
 
-    Client ``w`` connects to ``ports[w % len(ports)]``.
+    Returns the seconds each unit of work took, sorted, of those that started after
+    the warm-up and ended in the window; and the CPU seconds each of ``cpus`` (a
+    CPU-seconds reading) counted in the window.
     """
     latencies: list[float] = []
-    readings: list[tuple[float, float]] = []
+    readings: list[list[float]] = []
 
-    async def read_cpu() -> None:
-        await asyncio.sleep(WARMUP)
-        readings.append((cpu(), time.process_time()))
-        await asyncio.sleep(MEASURE)
-        readings.append((cpu(), time.process_time()))
+    async def read_cpus() -> None:
+        await asyncio.sleep(warmup)
+        readings.append([cpu() for cpu in cpus])
+        await asyncio.sleep(seconds)
+        readings.append([cpu() for cpu in cpus])
 
     async def client(worker: int, begin: float, end: float) -> None:
         send, close = await _connection(ports[worker % len(ports)], auth)
@@ -122,19 +130,30 @@ def drive(
         close()
 
     async def run() -> None:
-        begin = time.perf_counter() + WARMUP
-        clients = (client(w, begin, begin + MEASURE) for w in range(CLIENTS))
-        await asyncio.gather(read_cpu(), *clients)
+        begin = time.perf_counter() + warmup
+        others = (client(w, begin, begin + seconds) for w in range(clients))
+        await asyncio.gather(read_cpus(), *others)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run())
     latencies.sort()
+    return latencies, [after - before for before, after in zip(*readings, strict=True)]
+
+
+def drive(
+    ports: list[int], auth: bytes, work: Work, cpu: Callable[[], float] = lambda: 0.0
+) -> tuple[float, float, float, float, float]:
+    """Run ``work`` back to back on ``CLIENTS`` connections (``run_clients``); units/s, p50 ms,
+    p99 ms, the CPU µs per unit that ``cpu`` (a CPU-seconds reading) counted in the
+    window, and the CPU µs per unit of this generator itself."""
+    latencies, (served, own) = run_clients(ports, auth, work, (cpu, time.process_time))
+    count = len(latencies)
     return (
-        len(latencies) / MEASURE,
-        latencies[len(latencies) // 2] * 1000,
-        latencies[int(len(latencies) * 0.99)] * 1000,
-        (readings[1][0] - readings[0][0]) / len(latencies) * 1e6,
-        (readings[1][1] - readings[0][1]) / len(latencies) * 1e6,
+        count / MEASURE,
+        latencies[count // 2] * 1000,
+        latencies[int(count * 0.99)] * 1000,
+        served / count * 1e6,
+        own / count * 1e6,
     )
 
 

@@ -27,7 +27,6 @@ twice a second for the whole run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import tempfile
@@ -41,13 +40,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import uvloop
 from rich.console import Console
 from rich.table import Table
 from tests.e2e.server import Instance
 
 from allotment import Governor
-from bench.http import CLIENTS, Send, _connection
+from bench.http import CLIENTS, Send, run_clients
 
 SERVER = os.environ.get("ALLOTMENT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ESTIMATE = {"input_tokens": 100}
@@ -282,15 +280,7 @@ def _drive(
     ``ports[w % len(ports)]``, for ``warmup + seconds``; only pairs that start after the
     warm-up and end in the window count. Pairs/s, p50 ms, and each of ``cpus``' CPU
     seconds over the window in µs per pair."""
-    latencies: list[float] = []
-    readings: list[list[float]] = []
     token = uuid.uuid4().hex[:8]  # request ids unique across rounds
-
-    async def read_cpus() -> None:
-        await asyncio.sleep(warmup)
-        readings.append([cpu() for cpu in cpus])
-        await asyncio.sleep(seconds)
-        readings.append([cpu() for cpu in cpus])
 
     async def pair(send: Send, worker: int, i: int) -> None:
         rid = f"{token}-{worker}-{i}"
@@ -301,28 +291,11 @@ def _drive(
         status = await send("POST", "/v1/commit", {"request_id": rid, "usage": USAGE})
         assert status == 200, f"commit answered {status}"
 
-    async def client(worker: int, begin: float, end: float) -> None:
-        send, close = await _connection(ports[worker % len(ports)], auth)
-        i = 0
-        while (started := time.perf_counter()) < end:
-            await pair(send, worker, i)
-            done = time.perf_counter()
-            if started >= begin and done <= end:
-                latencies.append(done - started)
-            i += 1
-        close()
-
-    async def run() -> None:
-        begin = time.perf_counter() + warmup
-        await asyncio.gather(read_cpus(), *(client(w, begin, begin + seconds)
-                                            for w in range(clients)))  # fmt: skip
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run())
-    latencies.sort()
+    latencies, used = run_clients(
+        ports, auth, pair, cpus, clients=clients, warmup=warmup, seconds=seconds
+    )
     count = len(latencies)
-    used = [(after - before) / count * 1e6 for before, after in zip(*readings, strict=True)]
-    return count / seconds, latencies[count // 2] * 1000, *used
+    return count / seconds, latencies[count // 2] * 1000, *(u / count * 1e6 for u in used)
 
 
 @contextmanager
