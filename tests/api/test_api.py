@@ -38,6 +38,12 @@ class Api:
         headers = {} if key is None else {"Authorization": f"Bearer {self.keys.get(key, key)}"}
         return self.client.request(method, path, headers=headers, **kwargs)
 
+    def add_budgets(self, *specs: dict[str, Any], key: str = "acme-admin") -> None:
+        """Create each budget of ``specs`` through the API."""
+        for spec in specs:
+            made = self.call("POST", "/v1/budgets", key, json=spec)
+            assert made.status_code == 201, made.text
+
 
 @pytest.fixture
 def api(make_governor: Callable[..., Governor]) -> Api:

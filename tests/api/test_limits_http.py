@@ -44,12 +44,6 @@ def api(gov: Governor) -> Api:
     return Api(gov)
 
 
-def add(api: Api, *specs: dict[str, Any]) -> None:
-    for spec in specs:
-        made = api.call("POST", "/v1/budgets", "acme-admin", json=spec)
-        assert made.status_code == 201, made.text
-
-
 def authorize(api: Api, rid: str, tokens: int = 10, key: str = "acme-service", **extra: Any) -> Any:
     body = {"request_id": rid, "subject": ACME, "provider": "openai", "model": "gpt-4o-mini",
             "estimate": {"output_tokens": tokens}, **extra}  # fmt: skip
@@ -104,7 +98,7 @@ def released(api: Api) -> list[tuple[str, str | None]]:
 
 
 def test_a_full_rolling_window_is_a_429_with_the_exact_retry_after(api: Api, clock: Clock) -> None:
-    add(api, RPM)
+    api.add_budgets(RPM)
     start = clock.now
     for i in range(3):  # at seconds 0, 10 and 20
         granted = authorize(api, f"r{i}")
@@ -130,7 +124,7 @@ def test_a_full_rolling_window_is_a_429_with_the_exact_retry_after(api: Api, clo
 
 
 def test_retry_after_counts_whole_seconds_rounded_up(api: Api, clock: Clock) -> None:
-    add(api, RPM | {"limit": 1})
+    api.add_budgets(RPM | {"limit": 1})
     start = clock.now
     assert authorize(api, "r0").status_code == 200
     clock.now = start + timedelta(seconds=20.5)  # 40.5 s to wait: told 41, never 40
@@ -144,8 +138,8 @@ def test_retry_after_counts_whole_seconds_rounded_up(api: Api, clock: Clock) -> 
 
 
 def test_a_call_larger_than_a_rate_limit_is_a_402_without_retry(api: Api) -> None:
-    add(api, {"id": "tpm", "tenant": "acme", "meter": "tokens", "window": "rolling:60",
-              "limit": 500})  # fmt: skip
+    api.add_budgets({"id": "tpm", "tenant": "acme", "meter": "tokens", "window": "rolling:60",
+                     "limit": 500})  # fmt: skip
     answer = authorize(api, "huge", tokens=501)
     error = refused(answer, 402)
     assert (error.code, error.reason, error.budget_id) == (
@@ -159,7 +153,7 @@ def test_a_call_larger_than_a_rate_limit_is_a_402_without_retry(api: Api) -> Non
 
 
 def test_a_budget_refusal_beside_a_rate_limit_is_a_402_without_retry_after(api: Api) -> None:
-    add(api, RPM | {"limit": 1}, DAY | {"limit": 10})
+    api.add_budgets(RPM | {"limit": 1}, DAY | {"limit": 10})
     assert authorize(api, "r0", tokens=10).status_code == 200
     answer = authorize(api, "r1", tokens=1)  # the day is spent, and so is the minute
     error = refused(answer, 402)
@@ -172,7 +166,7 @@ def test_a_budget_refusal_beside_a_rate_limit_is_a_402_without_retry_after(api: 
 
 
 def test_a_call_refused_by_two_limits_waits_for_the_later(api: Api, clock: Clock) -> None:
-    add(api, RPM | {"limit": 1}, SLOTS | {"limit": 1})
+    api.add_budgets(RPM | {"limit": 1}, SLOTS | {"limit": 1})
     start = clock.now
     assert authorize(api, "l1", ttl_seconds=300).status_code == 200
     clock.advance(seconds=10)
@@ -206,7 +200,7 @@ def test_the_policy_header_names_the_quota_its_unit_and_window(
     api: Api, clock: Clock, spec: dict[str, Any], now: datetime | None, policy: str
 ) -> None:
     clock.now = now or clock.now
-    add(api, spec)
+    api.add_budgets(spec)
     granted = authorize(api, "r1")
     assert granted.status_code == 200, granted.text
     assert limits(granted)[0] == policy
@@ -214,7 +208,7 @@ def test_the_policy_header_names_the_quota_its_unit_and_window(
 
 
 def test_a_day_budget_counts_down_to_midnight(api: Api, clock: Clock) -> None:
-    add(api, DAY)
+    api.add_budgets(DAY)
     granted = authorize(api, "r1", tokens=300)  # at noon UTC
     assert limits(granted) == ('"day";q=1000;qu="tokens";w=86400', '"day";r=700;t=43200', None)
     assert granted.headers["X-Budget-Remaining"] == "700"
@@ -230,7 +224,7 @@ def test_a_day_budget_counts_down_to_midnight(api: Api, clock: Clock) -> None:
 
 def test_the_fastapi_route_answers_a_429_as_the_lean_path(gov: Governor, clock: Clock) -> None:
     lean = Api(gov)
-    add(lean, RPM | {"limit": 1})
+    lean.add_budgets(RPM | {"limit": 1})
     assert authorize(lean, "r0").status_code == 200
     clock.advance(seconds=5)
     reference = TestClient(create_app(gov, lean=False))
@@ -250,7 +244,7 @@ def test_the_fastapi_route_answers_a_429_as_the_lean_path(gov: Governor, clock: 
 def test_a_full_concurrency_budget_is_a_429_until_the_soonest_lease_ends(
     api: Api, clock: Clock
 ) -> None:
-    add(api, SLOTS)
+    api.add_budgets(SLOTS)
     start = clock.now
     first = authorize(api, "l1", ttl_seconds=60)
     assert first.status_code == 200
@@ -279,7 +273,7 @@ def test_a_full_concurrency_budget_is_a_429_until_the_soonest_lease_ends(
 
 
 def test_a_call_no_slot_can_hold_is_a_402_without_retry(api: Api) -> None:
-    add(api, SLOTS | {"limit": 0})
+    api.add_budgets(SLOTS | {"limit": 0})
     answer = authorize(api, "l1")
     error = refused(answer, 402)
     assert (error.code, error.reason, error.retry_at) == (
@@ -288,7 +282,7 @@ def test_a_call_no_slot_can_hold_is_a_402_without_retry(api: Api) -> None:
 
 
 def test_a_heartbeat_extends_a_lease_up_to_its_maximum_duration(api: Api, clock: Clock) -> None:
-    add(api, SLOTS | {"limit": 1}, DAY)
+    api.add_budgets(SLOTS | {"limit": 1}, DAY)
     start = clock.now
     granted = authorize(api, "run", ttl_seconds=60, max_duration_seconds=150)
     assert granted.status_code == 200 and granted.json()["expires_at"] == after(start, 60)
@@ -315,7 +309,7 @@ def test_a_heartbeat_extends_a_lease_up_to_its_maximum_duration(api: Api, clock:
 
 
 def test_a_heartbeat_tells_an_ended_lease_to_stop(api: Api, clock: Clock) -> None:
-    add(api, SLOTS | {"limit": 3})
+    api.add_budgets(SLOTS | {"limit": 3})
     for lease in ("lost", "revoked", "done"):
         assert authorize(api, lease, ttl_seconds=60).status_code == 200
     revoke = {"request_id": "revoked", "reason": "revoked"}
@@ -336,7 +330,7 @@ def test_a_heartbeat_tells_an_ended_lease_to_stop(api: Api, clock: Clock) -> Non
 
 
 def test_a_heartbeat_keeps_a_plain_reservation_alive_by_its_own_ttl(api: Api, clock: Clock) -> None:
-    add(api, DAY)  # no concurrency budget, no maximum duration: not a lease
+    api.add_budgets(DAY)  # no concurrency budget, no maximum duration: not a lease
     assert authorize(api, "stream", ttl_seconds=30).status_code == 200
     for _ in range(3):
         clock.advance(seconds=20)
@@ -346,7 +340,7 @@ def test_a_heartbeat_keeps_a_plain_reservation_alive_by_its_own_ttl(api: Api, cl
 def test_an_abandoned_lease_kept_alive_before_is_swept_once(
     api: Api, gov: Governor, clock: Clock, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    add(api, SLOTS, DAY)
+    api.add_budgets(SLOTS, DAY)
     assert authorize(api, "run", ttl_seconds=30).status_code == 200
     clock.advance(seconds=20)
     assert alive(api, "run").expires_at == after(clock.now, 30)
@@ -358,7 +352,7 @@ def test_an_abandoned_lease_kept_alive_before_is_swept_once(
 
 
 def test_who_may_heartbeat_a_lease(api: Api) -> None:
-    add(api, SLOTS)
+    api.add_budgets(SLOTS)
     assert authorize(api, "run", ttl_seconds=60).status_code == 200
     unknown = beat(api, "nobody")
     assert unknown.status_code == 404
@@ -386,7 +380,7 @@ BAD_SECONDS = ["60", 1.5, True, 0, -1, 604_801]
 
 @pytest.mark.parametrize("value", BAD_SECONDS)
 def test_a_bad_heartbeat_ttl_is_a_422_naming_ttl_seconds(api: Api, value: Any) -> None:
-    add(api, SLOTS)
+    api.add_budgets(SLOTS)
     assert authorize(api, "run").status_code == 200
     answer = beat(api, "run", body={"ttl_seconds": value})
     assert answer.status_code == 422, answer.text
@@ -395,14 +389,14 @@ def test_a_bad_heartbeat_ttl_is_a_422_naming_ttl_seconds(api: Api, value: Any) -
 
 @pytest.mark.parametrize("value", BAD_SECONDS)
 def test_a_bad_maximum_duration_is_a_422_naming_max_duration_seconds(api: Api, value: Any) -> None:
-    add(api, SLOTS)
+    api.add_budgets(SLOTS)
     answer = authorize(api, "run", max_duration_seconds=value)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["field"] == "max_duration_seconds"
 
 
 def test_a_heartbeat_body_takes_only_its_fields(api: Api) -> None:
-    add(api, SLOTS)
+    api.add_budgets(SLOTS)
     authorize(api, "run")
     for body, field in [({"ttl": 60}, "ttl"), ({"tenant": 5}, "tenant"), ([60], "body")]:
         answer = beat(api, "run", body=body)
@@ -416,8 +410,8 @@ def test_a_heartbeat_body_takes_only_its_fields(api: Api) -> None:
 def test_the_client_keeps_a_lease_and_reads_a_429_as_a_refusal(gov: Governor, clock: Clock) -> None:
     api = Api(gov)
     # One slot per agent; one chat request a minute (an agent run is no chat).
-    add(api, SLOTS | {"limit": 1, "per": "agent"},
-        RPM | {"limit": 1, "match": {"feature": "chat"}})  # fmt: skip
+    api.add_budgets(SLOTS | {"limit": 1, "per": "agent"},
+                    RPM | {"limit": 1, "match": {"feature": "chat"}})  # fmt: skip
     chat = {"tenant": "acme", "user": "u1", "feature": "chat"}
     start = clock.now
     with Client("http://allotment", api.keys["acme-service"], http=api.client) as remote:
@@ -456,7 +450,7 @@ def test_the_async_client_keeps_a_lease_and_reads_a_429_as_a_refusal(
     gov: Governor, clock: Clock
 ) -> None:
     api = Api(gov)
-    add(api, SLOTS | {"limit": 1})
+    api.add_budgets(SLOTS | {"limit": 1})
     start = clock.now
     transport = httpx.ASGITransport(app=create_app(gov))
 

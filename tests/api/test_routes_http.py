@@ -26,13 +26,8 @@ from allotment.governor import Governor
 from allotment.store.base import EventQuery
 from tests.api.test_api import Api
 from tests.conftest import Clock
+from tests.store.test_routes import ACME, CALL, HOSTED, OWN, ROUTES, SECOND
 
-ACME = {"tenant": "acme", "user": "u1"}
-HOSTED = {"provider": "openai", "model": "gpt-4o-mini", "backend": "hosted"}
-SECOND = {"provider": "anthropic", "model": "claude-3-5-haiku", "backend": "hosted"}
-OWN = {"provider": "self", "model": "llama-3-70b", "backend": "own"}
-ROUTES = [HOSTED, SECOND, OWN]
-CALL = {"input_tokens": 100}
 #: the tenant's day of tokens: every candidate's binding budget (the rate-limit headers)
 DAY = {"id": "day", "tenant": "acme", "meter": "tokens", "window": "day", "limit": 1000}
 DAY_POLICY = '"day";q=1000;qu="tokens";w=86400'
@@ -44,12 +39,6 @@ RPM = {"id": "rpm", "tenant": "acme", "meter": "requests", "window": "rolling:60
 @pytest.fixture
 def api(gov: Governor) -> Api:
     return Api(gov)
-
-
-def add(api: Api, *specs: dict[str, Any]) -> None:
-    for spec in specs:
-        made = api.call("POST", "/v1/budgets", "acme-admin", json=spec)
-        assert made.status_code == 201, made.text
 
 
 def cap(budget_id: str, limit: int, **match: str) -> dict[str, Any]:
@@ -106,7 +95,7 @@ def after(start: datetime, seconds: float) -> str:
 
 
 def test_the_first_candidate_with_room_is_served_and_the_others_named(api: Api) -> None:
-    add(api, DAY, cap("openai", 0, provider="openai"), cap("hosted", 100, backend="hosted"))
+    api.add_budgets(DAY, cap("openai", 0, provider="openai"), cap("hosted", 100, backend="hosted"))
     earlier = {"request_id": "earlier", "subject": ACME | {"tags": {"backend": "hosted"}},
                "provider": "anthropic", "model": "claude-3-5-haiku",
                "usage": {"input_tokens": 50}}  # fmt: skip
@@ -137,7 +126,7 @@ def test_the_first_candidate_with_room_is_served_and_the_others_named(api: Api) 
 
 
 def test_a_route_that_fits_at_once_skips_nothing(api: Api) -> None:
-    add(api, DAY)
+    api.add_budgets(DAY)
     answer = authorize(api, "r1")
     decision = granted(answer)
     assert decision.route is not None and decision.route.model_dump() == HOSTED
@@ -149,7 +138,7 @@ def test_a_route_that_fits_at_once_skips_nothing(api: Api) -> None:
 
 
 def test_the_ledger_keeps_the_route_served_and_the_route_asked_for(api: Api) -> None:
-    add(api, DAY, cap("openai", 0, provider="openai"), cap("hosted", 1000, backend="hosted"))
+    api.add_budgets(DAY, cap("openai", 0, provider="openai"), cap("hosted", 1000, backend="hosted"))
     assert granted(authorize(api, "fell-back")).route.model_dump() == SECOND  # type: ignore[union-attr]
     committed = commit(api, "fell-back")
     assert (committed.event.provider, committed.event.model) == ("anthropic", "claude-3-5-haiku")
@@ -170,8 +159,9 @@ def test_the_ledger_keeps_the_route_served_and_the_route_asked_for(api: Api) -> 
 
 
 def test_a_commit_naming_another_model_counts_where_it_ran(api: Api) -> None:
-    add(api, cap("openai", 0, provider="openai"), cap("haiku", 1000, model="claude-3-5-haiku"),
-        cap("sonnet", 1000, model="claude-sonnet-4"))  # fmt: skip
+    api.add_budgets(cap("openai", 0, provider="openai"),
+                    cap("haiku", 1000, model="claude-3-5-haiku"),
+                    cap("sonnet", 1000, model="claude-sonnet-4"))  # fmt: skip
     assert granted(authorize(api, "r1")).route.model_dump() == SECOND  # type: ignore[union-attr]
     committed = commit(api, "r1", model="claude-sonnet-4")
     assert committed.event.model == "claude-sonnet-4"
@@ -183,9 +173,9 @@ def test_a_commit_naming_another_model_counts_where_it_ran(api: Api) -> None:
 
 
 def test_a_retry_replays_the_route_reserved(api: Api) -> None:
-    add(api, DAY, cap("openai", 0, provider="openai"))
+    api.add_budgets(DAY, cap("openai", 0, provider="openai"))
     first = granted(authorize(api, "r1"))
-    add(api, cap("haiku", 0, model="claude-3-5-haiku"))  # the second would now be refused
+    api.add_budgets(cap("haiku", 0, model="claude-3-5-haiku"))  # the second would now be refused
     again = granted(authorize(api, "r1"))
     assert again.replayed and not first.replayed
     assert again.route == first.route and first.route.model_dump() == SECOND  # type: ignore[union-attr]
@@ -201,7 +191,7 @@ def test_a_retry_replays_the_route_reserved(api: Api) -> None:
 
 
 def test_with_no_route_left_the_402_names_every_candidates_reason(api: Api) -> None:
-    add(api, DAY | {"limit": 10})
+    api.add_budgets(DAY | {"limit": 10})
     answer = authorize(api, "r1")
     assert answer.status_code == 402, answer.text
     schemas.ErrorBody.model_validate(answer.json())
@@ -230,7 +220,7 @@ def test_with_no_route_left_the_402_names_every_candidates_reason(api: Api) -> N
 
 
 def test_a_routed_refusal_fits_the_refusal_schema(api: Api) -> None:
-    add(api, DAY | {"limit": 10})
+    api.add_budgets(DAY | {"limit": 10})
     answer = authorize(api, "r1")
     assert answer.status_code == 402, answer.text
     error = schemas.RefusalBody.model_validate(answer.json()).error
@@ -238,7 +228,7 @@ def test_a_routed_refusal_fits_the_refusal_schema(api: Api) -> None:
 
 
 def test_a_skipped_candidates_refusals_name_their_unit(api: Api) -> None:
-    add(api, DAY | {"limit": 10})
+    api.add_budgets(DAY | {"limit": 10})
     answer = authorize(api, "r1")
     error = answer.json()["error"]
     assert error["decision"]["refusals"][0]["unit"] == "tokens"
@@ -249,7 +239,7 @@ def test_a_skipped_candidates_refusals_name_their_unit(api: Api) -> None:
 def test_a_rate_limited_candidate_beside_a_spent_one_is_a_429(
     api: Api, clock: Clock, order: str
 ) -> None:
-    add(api, RPM, cap("haiku", 0, model="claude-3-5-haiku"))
+    api.add_budgets(RPM, cap("haiku", 0, model="claude-3-5-haiku"))
     routes = [HOSTED, SECOND] if order == "limited first" else [SECOND, HOSTED]
     start = clock.now
     assert granted(authorize(api, "r1", [HOSTED])).route.model_dump() == HOSTED  # type: ignore[union-attr]
@@ -283,7 +273,7 @@ def test_a_rate_limited_candidate_beside_a_spent_one_is_a_429(
 
 
 def test_a_429s_rate_limit_headers_name_the_limit_it_waits_on(api: Api, clock: Clock) -> None:
-    add(api, RPM, cap("haiku", 0, model="claude-3-5-haiku"))
+    api.add_budgets(RPM, cap("haiku", 0, model="claude-3-5-haiku"))
     assert granted(authorize(api, "r1", [HOSTED])).allowed
     clock.advance(seconds=10)
     answer = authorize(api, "r2", [SECOND, HOSTED])
@@ -292,7 +282,7 @@ def test_a_429s_rate_limit_headers_name_the_limit_it_waits_on(api: Api, clock: C
 
 
 def test_a_candidate_waiting_on_a_limit_falls_back_at_once(api: Api, clock: Clock) -> None:
-    add(api, DAY, RPM)
+    api.add_budgets(DAY, RPM)
     assert granted(authorize(api, "r1")).route.model_dump() == HOSTED  # type: ignore[union-attr]
     clock.advance(seconds=5)
     answer = authorize(api, "r2")
@@ -344,7 +334,7 @@ def test_bad_routes_are_a_422_naming_the_field(
 
 def test_the_client_authorizes_over_routes(gov: Governor, clock: Clock) -> None:
     api = Api(gov)
-    add(api, DAY, RPM, cap("openai", 1000, provider="openai"))
+    api.add_budgets(DAY, RPM, cap("openai", 1000, provider="openai"))
     remote = Client("http://allotment", api.keys["acme-service"], http=TestClient(create_app(gov)))
     start = clock.now
     served = remote.authorize("c1", ACME, "openai", "gpt-4o-mini", CALL,

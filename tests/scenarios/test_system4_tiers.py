@@ -174,7 +174,7 @@ def test_a_plan_may_give_recurring_grants(gov: Governor, clock: Clock) -> None:
 
 
 #: core with a hosted sub-cap: at most half its lifetime quota served by the hosted backend
-SUBCAPPED = {"id": "core", "tenant": "relay", "per": "install", "default": True, "budgets": [
+SUBCAPPED = {**TIERS[0], "budgets": [
     {"id": "credits", "meter": "credits", "window": "lifetime", "limit": 100},
     {"id": "hosted", "meter": "credits", "window": "lifetime", "share": "0.5",
      "match": {"backend": "hosted"}},

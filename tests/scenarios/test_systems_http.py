@@ -23,6 +23,9 @@ from allotment.pricing import ModelRate, StaticPricer
 from allotment.store.base import EventQuery
 from tests.conftest import Clock
 from tests.scenarios.test_system3_credits import SUBSCRIPTION, customer
+from tests.scenarios.test_system4_tiers import HOSTED as HOSTED_ROUTE
+from tests.scenarios.test_system4_tiers import OWN as OWN_ROUTE
+from tests.scenarios.test_system4_tiers import SUBCAPPED as SUBCAPPED_CORE
 from tests.scenarios.test_system4_tiers import TIERS
 
 
@@ -321,17 +324,6 @@ def core_is_a_lifetime_quota_that_never_resets(relay: Relay, clock: Clock) -> No
     clock.now = datetime(2027, 3, 1, tzinfo=UTC)  # months later: still spent
     assert relay.standing("i-2") == ("core.credits", 100, 0)
     assert relay.admin.plan_of("relay", "i-2") is None
-
-
-#: core with a hosted sub-cap (issue 19): at most half its 100 lifetime credits served by
-#: the hosted backend, the rest on the operator's own hardware
-SUBCAPPED_CORE = {**TIERS[0], "budgets": [
-    {"id": "credits", "meter": "credits", "window": "lifetime", "limit": 100},
-    {"id": "hosted", "meter": "credits", "window": "lifetime", "share": "0.5",
-     "match": {"backend": "hosted"}},
-]}  # fmt: skip
-HOSTED_ROUTE = {"provider": "hosted", "model": "relay-model", "backend": "hosted"}
-OWN_ROUTE = {"provider": "self", "model": "relay-local", "backend": "own"}
 
 
 def routed(relay: Relay, request_id: str, install: str, routes: list[dict[str, str]]) -> Any:
