@@ -117,8 +117,7 @@ def replay(
     if until <= since:
         raise ValidationError("until", "must be after since")
     clock = _Clock()
-    not_replayed: list[str] = []
-    current = [b for b in gov.list_budgets(tenant) if not _kept_out(b, not_replayed)]
+    current = gov.list_budgets(tenant)
     planned = []
     for i, spec in enumerate(proposed):
         try:
@@ -126,9 +125,13 @@ def replay(
         except ValidationError as exc:
             raise exc.within(f"budgets[{i}]") from None
         if tenant is None or budget.tenant in (None, tenant):
-            if not _kept_out(budget, not_replayed):
-                planned.append(budget)
-    policies = [_replayer(gov, budgets, clock) for budgets in (current, planned)]
+            planned.append(budget)
+    # Credit pools stay out: their grants and top-ups are not in the replay.
+    not_replayed = sorted({b.id for b in (*current, *planned) if b.credits})
+    policies = [
+        _replayer(gov, [b for b in budgets if not b.credits], clock)
+        for budgets in (current, planned)
+    ]
     tallies: dict[tuple[date, str], _Tally] = {}
     refused_by: Counter[str] = Counter()
     try:
@@ -155,14 +158,7 @@ def replay(
                   t.refused[1], t.refused_micros[1])
         for (day, name), t in sorted(tallies.items())
     ]  # fmt: skip
-    return ReplayReport(rows, gov.currency, refused_by, sorted(set(not_replayed)))
-
-
-def _kept_out(budget: Budget, not_replayed: list[str]) -> bool:
-    """Whether ``budget`` stays out of the replay (a credit pool), noting it if so."""
-    if budget.credits:
-        not_replayed.append(budget.id)
-    return budget.credits
+    return ReplayReport(rows, gov.currency, refused_by, not_replayed)
 
 
 def _replayer(gov: Governor, budgets: Sequence[Budget], clock: _Clock) -> Governor:
@@ -194,6 +190,6 @@ def _ask(policy: Governor, event: Event) -> str | None:
     subject = event.subject.to_dict()
     decision = policy.authorize(request_id, subject, event.provider, event.model, usage)
     if not decision.allowed:
-        return decision.refusals[0].budget_id or "" if decision.refusals else ""
+        return decision.refusals[0].budget_id or ""
     policy.commit(request_id, usage, status=event.status.value)
     return None

@@ -74,6 +74,19 @@ def test_days_are_the_viewers_and_the_span_is_half_open(tmp_path: Path) -> None:
     gov.close()
 
 
+def test_credit_pools_are_left_out_and_named(tmp_path: Path) -> None:
+    gov = ledger(tmp_path)
+    pool = {"id": "pool", "tenant": "acme", "meter": "tokens", "window": "month", "limit": 100,
+            "credits": True}  # fmt: skip
+    gov.create_budget(pool)
+    report = replay(gov, [*PROPOSED, {**pool, "id": "proposed-pool"}], since=DAY,
+                    until=DAY + timedelta(days=1))  # fmt: skip
+    assert report.not_replayed == ["pool", "proposed-pool"]
+    [acme] = [r for r in report.rows if r.tenant == "acme"]
+    assert (acme.current_refused, acme.proposed_refused) == (1, 3)  # as without the pools
+    gov.close()
+
+
 def test_bad_proposals_name_the_field(tmp_path: Path) -> None:
     gov = ledger(tmp_path)
     with pytest.raises(ValidationError, match=r"budgets\[0\]\.limit"):
